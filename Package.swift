@@ -1,0 +1,71 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// The videophone firmware: one daemon (`videophoned`), its control tool
+/// (`videophonectl`) and a benchmark runner, over an embedded WebRTC-compatible stack.
+///
+/// Layering (see docs/ARCHITECTURE.md):
+/// C library targets → I/O-free protocol modules → transport/peer connection → media → app.
+let package = Package(
+    name: "videophone",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "videophoned", targets: ["videophoned"]),
+        .executable(name: "videophonectl", targets: ["videophonectl"]),
+        .executable(name: "videophone-bench", targets: ["videophone-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries, found through pkg-config; shim.h wraps macros and variadic calls.
+        .systemLibrary(name: "CX264", pkgConfig: "x264", providers: [.apt(["libx264-dev"])]),
+        .systemLibrary(name: "COpus", pkgConfig: "opus", providers: [.apt(["libopus-dev"])]),
+        .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
+        .systemLibrary(name: "CV4L2", pkgConfig: "libv4l2", providers: [.apt(["libv4l-dev"])]),
+        .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
+
+        // Shared value types with no I/O: bytes, addresses, clocks.
+        .target(name: "NetworkCore"),
+        // I/O-free protocol modules.
+        .target(name: "RTP", dependencies: ["NetworkCore"]),
+        .target(name: "STUN", dependencies: ["NetworkCore", "COpenSSL"]),
+        .target(name: "SDP", dependencies: ["NetworkCore"]),
+        .target(name: "ICE", dependencies: ["NetworkCore", "STUN"]),
+        // Bytes in, bytes out over OpenSSL and libsrtp2.
+        .target(name: "DTLS", dependencies: ["COpenSSL"]),
+        .target(name: "SRTP", dependencies: ["CSRTP"]),
+        // Codecs and capture/playback devices.
+        .target(name: "Codecs", dependencies: ["CX264", "COpus"]),
+        .target(name: "MediaDevices", dependencies: ["NetworkCore"]),
+        // Sockets, demultiplexing and the W3C-shaped peer connection.
+        .target(name: "PeerConnection", dependencies: [
+            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "DTLS", "SRTP",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The device application: config, signalling, call control, status.
+        .target(name: "VideoPhone", dependencies: [
+            "PeerConnection", "Codecs", "MediaDevices", "SDP", "RTP",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "videophoned", dependencies: [
+            "VideoPhone", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "videophonectl", dependencies: ["VideoPhone"]),
+        .executableTarget(name: "videophone-bench", dependencies: [
+            "VideoPhone", "Codecs", "MediaDevices", "RTP", "SRTP",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "RTPTests", dependencies: ["RTP"]),
+        .testTarget(name: "STUNTests", dependencies: ["STUN", "NetworkCore"]),
+        .testTarget(name: "SDPTests", dependencies: ["SDP"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "NetworkCore"]),
+        .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
+        .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
+        .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone"]),
+    ]
+)

@@ -1,0 +1,235 @@
+import NetworkCore
+
+/// A video frame put back together from its RTP packets.
+public struct AssembledFrame: Sendable {
+    public var rtpTimestamp: UInt32
+    /// The access unit in Annex B form.
+    public var data: [UInt8]
+    public var isKeyframe: Bool
+    public var packetCount: Int
+    /// The sender's capture time (abs-capture-time), as NTP, when it was sent.
+    public var captureNTP: UInt64?
+}
+
+/// Reassembles H.264 frames from RTP packets that may arrive lost, late, duplicated or
+/// reordered (RFC 6184 packetization-mode 1).
+///
+/// A frame is delivered when all packets from the one after the previous frame's last
+/// packet up to the packet with the marker bit are present. After an unrecoverable gap the
+/// assembler waits for the next keyframe (SPS or IDR at the start of a frame) and tells
+/// its owner to ask for one (PLI). No I/O: time comes in as an argument.
+///
+/// Not thread-safe: owned by one receive path.
+public struct H264FrameAssembler {
+    struct Slot {
+        var seq: UInt16 = 0
+        var timestamp: UInt32 = 0
+        var marker = false
+        var valid = false
+        var captureNTP: UInt64? = nil
+        var payload: [UInt8] = []
+    }
+
+    private var slots: [Slot]
+    private let mask: Int
+    private var lastDeliveredSeq: UInt16?
+    private var waitingForKeyframe = true
+    private var keyframeStarts: [UInt16] = []
+    private var stalledSince: Instant?
+    private var keyframeRequestPending = false
+    /// How long a gap may stay open (waiting for retransmission) before giving up on it.
+    public var gapTimeout: Duration
+
+    /// Frames dropped because they could not be completed.
+    public private(set) var framesDropped = 0
+
+    public init(capacity: Int = 1024, gapTimeout: Duration = .milliseconds(300)) {
+        var cap = 1
+        while cap < capacity { cap <<= 1 }
+        slots = Array(repeating: Slot(), count: cap)
+        mask = cap - 1
+        self.gapTimeout = gapTimeout
+    }
+
+    /// True once after the assembler gave up on a gap or started without a keyframe; the
+    /// owner should send a PLI.
+    public mutating func takeKeyframeRequest() -> Bool {
+        defer { keyframeRequestPending = false }
+        return keyframeRequestPending
+    }
+
+    /// Adds a packet; returns the frames it completed, oldest first.
+    public mutating func insert(_ packet: RTPPacket, captureNTP: UInt64? = nil, now: Instant) -> [AssembledFrame] {
+        let seq = packet.sequenceNumber
+        if let last = lastDeliveredSeq, !SequenceNumber.isNewer(seq, than: last) { return [] }
+        let idx = Int(seq) & mask
+        if slots[idx].valid && slots[idx].seq == seq { return [] }  // duplicate
+        slots[idx].seq = seq
+        slots[idx].timestamp = packet.timestamp
+        slots[idx].marker = packet.marker
+        slots[idx].valid = true
+        slots[idx].captureNTP = captureNTP
+        slots[idx].payload.removeAll(keepingCapacity: true)
+        slots[idx].payload.append(contentsOf: packet.payload)
+        if H264Payload.startsKeyframe(packet.payload) {
+            keyframeStarts.append(seq)
+        }
+        return drain(now: now)
+    }
+
+    /// Gives up on gaps older than ``gapTimeout``; call periodically.
+    public mutating func poll(now: Instant) -> [AssembledFrame] {
+        drain(now: now)
+    }
+
+    private mutating func drain(now: Instant) -> [AssembledFrame] {
+        var out: [AssembledFrame] = []
+        while true {
+            if !waitingForKeyframe, let last = lastDeliveredSeq, let end = completeFrame(from: last &+ 1) {
+                emit(from: last &+ 1, to: end, into: &out)
+                continue
+            }
+            // A complete keyframe later in the stream supersedes whatever is missing before it.
+            keyframeStarts.removeAll { s in
+                if let last = lastDeliveredSeq { return !SequenceNumber.isNewer(s, than: last) }
+                return false
+            }
+            var jumped = false
+            for start in keyframeStarts.sorted(by: { SequenceNumber.isNewer($1, than: $0) }) {
+                if let end = completeFrame(from: start) {
+                    if !waitingForKeyframe { framesDropped += 1 }
+                    waitingForKeyframe = false
+                    emit(from: start, to: end, into: &out)
+                    jumped = true
+                    break
+                }
+            }
+            if jumped { continue }
+            break
+        }
+        if out.isEmpty {
+            if hasPendingPackets() {
+                if let since = stalledSince {
+                    if now - since > gapTimeout && !waitingForKeyframe {
+                        waitingForKeyframe = true
+                        keyframeRequestPending = true
+                        framesDropped += 1
+                        stalledSince = now
+                    } else if now - since > gapTimeout {
+                        keyframeRequestPending = true
+                        stalledSince = now
+                    }
+                } else {
+                    stalledSince = now
+                    if lastDeliveredSeq == nil && keyframeStarts.isEmpty { keyframeRequestPending = true }
+                }
+            }
+        } else {
+            stalledSince = hasPendingPackets() ? now : nil
+        }
+        return out
+    }
+
+    private func hasPendingPackets() -> Bool {
+        // Cheap check: any valid slot newer than the last delivered.
+        guard let last = lastDeliveredSeq else { return slots.contains { $0.valid } }
+        let next = Int(last &+ 1) & mask
+        if slots[next].valid && slots[next].seq == last &+ 1 { return true }
+        return slots.contains { $0.valid && SequenceNumber.isNewer($0.seq, than: last) }
+    }
+
+    /// If packets `start...marker` are all present with one timestamp, the marker's seq.
+    private func completeFrame(from start: UInt16) -> UInt16? {
+        let first = slots[Int(start) & mask]
+        guard first.valid, first.seq == start else { return nil }
+        var seq = start
+        var count = 0
+        while count < slots.count {
+            let s = slots[Int(seq) & mask]
+            guard s.valid, s.seq == seq, s.timestamp == first.timestamp else { return nil }
+            if s.marker { return seq }
+            seq &+= 1
+            count += 1
+        }
+        return nil
+    }
+
+    private mutating func emit(from start: UInt16, to end: UInt16, into out: inout [AssembledFrame]) {
+        var data: [UInt8] = []
+        var fuOpen = false
+        var ok = true
+        var keyframe = false
+        var capture: UInt64? = nil
+        var seq = start
+        var count = 0
+        while true {
+            let idx = Int(seq) & mask
+            let payload = slots[idx].payload[...]
+            if H264Payload.containsIDR(payload) { keyframe = true }
+            if capture == nil { capture = slots[idx].captureNTP }
+            if !H264Payload.depacketize(payload, into: &data, fuOpen: &fuOpen) { ok = false }
+            slots[idx].valid = false
+            count += 1
+            if seq == end { break }
+            seq &+= 1
+        }
+        lastDeliveredSeq = end
+        if ok && !fuOpen {
+            out.append(AssembledFrame(rtpTimestamp: slots[Int(end) & mask].timestamp, data: data,
+                                      isKeyframe: keyframe, packetCount: count, captureNTP: capture))
+        } else {
+            framesDropped += 1
+            waitingForKeyframe = true
+            keyframeRequestPending = true
+        }
+    }
+}
+
+/// Tracks missing sequence numbers and says which to NACK (RFC 4585 §6.2.1), retrying
+/// each at most `maxRetries` times, no more often than once per `retryInterval`.
+public struct NACKGenerator {
+    struct Missing { var firstSeen: Instant; var lastSent: Instant?; var retries: Int }
+    private var missing: [UInt16: Missing] = [:]
+    private var highest: UInt16?
+    public var maxRetries = 10
+    public var retryInterval: Duration = .milliseconds(50)
+    public var maxAge: Duration = .milliseconds(1000)
+
+    public init() {}
+
+    /// Notes a received packet; returns true if it filled a gap (a retransmission or reorder).
+    @discardableResult
+    public mutating func received(_ seq: UInt16, now: Instant) -> Bool {
+        guard let h = highest else { highest = seq; return false }
+        let d = SequenceNumber.distance(from: h, to: seq)
+        if d > 0 {
+            if d > 1 && d < 1000 {
+                var s = h &+ 1
+                while s != seq { missing[s] = Missing(firstSeen: now, lastSent: nil, retries: 0); s &+= 1 }
+            } else if d >= 1000 {
+                missing.removeAll()
+            }
+            highest = seq
+            return false
+        }
+        return missing.removeValue(forKey: seq) != nil
+    }
+
+    /// The sequence numbers to NACK now, in order.
+    public mutating func due(now: Instant) -> [UInt16] {
+        guard !missing.isEmpty else { return [] }
+        var out: [UInt16] = []
+        for (seq, var m) in missing {
+            if now - m.firstSeen > maxAge || m.retries >= maxRetries { missing[seq] = nil; continue }
+            if let last = m.lastSent, now - last < retryInterval { continue }
+            m.lastSent = now
+            m.retries += 1
+            missing[seq] = m
+            out.append(seq)
+        }
+        guard let h = highest else { return out }
+        return out.sorted { SequenceNumber.distance(from: $0, to: h) > SequenceNumber.distance(from: $1, to: h) }
+    }
+
+    public var missingCount: Int { missing.count }
+}

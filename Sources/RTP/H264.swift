@@ -1,0 +1,202 @@
+import NetworkCore
+
+/// H.264 NAL unit types used by the packetizer (ITU-T H.264 Table 7-1, RFC 6184 §5.2).
+public enum H264NALType {
+    public static let slice: UInt8 = 1
+    public static let idr: UInt8 = 5
+    public static let sei: UInt8 = 6
+    public static let sps: UInt8 = 7
+    public static let pps: UInt8 = 8
+    public static let aud: UInt8 = 9
+    public static let stapA: UInt8 = 24
+    public static let fuA: UInt8 = 28
+}
+
+/// Annex B byte-stream helpers.
+public enum AnnexB {
+    /// Splits an Annex B access unit at its start codes; returns the NAL units' ranges.
+    public static func nalUnitRanges(_ data: [UInt8]) -> [Range<Int>] {
+        var starts: [(payload: Int, code: Int)] = []
+        var i = 0
+        let n = data.count
+        while i + 2 < n {
+            if data[i] == 0 && data[i + 1] == 0 {
+                if data[i + 2] == 1 {
+                    starts.append((i + 3, i)); i += 3; continue
+                } else if data[i + 2] == 0 && i + 3 < n && data[i + 3] == 1 {
+                    starts.append((i + 4, i)); i += 4; continue
+                }
+            }
+            i += 1
+        }
+        var ranges: [Range<Int>] = []
+        for (k, s) in starts.enumerated() {
+            let end = k + 1 < starts.count ? starts[k + 1].code : n
+            if end > s.payload { ranges.append(s.payload..<end) }
+        }
+        return ranges
+    }
+
+    public static let startCode: [UInt8] = [0, 0, 0, 1]
+}
+
+/// Splits H.264 access units into RTP payloads, packetization-mode 1 (RFC 6184 §5.6–5.8):
+/// small NAL units are aggregated into STAP-A, large ones fragmented into FU-A, the rest
+/// go as single NAL unit packets. `maxPayloadSize` keeps packets under the path MTU.
+public struct H264Packetizer: Sendable {
+    public var maxPayloadSize: Int
+    public init(maxPayloadSize: Int = 1200) { self.maxPayloadSize = maxPayloadSize }
+
+    /// Calls `emit(payload, isLastOfFrame)` once per RTP payload, in order.
+    public func packetize(accessUnit data: [UInt8], emit: (ArraySlice<UInt8>, Bool) -> Void) {
+        let nals = AnnexB.nalUnitRanges(data).filter { data[$0.lowerBound] & 0x1F != H264NALType.aud }
+        var stap: [UInt8] = []
+        var stapCount = 0
+        var stapNRI: UInt8 = 0
+        func flushStap(last: Bool) {
+            guard stapCount > 0 else { return }
+            if stapCount == 1 {
+                // One NAL alone: send it as a single NAL unit packet instead.
+                emit(stap[3...], last)
+            } else {
+                stap[0] = stapNRI | H264NALType.stapA
+                emit(stap[...], last)
+            }
+            stap.removeAll(keepingCapacity: true)
+            stapCount = 0
+            stapNRI = 0
+        }
+        func addToStap(_ r: Range<Int>) {
+            if stapCount == 0 { stap.append(0) }
+            stap.appendU16(UInt16(r.count))
+            stap.append(contentsOf: data[r])
+            stapNRI = max(stapNRI, data[r.lowerBound] & 0x60)
+            stapCount += 1
+        }
+        for (k, r) in nals.enumerated() {
+            let isLast = k == nals.count - 1
+            if stapCount > 0 {
+                if stap.count + 2 + r.count <= maxPayloadSize {
+                    addToStap(r)
+                    if isLast { flushStap(last: true) }
+                    continue
+                }
+                flushStap(last: false)
+            }
+            if !isLast && r.count + 3 <= maxPayloadSize {
+                addToStap(r)  // may aggregate with the next NAL unit (SPS+PPS+small slices)
+            } else if r.count <= maxPayloadSize {
+                emit(data[r], isLast)
+            } else {
+                fragment(data, r, isLastNAL: isLast, emit: emit)
+            }
+        }
+        flushStap(last: true)
+    }
+
+    private func fragment(_ data: [UInt8], _ r: Range<Int>, isLastNAL: Bool, emit: (ArraySlice<UInt8>, Bool) -> Void) {
+        let header = data[r.lowerBound]
+        let indicator = (header & 0xE0) | H264NALType.fuA
+        let type = header & 0x1F
+        var offset = r.lowerBound + 1
+        let chunk = maxPayloadSize - 2
+        // Even out fragment sizes so the last one is not a runt.
+        let total = r.upperBound - offset
+        let count = (total + chunk - 1) / chunk
+        let per = (total + count - 1) / count
+        var buf: [UInt8] = []
+        buf.reserveCapacity(maxPayloadSize)
+        var first = true
+        while offset < r.upperBound {
+            let end = min(offset + per, r.upperBound)
+            let last = end == r.upperBound
+            buf.removeAll(keepingCapacity: true)
+            buf.append(indicator)
+            buf.append((first ? 0x80 : 0) | (last ? 0x40 : 0) | type)
+            buf.append(contentsOf: data[offset..<end])
+            emit(buf[...], last && isLastNAL)
+            first = false
+            offset = end
+        }
+    }
+}
+
+/// Facts about one RTP payload of H.264, read without copying.
+public enum H264Payload {
+    /// True when the payload begins a NAL unit that starts a keyframe (SPS, or IDR).
+    public static func startsKeyframe(_ p: ArraySlice<UInt8>) -> Bool {
+        guard let first = p.first else { return false }
+        let type = first & 0x1F
+        switch type {
+        case H264NALType.sps, H264NALType.idr: return true
+        case H264NALType.stapA:
+            let i = p.startIndex + 3
+            guard i < p.endIndex else { return false }
+            let t = p[i] & 0x1F
+            return t == H264NALType.sps || t == H264NALType.idr
+        case H264NALType.fuA:
+            guard p.count >= 2 else { return false }
+            let fu = p[p.startIndex + 1]
+            return fu & 0x80 != 0 && fu & 0x1F == H264NALType.idr
+        default: return false
+        }
+    }
+
+    /// True when the payload contains an IDR slice (any part).
+    public static func containsIDR(_ p: ArraySlice<UInt8>) -> Bool {
+        guard let first = p.first else { return false }
+        switch first & 0x1F {
+        case H264NALType.idr: return true
+        case H264NALType.fuA: return p.count >= 2 && p[p.startIndex + 1] & 0x1F == H264NALType.idr
+        case H264NALType.stapA:
+            var i = p.startIndex + 1
+            while i + 2 < p.endIndex {
+                let len = Int(p[i]) << 8 | Int(p[i + 1])
+                if p[i + 2] & 0x1F == H264NALType.idr { return true }
+                i += 2 + len
+            }
+            return false
+        default: return false
+        }
+    }
+
+    /// Appends the payload's NAL units to `out` in Annex B form. Returns false when the
+    /// payload is malformed. `fuOpen` tracks an FU-A in progress across packets.
+    public static func depacketize(_ p: ArraySlice<UInt8>, into out: inout [UInt8], fuOpen: inout Bool) -> Bool {
+        guard let first = p.first else { return false }
+        let type = first & 0x1F
+        switch type {
+        case 1...23:
+            out.append(contentsOf: AnnexB.startCode)
+            out.append(contentsOf: p)
+            return true
+        case H264NALType.stapA:
+            var i = p.startIndex + 1
+            while i < p.endIndex {
+                guard i + 2 <= p.endIndex else { return false }
+                let len = Int(p[i]) << 8 | Int(p[i + 1])
+                guard len > 0, i + 2 + len <= p.endIndex else { return false }
+                out.append(contentsOf: AnnexB.startCode)
+                out.append(contentsOf: p[(i + 2)..<(i + 2 + len)])
+                i += 2 + len
+            }
+            return true
+        case H264NALType.fuA:
+            guard p.count >= 2 else { return false }
+            let fu = p[p.startIndex + 1]
+            let start = fu & 0x80 != 0, end = fu & 0x40 != 0
+            if start {
+                out.append(contentsOf: AnnexB.startCode)
+                out.append((first & 0xE0) | (fu & 0x1F))
+                fuOpen = true
+            } else if !fuOpen {
+                return false
+            }
+            out.append(contentsOf: p.dropFirst(2))
+            if end { fuOpen = false }
+            return true
+        default:
+            return false
+        }
+    }
+}
