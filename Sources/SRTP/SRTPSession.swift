@@ -78,6 +78,14 @@ public final class SRTPSession {
         try run("protect RTP", &packet, srtp_protect)
     }
 
+    /// Decrypts an SRTP packet held in `buffer[0..<length]` in place; updates `length`.
+    public func unprotectRTP(buffer: UnsafeMutableRawPointer, length: inout Int) throws(SRTPError) {
+        var len = Int32(length)
+        let status = srtp_unprotect(session, buffer, &len)
+        guard status == srtp_err_status_ok else { throw SRTPError("unprotect RTP", Int32(status.rawValue)) }
+        length = Int(len)
+    }
+
     /// Decrypts and authenticates an SRTP packet in place.
     public func unprotectRTP(_ packet: inout [UInt8]) throws(SRTPError) {
         try run("unprotect RTP", &packet, srtp_unprotect)

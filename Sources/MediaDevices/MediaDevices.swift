@@ -1,0 +1,90 @@
+import NetworkCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A raw video frame in I420, with when it was captured.
+public struct VideoFrame {
+    public var width: Int
+    public var height: Int
+    /// Y plane (w×h), then U and V (w/2×h/2 each), tightly packed.
+    public var buffer: UnsafeRawBufferPointer
+    /// Monotonic capture time (for latency) and the same moment as NTP (for abs-capture-time).
+    public var captureTime: Instant
+    public var captureNTP: UInt64
+}
+
+/// A camera. `start` delivers frames on the source's own thread until `stop`; a slow
+/// consumer makes the source skip frames rather than queue them (latency over smoothness).
+public protocol VideoSource: AnyObject, Sendable {
+    var width: Int { get }
+    var height: Int { get }
+    var fps: Int { get }
+    func start(_ onFrame: @escaping @Sendable (VideoFrame) -> Void) throws
+    func stop()
+}
+
+/// A microphone delivering 20 ms of 48 kHz mono PCM per callback.
+public protocol AudioSource: AnyObject, Sendable {
+    func start(_ onSamples: @escaping @Sendable ([Int16], Instant) -> Void) throws
+    func stop()
+}
+
+/// A speaker taking decoded 48 kHz mono PCM.
+public protocol AudioSink: AnyObject, Sendable {
+    func play(_ samples: ArraySlice<Int16>)
+    var samplesPlayed: Int { get }
+}
+
+/// A thread that runs `body` every `interval` on absolute deadlines, skipping ticks
+/// it is too late for. Used by the simulated devices.
+final class PeriodicThread: @unchecked Sendable {
+    private var thread: pthread_t?
+    private let lock = Lock()
+    private var running = false
+    let interval: Duration
+    let body: (Instant) -> Void
+
+    init(interval: Duration, body: @escaping (Instant) -> Void) {
+        self.interval = interval
+        self.body = body
+    }
+
+    func start() {
+        lock.withLock { running = true }
+        let box = Unmanaged.passRetained(self)
+        var t = pthread_t()
+        pthread_create(&t, nil, { arg in
+            let me = Unmanaged<PeriodicThread>.fromOpaque(arg!).takeRetainedValue()
+            me.run()
+            return nil
+        }, box.toOpaque())
+        thread = t
+    }
+
+    func stop() {
+        lock.withLock { running = false }
+        if let t = thread, !pthread_equal(t, pthread_self()).boolValue { pthread_join(t, nil) }
+        thread = nil
+    }
+
+    private func run() {
+        var next = Instant.now()
+        while lock.withLock({ running }) {
+            let now = Instant.now()
+            if now < next {
+                let wait = next - now
+                var ts = timespec(tv_sec: Int(wait.nanosecondsInt / 1_000_000_000), tv_nsec: Int(wait.nanosecondsInt % 1_000_000_000))
+                nanosleep(&ts, nil)
+            }
+            body(Instant.now())
+            next = next + interval
+            let after = Instant.now()
+            // Too late for one or more ticks: skip them instead of bursting.
+            while next < after { next = next + interval }
+        }
+    }
+}
+
+extension Int32 { var boolValue: Bool { self != 0 } }
+

@@ -1,0 +1,134 @@
+import NetworkCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A camera that draws a moving test pattern: colour bars scrolling sideways and a white
+/// square bouncing, so motion (and so encoder load) resembles a real scene. Frames come
+/// from a small pool of reused buffers; drawing a frame costs a few row copies.
+public final class TestPatternCamera: VideoSource, @unchecked Sendable {
+    public let width: Int
+    public let height: Int
+    public let fps: Int
+    private var thread: PeriodicThread?
+    private var pool: [UnsafeMutableRawBufferPointer]
+    private var poolIndex = 0
+    private var frameNumber = 0
+    private let barsRow: [UInt8]
+    private let lock = Lock()
+
+    public init(width: Int = 1280, height: Int = 720, fps: Int = 30) {
+        self.width = width & ~1
+        self.height = height & ~1
+        self.fps = fps
+        let size = self.width * self.height * 3 / 2
+        pool = (0..<3).map { _ in
+            let p = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
+            p.initializeMemory(as: UInt8.self, repeating: 128)
+            return p
+        }
+        // Luma of eight bars, twice as wide as the frame so a window can scroll over it.
+        let levels: [UInt8] = [235, 210, 170, 145, 106, 81, 41, 16]
+        let w = self.width
+        barsRow = (0..<(2 * w)).map { levels[($0 * 8 / w) % 8] }
+    }
+
+    deinit { for p in pool { p.deallocate() } }
+
+    public func start(_ onFrame: @escaping @Sendable (VideoFrame) -> Void) throws {
+        let t = PeriodicThread(interval: .nanoseconds(1_000_000_000 / Int64(fps))) { [unowned self] now in
+            let ntp = NTPTime.now()
+            let buf = self.draw()
+            onFrame(VideoFrame(width: self.width, height: self.height, buffer: UnsafeRawBufferPointer(buf), captureTime: now, captureNTP: ntp))
+        }
+        lock.withLock { thread = t }
+        t.start()
+    }
+
+    public func stop() {
+        let t = lock.withLock { () -> PeriodicThread? in defer { thread = nil }; return thread }
+        t?.stop()
+    }
+
+    /// Draws the next frame into the next pool buffer.
+    func draw() -> UnsafeMutableRawBufferPointer {
+        let buf = pool[poolIndex]
+        poolIndex = (poolIndex + 1) % pool.count
+        frameNumber += 1
+        let w = width, h = height
+        let shift = (frameNumber * 8) % w
+        let y = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        barsRow.withUnsafeBufferPointer { bars in
+            for row in 0..<h {
+                // Slight vertical gradient so rows differ.
+                (y + row * w).update(from: bars.baseAddress! + (shift + row / 8) % w, count: w)
+            }
+        }
+        // A bouncing square.
+        let side = h / 6
+        let period = 2 * (w - side)
+        var x = (frameNumber * 12) % period
+        if x > w - side { x = period - x }
+        let top = (h - side) / 2 + Int(Double(h / 4) * sin(Double(frameNumber) / 15))
+        for row in max(0, top)..<min(h, top + side) {
+            (y + row * w + x).update(repeating: 235, count: side)
+        }
+        // Chroma: a slowly changing tint.
+        let u = y + w * h, v = u + (w / 2) * (h / 2)
+        u.update(repeating: UInt8(96 + frameNumber % 64), count: (w / 2) * (h / 2))
+        v.update(repeating: UInt8(160 - frameNumber % 64), count: (w / 2) * (h / 2))
+        return buf
+    }
+}
+
+/// A microphone that produces a 440 Hz tone in 20 ms chunks.
+public final class ToneSource: AudioSource, @unchecked Sendable {
+    private var thread: PeriodicThread?
+    private var phase = 0.0
+    public let frequency: Double
+    private let lock = Lock()
+
+    public init(frequency: Double = 440) { self.frequency = frequency }
+
+    public func start(_ onSamples: @escaping @Sendable ([Int16], Instant) -> Void) throws {
+        let t = PeriodicThread(interval: .milliseconds(20)) { [unowned self] now in
+            var samples = [Int16](repeating: 0, count: 960)
+            let step = 2 * Double.pi * self.frequency / 48000
+            for i in 0..<960 {
+                samples[i] = Int16(8000 * sin(self.phase))
+                self.phase += step
+            }
+            self.phase = self.phase.truncatingRemainder(dividingBy: 2 * Double.pi)
+            onSamples(samples, now)
+        }
+        lock.withLock { thread = t }
+        t.start()
+    }
+
+    public func stop() {
+        let t = lock.withLock { () -> PeriodicThread? in defer { thread = nil }; return thread }
+        t?.stop()
+    }
+}
+
+/// A speaker that only counts what it is given, and measures its level.
+public final class CountingAudioSink: AudioSink, @unchecked Sendable {
+    private let lock = Lock()
+    private var played = 0
+    private var energy = 0.0
+
+    public init() {}
+
+    public func play(_ samples: ArraySlice<Int16>) {
+        var e = 0.0
+        for s in samples { e += Double(s) * Double(s) }
+        lock.withLock {
+            played += samples.count
+            energy = samples.isEmpty ? 0 : (e / Double(samples.count)).squareRoot()
+        }
+    }
+
+    public var samplesPlayed: Int { lock.withLock { played } }
+    /// RMS level of the last chunk played.
+    public var lastLevel: Double { lock.withLock { energy } }
+}

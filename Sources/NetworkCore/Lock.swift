@@ -1,0 +1,46 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A mutex over `pthread_mutex_t`. Uncontended, it costs a few tens of nanoseconds, so the
+/// per-packet path may take one.
+public final class Lock: @unchecked Sendable {
+    private let m: UnsafeMutablePointer<pthread_mutex_t>
+    public init() {
+        m = .allocate(capacity: 1)
+        pthread_mutex_init(m, nil)
+    }
+    deinit {
+        pthread_mutex_destroy(m)
+        m.deallocate()
+    }
+    @inline(__always) public func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(m)
+        defer { pthread_mutex_unlock(m) }
+        return try body()
+    }
+}
+
+/// A value guarded by a ``Lock``, for state shared between a device thread and readers.
+public final class Locked<Value>: @unchecked Sendable {
+    private let lock = Lock()
+    private var value: Value
+    public init(_ value: Value) { self.value = value }
+    public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        try lock.withLock { try body(&value) }
+    }
+    public var current: Value { lock.withLock { value } }
+}
+
+/// Starts a detached OS thread running `body` (for blocking loops: sockets, devices).
+public func startThread(name: String, _ body: @escaping () -> Void) -> pthread_t {
+    final class Box { let body: () -> Void; let name: String; init(_ b: @escaping () -> Void, _ n: String) { body = b; name = n } }
+    let box = Unmanaged.passRetained(Box(body, name)).toOpaque()
+    var t = pthread_t()
+    pthread_create(&t, nil, { arg in
+        let b = Unmanaged<AnyObject>.fromOpaque(arg!).takeRetainedValue() as! Box
+        b.body()
+        return nil
+    }, box)
+    return t
+}

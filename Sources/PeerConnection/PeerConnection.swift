@@ -1,0 +1,557 @@
+import DTLS
+import ICE
+import Logging
+import NetworkCore
+import RTP
+import SDP
+import SRTP
+import STUN
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a peer connection binds and what it trusts.
+public struct PeerConnectionConfiguration: Sendable {
+    public var dtls: DTLSContext
+    /// Addresses to gather host candidates on; nil means every interface that is up.
+    public var bindAddresses: [TransportAddress]?
+    public var includeLoopback: Bool
+    public var logger: Logger
+
+    public init(dtls: DTLSContext, bindAddresses: [TransportAddress]? = nil, includeLoopback: Bool = false, logger: Logger) {
+        self.dtls = dtls; self.bindAddresses = bindAddresses; self.includeLoopback = includeLoopback; self.logger = logger
+    }
+}
+
+/// Callbacks from the transport thread. They run on that thread: keep them short.
+public struct PeerConnectionHandlers: Sendable {
+    /// SRTP keys exist: media may flow (start with a keyframe).
+    public var onMediaReady: (@Sendable () -> Void)?
+    /// The peer asked for a keyframe (PLI or FIR).
+    public var onKeyframeRequest: (@Sendable () -> Void)?
+    /// A complete video frame arrived.
+    public var onVideoFrame: (@Sendable (AssembledFrame, Instant) -> Void)?
+    /// An Opus packet arrived (payload, RTP sequence number).
+    public var onAudioPacket: (@Sendable (ArraySlice<UInt8>, UInt16) -> Void)?
+    /// The connection ended from the far side or failed; the reason is for people.
+    public var onClosed: (@Sendable (String) -> Void)?
+    public init() {}
+}
+
+/// One WebRTC-compatible connection to one peer: ICE, DTLS-SRTP, RTP/RTCP over a BUNDLEd,
+/// rtcp-muxed transport, with first-byte demultiplexing (RFC 7983).
+///
+/// Threading: a dedicated transport thread owns the sockets' receive side, the ICE agent,
+/// DTLS and inbound SRTP, and runs every timer; calls from other threads are queued to it.
+/// Media threads send through ``sendVideo(_:captureTime:captureNTP:)`` and
+/// ``sendAudio(_:samples:)``, which take one lock around outbound SRTP and the RTP state
+/// and write straight to the socket: no task or thread hop per packet.
+public final class PeerConnection: @unchecked Sendable {
+    public let controlling: Bool
+    let logger: Logger
+    let sockets: [UDPSocket]
+    let dtlsContext: DTLSContext
+
+    // Transport-thread state.
+    var agent: ICEAgent
+    var dtls: DTLSEndpoint?
+    var pendingDTLS: [([UInt8], TransportAddress, Int)] = []
+    var srtpIn: SRTPSession?
+    var session: NegotiatedSession?
+    var videoReceiver: VideoReceiver?
+    var audioStats: ReceiveStatistics?
+    var nextRTCP: Instant?
+    var closed = false
+    var receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
+
+    // Shared state.
+    let sender: MediaSender
+    let commands = Locked<[(PeerConnection) -> Void]>([])
+    let shared = Locked(SharedState())
+    let handlers: PeerConnectionHandlers
+    /// A pipe that wakes the transport thread when commands are queued.
+    let wakeRead: Int32
+    let wakeWrite: Int32
+    var thread: pthread_t?
+
+    struct SharedState {
+        var timeline = SetupTimeline(created: Instant.now())
+        var iceState = "new"
+        var dtlsState = "new"
+        var inboundVideo: InboundRTPStats?
+        var inboundAudio: InboundRTPStats?
+        var videoFPS = RateMeter()
+        var videoBitrate = RateMeter()
+        var audioBitrate = RateMeter()
+        var pair = CandidatePairStats()
+        var malformed: UInt64 = 0
+        var srtpFailures: UInt64 = 0
+        var closeReason: String?
+    }
+
+    /// Binds one socket per local address and gathers host candidates.
+    public init(configuration: PeerConnectionConfiguration, controlling: Bool, handlers: PeerConnectionHandlers) throws {
+        self.controlling = controlling
+        self.logger = configuration.logger
+        self.dtlsContext = configuration.dtls
+        self.handlers = handlers
+        let addresses = configuration.bindAddresses ?? localInterfaceAddresses(includeLoopback: configuration.includeLoopback)
+        var sockets: [UDPSocket] = []
+        for a in addresses {
+            do { sockets.append(try UDPSocket(bindTo: a)) } catch { configuration.logger.warning("cannot bind \(a): \(error)") }
+        }
+        guard !sockets.isEmpty else { throw SocketError("no local address to bind (looked at \(addresses.count))") }
+        self.sockets = sockets
+        var agent = ICEAgent(controlling: controlling)
+        for (i, s) in sockets.enumerated() {
+            let pref = UInt32(65535 - i * 256)
+            let c = ICECandidate(foundation: String(CRC32.checksum(Array(s.localAddress.host.utf8)) % 100_000_000), priority: ICECandidate.priority(type: .host, localPreference: pref),
+                                 host: s.localAddress.host, port: s.localAddress.port, type: .host)
+            agent.addLocalCandidate(c, base: s.localAddress)
+        }
+        self.agent = agent
+        self.sender = MediaSender()
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else { throw SocketError("pipe") }
+        for fd in pipeFDs { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        wakeRead = pipeFDs[0]
+        wakeWrite = pipeFDs[1]
+        shared.withLock { $0.timeline = SetupTimeline(created: Instant.now()) }
+        thread = startThread(name: "pc-transport") { [self] in self.run() }
+    }
+
+    deinit {
+        receiveBuffer.deallocate()
+        Glibc.close(wakeRead)
+        Glibc.close(wakeWrite)
+    }
+
+    /// ICE credentials and gathered candidates for our offer or answer.
+    public var localICE: (ufrag: String, pwd: String, candidates: [String]) {
+        (agent.localUfrag, agent.localPwd, agent.localCandidates.map { $0.candidate.sdpValue })
+    }
+
+    /// Local RTP SSRCs for audio and video.
+    public var localSSRCs: (audio: UInt32, video: UInt32) { (sender.audioSSRC, sender.videoSSRC) }
+
+    /// Applies the result of offer/answer: remote ICE credentials and candidates, DTLS role
+    /// and fingerprint, and the negotiated codecs.
+    public func setRemote(_ s: NegotiatedSession) {
+        perform { pc in
+            pc.session = s
+            let now = Instant.now()
+            pc.shared.withLock { $0.timeline.remoteDescription = now }
+            pc.agent.setRemoteCredentials(ufrag: s.remoteUfrag, pwd: s.remotePwd, now: now)
+            for c in s.remoteCandidates { pc.addCandidate(c, now: now) }
+            pc.sender.configure(session: s)
+            if let v = s.video, v.receive {
+                pc.videoReceiver = VideoReceiver(payloadType: v.codec.payloadType, absCaptureTimeID: v.extensions[RTPExtensionURI.absCaptureTime])
+            }
+            if s.audio?.receive == true { pc.audioStats = nil }
+            pc.setUpDTLS(now: now)
+        }
+    }
+
+    /// Adds a trickled remote candidate (`a=candidate` value).
+    public func addRemoteCandidate(_ sdp: String) {
+        perform { pc in pc.addCandidate(sdp, now: Instant.now()) }
+    }
+
+    func addCandidate(_ sdp: String, now: Instant) {
+        guard let c = ICECandidate(sdp: sdp) else {
+            logger.notice("ignoring unparsable remote candidate", metadata: ["candidate": "\(sdp.prefix(80))"])
+            return
+        }
+        if c.isMDNS {
+            // Resolution of .local names comes with mDNS support; the peer-reflexive
+            // candidate learned from its first check covers this until then.
+            logger.debug("mDNS candidate left to peer-reflexive discovery", metadata: ["host": "\(c.host)"])
+            return
+        }
+        agent.addRemoteCandidate(c, now: now)
+    }
+
+    /// Ends the connection: RTCP BYE and DTLS close_notify tell the peer at once.
+    public func close(reason: String = "hangup") {
+        perform { pc in pc.shutdown(reason: reason, notifyPeer: true, remote: false) }
+        if let t = thread, !pthread_equal(t, pthread_self()).isTrue { pthread_join(t, nil) }
+        thread = nil
+    }
+
+    /// A snapshot for status pages and metrics.
+    public var stats: PeerConnectionStats {
+        let now = Instant.now()
+        let s = shared.current
+        var inbound: [InboundRTPStats] = []
+        if var v = s.inboundVideo { v.framesPerSecond = s.videoFPS.current(now: now); v.bitrate = s.videoBitrate.current(now: now) * 8; inbound.append(v) }
+        if var a = s.inboundAudio { a.bitrate = s.audioBitrate.current(now: now) * 8; inbound.append(a) }
+        return PeerConnectionStats(iceState: s.iceState, dtlsState: s.dtlsState, inbound: inbound, outbound: sender.stats(now: now),
+                                   candidatePair: s.pair, timeline: s.timeline, malformedDatagrams: s.malformed, srtpFailures: s.srtpFailures)
+    }
+
+    /// Sends one encoded video frame (no-op until SRTP keys exist).
+    public func sendVideo(_ data: [UInt8], isKeyframe: Bool, width: Int, height: Int, captureTime: Instant, captureNTP: UInt64) {
+        if sender.sendVideo(data, isKeyframe: isKeyframe, width: width, height: height, captureTime: captureTime, captureNTP: captureNTP) {
+            markFirstMediaSent()
+        }
+    }
+
+    /// Sends one Opus packet of `samples` samples.
+    public func sendAudio(_ payload: [UInt8], samples: Int) {
+        if sender.sendAudio(payload, samples: samples) { markFirstMediaSent() }
+    }
+
+    /// Latency from capture to the first packet of each frame on the wire, in ms, recent frames.
+    public var captureToWireSamples: [Double] { sender.captureToWire.current }
+
+    func markFirstMediaSent() {
+        shared.withLock { if $0.timeline.firstMediaSent == nil { $0.timeline.firstMediaSent = Instant.now() } }
+    }
+
+    // MARK: - Transport thread
+
+    func perform(_ command: @escaping (PeerConnection) -> Void) {
+        commands.withLock { $0.append(command) }
+        var one: UInt8 = 1
+        _ = write(wakeWrite, &one, 1)
+    }
+
+    func run() {
+        var fds = [pollfd](repeating: pollfd(), count: sockets.count + 1)
+        for (i, s) in sockets.enumerated() { fds[i] = pollfd(fd: s.fd, events: Int16(POLLIN), revents: 0) }
+        fds[sockets.count] = pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)
+        while !closed {
+            let now = Instant.now()
+            let deadline = nextDeadline(now: now)
+            let timeoutMS = deadline.map { d -> Int32 in d <= now ? 0 : Int32(min(1000, ((d - now).nanosecondsInt + 999_999) / 1_000_000)) } ?? 1000
+            let n = poll(&fds, nfds_t(fds.count), timeoutMS)
+            if n > 0 {
+                if fds[sockets.count].revents != 0 {
+                    var drain = [UInt8](repeating: 0, count: 64)
+                    _ = read(wakeRead, &drain, 64)
+                }
+                for i in 0..<sockets.count where fds[i].revents != 0 {
+                    // Drain the socket, but yield to timers after a burst.
+                    var budget = 256
+                    while budget > 0, let (len, from) = sockets[i].receive(into: receiveBuffer) {
+                        handleDatagram(length: len, from: from, socket: i)
+                        budget -= 1
+                    }
+                }
+            }
+            let queued = commands.withLock { c -> [(PeerConnection) -> Void] in defer { c.removeAll() }; return c }
+            for c in queued { c(self) }
+            if closed { break }
+            runTimers(now: Instant.now())
+        }
+    }
+
+    func nextDeadline(now: Instant) -> Instant? {
+        var d = agent.nextDeadline
+        func consider(_ x: Instant?) { if let x { d = d.map { min($0, x) } ?? x } }
+        if let t = dtls?.timeout { consider(now + t) }
+        consider(nextRTCP)
+        if let v = videoReceiver, v.hasWork { consider(now + .milliseconds(10)) }
+        return d
+    }
+
+    func runTimers(now: Instant) {
+        agent.poll(now: now)
+        flushICE(now: now)
+        if let d = dtls, d.timeout.map({ $0 == .zero }) ?? false {
+            for out in d.handleTimeout() { sendOnSelected(out) }
+            checkDTLS(now: now)
+        }
+        if let v = videoReceiver {
+            let (frames, nacks, pli) = v.tick(now: now)
+            deliver(frames, now: now)
+            if !nacks.isEmpty { sendRTCP([.nack(sender: sender.videoSSRC, media: v.remoteSSRC ?? 0, lost: nacks)]) }
+            if pli { sendRTCP([.pli(sender: sender.videoSSRC, media: v.remoteSSRC ?? 0)]); shared.withLock { $0.inboundVideo?.pliCount += 1 } }
+            if !nacks.isEmpty { shared.withLock { $0.inboundVideo?.nackCount += UInt64(nacks.count) } }
+        }
+        if let t = nextRTCP, t <= now {
+            sendReports(now: now)
+            nextRTCP = now + .milliseconds(Int64.random(in: 500...1500))
+        }
+    }
+
+    func flushICE(now: Instant) {
+        for t in agent.takeTransmits() { sockets[t.localIndex].send(t.bytes, to: t.to) }
+        for e in agent.takeEvents() {
+            switch e {
+            case let .selectedPair(localIndex, remote, lt, rt, nominated):
+                logger.info("ICE selected pair", metadata: ["local": "\(sockets[localIndex].localAddress)", "remote": "\(remote)",
+                                                            "types": "\(lt.rawValue)/\(rt.rawValue)", "nominated": "\(nominated)"])
+                sender.setDestination(socket: sockets[localIndex], remote: remote)
+                shared.withLock {
+                    if $0.timeline.iceConnected == nil { $0.timeline.iceConnected = now }
+                    $0.iceState = "connected"
+                    $0.pair.localCandidateType = lt.rawValue
+                    $0.pair.remoteCandidateType = rt.rawValue
+                    $0.pair.localAddress = sockets[localIndex].localAddress.description
+                    $0.pair.remoteAddress = remote.description
+                    $0.pair.nominated = nominated
+                }
+                startDTLSIfReady(now: now)
+            case .failed(let reason):
+                logger.warning("ICE failed", metadata: ["reason": "\(reason)"])
+                shared.withLock { $0.iceState = "failed" }
+                shutdown(reason: "ICE failed: \(reason)", notifyPeer: false, remote: true)
+            case .roleChanged(let c):
+                logger.info("ICE role conflict resolved", metadata: ["controlling": "\(c)"])
+            }
+        }
+        if agent.state == .checking { shared.withLock { if $0.iceState == "new" { $0.iceState = "checking" } } }
+    }
+
+    // MARK: DTLS
+
+    func setUpDTLS(now: Instant) {
+        guard let s = session, dtls == nil else { return }
+        do {
+            dtls = try DTLSEndpoint(context: dtlsContext, client: s.dtlsClient, remoteFingerprint: s.remoteFingerprint)
+            shared.withLock { $0.dtlsState = "connecting" }
+        } catch {
+            logger.error("DTLS setup failed", metadata: ["reason": "\(error)"])
+            return
+        }
+        // Flights that arrived before we knew the peer (it answered fast).
+        let pending = pendingDTLS
+        pendingDTLS.removeAll()
+        for (bytes, from, _) in pending { handleDTLS(bytes, from: from, now: now) }
+        startDTLSIfReady(now: now)
+    }
+
+    var dtlsStarted = false
+    func startDTLSIfReady(now: Instant) {
+        guard let d = dtls, d.isClient, !dtlsStarted, agent.selectedPair != nil else { return }
+        dtlsStarted = true
+        for out in d.start() { sendOnSelected(out) }
+    }
+
+    var lastDTLSSource: TransportAddress?
+    func handleDTLS(_ bytes: [UInt8], from: TransportAddress, now: Instant) {
+        lastDTLSSource = from
+        guard let d = dtls else {
+            if pendingDTLS.count < 16 { pendingDTLS.append((bytes, from, 0)) }
+            return
+        }
+        let wasConnected = d.state == .connected
+        for out in d.handle(datagram: bytes) { sendOnSelected(out, fallback: from) }
+        if !wasConnected { checkDTLS(now: now) }
+        if d.state == .closed && wasConnected {
+            shutdown(reason: "peer closed DTLS (close_notify)", notifyPeer: false, remote: true)
+        }
+    }
+
+    func checkDTLS(now: Instant) {
+        guard let d = dtls else { return }
+        switch d.state {
+        case .connected where srtpIn == nil:
+            guard let keys = d.srtpKeys() else {
+                logger.error("DTLS connected without an SRTP profile")
+                shutdown(reason: "peer negotiated no SRTP profile", notifyPeer: true, remote: false)
+                return
+            }
+            let suite: SRTPSuite = keys.profile == .aeadAes128Gcm ? .aeadAes128Gcm : .aes128CmHmacSha1_80
+            do {
+                srtpIn = try SRTPSession(suite: suite, keyAndSalt: keys.remoteKeyAndSalt, inbound: true)
+                try sender.setKeys(suite: suite, keyAndSalt: keys.localKeyAndSalt)
+            } catch {
+                logger.error("SRTP setup failed", metadata: ["reason": "\(error)"])
+                return
+            }
+            shared.withLock { $0.timeline.dtlsConnected = now; $0.dtlsState = "connected" }
+            logger.info("DTLS-SRTP connected", metadata: ["profile": "\(suite)", "role": "\(d.isClient ? "client" : "server")"])
+            nextRTCP = now + .milliseconds(100)
+            handlers.onMediaReady?()
+        case .failed(let reason):
+            logger.error("DTLS failed; no media will flow", metadata: ["reason": "\(reason)"])
+            shared.withLock { $0.dtlsState = "failed" }
+            shutdown(reason: "DTLS failed: \(reason)", notifyPeer: false, remote: true)
+        default:
+            break
+        }
+    }
+
+    func sendOnSelected(_ bytes: [UInt8], fallback: TransportAddress? = nil) {
+        if let (i, remote) = agent.selectedPair {
+            sockets[i].send(bytes, to: remote)
+        } else if let to = fallback ?? lastDTLSSource, let s = sockets.first(where: { $0.localAddress.family == to.family }) {
+            s.send(bytes, to: to)
+        }
+    }
+
+    // MARK: Receive path
+
+    func handleDatagram(length: Int, from: TransportAddress, socket: Int) {
+        guard length > 0 else { return }
+        let first = receiveBuffer[0]
+        let now = Instant.now()
+        switch first {
+        case 0...3:
+            let bytes = Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length]))
+            guard let m = try? STUNMessage(parsing: bytes) else { countMalformed("STUN", from); return }
+            agent.handle(m, from: from, localIndex: socket, now: now)
+            flushICE(now: now)
+        case 20...63:
+            handleDTLS(Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length])), from: from, now: now)
+        case 128...191:
+            guard let srtp = srtpIn, length >= 12 else { countMalformed("RTP before keys", from); return }
+            let pt = receiveBuffer[1]
+            if pt >= 192 && pt <= 223 {
+                var bytes = Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length]))
+                do { try srtp.unprotectRTCP(&bytes) } catch { countSRTPFailure(error, from); return }
+                handleRTCP(bytes, now: now)
+            } else {
+                var len = length
+                do { try srtp.unprotectRTP(buffer: receiveBuffer.baseAddress!, length: &len) } catch { countSRTPFailure(error, from); return }
+                let bytes = Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<len]))
+                guard let packet = try? RTPPacket(parsing: bytes) else { countMalformed("RTP", from); return }
+                handleRTP(packet, now: now)
+            }
+        default:
+            countMalformed("unknown (first byte \(first))", from)
+        }
+    }
+
+    var malformedLogged = 0
+    func countMalformed(_ kind: String, _ from: TransportAddress) {
+        shared.withLock { $0.malformed += 1 }
+        if malformedLogged < 5 {
+            malformedLogged += 1
+            logger.notice("dropped malformed datagram", metadata: ["kind": "\(kind)", "from": "\(from)"])
+        }
+    }
+
+    func countSRTPFailure(_ error: any Error, _ from: TransportAddress) {
+        shared.withLock { $0.srtpFailures += 1 }
+        if malformedLogged < 5 {
+            malformedLogged += 1
+            logger.notice("dropped packet that failed SRTP", metadata: ["reason": "\(error)", "from": "\(from)"])
+        }
+    }
+
+    func handleRTP(_ p: RTPPacket, now: Instant) {
+        guard let s = session else { return }
+        if let v = s.video, p.payloadType == v.codec.payloadType, let receiver = videoReceiver {
+            let frames = receiver.receive(p, now: now)
+            shared.withLock {
+                if $0.inboundVideo == nil { $0.inboundVideo = InboundRTPStats(kind: "video", ssrc: p.ssrc) }
+                let st = receiver.statistics
+                $0.inboundVideo!.packetsReceived = st.packetsReceived
+                $0.inboundVideo!.packetsLost = max(0, st.packetsLost)
+                $0.inboundVideo!.jitter = st.jitterSeconds
+                $0.inboundVideo!.bytesReceived = st.bytesReceived
+                $0.videoBitrate.add(Double(p.payload.count), now: now)
+            }
+            deliver(frames, now: now)
+        } else if let a = s.audio, p.payloadType == a.codec.payloadType {
+            if audioStats == nil { audioStats = ReceiveStatistics(ssrc: p.ssrc, clockRate: 48000) }
+            audioStats!.received(sequence: p.sequenceNumber, rtpTimestamp: p.timestamp, payloadBytes: p.payload.count, arrival: now)
+            let st = audioStats!
+            shared.withLock {
+                if $0.inboundAudio == nil { $0.inboundAudio = InboundRTPStats(kind: "audio", ssrc: p.ssrc) }
+                $0.inboundAudio!.packetsReceived = st.packetsReceived
+                $0.inboundAudio!.packetsLost = max(0, st.packetsLost)
+                $0.inboundAudio!.jitter = st.jitterSeconds
+                $0.inboundAudio!.bytesReceived = st.bytesReceived
+                $0.audioBitrate.add(Double(p.payload.count), now: now)
+                if $0.timeline.firstAudioReceived == nil { $0.timeline.firstAudioReceived = now }
+            }
+            handlers.onAudioPacket?(p.payload, p.sequenceNumber)
+        }
+    }
+
+    func deliver(_ frames: [AssembledFrame], now: Instant) {
+        guard !frames.isEmpty else { return }
+        shared.withLock {
+            for f in frames {
+                $0.inboundVideo?.framesReceived += 1
+                if f.isKeyframe { $0.inboundVideo?.keyFramesReceived += 1 }
+                $0.videoFPS.add(1, now: now)
+            }
+            $0.inboundVideo?.framesDropped = UInt64(videoReceiver?.framesDropped ?? 0)
+            if $0.timeline.firstVideoFrameReceived == nil { $0.timeline.firstVideoFrameReceived = now }
+        }
+        for f in frames { handlers.onVideoFrame?(f, now) }
+    }
+
+    func handleRTCP(_ bytes: [UInt8], now: Instant) {
+        let packets: [RTCPPacket]
+        do { packets = try RTCPPacket.parseCompound(bytes) } catch {
+            shared.withLock { $0.malformed += 1 }
+            return
+        }
+        for p in packets {
+            switch p {
+            case let .senderReport(ssrc, ntp, _, _, _, reports):
+                if videoReceiver?.remoteSSRC == ssrc { videoReceiver?.statistics.receivedSenderReport(ntp: ntp, arrival: now) }
+                if audioStats?.ssrc == ssrc { audioStats?.receivedSenderReport(ntp: ntp, arrival: now) }
+                handleReports(reports)
+            case let .receiverReport(_, reports):
+                handleReports(reports)
+            case let .nack(_, media, lost):
+                if media == sender.videoSSRC || media == 0 { sender.retransmit(lost) }
+            case .pli:
+                sender.countKeyframeRequest(fir: false)
+                handlers.onKeyframeRequest?()
+            case .fir:
+                sender.countKeyframeRequest(fir: true)
+                handlers.onKeyframeRequest?()
+            case let .remb(_, bitrate, _):
+                shared.withLock { $0.pair.availableOutgoingBitrate = Double(bitrate) }
+            case let .bye(ssrcs, reason):
+                let known = ssrcs.contains { $0 == videoReceiver?.remoteSSRC || $0 == audioStats?.ssrc } || ssrcs.isEmpty
+                if known || (videoReceiver?.remoteSSRC == nil && audioStats == nil) {
+                    shutdown(reason: "peer sent RTCP BYE" + (reason.map { " (\($0))" } ?? ""), notifyPeer: false, remote: true)
+                    return
+                }
+            default:
+                break
+            }
+        }
+    }
+
+    func handleReports(_ reports: [ReceptionReport]) {
+        let nowNTP = NTPTime.now()
+        for r in reports where r.ssrc == sender.videoSSRC || r.ssrc == sender.audioSSRC {
+            if let rtt = roundTripTime(report: r, nowNTP: nowNTP) {
+                shared.withLock { $0.pair.currentRoundTripTime = rtt }
+            }
+        }
+    }
+
+    func sendReports(now: Instant) {
+        var blocks: [ReceptionReport] = []
+        if let v = videoReceiver, v.remoteSSRC != nil { blocks.append(v.statistics.makeReport(now: now)) }
+        if audioStats != nil { blocks.append(audioStats!.makeReport(now: now)) }
+        var packets = sender.senderReports(blocks: blocks)
+        if packets.isEmpty { packets = [.receiverReport(ssrc: sender.videoSSRC, reports: blocks)] }
+        packets.append(.sourceDescription([(sender.videoSSRC, sender.cname), (sender.audioSSRC, sender.cname)]))
+        sendRTCP(packets)
+    }
+
+    func sendRTCP(_ packets: [RTCPPacket]) {
+        sender.sendRTCP(RTCPPacket.compound(packets))
+    }
+
+    func shutdown(reason: String, notifyPeer: Bool, remote: Bool) {
+        guard !closed else { return }
+        closed = true
+        if notifyPeer {
+            sendRTCP([.bye(ssrcs: [sender.videoSSRC, sender.audioSSRC], reason: reason)])
+            if let d = dtls { for out in d.close() { sendOnSelected(out) } }
+        }
+        agent.close()
+        sender.stop()
+        shared.withLock { $0.closeReason = reason; $0.iceState = "closed"; $0.dtlsState = "closed" }
+        logger.info("peer connection closed", metadata: ["reason": "\(reason)"])
+        if remote { handlers.onClosed?(reason) }
+    }
+
+    /// Why the connection closed, once it has.
+    public var closeReason: String? { shared.current.closeReason }
+}
+
+extension Int32 { var isTrue: Bool { self != 0 } }

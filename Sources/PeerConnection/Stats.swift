@@ -1,0 +1,101 @@
+import NetworkCore
+
+/// The call-setup timeline: when each stage finished, on the monotonic clock.
+public struct SetupTimeline: Sendable {
+    public var created: Instant
+    public var remoteDescription: Instant?
+    public var iceConnected: Instant?
+    public var dtlsConnected: Instant?
+    public var firstMediaSent: Instant?
+    public var firstVideoFrameReceived: Instant?
+    public var firstAudioReceived: Instant?
+
+    /// Milliseconds from `created` to each stage (nil when not reached).
+    public func milliseconds(_ stage: Instant?) -> Double? { stage.map { ($0 - created).milliseconds } }
+}
+
+/// W3C webrtc-stats `inbound-rtp` fields this device reports.
+public struct InboundRTPStats: Sendable, Codable {
+    public var kind: String
+    public var ssrc: UInt32
+    public var packetsReceived: UInt64 = 0
+    public var packetsLost: Int64 = 0
+    public var jitter: Double = 0
+    public var bytesReceived: UInt64 = 0
+    public var framesReceived: UInt64 = 0
+    public var framesDropped: UInt64 = 0
+    public var keyFramesReceived: UInt64 = 0
+    public var nackCount: UInt64 = 0
+    public var pliCount: UInt64 = 0
+    public var framesPerSecond: Double = 0
+    public var bitrate: Double = 0
+}
+
+/// W3C webrtc-stats `outbound-rtp` fields this device reports.
+public struct OutboundRTPStats: Sendable, Codable {
+    public var kind: String
+    public var ssrc: UInt32
+    public var packetsSent: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    public var framesEncoded: UInt64 = 0
+    public var keyFramesEncoded: UInt64 = 0
+    public var retransmittedPacketsSent: UInt64 = 0
+    public var nackCount: UInt64 = 0
+    public var pliCount: UInt64 = 0
+    public var firCount: UInt64 = 0
+    public var targetBitrate: Double = 0
+    public var frameWidth: Int = 0
+    public var frameHeight: Int = 0
+    public var framesPerSecond: Double = 0
+    public var bitrate: Double = 0
+}
+
+/// W3C `candidate-pair` (the selected one).
+public struct CandidatePairStats: Sendable, Codable {
+    public var localCandidateType: String = ""
+    public var remoteCandidateType: String = ""
+    public var localAddress: String = ""
+    public var remoteAddress: String = ""
+    public var currentRoundTripTime: Double? = nil
+    public var availableOutgoingBitrate: Double? = nil
+    public var nominated = false
+}
+
+/// Everything a status query shows about one peer connection.
+public struct PeerConnectionStats: Sendable {
+    public var iceState: String
+    public var dtlsState: String
+    public var inbound: [InboundRTPStats]
+    public var outbound: [OutboundRTPStats]
+    public var candidatePair: CandidatePairStats
+    public var timeline: SetupTimeline
+    /// Datagrams dropped because they were none of STUN, DTLS, RTP or RTCP, or did not parse.
+    public var malformedDatagrams: UInt64
+    /// Packets that failed SRTP authentication.
+    public var srtpFailures: UInt64
+}
+
+/// A rate meter over a sliding second, for bitrate and fps figures.
+struct RateMeter {
+    private var windowStart: Instant?
+    private var count = 0.0
+    private(set) var rate = 0.0
+
+    mutating func add(_ amount: Double, now: Instant) {
+        guard let start = windowStart else { windowStart = now; count = amount; return }
+        let elapsed = (now - start).seconds
+        if elapsed >= 1 {
+            rate = count / elapsed
+            windowStart = now
+            count = amount
+        } else {
+            count += amount
+        }
+    }
+
+    /// The rate, decayed to zero when nothing arrived for two seconds.
+    func current(now: Instant) -> Double {
+        guard let start = windowStart else { return 0 }
+        return (now - start).seconds > 2 ? 0 : rate
+    }
+}
