@@ -1,0 +1,179 @@
+import NetworkCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A peer this device may call.
+public struct PeerConfig: Sendable, Equatable {
+    public var name: String
+    /// Base URL of the peer's signalling endpoint, e.g. `http://192.0.2.7:8080`.
+    public var url: String
+    /// Bearer token we present when calling this peer.
+    public var token: String
+}
+
+/// The device's provisioning, read from one TOML file. See README.md for the schema.
+public struct DeviceConfig: Sendable, Equatable {
+    public var name = "videophone"
+    public var stateDirectory = "/var/lib/videophone"
+    public var autoAnswer = false
+    public var signallingHost = "0.0.0.0"
+    public var signallingPort: UInt16 = 8080
+    /// Bearer token callers must present; empty refuses every call.
+    public var signallingToken = ""
+    public var controlSocket = "/run/videophone/control.sock"
+    /// Host candidate addresses; nil means every interface that is up.
+    public var networkAddresses: [String]? = nil
+    public var includeLoopback = false
+    public var videoSource = "test-pattern"
+    public var videoWidth = 1280
+    public var videoHeight = 720
+    public var videoFPS = 30
+    public var videoBitrateKbps = 2000
+    public var videoEncoder = "x264"
+    public var audioSource = "tone"
+    public var audioSink = "counting"
+    public var peers: [PeerConfig] = []
+
+    public init() {}
+
+    /// Reads and validates `path`. Errors name the file, line and key.
+    public static func load(path: String) throws(ConfigError) -> DeviceConfig {
+        guard let f = fopen(path, "r") else {
+            throw ConfigError(file: path, line: nil, key: nil, problem: "cannot open: \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(f) }
+        var bytes: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = fread(&buf, 1, buf.count, f)
+            if n <= 0 { break }
+            bytes += buf[0..<n]
+            if bytes.count > 1 << 20 { throw ConfigError(file: path, line: nil, key: nil, problem: "file larger than 1 MiB") }
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ConfigError(file: path, line: nil, key: nil, problem: "not valid UTF-8")
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Validates TOML text; `file` is used in error messages.
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> DeviceConfig {
+        let entries = try TOMLReader.parse(text, file: file)
+        var c = DeviceConfig()
+        var peers: [Int: (name: String?, url: String?, token: String?, line: Int)] = [:]
+        func err(_ e: TOMLEntry, _ problem: String) -> ConfigError {
+            ConfigError(file: file, line: e.line, key: TOMLReader.displayKey(e.table, e.key), problem: problem)
+        }
+        func string(_ e: TOMLEntry) throws(ConfigError) -> String {
+            guard case .string(let s) = e.value else { throw err(e, "expected a string, got \(e.value.typeName)") }
+            return s
+        }
+        func int(_ e: TOMLEntry, _ range: ClosedRange<Int>) throws(ConfigError) -> Int {
+            guard case .integer(let i) = e.value else { throw err(e, "expected an integer, got \(e.value.typeName)") }
+            guard range.contains(i) else { throw err(e, "\(i) is out of range \(range.lowerBound)...\(range.upperBound)") }
+            return i
+        }
+        func bool(_ e: TOMLEntry) throws(ConfigError) -> Bool {
+            guard case .boolean(let b) = e.value else { throw err(e, "expected true or false, got \(e.value.typeName)") }
+            return b
+        }
+        func oneOf(_ e: TOMLEntry, _ allowed: [String]) throws(ConfigError) -> String {
+            let s = try string(e)
+            guard allowed.contains(s) else { throw err(e, "'\(s)' is not one of \(allowed.joined(separator: ", "))") }
+            return s
+        }
+        for e in entries {
+            switch (e.table, e.key) {
+            case ("device", "name"): c.name = try string(e)
+            case ("device", "state_directory"): c.stateDirectory = try string(e)
+            case ("device", "auto_answer"): c.autoAnswer = try bool(e)
+            case ("signalling", "listen"):
+                let s = try string(e)
+                guard let (host, port) = splitHostPort(s) else { throw err(e, "expected 'host:port', got '\(s)'") }
+                guard TransportAddress(host: host, port: port) != nil else { throw err(e, "'\(host)' is not a numeric IP address") }
+                c.signallingHost = host
+                c.signallingPort = port
+            case ("signalling", "token"): c.signallingToken = try string(e)
+            case ("control", "socket"): c.controlSocket = try string(e)
+            case ("network", "addresses"):
+                guard case .array(let items) = e.value else { throw err(e, "expected an array of addresses") }
+                var list: [String] = []
+                for item in items {
+                    guard case .string(let s) = item, TransportAddress(host: s, port: 0) != nil else {
+                        throw err(e, "'\(item)' is not a numeric IP address")
+                    }
+                    list.append(s)
+                }
+                c.networkAddresses = list
+            case ("network", "include_loopback"): c.includeLoopback = try bool(e)
+            case ("video", "source"): c.videoSource = try oneOf(e, ["test-pattern", "none"])
+            case ("video", "width"): c.videoWidth = try int(e, 160...3840)
+            case ("video", "height"): c.videoHeight = try int(e, 120...2160)
+            case ("video", "fps"): c.videoFPS = try int(e, 1...60)
+            case ("video", "bitrate_kbps"): c.videoBitrateKbps = try int(e, 50...20000)
+            case ("video", "encoder"): c.videoEncoder = try oneOf(e, ["x264"])
+            case ("audio", "source"): c.audioSource = try oneOf(e, ["tone", "none"])
+            case ("audio", "sink"): c.audioSink = try oneOf(e, ["counting"])
+            case ("peer", "name"): peers[e.tableIndex, default: (nil, nil, nil, e.line)].name = try string(e)
+            case ("peer", "url"):
+                let u = try string(e)
+                guard URLParts(u) != nil else { throw err(e, "expected 'http://host:port', got '\(u)'") }
+                peers[e.tableIndex, default: (nil, nil, nil, e.line)].url = u
+            case ("peer", "token"): peers[e.tableIndex, default: (nil, nil, nil, e.line)].token = try string(e)
+            default:
+                let known = ["device", "signalling", "control", "network", "video", "audio", "peer"]
+                if e.table.isEmpty { throw err(e, "unknown key at top level (keys belong in a [table])") }
+                if !known.contains(e.table) { throw err(e, "unknown table [\(e.table)]") }
+                throw err(e, "unknown key")
+            }
+        }
+        for i in peers.keys.sorted() {
+            let p = peers[i]!
+            guard let name = p.name else { throw ConfigError(file: file, line: p.line, key: "peer.name", problem: "peer #\(i + 1) has no name") }
+            guard let url = p.url else { throw ConfigError(file: file, line: p.line, key: "peer.url", problem: "peer '\(name)' has no url") }
+            guard !c.peers.contains(where: { $0.name == name }) else {
+                throw ConfigError(file: file, line: p.line, key: "peer.name", problem: "peer '\(name)' defined twice")
+            }
+            c.peers.append(PeerConfig(name: name, url: url, token: p.token ?? ""))
+        }
+        if c.videoWidth % 2 != 0 || c.videoHeight % 2 != 0 {
+            throw ConfigError(file: file, line: nil, key: "video.width/height", problem: "must be even")
+        }
+        return c
+    }
+}
+
+/// `host:port` or `[v6]:port`.
+func splitHostPort(_ s: String) -> (String, UInt16)? {
+    if s.hasPrefix("["), let close = s.firstIndex(of: "]") {
+        let host = String(s[s.index(after: s.startIndex)..<close])
+        let rest = s[s.index(after: close)...]
+        guard rest.hasPrefix(":"), let port = UInt16(rest.dropFirst()) else { return nil }
+        return (host, port)
+    }
+    guard let colon = s.lastIndex(of: ":"), let port = UInt16(s[s.index(after: colon)...]) else { return nil }
+    return (String(s[..<colon]), port)
+}
+
+/// The parts of an `http://host:port/path` URL.
+struct URLParts {
+    var host: String
+    var port: UInt16
+    var path: String
+
+    init?(_ url: String) {
+        guard url.hasPrefix("http://") else { return nil }
+        let rest = url.dropFirst(7)
+        let hostPort = rest.prefix { $0 != "/" }
+        let path = rest.dropFirst(hostPort.count)
+        if let (h, p) = splitHostPort(String(hostPort)) {
+            host = h; port = p
+        } else if !hostPort.isEmpty, !hostPort.contains(":") {
+            host = String(hostPort); port = 80
+        } else {
+            return nil
+        }
+        self.path = path.isEmpty ? "" : String(path)
+    }
+}

@@ -1,0 +1,44 @@
+import DTLS
+import Logging
+import NetworkCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The running daemon: identity, device, signalling server, control socket.
+public final class Daemon: @unchecked Sendable {
+    public let device: Device
+    public let http: HTTPServer
+    public let control: ControlServer
+
+    /// Loads (or creates) the identity and starts the servers.
+    public init(config: DeviceConfig, logger: Logger) throws {
+        try Daemon.makeDirectory(config.stateDirectory, mode: 0o700)
+        let (identity, created) = try DTLSCertificate.loadOrCreate(path: config.stateDirectory + "/identity.pem")
+        logger.info(created ? "created device identity" : "loaded device identity", metadata: ["fingerprint": "sha-256 \(identity.fingerprint)"])
+        let device = try Device(config: config, identity: identity, logger: logger)
+        self.device = device
+        http = try HTTPServer(host: config.signallingHost, port: config.signallingPort) { req in device.handle(req) }
+        let dir = config.controlSocket.split(separator: "/").dropLast().joined(separator: "/")
+        try Daemon.makeDirectory((config.controlSocket.hasPrefix("/") ? "/" : "") + dir, mode: 0o750)
+        control = try ControlServer(path: config.controlSocket, device: device)
+        logger.info("videophoned ready", metadata: ["signalling": "\(config.signallingHost):\(http.port)", "control": "\(config.controlSocket)"])
+    }
+
+    public func stop() {
+        _ = device.hangup(reason: "daemon stopping")
+        http.stop()
+        control.stop()
+    }
+
+    static func makeDirectory(_ path: String, mode: mode_t) throws {
+        guard !path.isEmpty else { return }
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, mode) != 0 && errno != EEXIST {
+                throw HTTPError("cannot create directory \(current): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+import Codecs
+import Logging
+import MediaDevices
+import NetworkCore
+import PeerConnection
+import RTP
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The media of one call: camera → x264 → RTP, microphone → Opus → RTP, and the receive
+/// side (Opus → speaker, reassembled video frames counted and timed).
+///
+/// Encoding runs on the camera's and microphone's own threads. Nothing is encoded before
+/// SRTP keys exist (a lost first IDR costs seconds in other stacks); the moment they do,
+/// the newest captured frame is encoded as an IDR at once instead of waiting for the next.
+public final class MediaSession: @unchecked Sendable {
+    let logger: Logger
+    let camera: (any VideoSource)?
+    let microphone: (any AudioSource)?
+    let speaker: any AudioSink
+    let videoSettings: H264EncoderSettings
+    private let encoderLock = Lock()
+    private var encoder: X264Encoder?
+    private var opus: OpusEncoder?
+    private var decoder: OpusDecoder?
+    private var pc: PeerConnection?
+    /// Latest frame captured while media could not flow yet, encoded first when it can.
+    private var heldFrame: UnsafeMutableRawBufferPointer?
+    private var heldFrameInfo: (Instant, UInt64)?
+    private let state = Locked(State())
+
+    struct State {
+        var mediaReady = false
+        var sendingAllowed = false
+        var forceKeyframe = true
+        var stopped = false
+        var framesReceived: UInt64 = 0
+        var keyframesReceived: UInt64 = 0
+        var audioPacketsDecoded: UInt64 = 0
+        var audioDecodeErrors: UInt64 = 0
+        var captureToFrame: [Double] = []
+        var lastAudioSeq: UInt16?
+        var encodeMs: [Double] = []
+    }
+
+    public init(logger: Logger, camera: (any VideoSource)?, microphone: (any AudioSource)?, speaker: any AudioSink,
+                videoSettings: H264EncoderSettings, sendingAllowed: Bool) {
+        self.logger = logger
+        self.camera = camera
+        self.microphone = microphone
+        self.speaker = speaker
+        self.videoSettings = videoSettings
+        state.withLock { $0.sendingAllowed = sendingAllowed }
+    }
+
+    deinit { heldFrame?.deallocate() }
+
+    /// Handlers for the peer connection, bound to this session.
+    public var handlers: PeerConnectionHandlers {
+        var h = PeerConnectionHandlers()
+        h.onMediaReady = { [weak self] in self?.mediaReady() }
+        h.onKeyframeRequest = { [weak self] in self?.state.withLock { $0.forceKeyframe = true } }
+        h.onVideoFrame = { [weak self] frame, _ in self?.receivedVideo(frame) }
+        h.onAudioPacket = { [weak self] payload, seq in self?.receivedAudio(payload, seq: seq) }
+        return h
+    }
+
+    /// Opens the encoders and starts capture; runs while signalling and ICE proceed.
+    public func start(peerConnection: PeerConnection) throws {
+        pc = peerConnection
+        if let camera {
+            let enc = try X264Encoder(settings: videoSettings)
+            encoderLock.withLock {
+                encoder = enc
+                heldFrame = UnsafeMutableRawBufferPointer.allocate(byteCount: camera.width * camera.height * 3 / 2, alignment: 64)
+            }
+            try camera.start { [weak self] frame in self?.capturedVideo(frame) }
+        }
+        opus = try OpusEncoder(channels: 1)
+        decoder = try OpusDecoder(channels: 1)
+        if let microphone {
+            try microphone.start { [weak self] samples, _ in self?.capturedAudio(samples) }
+        }
+    }
+
+    public func stop() {
+        state.withLock { $0.stopped = true }
+        camera?.stop()
+        microphone?.stop()
+    }
+
+    /// The callee answered: media may flow now.
+    public func allowSending() {
+        let ready = state.withLock { s -> Bool in s.sendingAllowed = true; s.forceKeyframe = true; return s.mediaReady }
+        if ready { encodeHeldFrame() }
+    }
+
+    func mediaReady() {
+        let allowed = state.withLock { s -> Bool in s.mediaReady = true; s.forceKeyframe = true; return s.sendingAllowed }
+        if allowed { encodeHeldFrame() }
+    }
+
+    private func encodeHeldFrame() {
+        encoderLock.withLock {
+            guard let held = heldFrame, let (t, ntp) = heldFrameInfo else { return }
+            encodeAndSend(UnsafeRawBufferPointer(held), captureTime: t, captureNTP: ntp)
+            heldFrameInfo = nil
+        }
+    }
+
+    func capturedVideo(_ frame: VideoFrame) {
+        let s = state.current
+        if s.stopped { return }
+        encoderLock.withLock {
+            if !(s.mediaReady && s.sendingAllowed) {
+                // Keep only the newest frame, ready for the instant keys arrive.
+                if let held = heldFrame, held.count >= frame.buffer.count {
+                    held.copyMemory(from: frame.buffer)
+                    heldFrameInfo = (frame.captureTime, frame.captureNTP)
+                }
+                return
+            }
+            encodeAndSend(frame.buffer, captureTime: frame.captureTime, captureNTP: frame.captureNTP)
+        }
+    }
+
+    /// Call with `encoderLock` held.
+    private func encodeAndSend(_ buffer: UnsafeRawBufferPointer, captureTime: Instant, captureNTP: UInt64) {
+        guard let encoder, let pc else { return }
+        let force = state.withLock { s -> Bool in defer { s.forceKeyframe = false }; return s.forceKeyframe }
+        let t0 = Instant.now()
+        guard let out = encoder.encode(i420: buffer, forceKeyframe: force) else { return }
+        let ms = (Instant.now() - t0).milliseconds
+        state.withLock { s in
+            if s.encodeMs.count >= 600 { s.encodeMs.removeFirst(300) }
+            s.encodeMs.append(ms)
+        }
+        pc.sendVideo(out.data, isKeyframe: out.isKeyframe, width: encoder.settings.width, height: encoder.settings.height,
+                     captureTime: captureTime, captureNTP: captureNTP)
+    }
+
+    func capturedAudio(_ samples: [Int16]) {
+        let s = state.current
+        guard !s.stopped, s.mediaReady, s.sendingAllowed, let opus, let pc else { return }
+        if let packet = opus.encode(samples) { pc.sendAudio(packet, samples: OpusEncoder.frameSamples) }
+    }
+
+    func receivedAudio(_ payload: ArraySlice<UInt8>, seq: UInt16) {
+        guard let decoder else { return }
+        // Conceal a single lost packet with Opus's in-band FEC from this one.
+        let last = state.withLock { s -> UInt16? in defer { s.lastAudioSeq = seq }; return s.lastAudioSeq }
+        if let last, seq == last &+ 2, let fec = decoder.decode(payload, fec: true) { speaker.play(fec) }
+        if let pcm = decoder.decode(payload) {
+            speaker.play(pcm)
+            state.withLock { $0.audioPacketsDecoded += 1 }
+        } else {
+            state.withLock { $0.audioDecodeErrors += 1 }
+        }
+    }
+
+    func receivedVideo(_ frame: AssembledFrame) {
+        let latency = frame.captureNTP.map { Double(wallClockNanoseconds() - NTPTime.toUnixNanoseconds($0)) / 1e6 }
+        state.withLock { s in
+            s.framesReceived += 1
+            if frame.isKeyframe { s.keyframesReceived += 1 }
+            if let l = latency {
+                if s.captureToFrame.count >= 4096 { s.captureToFrame.removeFirst(1024) }
+                s.captureToFrame.append(l)
+            }
+        }
+    }
+
+    /// Figures for status and benchmarks.
+    public struct Figures: Sendable {
+        public var framesReceived: UInt64
+        public var keyframesReceived: UInt64
+        public var audioPacketsDecoded: UInt64
+        public var audioDecodeErrors: UInt64
+        public var audioSamplesPlayed: Int
+        /// Capture at the sender → frame reassembled here, ms (recent frames).
+        public var captureToFrameMs: [Double]
+        public var encodeMs: [Double]
+    }
+
+    public var figures: Figures {
+        let s = state.current
+        return Figures(framesReceived: s.framesReceived, keyframesReceived: s.keyframesReceived, audioPacketsDecoded: s.audioPacketsDecoded,
+                       audioDecodeErrors: s.audioDecodeErrors, audioSamplesPlayed: speaker.samplesPlayed,
+                       captureToFrameMs: s.captureToFrame, encodeMs: s.encodeMs)
+    }
+}
+
+/// Median and percentiles of a sample.
+public func percentile(_ values: [Double], _ p: Double) -> Double? {
+    guard !values.isEmpty else { return nil }
+    let sorted = values.sorted()
+    let idx = min(sorted.count - 1, max(0, Int((p / 100 * Double(sorted.count - 1)).rounded())))
+    return sorted[idx]
+}

@@ -1,0 +1,47 @@
+import NetworkCore
+
+extension Device {
+    /// A few human-readable lines for `videophonectl status` and `make run`.
+    public func statusText() -> String {
+        guard let (pc, media, _) = currentCall else {
+            return "\(config.name): \(state.rawValue)\n"
+        }
+        let s = pc.stats
+        let f = media.figures
+        var lines: [String] = []
+        lines.append("\(config.name): \(state.rawValue)   ICE \(s.iceState)   DTLS \(s.dtlsState)   pair \(s.candidatePair.localCandidateType)/\(s.candidatePair.remoteCandidateType) \(s.candidatePair.remoteAddress)")
+        let t = s.timeline
+        func ms(_ i: Instant?) -> String { t.milliseconds(i).map { fmt($0, 1) + " ms" } ?? "-" }
+        lines.append("  setup: signalling \(ms(t.remoteDescription))  ICE \(ms(t.iceConnected))  DTLS \(ms(t.dtlsConnected))  first media out \(ms(t.firstMediaSent))  first frame in \(ms(t.firstVideoFrameReceived))")
+        for o in s.outbound where o.kind == "video" {
+            lines.append("  video out: \(o.frameWidth)x\(o.frameHeight) \(fmt(o.framesPerSecond, 1)) fps \(fmt(o.bitrate / 1000, 0)) kbit/s  frames \(o.framesEncoded) (key \(o.keyFramesEncoded))  retransmitted \(o.retransmittedPacketsSent)")
+        }
+        for i in s.inbound where i.kind == "video" {
+            lines.append("  video in:  \(fmt(i.framesPerSecond, 1)) fps \(fmt(i.bitrate / 1000, 0)) kbit/s  frames \(i.framesReceived)  lost \(i.packetsLost)  jitter \(fmt(i.jitter * 1000, 1)) ms")
+        }
+        for o in s.outbound where o.kind == "audio" {
+            lines.append("  audio out: \(fmt(o.bitrate / 1000, 0)) kbit/s  packets \(o.packetsSent)")
+        }
+        for i in s.inbound where i.kind == "audio" {
+            lines.append("  audio in:  \(fmt(i.bitrate / 1000, 0)) kbit/s  packets \(i.packetsReceived) decoded \(f.audioPacketsDecoded)  lost \(i.packetsLost)")
+        }
+        let rtt = s.candidatePair.currentRoundTripTime.map { fmt($0 * 1000, 2) + " ms" } ?? "-"
+        let lat = percentile(f.captureToFrameMs.suffix(300).map { $0 }, 50).map { fmt($0, 1) + " ms" } ?? "-"
+        let wire = percentile(pc.captureToWireSamples.suffix(300).map { $0 }, 50).map { fmt($0, 1) + " ms" } ?? "-"
+        lines.append("  RTT \(rtt)   capture→wire p50 \(wire)   capture→frame here p50 \(lat)   malformed \(s.malformedDatagrams)")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// `value` with `digits` decimals, without Foundation.
+func fmt(_ value: Double, _ digits: Int) -> String {
+    guard value.isFinite else { return "-" }
+    var p = 1.0
+    for _ in 0..<digits { p *= 10 }
+    let r = (value * p).rounded() / p
+    if digits == 0 { return String(Int64(r)) }
+    let whole = Int64(r.magnitude)
+    var frac = String(Int64(((r.magnitude - Double(whole)) * p).rounded()))
+    while frac.count < digits { frac = "0" + frac }
+    return (r < 0 ? "-" : "") + "\(whole).\(frac)"
+}
