@@ -72,6 +72,7 @@ public struct ICEAgent {
     var transactions: [[UInt8]: Transaction] = [:]
     var triggered: [Int] = []
     var selected: Int?
+    var selectedAnnouncedNominated = false
     var nextCheckAt: Instant?
     var startedAt: Instant?
     var lastConsentResponse: Instant?
@@ -132,7 +133,14 @@ public struct ICEAgent {
     /// Adds a remote candidate with a numeric address (mDNS names must be resolved first).
     public mutating func addRemoteCandidate(_ c: ICECandidate, now: Instant) {
         guard c.component == 1, c.transport == "udp", let addr = c.address else { return }
-        if remoteCandidates.contains(where: { $0.address == addr }) { return }
+        if let i = remoteCandidates.firstIndex(where: { $0.address == addr }) {
+            // Signalled after its checks arrived: the peer-reflexive guess becomes what it is.
+            if remoteCandidates[i].type == .prflx && c.type != .prflx {
+                remoteCandidates[i] = c
+                for p in pairs.indices where pairs[p].remote == addr { pairs[p].remoteType = c.type }
+            }
+            return
+        }
         remoteCandidates.append(c)
         for i in localCandidates.indices { addPair(localIndex: i, remote: addr, type: c.type, priority: c.priority) }
         start(now)
@@ -364,8 +372,9 @@ public struct ICEAgent {
 
     mutating func select(_ idx: Int, now: Instant) {
         let changed = selected != idx
-        let wasNominated = selected.map { pairs[$0].nominated } ?? false
+        let wasNominated = !changed && selectedAnnouncedNominated
         selected = idx
+        selectedAnnouncedNominated = pairs[idx].nominated
         if state != .connected {
             state = .connected
             lastConsentResponse = now

@@ -148,6 +148,9 @@ public final class PeerConnection: @unchecked Sendable {
                 pc.videoReceiver = VideoReceiver(payloadType: v.codec.payloadType, absCaptureTimeID: v.extensions[RTPExtensionURI.absCaptureTime])
             }
             if s.audio?.receive == true { pc.audioStats = nil }
+            // Checks first: DTLS may have a queued ClientHello whose answer costs a signature.
+            pc.agent.poll(now: now)
+            pc.flushICE(now: now)
             pc.setUpDTLS(now: now)
         }
     }
