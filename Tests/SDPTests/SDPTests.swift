@@ -1,0 +1,106 @@
+import Foundation
+import Testing
+@testable import SDP
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func fixture(_ name: String) throws -> String {
+    let url = try #require(Bundle.module.url(forResource: name, withExtension: "sdp", subdirectory: "Fixtures"))
+    return try String(contentsOf: url, encoding: .utf8)
+}
+
+
+let local = LocalParameters(iceUfrag: "abcd", icePwd: "0123456789012345678901234", fingerprint: "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99",
+                            candidates: ["1 1 udp 2130706431 192.0.2.1 5000 typ host generation 0"], endOfCandidates: true,
+                            audioSSRC: 11, videoSSRC: 22, cname: "dev", streamID: "dev")
+
+@Suite struct SDPParsingTests {
+    @Test(arguments: ["chrome-offer", "firefox-offer"])
+    func realOffersSurviveAParseSerializeParseRoundTrip(name: String) throws {
+        let text = try fixture(name)
+        let sd = try SessionDescription(parsing: text)
+        #expect(sd.media.count == 2)
+        let again = try SessionDescription(parsing: sd.text)
+        #expect(again == sd)
+    }
+
+    @Test func chromeOfferIsAnsweredWithItsFirstModeOneBaselineH264AndOpus() throws {
+        let offer = try SessionDescription(parsing: try fixture("chrome-offer"))
+        let (answer, session) = try JSEP.answer(offer: offer, local: local, sessionID: 1)
+        #expect(session.video?.codec.payloadType == 102)
+        #expect(session.h264ProfileLevelID == "42001f")
+        #expect(session.audio?.codec.payloadType == 111)
+        #expect(session.dtlsClient)
+        #expect(session.remoteUfrag == "Wr8P")
+        #expect(session.remoteCandidates.count == 2)
+        #expect(session.remoteFingerprint.algorithm == "sha-256")
+        #expect(session.video?.extensions["urn:ietf:params:rtp-hdrext:sdes:mid"] == 4)
+        let text = answer.text
+        #expect(text.contains("a=setup:active"))
+        #expect(text.contains("a=group:BUNDLE 0 1"))
+        #expect(text.contains("a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"))
+        #expect(text.contains("a=fmtp:111 minptime=10;useinbandfec=1"))
+        #expect(text.contains("a=rtcp-fb:102 nack pli"))
+        #expect(text.contains("a=rtcp-fb:102 ccm fir"))
+        #expect(text.contains("a=rtcp-mux"))
+        #expect(!text.contains("VP8"))
+        // The answer is itself valid SDP that our offerer side accepts.
+        let back = try JSEP.acceptAnswer(try SessionDescription(parsing: text), local: local)
+        #expect(back.video?.codec.payloadType == 102)
+        #expect(!back.dtlsClient)
+    }
+
+    @Test func firefoxOfferWithSessionLevelFingerprintIsAnswered() throws {
+        let offer = try SessionDescription(parsing: try fixture("firefox-offer"))
+        let (_, session) = try JSEP.answer(offer: offer, local: local, sessionID: 1)
+        #expect(session.video?.codec.payloadType == 126)
+        #expect(session.h264ProfileLevelID == "42e01f")
+        #expect(session.audio?.codec.payloadType == 109)
+        #expect(session.remoteFingerprint.digest.count == 32)
+    }
+
+    @Test func ourOfferRoundTripsAndIsAnsweredByOurselves() throws {
+        let offer = JSEP.makeOffer(local, sessionID: 7)
+        let parsed = try SessionDescription(parsing: offer.text)
+        #expect(parsed == offer)
+        let (answer, session) = try JSEP.answer(offer: parsed, local: local, sessionID: 8)
+        #expect(session.h264ProfileLevelID == "42e01f")
+        let accepted = try JSEP.acceptAnswer(answer, local: local)
+        #expect(accepted.video?.codec.name == "H264")
+        #expect(accepted.audio?.codec.name == "opus")
+    }
+
+    @Test func vp8OnlyOfferIsRefusedWithAReason() throws {
+        var text = try fixture("chrome-offer")
+        text = text.replacingOccurrences(of: "m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103 104 105 106 107 108 109 127 125 39 40 45 46 98 99 100 101 112 113 114", with: "m=video 9 UDP/TLS/RTP/SAVPF 96 97")
+        text = text.replacingOccurrences(of: "m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126", with: "m=audio 9 UDP/TLS/RTP/SAVPF 0")
+        let offer = try SessionDescription(parsing: text)
+        #expect { try JSEP.answer(offer: offer, local: local, sessionID: 1) } throws: { e in
+            "\(e)".contains("no usable codec") && "\(e)".contains("VP8")
+        }
+    }
+
+    @Test func offerWithoutFingerprintIsRefused() throws {
+        let text = try fixture("chrome-offer").split(separator: "\r\n").filter { !$0.hasPrefix("a=fingerprint") }.joined(separator: "\r\n")
+        let offer = try SessionDescription(parsing: text)
+        #expect { try JSEP.answer(offer: offer, local: local, sessionID: 1) } throws: { e in "\(e)".contains("fingerprint") }
+    }
+
+    @Test(arguments: [
+        ("v=0\r\nthis is not sdp\r\n", 2),
+        ("o=- 1 1 IN IP4 0.0.0.0\r\n", 1),
+        ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=video\r\n", 3),
+    ])
+    func malformedSDPNamesTheLine(text: String, line: Int) {
+        #expect { try SessionDescription(parsing: text) } throws: { e in (e as? SDPError)?.line == line }
+    }
+
+    @Test func codecNamesInAnyCaseAndBundleOnlySectionsAreAccepted() throws {
+        var text = try fixture("chrome-offer")
+        text = text.replacingOccurrences(of: "opus/48000/2", with: "OPUS/48000/2")
+        let offer = try SessionDescription(parsing: text)
+        let (_, session) = try JSEP.answer(offer: offer, local: local, sessionID: 1)
+        #expect(session.audio?.codec.payloadType == 111)
+    }
+}
