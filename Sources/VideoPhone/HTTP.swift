@@ -49,7 +49,7 @@ public struct HTTPResponse: Sendable {
 
 public struct HTTPError: Error, CustomStringConvertible {
     public let description: String
-    init(_ d: String) { description = d }
+    public init(_ d: String) { description = d }
 }
 
 /// A small blocking HTTP/1.1 server: one accept thread, one short-lived thread per
