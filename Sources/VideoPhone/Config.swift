@@ -10,6 +10,8 @@ public struct PeerConfig: Sendable, Equatable {
     public var url: String
     /// Bearer token we present when calling this peer.
     public var token: String
+
+    public init(name: String, url: String, token: String) { self.name = name; self.url = url; self.token = token }
 }
 
 /// The device's provisioning, read from one TOML file. See README.md for the schema.

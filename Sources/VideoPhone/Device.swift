@@ -120,7 +120,7 @@ public final class Device: @unchecked Sendable {
         var log = logger
         log[metadataKey: "CALL_ID"] = "\(id)"
         log[metadataKey: "PEER"] = "\(peer.name)"
-        do { try media.start(peerConnection: active.pc) } catch { log.error("media start failed", metadata: ["REASON": "\(error)"]) }
+        startMedia(media, active.pc, callID: id)
         let offer = JSEP.makeOffer(localParameters(active.pc), sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
         log.info("calling", metadata: ["STATE": "calling", "url": "\(peer.url)"])
         active.offerSentAt = Instant.now()
@@ -196,9 +196,7 @@ public final class Device: @unchecked Sendable {
             logger.notice("refused call", metadata: ["from": "\(req.peer)", "REASON": "\(e.description)"])
             return HTTPResponse(status: e.status, contentType: "text/plain", text: e.description + "\n")
         case .success(let (active, answer, _)):
-            do { try media.start(peerConnection: active.pc) } catch {
-                logger.error("media start failed", metadata: ["CALL_ID": "\(id)", "REASON": "\(error)"])
-            }
+            startMedia(media, active.pc, callID: id)
             logger.info(config.autoAnswer ? "incoming call auto-answered" : "incoming call ringing",
                         metadata: ["CALL_ID": "\(id)", "PEER": "\(peerName)", "STATE": "\(active.state.rawValue)"])
             return HTTPResponse(status: 201, contentType: "application/sdp", text: answer.text,
@@ -232,6 +230,17 @@ public final class Device: @unchecked Sendable {
         guard let id = lock.withLock({ call?.id }) else { return false }
         end(id: id, reason: reason, notifyPeer: true)
         return true
+    }
+
+    /// Opens encoders and starts capture off the signalling path: the offer or answer
+    /// goes out without waiting for x264 to open.
+    func startMedia(_ media: MediaSession, _ pc: PeerConnection, callID: String) {
+        let logger = self.logger
+        _ = startThread(name: "media-start") {
+            do { try media.start(peerConnection: pc) } catch {
+                logger.error("media start failed; the call goes on without it", metadata: ["CALL_ID": "\(callID)", "REASON": "\(error)"])
+            }
+        }
     }
 
     func handlers(for id: String, media: MediaSession) -> PeerConnectionHandlers {

@@ -11,9 +11,9 @@ import Glibc
 /// The media of one call: camera → x264 → RTP, microphone → Opus → RTP, and the receive
 /// side (Opus → speaker, reassembled video frames counted and timed).
 ///
-/// Encoding runs on the camera's and microphone's own threads. Nothing is encoded before
-/// SRTP keys exist (a lost first IDR costs seconds in other stacks); the moment they do,
-/// the newest captured frame is encoded as an IDR at once instead of waiting for the next.
+/// Encoding runs on the camera's and microphone's own threads. Nothing is sent before SRTP
+/// keys exist (a lost first IDR costs seconds in other stacks); a keyframe is encoded while
+/// DTLS runs and sent the moment keys exist, without waiting for the next capture.
 public final class MediaSession: @unchecked Sendable {
     let logger: Logger
     let camera: (any VideoSource)?
@@ -25,9 +25,6 @@ public final class MediaSession: @unchecked Sendable {
     private var opus: OpusEncoder?
     private var decoder: OpusDecoder?
     private var pc: PeerConnection?
-    /// Latest frame captured while media could not flow yet, encoded first when it can.
-    private var heldFrame: UnsafeMutableRawBufferPointer?
-    private var heldFrameInfo: (Instant, UInt64)?
     private let state = Locked(State())
 
     struct State {
@@ -54,8 +51,6 @@ public final class MediaSession: @unchecked Sendable {
         state.withLock { $0.sendingAllowed = sendingAllowed }
     }
 
-    deinit { heldFrame?.deallocate() }
-
     /// Handlers for the peer connection, bound to this session.
     public var handlers: PeerConnectionHandlers {
         var h = PeerConnectionHandlers()
@@ -71,10 +66,7 @@ public final class MediaSession: @unchecked Sendable {
         pc = peerConnection
         if let camera {
             let enc = try X264Encoder(settings: videoSettings)
-            encoderLock.withLock {
-                encoder = enc
-                heldFrame = UnsafeMutableRawBufferPointer.allocate(byteCount: camera.width * camera.height * 3 / 2, alignment: 64)
-            }
+            encoderLock.withLock { encoder = enc }
             try camera.start { [weak self] frame in self?.capturedVideo(frame) }
         }
         opus = try OpusEncoder(channels: 1)
@@ -93,19 +85,25 @@ public final class MediaSession: @unchecked Sendable {
     /// The callee answered: media may flow now.
     public func allowSending() {
         let ready = state.withLock { s -> Bool in s.sendingAllowed = true; s.forceKeyframe = true; return s.mediaReady }
-        if ready { encodeHeldFrame() }
+        if ready { sendPendingKeyframe() }
     }
 
     func mediaReady() {
         let allowed = state.withLock { s -> Bool in s.mediaReady = true; s.forceKeyframe = true; return s.sendingAllowed }
-        if allowed { encodeHeldFrame() }
+        if allowed { sendPendingKeyframe() }
     }
 
-    private func encodeHeldFrame() {
+    /// A keyframe encoded while keys did not exist yet, sent the moment they do: the first
+    /// frame costs no encoding time on the critical path.
+    private var pendingKeyframe: (EncodedVideoFrame, Instant, UInt64)?
+    private var lastPreEncode: Instant?
+
+    private func sendPendingKeyframe() {
         encoderLock.withLock {
-            guard let held = heldFrame, let (t, ntp) = heldFrameInfo else { return }
-            encodeAndSend(UnsafeRawBufferPointer(held), captureTime: t, captureNTP: ntp)
-            heldFrameInfo = nil
+            guard let pc, let encoder, let (frame, t, ntp) = pendingKeyframe else { return }
+            pendingKeyframe = nil
+            state.withLock { $0.forceKeyframe = false }
+            pc.sendVideo(frame.data, isKeyframe: true, width: encoder.settings.width, height: encoder.settings.height, captureTime: t, captureNTP: ntp)
         }
     }
 
@@ -114,12 +112,24 @@ public final class MediaSession: @unchecked Sendable {
         if s.stopped { return }
         encoderLock.withLock {
             if !(s.mediaReady && s.sendingAllowed) {
-                // Keep only the newest frame, ready for the instant keys arrive.
-                if let held = heldFrame, held.count >= frame.buffer.count {
-                    held.copyMemory(from: frame.buffer)
-                    heldFrameInfo = (frame.captureTime, frame.captureNTP)
+                // Keep a fresh keyframe ready: every frame during connection setup (tens of
+                // ms), a few per second while ringing.
+                let now = Instant.now()
+                if !s.mediaReady || lastPreEncode.map({ now - $0 > .milliseconds(100) }) ?? true, let encoder {
+                    lastPreEncode = now
+                    if let out = encoder.encode(i420: frame.buffer, forceKeyframe: true) {
+                        pendingKeyframe = (out, frame.captureTime, frame.captureNTP)
+                    }
                 }
                 return
+            }
+            if pendingKeyframe != nil {
+                // Keys arrived between two frames and nothing was sent yet: send that first.
+                if let pc, let (kf, t, ntp) = pendingKeyframe {
+                    pc.sendVideo(kf.data, isKeyframe: true, width: videoSettings.width, height: videoSettings.height, captureTime: t, captureNTP: ntp)
+                    state.withLock { $0.forceKeyframe = false }
+                }
+                pendingKeyframe = nil
             }
             encodeAndSend(frame.buffer, captureTime: frame.captureTime, captureNTP: frame.captureNTP)
         }

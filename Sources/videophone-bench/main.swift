@@ -1,1 +1,228 @@
-print("x")
+import DTLS
+import Logging
+import NetworkCore
+import PeerConnection
+import VideoPhone
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// videophone-bench: the figures BENCHMARKS.md records. Two devices on loopback.
+///
+///   videophone-bench [--calls N] [--call-seconds S] [--latency-seconds S] [--binary PATH]
+var calls = 20
+var callSeconds = 60
+var latencySeconds = 10
+var binary = ".build/release/videophoned"
+var args = Array(CommandLine.arguments.dropFirst())
+while !args.isEmpty {
+    let a = args.removeFirst()
+    func value() -> String { args.isEmpty ? "" : args.removeFirst() }
+    switch a {
+    case "--calls": calls = Int(value()) ?? calls
+    case "--call-seconds": callSeconds = Int(value()) ?? callSeconds
+    case "--latency-seconds": latencySeconds = Int(value()) ?? latencySeconds
+    case "--binary": binary = value()
+    default: printError("unknown argument \(a)\n"); exit(2)
+    }
+}
+
+LoggingSystem.bootstrap { label in
+    var h = StreamLogHandler.standardError(label: label)
+    h.logLevel = .warning
+    return h
+}
+let logger = Logger(label: "bench")
+signal(SIGPIPE, SIG_IGN)
+
+func fmt(_ v: Double?, _ digits: Int = 1) -> String {
+    guard let v, v.isFinite else { return "-" }
+    var p = 1.0
+    for _ in 0..<digits { p *= 10 }
+    let r = (v * p).rounded() / p
+    var s = String(r)
+    if let dot = s.firstIndex(of: ".") {
+        let decimals = s.distance(from: dot, to: s.endIndex) - 1
+        if decimals < digits { s += String(repeating: "0", count: digits - decimals) }
+    } else if digits > 0 { s += "." + String(repeating: "0", count: digits) }
+    return s
+}
+
+/// "median (p25–p75, min–max)" of a sample.
+func spread(_ xs: [Double], _ unit: String = "ms") -> String {
+    guard !xs.isEmpty else { return "-" }
+    return "\(fmt(percentile(xs, 50))) \(unit) (p25–p75 \(fmt(percentile(xs, 25)))–\(fmt(percentile(xs, 75))), min–max \(fmt(xs.min()))–\(fmt(xs.max())), n=\(xs.count))"
+}
+
+func tempDir(_ name: String) -> String {
+    let d = "/tmp/videophone-bench-\(getpid())-\(name)"
+    mkdir(d, 0o700)
+    return d
+}
+
+func freePort() -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return UInt16(bigEndian: addr.sin_port)
+}
+
+func config(_ name: String, port: UInt16, peer: (String, UInt16)?) -> DeviceConfig {
+    var c = DeviceConfig()
+    c.name = name
+    c.stateDirectory = tempDir(name)
+    c.autoAnswer = true
+    c.signallingHost = "127.0.0.1"
+    c.signallingPort = port
+    c.signallingToken = "\(name)-token"
+    c.controlSocket = tempDir(name) + "/control.sock"
+    c.networkAddresses = ["127.0.0.1"]
+    if let (p, pp) = peer { c.peers = [PeerConfig(name: p, url: "http://127.0.0.1:\(pp)", token: "\(p)-token")] }
+    return c
+}
+
+print("videophone-bench: two devices on loopback, 720p30 x264 (ultrafast, zerolatency, Constrained Baseline) + Opus 20 ms")
+print("machine: \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) cores\n")
+
+// MARK: In-process devices: setup time and latency.
+
+let portA = freePort(), portB = freePort()
+let daemonA = try Daemon(config: config("alice", port: portA, peer: ("bob", portB)), logger: logger)
+let daemonB = try Daemon(config: config("bob", port: portB, peer: ("alice", portA)), logger: logger)
+
+func waitFor(_ timeout: Double, _ cond: () -> Bool) -> Bool {
+    let end = Instant.now() + .nanoseconds(Int64(timeout * 1e9))
+    while Instant.now() < end {
+        if cond() { return true }
+        usleep(500)
+    }
+    return false
+}
+
+var setup: [Double] = [], signalling: [Double] = [], ice: [Double] = [], dtls: [Double] = [], firstSent: [Double] = []
+// One warm-up call (page cache, first-use code paths), not counted.
+for i in 0...calls {
+    try daemonA.device.placeCall(to: "bob")
+    guard let (pcA, _, offerAt) = daemonA.device.currentCall, let sentAt = offerAt else { fatalError("no call") }
+    var got = waitFor(5) { daemonB.device.currentCall.map { $0.pc.stats.timeline.firstVideoFrameReceived != nil } ?? false }
+    if !got { printError("call \(i): no frame at bob within 5 s\n") }
+    let tb = daemonB.device.currentCall!.pc.stats.timeline
+    let ta = pcA.stats.timeline
+    if i > 0, got, let f = tb.firstVideoFrameReceived {
+        setup.append((f - sentAt).milliseconds)
+        if let x = ta.remoteDescription { signalling.append((x - sentAt).milliseconds) }
+        if let x = ta.iceConnected { ice.append((x - sentAt).milliseconds) }
+        if let x = ta.dtlsConnected { dtls.append((x - sentAt).milliseconds) }
+        if let x = ta.firstMediaSent { firstSent.append((x - sentAt).milliseconds) }
+    }
+    _ = daemonA.device.hangup()
+    got = waitFor(2) { daemonB.device.state == .idle }
+    usleep(50_000)
+}
+print("## Call setup: offer sent → first complete video frame at the callee (\(calls) calls, loopback)")
+print("total               \(spread(setup))")
+print("  answer received   \(spread(signalling))")
+print("  ICE connected     \(spread(ice))")
+print("  DTLS-SRTP ready   \(spread(dtls))")
+print("  first packet sent \(spread(firstSent))")
+print()
+
+// A longer call for latency figures.
+try daemonA.device.placeCall(to: "bob")
+sleep(UInt32(latencySeconds))
+let (pcA, _, _) = daemonA.device.currentCall!
+let (_, mediaB, _) = daemonB.device.currentCall!
+let wire = pcA.captureToWireSamples
+let glass = mediaB.figures.captureToFrameMs
+let statsB = daemonB.device.currentCall!.pc.stats
+_ = daemonA.device.hangup()
+print("## Latency, 720p30, \(latencySeconds) s call")
+print("capture → first packet on the wire   p50 \(fmt(percentile(wire, 50))) ms  p99 \(fmt(percentile(wire, 99))) ms  (n=\(wire.count))")
+print("capture at A → frame reassembled at B p50 \(fmt(percentile(glass, 50))) ms  p99 \(fmt(percentile(glass, 99))) ms  (n=\(glass.count))")
+let inV = statsB.inbound.first { $0.kind == "video" }
+print("frames received \(inV?.framesReceived ?? 0), packets lost \(inV?.packetsLost ?? 0)")
+print()
+daemonA.stop()
+daemonB.stop()
+
+// MARK: Separate processes: CPU and memory of one device.
+
+func procStat(_ pid: Int32) -> (cpu: Double, rssKB: Int, hwmKB: Int) {
+    var cpu = 0.0, rss = 0, hwm = 0
+    if let f = fopen("/proc/\(pid)/stat", "r") {
+        var buf = [CChar](repeating: 0, count: 4096)
+        fgets(&buf, 4096, f)
+        fclose(f)
+        let line = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if let close = line.lastIndex(of: ")") {
+            let fields = line[line.index(after: close)...].split(separator: " ")
+            // utime and stime are fields 14 and 15; after ")" index 11 and 12.
+            if fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) {
+                cpu = (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+            }
+        }
+    }
+    if let f = fopen("/proc/\(pid)/status", "r") {
+        var buf = [CChar](repeating: 0, count: 512)
+        while fgets(&buf, 512, f) != nil {
+            let line = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let value = Int(line.split(separator: " ").dropFirst().first { !$0.isEmpty }?.trimmingPrefix("\t") ?? "") ?? 0
+            if line.hasPrefix("VmRSS:") { rss = value }
+            if line.hasPrefix("VmHWM:") { hwm = value }
+        }
+        fclose(f)
+    }
+    return (cpu, rss, hwm)
+}
+
+func writeConfig(_ c: DeviceConfig) -> String {
+    let path = c.stateDirectory + "/config.toml"
+    var t = "[device]\nname = \"\(c.name)\"\nstate_directory = \"\(c.stateDirectory)\"\nauto_answer = true\n"
+    t += "[signalling]\nlisten = \"127.0.0.1:\(c.signallingPort)\"\ntoken = \"\(c.signallingToken)\"\n"
+    t += "[control]\nsocket = \"\(c.controlSocket)\"\n[network]\naddresses = [\"127.0.0.1\"]\n"
+    for p in c.peers { t += "[[peer]]\nname = \"\(p.name)\"\nurl = \"\(p.url)\"\ntoken = \"\(p.token)\"\n" }
+    let f = fopen(path, "w")!
+    fputs(t, f)
+    fclose(f)
+    return path
+}
+
+func spawn(_ path: String, binary: String) -> pid_t {
+    var pid: pid_t = 0
+    let argv: [UnsafeMutablePointer<CChar>?] = [strdup(binary), strdup("--config"), strdup(path), nil]
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    guard posix_spawn(&pid, binary, &actions, nil, argv, environ) == 0 else { fatalError("cannot start \(binary)") }
+    return pid
+}
+
+let pA = freePort(), pB = freePort()
+let cA = config("proc-alice", port: pA, peer: ("proc-bob", pB))
+let cB = config("proc-bob", port: pB, peer: nil)
+let pidA = spawn(writeConfig(cA), binary: binary), pidB = spawn(writeConfig(cB), binary: binary)
+defer { kill(pidA, SIGTERM); kill(pidB, SIGTERM) }
+_ = waitFor(5) { (try? controlRequest(path: cA.controlSocket, command: "status")) != nil && (try? controlRequest(path: cB.controlSocket, command: "status")) != nil }
+sleep(1)
+let idle = procStat(pidA)
+let before = procStat(pidA)
+let reply = (try? controlRequest(path: cA.controlSocket, command: "call proc-bob")) ?? "no reply"
+if !reply.hasPrefix("ok") { printError("call failed: \(reply)\n") }
+sleep(UInt32(callSeconds))
+let after = procStat(pidA)
+_ = try? controlRequest(path: cA.controlSocket, command: "hangup")
+print("## One device (separate process) in a \(callSeconds) s two-way 720p30 call")
+print("idle RSS               \(fmt(Double(idle.rssKB) / 1024)) MB")
+print("CPU                    \(fmt((after.cpu - before.cpu) / Double(callSeconds) * 100)) % of one core (\(fmt(after.cpu - before.cpu, 2)) CPU-s)")
+print("RSS at end of call     \(fmt(Double(after.rssKB) / 1024)) MB")
+print("peak RSS (VmHWM)       \(fmt(Double(after.hwmKB) / 1024)) MB")
+kill(pidA, SIGTERM)
+kill(pidB, SIGTERM)
+var status: Int32 = 0
+waitpid(pidA, &status, 0)
+waitpid(pidB, &status, 0)

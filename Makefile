@@ -1,0 +1,37 @@
+# videophone: the two commands a newcomer needs are `make run` and `make test`.
+# Each target installs what it needs first (toolchain/install-deps.sh).
+
+SHELL := /bin/bash
+export PATH := $(PATH):/opt/swift/usr/bin
+SWIFT ?= swift
+RELEASE := .build/release
+DEBUG := .build/debug
+
+.PHONY: all deps build release run test bench clean
+
+all: build
+
+deps:
+	@toolchain/install-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+## run: two simulated devices on this machine; alice calls bob; live figures until Ctrl-C.
+run: release
+	board/sim/run.sh $(RELEASE)
+
+## test: unit, integration and interop tests.
+test: deps
+	$(SWIFT) build
+	$(SWIFT) test
+
+## bench: call setup, latency, CPU and memory figures (see BENCHMARKS.md).
+bench: release
+	$(RELEASE)/videophone-bench --binary $(RELEASE)/videophoned
+
+clean:
+	rm -rf .build .state

@@ -1,0 +1,102 @@
+import Testing
+@testable import VideoPhone
+
+@Suite struct ConfigTests {
+    @Test func theSimulatorConfigsAreValid() throws {
+        for name in ["alice", "bob"] {
+            let path = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+            let c = try DeviceConfig.load(path: "/\(path)/board/sim/\(name).toml")
+            #expect(c.name == name)
+            #expect(c.peers.count == 1)
+        }
+    }
+
+    @Test func fullConfigParses() throws {
+        let c = try DeviceConfig.parse("""
+        # comment
+        [device]
+        name = "door"          # trailing comment
+        auto_answer = true
+        [signalling]
+        listen = "[::1]:9000"
+        token = 'lit#eral'
+        [network]
+        addresses = ["127.0.0.1", "::1"]
+        [video]
+        width = 640
+        height = 480
+        fps = 25
+        bitrate_kbps = 1_000
+        [[peer]]
+        name = "kitchen"
+        url = "http://192.0.2.5:8080"
+        token = "t1"
+        [[peer]]
+        name = "garden"
+        url = "http://192.0.2.6:8080"
+        """, file: "test.toml")
+        #expect(c.name == "door")
+        #expect(c.signallingHost == "::1" && c.signallingPort == 9000)
+        #expect(c.signallingToken == "lit#eral")
+        #expect(c.networkAddresses == ["127.0.0.1", "::1"])
+        #expect(c.videoBitrateKbps == 1000)
+        #expect(c.peers.map(\.name) == ["kitchen", "garden"])
+        #expect(c.peers[1].token == "")
+    }
+
+    /// Each kind of mistake gets a message naming the file, line, key and problem.
+    @Test(arguments: [
+        ("[video]\nwidth = \"wide\"\n", "cfg.toml:2: video.width: expected an integer, got string"),
+        ("[video]\nfps = 500\n", "cfg.toml:2: video.fps: 500 is out of range 1...60"),
+        ("[video]\ncolour = 3\n", "cfg.toml:2: video.colour: unknown key"),
+        ("[vidoe]\nwidth = 3\n", "cfg.toml:2: vidoe.width: unknown table [vidoe]"),
+        ("name = \"x\"\n", "cfg.toml:1: name: unknown key at top level"),
+        ("[device]\nname = \"x\n", "cfg.toml:2: device.name: unterminated string"),
+        ("[device]\nname = x\n", "cfg.toml:2: device.name: cannot read value 'x' (strings need quotes)"),
+        ("[device]\nname = \"a\"\nname = \"b\"\n", "cfg.toml:3: device.name: key defined twice"),
+        ("[signalling]\nlisten = \"localhost\"\n", "cfg.toml:2: signalling.listen: expected 'host:port'"),
+        ("[signalling]\nlisten = \"example.org:80\"\n", "is not a numeric IP address"),
+        ("[video]\nsource = \"webcam\"\n", "cfg.toml:2: video.source: 'webcam' is not one of"),
+        ("[[peer]]\nurl = \"http://1.2.3.4:80\"\n", "cfg.toml:2: peer.name: peer #1 has no name"),
+        ("[[peer]]\nname = \"p\"\nurl = \"ftp://x\"\n", "cfg.toml:3: peer.url: expected 'http://host:port'"),
+        ("[device\n", "cfg.toml:1: unterminated table header"),
+        ("just words\n", "cfg.toml:1: expected 'key = value'"),
+        ("[device]\n[device]\n", "cfg.toml:2: table [device] defined twice"),
+    ])
+    func mistakesNameTheirLineAndKey(text: String, expected: String) {
+        #expect { try DeviceConfig.parse(text, file: "cfg.toml") } throws: { e in
+            let d = "\(e)"
+            if !d.contains(expected) { Issue.record("got '\(d)', expected '\(expected)'") }
+            return true
+        }
+    }
+
+    @Test func missingFileIsNamed() {
+        #expect { try DeviceConfig.load(path: "/nonexistent/v.toml") } throws: { e in "\(e)".hasPrefix("/nonexistent/v.toml: cannot open") }
+    }
+
+    @Test func constantTimeComparison() {
+        #expect(constantTimeEqual(Array("abc".utf8), Array("abc".utf8)))
+        #expect(!constantTimeEqual(Array("abc".utf8), Array("abd".utf8)))
+        #expect(!constantTimeEqual(Array("abc".utf8), Array("abcd".utf8)))
+        #expect(!constantTimeEqual([], Array("a".utf8)))
+    }
+
+    @Test func jsonWriterEscapes() {
+        var j = JSONWriter()
+        j.beginObject()
+        j.field("a\"b", "line\nnext\u{1}")
+        j.field("n", 3)
+        j.field("x", Optional<Double>.none)
+        j.field("f", 1.5)
+        j.beginArray("l"); j.beginObject(); j.field("t", true); j.endObject(); j.endArray()
+        j.endObject()
+        #expect(j.text == #"{"a\"b":"line\nnext\u0001","n":3,"x":null,"f":1.5,"l":[{"t":true}]}"#)
+    }
+
+    @Test func percentiles() {
+        #expect(percentile([], 50) == nil)
+        #expect(percentile([3, 1, 2], 50) == 2)
+        #expect(percentile(Array(1...100).map(Double.init), 99) == 99)
+    }
+}
