@@ -17,8 +17,9 @@ deps:
 build: deps
 	$(SWIFT) build
 
+# Product builds link the Swift runtime statically: smaller resident set on the board.
 release: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib
 
 ## run: two simulated devices on this machine; alice calls bob; live figures until Ctrl-C.
 run: release

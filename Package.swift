@@ -51,6 +51,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "videophoned", dependencies: [
+            "NetworkCore",
             "VideoPhone", .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "videophonectl", dependencies: ["VideoPhone"]),

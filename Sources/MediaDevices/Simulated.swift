@@ -22,7 +22,8 @@ public final class TestPatternCamera: VideoSource, @unchecked Sendable {
         self.height = height & ~1
         self.fps = fps
         let size = self.width * self.height * 3 / 2
-        pool = (0..<3).map { _ in
+        // Frames are consumed synchronously on this thread, so one buffer is enough.
+        pool = (0..<1).map { _ in
             let p = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
             p.initializeMemory(as: UInt8.self, repeating: 128)
             return p

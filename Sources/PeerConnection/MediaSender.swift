@@ -49,7 +49,7 @@ final class MediaSender: @unchecked Sendable {
     private var audioStart: Instant?
     /// Protected video packets by sequence number, for NACK (RFC 4585).
     private var ring: [(seq: UInt16, valid: Bool, bytes: [UInt8])]
-    private let ringMask = 1023
+    private let ringMask = 511
     private var stopped = false
     /// Recent capture → wire latencies in ms.
     let captureToWire = Locked<[Double]>([])
@@ -57,7 +57,7 @@ final class MediaSender: @unchecked Sendable {
     init() {
         video = Stream(ssrc: videoSSRC, clockRate: 90000)
         audio = Stream(ssrc: audioSSRC, clockRate: 48000)
-        ring = Array(repeating: (0, false, []), count: 1024)
+        ring = Array(repeating: (0, false, []), count: 512)
         scratch.reserveCapacity(1500 + SRTPSession.maxTrailer)
     }
 

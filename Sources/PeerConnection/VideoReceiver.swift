@@ -9,7 +9,7 @@ final class VideoReceiver {
     var remoteSSRC: UInt32?
     var statistics = ReceiveStatistics(ssrc: 0, clockRate: 90000)
     var nack = NACKGenerator()
-    var assembler = H264FrameAssembler()
+    var assembler = H264FrameAssembler(capacity: 512)
     var lastPLI: Instant?
 
     init(payloadType: UInt8, absCaptureTimeID: UInt8?) {
@@ -25,7 +25,7 @@ final class VideoReceiver {
             remoteSSRC = p.ssrc
             statistics = ReceiveStatistics(ssrc: p.ssrc, clockRate: 90000)
             nack = NACKGenerator()
-            assembler = H264FrameAssembler()
+            assembler = H264FrameAssembler(capacity: 512)
         }
         statistics.received(sequence: p.sequenceNumber, rtpTimestamp: p.timestamp, payloadBytes: p.payload.count, arrival: now)
         nack.received(p.sequenceNumber, now: now)

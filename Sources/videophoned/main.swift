@@ -1,4 +1,5 @@
 import Logging
+import NetworkCore
 import VideoPhone
 #if canImport(Glibc)
 import Glibc
@@ -67,6 +68,12 @@ do {
     exit(1)
 }
 
+SystemdNotify.send("READY=1\nSTATUS=idle")
+if let interval = SystemdNotify.watchdogInterval {
+    // Pet the watchdog at half its period.
+    _ = startWatchdog(every: interval / 2)
+}
+
 while true {
     var sig: Int32 = 0
     sigwait(&signals, &sig)
@@ -75,6 +82,17 @@ while true {
         continue
     }
     logger.info("stopping", metadata: ["signal": "\(sig)"])
+    SystemdNotify.send("STOPPING=1")
     daemon.stop()
     exit(0)
+}
+
+func startWatchdog(every period: Duration) -> pthread_t {
+    startThread(name: "watchdog") {
+        while true {
+            SystemdNotify.send("WATCHDOG=1")
+            let us = UInt32(max(1000, period.nanosecondsInt / 1000))
+            usleep(us)
+        }
+    }
 }
