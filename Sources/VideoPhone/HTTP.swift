@@ -252,3 +252,16 @@ public enum HTTPClient {
         throw HTTPError("cannot connect to \(host):\(port): \(lastError)")
     }
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (tests and benchmarks pick their
+/// signalling ports with it).
+public func freeLoopbackPort() -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    let any = TransportAddress(host: "127.0.0.1", port: 0)!
+    _ = any.withSockAddr { bind(fd, $0, $1) }
+    var storage = sockaddr_storage()
+    var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    _ = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return withUnsafeBytes(of: &storage) { TransportAddress(storage: $0.baseAddress!)?.port } ?? 0
+}

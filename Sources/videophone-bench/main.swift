@@ -60,17 +60,6 @@ func tempDir(_ name: String) -> String {
     return d
 }
 
-func freePort() -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return UInt16(bigEndian: addr.sin_port)
-}
 
 func config(_ name: String, port: UInt16, peer: (String, UInt16)?) -> DeviceConfig {
     var c = DeviceConfig()
@@ -91,7 +80,7 @@ print("machine: \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) cores\n")
 
 // MARK: In-process devices: setup time and latency.
 
-let portA = freePort(), portB = freePort()
+let portA = freeLoopbackPort(), portB = freeLoopbackPort()
 let daemonA = try Daemon(config: config("alice", port: portA, peer: ("bob", portB)), logger: logger)
 let daemonB = try Daemon(config: config("bob", port: portB, peer: ("alice", portA)), logger: logger)
 
@@ -202,7 +191,7 @@ func spawn(_ path: String, binary: String) -> pid_t {
     return pid
 }
 
-let pA = freePort(), pB = freePort()
+let pA = freeLoopbackPort(), pB = freeLoopbackPort()
 let cA = config("proc-alice", port: pA, peer: ("proc-bob", pB))
 let cB = config("proc-bob", port: pB, peer: nil)
 let pidA = spawn(writeConfig(cA), binary: binary), pidB = spawn(writeConfig(cB), binary: binary)

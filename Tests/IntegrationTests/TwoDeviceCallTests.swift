@@ -29,21 +29,10 @@ final class DaemonHarness: @unchecked Sendable {
         return dir.appendingPathComponent("videophoned").path
     }
 
-    static func freePort() -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return UInt16(bigEndian: addr.sin_port)
-    }
 
     func port(_ name: String) -> UInt16 {
         if let p = ports[name] { return p }
-        let p = DaemonHarness.freePort()
+        let p = freeLoopbackPort()
         ports[name] = p
         return p
     }
@@ -226,7 +215,7 @@ func state(_ s: [String: Any]) -> String { s["state"] as? String ?? "?" }
     /// fails, no media flows, and the reason is logged.
     @Test func aPeerWhoseCertificateDoesNotMatchItsFingerprintGetsNoMedia() throws {
         let h = try DaemonHarness()
-        let proxyPort = DaemonHarness.freePort()
+        let proxyPort = freeLoopbackPort()
         let bPort = h.port("b")
         let proxy = try HTTPServer(host: "127.0.0.1", port: proxyPort) { req in
             var body = req.bodyText
