@@ -34,6 +34,7 @@ let package = Package(
         .target(name: "STUN", dependencies: ["NetworkCore", "COpenSSL"]),
         .target(name: "SDP", dependencies: ["NetworkCore"]),
         .target(name: "ICE", dependencies: ["NetworkCore", "STUN"]),
+        .target(name: "MDNS", dependencies: ["NetworkCore"]),
         // Bytes in, bytes out over OpenSSL and libsrtp2.
         .target(name: "DTLS", dependencies: ["COpenSSL"]),
         .target(name: "SRTP", dependencies: ["CSRTP"]),
@@ -42,7 +43,7 @@ let package = Package(
         .target(name: "MediaDevices", dependencies: ["NetworkCore"]),
         // Sockets, demultiplexing and the W3C-shaped peer connection.
         .target(name: "PeerConnection", dependencies: [
-            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "DTLS", "SRTP",
+            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "DTLS", "SRTP",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The device application: config, signalling, call control, status.
@@ -63,7 +64,7 @@ let package = Package(
         .testTarget(name: "RTPTests", dependencies: ["RTP"]),
         .testTarget(name: "STUNTests", dependencies: ["STUN", "NetworkCore"]),
         .testTarget(name: "SDPTests", dependencies: ["SDP"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "NetworkCore"]),
+        .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "MDNS", "NetworkCore"]),
         .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
         .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP"]),

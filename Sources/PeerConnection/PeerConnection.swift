@@ -17,6 +17,10 @@ public struct PeerConnectionConfiguration: Sendable {
     public var bindAddresses: [TransportAddress]?
     public var includeLoopback: Bool
     public var logger: Logger
+    /// Resolves peers' `.local` candidates and answers for ours.
+    public var mdns: MDNSService?
+    /// Offer host candidates as random `.local` names instead of addresses.
+    public var hideAddressesWithMDNS = false
 
     public init(dtls: DTLSContext, bindAddresses: [TransportAddress]? = nil, includeLoopback: Bool = false, logger: Logger) {
         self.dtls = dtls; self.bindAddresses = bindAddresses; self.includeLoopback = includeLoopback; self.logger = logger
@@ -51,6 +55,8 @@ public final class PeerConnection: @unchecked Sendable {
     let logger: Logger
     let sockets: [UDPSocket]
     let dtlsContext: DTLSContext
+    let mdns: MDNSService?
+    let mdnsNames: [String]
 
     // Transport-thread state.
     var agent: ICEAgent
@@ -87,6 +93,7 @@ public final class PeerConnection: @unchecked Sendable {
         var malformed: UInt64 = 0
         var srtpFailures: UInt64 = 0
         var closeReason: String?
+        var mdnsResolved = 0
     }
 
     /// Binds one socket per local address and gathers host candidates.
@@ -103,13 +110,24 @@ public final class PeerConnection: @unchecked Sendable {
         guard !sockets.isEmpty else { throw SocketError("no local address to bind (looked at \(addresses.count))") }
         self.sockets = sockets
         var agent = ICEAgent(controlling: controlling)
+        var names: [String] = []
+        let mdns = configuration.hideAddressesWithMDNS ? configuration.mdns : nil
         for (i, s) in sockets.enumerated() {
             let pref = UInt32(65535 - i * 256)
+            var host = s.localAddress.host
+            if let mdns, s.localAddress.family == .ipv4, !s.localAddress.isLoopback {
+                // A fresh name per call, as browsers do, so the name tracks nothing.
+                host = Hex.encode(secureRandomBytes(16)).uuidShaped + ".local"
+                mdns.register(name: host, address: s.localAddress)
+                names.append(host)
+            }
             let c = ICECandidate(foundation: String(CRC32.checksum(Array(s.localAddress.host.utf8)) % 100_000_000), priority: ICECandidate.priority(type: .host, localPreference: pref),
-                                 host: s.localAddress.host, port: s.localAddress.port, type: .host)
+                                 host: host, port: s.localAddress.port, type: .host)
             agent.addLocalCandidate(c, base: s.localAddress)
         }
         self.agent = agent
+        self.mdns = configuration.mdns
+        self.mdnsNames = names
         self.sender = MediaSender()
         var pipeFDs: [Int32] = [0, 0]
         guard pipe(&pipeFDs) == 0 else { throw SocketError("pipe") }
@@ -166,9 +184,24 @@ public final class PeerConnection: @unchecked Sendable {
             return
         }
         if c.isMDNS {
-            // Resolution of .local names comes with mDNS support; the peer-reflexive
-            // candidate learned from its first check covers this until then.
-            logger.debug("mDNS candidate left to peer-reflexive discovery", metadata: ["host": "\(c.host)"])
+            guard let mdns else {
+                // Without mDNS the peer-reflexive candidate from its first check still works.
+                logger.debug("no mDNS: .local candidate left to peer-reflexive discovery", metadata: ["host": "\(c.host)"])
+                return
+            }
+            let logger = self.logger
+            mdns.resolve(c.host, port: c.port) { [weak self] address in
+                guard let address else {
+                    logger.notice("mDNS name did not resolve", metadata: ["host": "\(c.host)"])
+                    return
+                }
+                self?.perform { pc in
+                    var resolved = c
+                    resolved.host = address.host
+                    pc.shared.withLock { $0.mdnsResolved += 1 }
+                    pc.agent.addRemoteCandidate(resolved, now: Instant.now())
+                }
+            }
             return
         }
         agent.addRemoteCandidate(c, now: now)
@@ -189,7 +222,8 @@ public final class PeerConnection: @unchecked Sendable {
         if var v = s.inboundVideo { v.framesPerSecond = s.videoFPS.current(now: now); v.bitrate = s.videoBitrate.current(now: now) * 8; inbound.append(v) }
         if var a = s.inboundAudio { a.bitrate = s.audioBitrate.current(now: now) * 8; inbound.append(a) }
         return PeerConnectionStats(iceState: s.iceState, dtlsState: s.dtlsState, inbound: inbound, outbound: sender.stats(now: now),
-                                   candidatePair: s.pair, timeline: s.timeline, malformedDatagrams: s.malformed, srtpFailures: s.srtpFailures)
+                                   candidatePair: s.pair, timeline: s.timeline, malformedDatagrams: s.malformed, srtpFailures: s.srtpFailures,
+                                   mdnsResolved: s.mdnsResolved)
     }
 
     /// Sends one encoded video frame (no-op until SRTP keys exist).
@@ -548,6 +582,7 @@ public final class PeerConnection: @unchecked Sendable {
         }
         agent.close()
         sender.stop()
+        for n in mdnsNames { mdns?.unregister(name: n) }
         shared.withLock { $0.closeReason = reason; $0.iceState = "closed"; $0.dtlsState = "closed" }
         logger.info("peer connection closed", metadata: ["reason": "\(reason)"])
         if remote { handlers.onClosed?(reason) }
@@ -558,3 +593,12 @@ public final class PeerConnection: @unchecked Sendable {
 }
 
 extension Int32 { var isTrue: Bool { self != 0 } }
+
+extension String {
+    /// 32 hex digits as 8-4-4-4-12, the shape browsers give their `.local` names.
+    var uuidShaped: String {
+        let c = Array(self)
+        guard c.count >= 32 else { return self }
+        return [String(c[0..<8]), String(c[8..<12]), String(c[12..<16]), String(c[16..<20]), String(c[20..<32])].joined(separator: "-")
+    }
+}

@@ -73,6 +73,8 @@ public struct PeerConnectionStats: Sendable {
     public var malformedDatagrams: UInt64
     /// Packets that failed SRTP authentication.
     public var srtpFailures: UInt64
+    /// Remote `.local` candidates resolved through mDNS.
+    public var mdnsResolved: Int
 }
 
 /// A rate meter over a sliding second, for bitrate and fps figures.

@@ -27,6 +27,10 @@ public struct DeviceConfig: Sendable, Equatable {
     /// Host candidate addresses; nil means every interface that is up.
     public var networkAddresses: [String]? = nil
     public var includeLoopback = false
+    /// Offer host candidates as mDNS `.local` names.
+    public var mdns = false
+    /// Send our candidates after the offer/answer (PATCH) instead of inside it.
+    public var trickle = false
     public var videoSource = "test-pattern"
     public var videoWidth = 1280
     public var videoHeight = 720
@@ -109,6 +113,8 @@ public struct DeviceConfig: Sendable, Equatable {
                 }
                 c.networkAddresses = list
             case ("network", "include_loopback"): c.includeLoopback = try bool(e)
+            case ("network", "mdns"): c.mdns = try bool(e)
+            case ("network", "trickle"): c.trickle = try bool(e)
             case ("video", "source"): c.videoSource = try oneOf(e, ["test-pattern", "none"])
             case ("video", "width"): c.videoWidth = try int(e, 160...3840)
             case ("video", "height"): c.videoHeight = try int(e, 120...2160)

@@ -50,6 +50,10 @@ public final class Device: @unchecked Sendable {
         /// For outgoing calls: the URL to DELETE on hang-up.
         var remoteResource: String?
         var remoteToken: String?
+        /// Candidates held back from a trickle answer, sent in the first PATCH response.
+        var trickleOut: [String] = []
+        /// The negotiated video codec, e.g. `H264 profile-level-id=42e01f`.
+        var videoCodec: String?
         let startedWall = wallClockNanoseconds()
         var offerSentAt: Instant?
         init(id: String, peerName: String, outgoing: Bool, state: CallState, pc: PeerConnection, media: MediaSession) {
@@ -68,23 +72,40 @@ public final class Device: @unchecked Sendable {
         self.identity = identity
         self.logger = logger
         self.dtls = try DTLSContext(certificate: identity)
+        let ifaces = (config.networkAddresses?.compactMap { TransportAddress(host: $0, port: 0) } ?? localInterfaceAddresses(includeLoopback: false))
+            .filter { $0.family == .ipv4 && !$0.isLoopback }
+        if ifaces.isEmpty {
+            mdns = nil
+        } else {
+            do { mdns = try MDNSService(interfaces: ifaces) } catch {
+                logger.warning("mDNS unavailable: .local candidates will rely on peer-reflexive discovery", metadata: ["REASON": "\(error)"])
+                mdns = nil
+            }
+        }
     }
+
+    /// Resolves peers' `.local` candidates and answers for ours (nil on loopback-only setups).
+    public let mdns: MDNSService?
 
     var connectionConfiguration: PeerConnectionConfiguration {
         var addrs: [TransportAddress]? = nil
         if let list = config.networkAddresses { addrs = list.compactMap { TransportAddress(host: $0, port: 0) } }
-        return PeerConnectionConfiguration(dtls: dtls, bindAddresses: addrs, includeLoopback: config.includeLoopback, logger: logger)
+        var c = PeerConnectionConfiguration(dtls: dtls, bindAddresses: addrs, includeLoopback: config.includeLoopback, logger: logger)
+        c.mdns = mdns
+        c.hideAddressesWithMDNS = config.mdns
+        return c
     }
 
     var videoSettings: H264EncoderSettings {
         H264EncoderSettings(width: config.videoWidth, height: config.videoHeight, fps: config.videoFPS, bitrateKbps: config.videoBitrateKbps)
     }
 
-    func localParameters(_ pc: PeerConnection) -> LocalParameters {
+    func localParameters(_ pc: PeerConnection, withCandidates: Bool = true) -> LocalParameters {
         let ice = pc.localICE
         let ssrc = pc.localSSRCs
-        var lp = LocalParameters(iceUfrag: ice.ufrag, icePwd: ice.pwd, fingerprint: identity.fingerprint, candidates: ice.candidates,
-                                 endOfCandidates: true, audioSSRC: ssrc.audio, videoSSRC: ssrc.video, cname: config.name, streamID: config.name)
+        var lp = LocalParameters(iceUfrag: ice.ufrag, icePwd: ice.pwd, fingerprint: identity.fingerprint,
+                                 candidates: withCandidates ? ice.candidates : [], endOfCandidates: withCandidates,
+                                 audioSSRC: ssrc.audio, videoSSRC: ssrc.video, cname: config.name, streamID: config.name)
         lp.sendVideo = config.videoSource != "none"
         lp.sendAudio = config.audioSource != "none"
         return lp
@@ -121,7 +142,7 @@ public final class Device: @unchecked Sendable {
         log[metadataKey: "CALL_ID"] = "\(id)"
         log[metadataKey: "PEER"] = "\(peer.name)"
         startMedia(media, active.pc, callID: id)
-        let offer = JSEP.makeOffer(localParameters(active.pc), sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
+        let offer = JSEP.makeOffer(localParameters(active.pc, withCandidates: !config.trickle), sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
         log.info("calling", metadata: ["STATE": "calling", "url": "\(peer.url)"])
         active.offerSentAt = Instant.now()
         let response: HTTPResponse
@@ -151,8 +172,14 @@ public final class Device: @unchecked Sendable {
             active.remoteToken = peer.token
         }
         active.pc.setRemote(session)
-        lock.withLock { if call === active { active.state = .inCall } }
+        lock.withLock {
+            active.videoCodec = Device.describe(session)
+            if call === active { active.state = .inCall }
+        }
         log.info("call answered", metadata: ["STATE": "in-call"])
+        if config.trickle, let resource = active.remoteResource {
+            trickleCandidates(active.pc, to: resource, token: peer.token, log: log)
+        }
     }
 
     // MARK: Incoming
@@ -181,8 +208,13 @@ public final class Device: @unchecked Sendable {
             do { pc = try PeerConnection(configuration: connectionConfiguration, controlling: false, handlers: handlers(for: id, media: media)) }
             catch { return .failure(CallError(status: 500, "cannot open transport: \(error)")) }
             do {
-                let (answer, session) = try JSEP.answer(offer: offer, local: localParameters(pc), sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
+                let peerTrickles = (offer.value("ice-options") ?? offer.media.first?.value("ice-options") ?? "").split(separator: " ").contains("trickle")
+                let holdBack = config.trickle && peerTrickles
+                let (answer, session) = try JSEP.answer(offer: offer, local: localParameters(pc, withCandidates: !holdBack),
+                                                        sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
                 let c = ActiveCall(id: id, peerName: peerName, outgoing: false, state: config.autoAnswer ? .inCall : .ringing, pc: pc, media: media)
+                if holdBack { c.trickleOut = pc.localICE.candidates.map { "a=candidate:\($0)" } + ["a=end-of-candidates"] }
+                c.videoCodec = Device.describe(session)
                 call = c
                 pc.setRemote(session)
                 return .success((c, answer, session))
@@ -232,6 +264,28 @@ public final class Device: @unchecked Sendable {
         return true
     }
 
+    /// Sends our candidates to the callee's resource (RFC 8840 over WHIP's PATCH) and adds
+    /// any it returns.
+    func trickleCandidates(_ pc: PeerConnection, to resource: String, token: String, log: Logger) {
+        let lines = pc.localICE.candidates.map { "a=candidate:\($0)" } + ["a=end-of-candidates"]
+        _ = startThread(name: "trickle") {
+            do {
+                let r = try HTTPClient.request(method: "PATCH", url: resource,
+                                               headers: [("Content-Type", "application/trickle-ice-sdpfrag"), ("Authorization", "Bearer \(token)")],
+                                               body: Array((lines.joined(separator: "\r\n") + "\r\n").utf8))
+                guard r.status == 200 || r.status == 204 else {
+                    log.warning("trickle PATCH refused", metadata: ["status": "\(r.status)"])
+                    return
+                }
+                for line in r.bodyText.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) where line.hasPrefix("a=candidate:") {
+                    pc.addRemoteCandidate(String(line.dropFirst(2)))
+                }
+            } catch {
+                log.warning("trickle PATCH failed", metadata: ["REASON": "\(error)"])
+            }
+        }
+    }
+
     /// Opens encoders and starts capture off the signalling path: the offer or answer
     /// goes out without waiting for x264 to open.
     func startMedia(_ media: MediaSession, _ pc: PeerConnection, callID: String) {
@@ -275,6 +329,11 @@ public final class Device: @unchecked Sendable {
         logger.info("call ended", metadata: ["CALL_ID": "\(c.id)", "PEER": "\(c.peerName)", "STATE": "idle", "REASON": "\(reason)"])
     }
 
+    static func describe(_ s: NegotiatedSession) -> String? {
+        guard let v = s.video else { return nil }
+        return "\(v.codec.name) profile-level-id=\(v.codec.parameter("profile-level-id") ?? "-") pt=\(v.codec.payloadType)"
+    }
+
     func authorised(_ req: HTTPRequest) -> Bool {
         guard !config.signallingToken.isEmpty, let auth = req.header("authorization"), auth.hasPrefix("Bearer ") else { return false }
         return constantTimeEqual(Array(auth.dropFirst(7).utf8), Array(config.signallingToken.utf8))
@@ -297,6 +356,9 @@ public final class Device: @unchecked Sendable {
             r = deleteCall(id: String(path.dropFirst(6)), req: req)
         case ("PATCH", _) where path.hasPrefix("/call/"):
             r = patchCall(id: String(path.dropFirst(6)), req: req)
+        case ("GET", "/"), ("GET", "/index.html"):
+            r = HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", text: DevicePage.html,
+                             headers: [("Cache-Control", "no-store")])
         case ("GET", "/status"):
             r = HTTPResponse(status: 200, contentType: "application/json", text: statusJSON() + "\n")
         case (_, "/call"), (_, "/status"):
@@ -315,13 +377,19 @@ public final class Device: @unchecked Sendable {
         guard req.header("content-type")?.lowercased().hasPrefix("application/trickle-ice-sdpfrag") == true else {
             return HTTPResponse(status: 415, contentType: "text/plain", text: "expected application/trickle-ice-sdpfrag\n")
         }
-        guard let pc = lock.withLock({ call?.id == id ? call?.pc : nil }) else {
+        guard let (pc, ours) = lock.withLock({ () -> (PeerConnection, [String])? in
+            guard let c = call, c.id == id else { return nil }
+            defer { c.trickleOut = [] }
+            return (c.pc, c.trickleOut)
+        }) else {
             return HTTPResponse(status: 404, contentType: "text/plain", text: "no call \(id)\n")
         }
-        var added = 0
         for line in req.bodyText.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) where line.hasPrefix("a=candidate:") {
             pc.addRemoteCandidate(String(line.dropFirst(2)))
-            added += 1
+        }
+        // Our own candidates, held back from the answer, travel back in the response.
+        if !ours.isEmpty {
+            return HTTPResponse(status: 200, contentType: "application/trickle-ice-sdpfrag", text: ours.joined(separator: "\r\n") + "\r\n")
         }
         return HTTPResponse(status: 204)
     }
@@ -336,6 +404,12 @@ public final class Device: @unchecked Sendable {
         j.field("device", config.name)
         j.field("state", c?.state.rawValue ?? CallState.idle.rawValue)
         j.field("fingerprint", "sha-256 " + identity.fingerprint)
+        if let m = mdns?.counters {
+            j.beginObject("mdns")
+            j.field("queriesAnswered", m.queriesAnswered)
+            j.field("namesResolved", m.namesResolved)
+            j.endObject()
+        }
         if let last {
             j.beginObject("lastCall")
             j.field("id", last.id); j.field("peer", last.peer); j.field("endReason", last.endReason)
@@ -348,6 +422,7 @@ public final class Device: @unchecked Sendable {
             j.field("id", c.id)
             j.field("peer", c.peerName)
             j.field("direction", c.outgoing ? "outgoing" : "incoming")
+            j.field("videoCodec", c.videoCodec)
             j.field("iceState", s.iceState)
             j.field("dtlsState", s.dtlsState)
             j.beginObject("setup")
@@ -410,6 +485,7 @@ public final class Device: @unchecked Sendable {
             j.field("captureToWireP50Ms", percentile(c.pc.captureToWireSamples, 50))
             j.field("encodeP50Ms", percentile(f.encodeMs, 50))
             j.endObject()
+            j.field("mdnsResolved", s.mdnsResolved)
             j.field("malformedDatagrams", s.malformedDatagrams)
             j.field("srtpFailures", s.srtpFailures)
             j.endObject()
