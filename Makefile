@@ -25,14 +25,18 @@ release: deps
 run: release
 	board/sim/run.sh $(RELEASE)
 
-## test: unit, integration and interop tests.
+## test: unit, integration and interop tests (Chromium and aiortc in a network namespace).
 test: deps
+	@toolchain/install-test-deps.sh
 	$(SWIFT) build
 	$(SWIFT) test
+	Tests/Interop/run.sh $(DEBUG)
 
 ## bench: call setup, latency, CPU and memory figures (see BENCHMARKS.md).
 bench: release
+	@toolchain/install-test-deps.sh
 	$(RELEASE)/videophone-bench --binary $(RELEASE)/videophoned
+	Tests/Interop/run.sh $(RELEASE) bench
 
 clean:
 	rm -rf .build .state

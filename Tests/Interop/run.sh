@@ -28,4 +28,9 @@ ip -n "$FAR" link set vpb up
 ip -n "$NS" route add default dev vpa
 ip -n "$NS" route add 224.0.0.0/4 dev vpa
 export VIDEOPHONE_BIN="$PWD/$BIN"
-ip netns exec "$NS" "${PYTHON:-python3}" -m pytest -q -p no:cacheprovider Tests/Interop "$@"
+if [ "${1:-}" = "bench" ]; then
+    shift
+    ip netns exec "$NS" "${PYTHON:-python3}" Tests/Interop/bench_interop.py "$@"
+else
+    ip netns exec "$NS" "${PYTHON:-python3}" -m pytest -q -p no:cacheprovider Tests/Interop "$@"
+fi
