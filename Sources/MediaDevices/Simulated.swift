@@ -16,6 +16,7 @@ public final class TestPatternCamera: VideoSource, @unchecked Sendable {
     private var frameNumber = 0
     private let barsRow: [UInt8]
     private let lock = Lock()
+    private var stopped = false
 
     public init(width: Int = 1280, height: Int = 720, fps: Int = 30) {
         self.width = width & ~1
@@ -36,18 +37,25 @@ public final class TestPatternCamera: VideoSource, @unchecked Sendable {
 
     deinit { for p in pool { p.deallocate() } }
 
+    /// Starts delivering frames; a no-op once ``stop()`` was called (a call may end while
+    /// its devices are still starting).
     public func start(_ onFrame: @escaping @Sendable (VideoFrame) -> Void) throws {
-        let t = PeriodicThread(interval: .nanoseconds(1_000_000_000 / Int64(fps))) { [unowned self] now in
+        // The thread holds the camera until stop() ends it.
+        let t = PeriodicThread(interval: .nanoseconds(1_000_000_000 / Int64(fps))) { now in
             let ntp = NTPTime.now()
             let buf = self.draw()
             onFrame(VideoFrame(width: self.width, height: self.height, buffer: UnsafeRawBufferPointer(buf), captureTime: now, captureNTP: ntp))
         }
-        lock.withLock { thread = t }
-        t.start()
+        let started = lock.withLock { () -> Bool in
+            guard !stopped, thread == nil else { return false }
+            thread = t
+            return true
+        }
+        if started { t.start() }
     }
 
     public func stop() {
-        let t = lock.withLock { () -> PeriodicThread? in defer { thread = nil }; return thread }
+        let t = lock.withLock { () -> PeriodicThread? in stopped = true; defer { thread = nil }; return thread }
         t?.stop()
     }
 
@@ -88,11 +96,12 @@ public final class ToneSource: AudioSource, @unchecked Sendable {
     private var phase = 0.0
     public let frequency: Double
     private let lock = Lock()
+    private var stopped = false
 
     public init(frequency: Double = 440) { self.frequency = frequency }
 
     public func start(_ onSamples: @escaping @Sendable ([Int16], Instant) -> Void) throws {
-        let t = PeriodicThread(interval: .milliseconds(20)) { [unowned self] now in
+        let t = PeriodicThread(interval: .milliseconds(20)) { now in
             var samples = [Int16](repeating: 0, count: 960)
             let step = 2 * Double.pi * self.frequency / 48000
             for i in 0..<960 {
@@ -102,12 +111,16 @@ public final class ToneSource: AudioSource, @unchecked Sendable {
             self.phase = self.phase.truncatingRemainder(dividingBy: 2 * Double.pi)
             onSamples(samples, now)
         }
-        lock.withLock { thread = t }
-        t.start()
+        let started = lock.withLock { () -> Bool in
+            guard !stopped, thread == nil else { return false }
+            thread = t
+            return true
+        }
+        if started { t.start() }
     }
 
     public func stop() {
-        let t = lock.withLock { () -> PeriodicThread? in defer { thread = nil }; return thread }
+        let t = lock.withLock { () -> PeriodicThread? in stopped = true; defer { thread = nil }; return thread }
         t?.stop()
     }
 }

@@ -22,8 +22,9 @@ public final class MediaSession: @unchecked Sendable {
     let videoSettings: H264EncoderSettings
     private let encoderLock = Lock()
     private var encoder: X264Encoder?
-    private var opus: OpusEncoder?
-    private var decoder: OpusDecoder?
+    // Made up front: packets from the peer may arrive before capture has started.
+    private let opus = try? OpusEncoder(channels: 1)
+    private let decoder = try? OpusDecoder(channels: 1)
     private var pc: PeerConnection?
     private let state = Locked(State())
 
@@ -63,14 +64,14 @@ public final class MediaSession: @unchecked Sendable {
 
     /// Opens the encoders and starts capture; runs while signalling and ICE proceed.
     public func start(peerConnection: PeerConnection) throws {
-        pc = peerConnection
+        // The call may have ended while this thread was getting here.
+        if state.current.stopped { return }
+        encoderLock.withLock { pc = peerConnection }
         if let camera {
             let enc = try X264Encoder(settings: videoSettings)
             encoderLock.withLock { encoder = enc }
             try camera.start { [weak self] frame in self?.capturedVideo(frame) }
         }
-        opus = try OpusEncoder(channels: 1)
-        decoder = try OpusDecoder(channels: 1)
         if let microphone {
             try microphone.start { [weak self] samples, _ in self?.capturedAudio(samples) }
         }
@@ -152,7 +153,7 @@ public final class MediaSession: @unchecked Sendable {
 
     func capturedAudio(_ samples: [Int16]) {
         let s = state.current
-        guard !s.stopped, s.mediaReady, s.sendingAllowed, let opus, let pc else { return }
+        guard !s.stopped, s.mediaReady, s.sendingAllowed, let opus, let pc = encoderLock.withLock({ pc }) else { return }
         if let packet = opus.encode(samples) { pc.sendAudio(packet, samples: OpusEncoder.frameSamples) }
     }
 

@@ -233,6 +233,7 @@ func state(_ s: [String: Any]) -> String { s["state"] as? String ?? "?" }
         try h.start("a", peers: [("b", "http://127.0.0.1:\(proxyPort)", "b-token")])
         try h.start("b", peers: [])
         _ = try h.control("a", "call")
+        defer { if !(h.processes["a"]!.isRunning && h.processes["b"]!.isRunning) { print("LOG a:\n\(h.log("a"))\nLOG b:\n\(h.log("b"))") } }
         let logged = h.wait(5) { h.log("b").contains("does not match") }
         #expect(logged != nil, "b did not log the fingerprint mismatch:\n\(h.log("b"))")
         sleep(1)
