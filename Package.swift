@@ -16,6 +16,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
     ],
     targets: [
         // C libraries, found through pkg-config; shim.h wraps macros and variadic calls.
@@ -35,6 +37,7 @@ let package = Package(
         .target(name: "SDP", dependencies: ["NetworkCore"]),
         .target(name: "ICE", dependencies: ["NetworkCore", "STUN"]),
         .target(name: "MDNS", dependencies: ["NetworkCore"]),
+        .target(name: "CallControl", dependencies: ["NetworkCore"]),
         // Bytes in, bytes out over OpenSSL and libsrtp2.
         .target(name: "DTLS", dependencies: ["COpenSSL"]),
         .target(name: "SRTP", dependencies: ["CSRTP"]),
@@ -48,8 +51,10 @@ let package = Package(
         ]),
         // The device application: config, signalling, call control, status.
         .target(name: "VideoPhone", dependencies: [
-            "PeerConnection", "Codecs", "MediaDevices", "SDP", "RTP",
+            "PeerConnection", "Codecs", "MediaDevices", "SDP", "RTP", "CallControl",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "videophoned", dependencies: [
             "NetworkCore",
@@ -62,6 +67,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "RTPTests", dependencies: ["RTP"]),
+        .testTarget(name: "CallControlTests", dependencies: ["CallControl", "NetworkCore"]),
         .testTarget(name: "STUNTests", dependencies: ["STUN", "NetworkCore"]),
         .testTarget(name: "SDPTests", dependencies: ["SDP"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "MDNS", "NetworkCore"]),

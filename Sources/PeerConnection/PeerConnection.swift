@@ -76,6 +76,8 @@ public final class PeerConnection: @unchecked Sendable {
     let shared = Locked(SharedState())
     let handlers: PeerConnectionHandlers
     /// A pipe that wakes the transport thread when commands are queued.
+    /// Updated by every turn of the transport loop; a stale value means it is stuck.
+    public let heartbeat = Locked(Instant.now())
     let wakeRead: Int32
     let wakeWrite: Int32
     var thread: pthread_t?
@@ -259,6 +261,7 @@ public final class PeerConnection: @unchecked Sendable {
         fds[sockets.count] = pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)
         while !closed {
             let now = Instant.now()
+            heartbeat.withLock { $0 = now }
             let deadline = nextDeadline(now: now)
             let timeoutMS = deadline.map { d -> Int32 in d <= now ? 0 : Int32(min(1000, ((d - now).nanosecondsInt + 999_999) / 1_000_000)) } ?? 1000
             let n = poll(&fds, nfds_t(fds.count), timeoutMS)

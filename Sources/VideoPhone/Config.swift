@@ -10,8 +10,15 @@ public struct PeerConfig: Sendable, Equatable {
     public var url: String
     /// Bearer token we present when calling this peer.
     public var token: String
+    /// Bearer token this peer presents when it calls us (empty: it cannot call us).
+    public var acceptToken: String
+    /// The peer's pinned certificate fingerprint, `sha-256 AB:CD:...` (`videophonectl
+    /// identity` on the peer prints it); nil accepts any certificate the SDP names.
+    public var fingerprint: String?
 
-    public init(name: String, url: String, token: String) { self.name = name; self.url = url; self.token = token }
+    public init(name: String, url: String, token: String, acceptToken: String = "", fingerprint: String? = nil) {
+        self.name = name; self.url = url; self.token = token; self.acceptToken = acceptToken; self.fingerprint = fingerprint
+    }
 }
 
 /// The device's provisioning, read from one TOML file. See README.md for the schema.
@@ -19,6 +26,10 @@ public struct DeviceConfig: Sendable, Equatable {
     public var name = "videophone"
     public var stateDirectory = "/var/lib/videophone"
     public var autoAnswer = false
+    /// How long an incoming call rings before it counts as missed.
+    public var ringTimeoutSeconds = 30
+    /// Where `/metrics` listens (`host:port`); nil serves it on the signalling port.
+    public var metricsListen: String? = nil
     public var signallingHost = "0.0.0.0"
     public var signallingPort: UInt16 = 8080
     /// Bearer token callers must present; empty refuses every call.
@@ -67,7 +78,8 @@ public struct DeviceConfig: Sendable, Equatable {
     public static func parse(_ text: String, file: String) throws(ConfigError) -> DeviceConfig {
         let entries = try TOMLReader.parse(text, file: file)
         var c = DeviceConfig()
-        var peers: [Int: (name: String?, url: String?, token: String?, line: Int)] = [:]
+        struct PeerEntry { var name: String?; var url: String?; var token: String?; var acceptToken: String?; var fingerprint: String?; var line: Int }
+        var peers: [Int: PeerEntry] = [:]
         func err(_ e: TOMLEntry, _ problem: String) -> ConfigError {
             ConfigError(file: file, line: e.line, key: TOMLReader.displayKey(e.table, e.key), problem: problem)
         }
@@ -94,6 +106,14 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("device", "name"): c.name = try string(e)
             case ("device", "state_directory"): c.stateDirectory = try string(e)
             case ("device", "auto_answer"): c.autoAnswer = try bool(e)
+            case ("device", "ring_timeout_s"): c.ringTimeoutSeconds = try int(e, 5...600)
+            case ("metrics", "listen"):
+                let s = try string(e)
+                if s.isEmpty { c.metricsListen = nil; continue }
+                guard let (host, port) = splitHostPort(s), TransportAddress(host: host, port: port) != nil else {
+                    throw err(e, "expected a numeric 'host:port' (or \"\" to serve /metrics on the signalling port), got '\(s)'")
+                }
+                c.metricsListen = s
             case ("signalling", "listen"):
                 let s = try string(e)
                 guard let (host, port) = splitHostPort(s) else { throw err(e, "expected 'host:port', got '\(s)'") }
@@ -123,14 +143,23 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("video", "encoder"): c.videoEncoder = try oneOf(e, ["x264"])
             case ("audio", "source"): c.audioSource = try oneOf(e, ["tone", "none"])
             case ("audio", "sink"): c.audioSink = try oneOf(e, ["counting"])
-            case ("peer", "name"): peers[e.tableIndex, default: (nil, nil, nil, e.line)].name = try string(e)
+            case ("peer", "name"): peers[e.tableIndex, default: PeerEntry(line: e.line)].name = try string(e)
             case ("peer", "url"):
                 let u = try string(e)
                 guard URLParts(u) != nil else { throw err(e, "expected 'http://host:port', got '\(u)'") }
-                peers[e.tableIndex, default: (nil, nil, nil, e.line)].url = u
-            case ("peer", "token"): peers[e.tableIndex, default: (nil, nil, nil, e.line)].token = try string(e)
+                peers[e.tableIndex, default: PeerEntry(line: e.line)].url = u
+            case ("peer", "token"): peers[e.tableIndex, default: PeerEntry(line: e.line)].token = try string(e)
+            case ("peer", "accept_token"): peers[e.tableIndex, default: PeerEntry(line: e.line)].acceptToken = try string(e)
+            case ("peer", "fingerprint"):
+                let f = try string(e)
+                let parts = f.split(separator: " ")
+                guard parts.count == 2, ["sha-1", "sha-256", "sha-384", "sha-512"].contains(parts[0].lowercased()),
+                      let d = Hex.decode(String(parts[1])), d.count >= 20 else {
+                    throw err(e, "expected 'sha-256 AB:CD:...' (as `videophonectl identity` prints it)")
+                }
+                peers[e.tableIndex, default: PeerEntry(line: e.line)].fingerprint = f
             default:
-                let known = ["device", "signalling", "control", "network", "video", "audio", "peer"]
+                let known = ["device", "signalling", "control", "network", "video", "audio", "peer", "metrics"]
                 if e.table.isEmpty { throw err(e, "unknown key at top level (keys belong in a [table])") }
                 if !known.contains(e.table) { throw err(e, "unknown table [\(e.table)]") }
                 throw err(e, "unknown key")
@@ -143,7 +172,7 @@ public struct DeviceConfig: Sendable, Equatable {
             guard !c.peers.contains(where: { $0.name == name }) else {
                 throw ConfigError(file: file, line: p.line, key: "peer.name", problem: "peer '\(name)' defined twice")
             }
-            c.peers.append(PeerConfig(name: name, url: url, token: p.token ?? ""))
+            c.peers.append(PeerConfig(name: name, url: url, token: p.token ?? "", acceptToken: p.acceptToken ?? "", fingerprint: p.fingerprint))
         }
         if c.videoWidth % 2 != 0 || c.videoHeight % 2 != 0 {
             throw ConfigError(file: file, line: nil, key: "video.width/height", problem: "must be even")

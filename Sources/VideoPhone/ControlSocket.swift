@@ -64,10 +64,12 @@ public final class ControlServer: @unchecked Sendable {
             do { try device.answer(); return "ok answered\n" } catch { return "error \(error.description)\n" }
         case "hangup":
             return device.hangup() ? "ok hung up\n" : "error no call to hang up\n"
+        case "press":
+            return "ok \(device.press(long: words.contains("--long")))\n"
         case "identity":
             return "ok\nsha-256 \(device.identity.fingerprint)\n"
         default:
-            return "error unknown command '\(line.prefix(40))' (status, call [PEER], answer, hangup, identity)\n"
+            return "error unknown command '\(line.prefix(40))' (status, call [PEER], answer, hangup, press [--long], identity)\n"
         }
     }
 }

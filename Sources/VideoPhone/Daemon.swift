@@ -10,6 +10,8 @@ public final class Daemon: @unchecked Sendable {
     public let device: Device
     public let http: HTTPServer
     public let control: ControlServer
+    /// `/metrics` on its own (localhost) port, when `metrics.listen` is set.
+    public let metricsServer: HTTPServer?
 
     /// Loads (or creates) the identity and starts the servers.
     public init(config: DeviceConfig, logger: Logger) throws {
@@ -22,6 +24,17 @@ public final class Daemon: @unchecked Sendable {
         let dir = config.controlSocket.split(separator: "/").dropLast().joined(separator: "/")
         try Daemon.makeDirectory((config.controlSocket.hasPrefix("/") ? "/" : "") + dir, mode: 0o750)
         control = try ControlServer(path: config.controlSocket, device: device)
+        if let listen = config.metricsListen, let (host, port) = splitHostPort(listen) {
+            let metrics = device.metrics
+            metricsServer = try HTTPServer(host: host, port: port) { req in
+                guard req.method == "GET", req.path.hasPrefix("/metrics") else {
+                    return HTTPResponse(status: 404, contentType: "text/plain", text: "only /metrics here\n")
+                }
+                return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4", text: metrics.render())
+            }
+        } else {
+            metricsServer = nil
+        }
         logger.info("videophoned ready", metadata: ["signalling": "\(config.signallingHost):\(http.port)", "control": "\(config.controlSocket)"])
     }
 
@@ -29,6 +42,7 @@ public final class Daemon: @unchecked Sendable {
         _ = device.hangup(reason: "daemon stopping")
         http.stop()
         control.stop()
+        metricsServer?.stop()
     }
 
     static func makeDirectory(_ path: String, mode: mode_t) throws {

@@ -1,3 +1,4 @@
+import CallControl
 import Codecs
 import DTLS
 import Logging
@@ -9,11 +10,6 @@ import SDP
 import Glibc
 #endif
 
-/// Where a call stands, as the LEDs and `videophonectl status` show it.
-public enum CallState: String, Sendable {
-    case idle, calling, ringing, inCall = "in-call", ending
-}
-
 /// Why a call request was refused, with the HTTP status that says so.
 public struct CallError: Error, CustomStringConvertible {
     public var status: Int
@@ -21,30 +17,46 @@ public struct CallError: Error, CustomStringConvertible {
     public init(status: Int, _ description: String) { self.status = status; self.description = description }
 }
 
+/// Who presented a valid bearer token.
+enum Caller {
+    /// A provisioned peer (its `accept_token`), possibly with a pinned fingerprint.
+    case peer(PeerConfig)
+    /// Anyone holding the device's guest token (`signalling.token`), e.g. a browser.
+    case guest
+}
+
 /// The device: owns its identity, answers and places calls, and reports status.
 ///
-/// Call control is serialised by one lock; the media and transport of the current call
-/// run on their own threads.
+/// Call control goes through one ``CallStateMachine`` under one lock: button presses,
+/// control commands, signalling and media events in, actions out. The media and
+/// transport of the current call run on their own threads.
 public final class Device: @unchecked Sendable {
-    public let config: DeviceConfig
+    private var _config: DeviceConfig
     let logger: Logger
     public let identity: DTLSCertificate
     let dtls: DTLSContext
     let lock = Lock()
+    private var machine: CallStateMachine
     private var call: ActiveCall?
     private var lastCall: CallSummary?
-    private var callsTotal: [String: Int] = [:]
+    /// Lights the call LED; the simulated board keeps the pattern for status.
+    public let leds: any CallLED
+    let metrics: DeviceMetrics
+    let rateLimiter = RateLimiter()
     /// Hook for tests and the simulator: builds a camera for a call.
     public var makeCamera: @Sendable (DeviceConfig) -> (any VideoSource)? = { c in
         c.videoSource == "test-pattern" ? TestPatternCamera(width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS) : nil
     }
     public var makeMicrophone: @Sendable (DeviceConfig) -> (any AudioSource)? = { c in c.audioSource == "tone" ? ToneSource() : nil }
+    /// Called with the phase name whenever it changes (sd_notify STATUS).
+    public var onPhaseChange: (@Sendable (String) -> Void)?
+
+    public var config: DeviceConfig { lock.withLock { _config } }
 
     final class ActiveCall: @unchecked Sendable {
         let id: String
         let peerName: String
         let outgoing: Bool
-        var state: CallState
         let pc: PeerConnection
         let media: MediaSession
         /// For outgoing calls: the URL to DELETE on hang-up.
@@ -54,10 +66,11 @@ public final class Device: @unchecked Sendable {
         var trickleOut: [String] = []
         /// The negotiated video codec, e.g. `H264 profile-level-id=42e01f`.
         var videoCodec: String?
-        let startedWall = wallClockNanoseconds()
         var offerSentAt: Instant?
-        init(id: String, peerName: String, outgoing: Bool, state: CallState, pc: PeerConnection, media: MediaSession) {
-            self.id = id; self.peerName = peerName; self.outgoing = outgoing; self.state = state; self.pc = pc; self.media = media
+        /// Dropped because the peer's call won glare: its answers no longer matter.
+        var abandoned = false
+        init(id: String, peerName: String, outgoing: Bool, pc: PeerConnection, media: MediaSession) {
+            self.id = id; self.peerName = peerName; self.outgoing = outgoing; self.pc = pc; self.media = media
         }
     }
 
@@ -67,11 +80,15 @@ public final class Device: @unchecked Sendable {
         var endReason: String
     }
 
-    public init(config: DeviceConfig, identity: DTLSCertificate, logger: Logger) throws {
-        self.config = config
+    public init(config: DeviceConfig, identity: DTLSCertificate, logger: Logger, leds: any CallLED = SimulatedCallLED()) throws {
+        self._config = config
         self.identity = identity
         self.logger = logger
+        self.leds = leds
+        self.metrics = DeviceMetrics()
         self.dtls = try DTLSContext(certificate: identity)
+        self.machine = CallStateMachine(peers: config.peers.map(\.name), autoAnswer: config.autoAnswer,
+                                        ringTimeout: .seconds(Int64(config.ringTimeoutSeconds)), now: Instant.now())
         let ifaces = (config.networkAddresses?.compactMap { TransportAddress(host: $0, port: 0) } ?? localInterfaceAddresses(includeLoopback: false))
             .filter { $0.family == .ipv4 && !$0.isLoopback }
         if ifaces.isEmpty {
@@ -82,12 +99,21 @@ public final class Device: @unchecked Sendable {
                 mdns = nil
             }
         }
+        leds.show(machine.led)
+        _ = startThread(name: "call-timer") { [weak self] in
+            while let self {
+                self.perform(.tick)
+                self.metrics.sample(self)
+                usleep(250_000)
+            }
+        }
     }
 
     /// Resolves peers' `.local` candidates and answers for ours (nil on loopback-only setups).
     public let mdns: MDNSService?
 
     var connectionConfiguration: PeerConnectionConfiguration {
+        let config = self.config
         var addrs: [TransportAddress]? = nil
         if let list = config.networkAddresses { addrs = list.compactMap { TransportAddress(host: $0, port: 0) } }
         var c = PeerConnectionConfiguration(dtls: dtls, bindAddresses: addrs, includeLoopback: config.includeLoopback, logger: logger)
@@ -97,10 +123,12 @@ public final class Device: @unchecked Sendable {
     }
 
     var videoSettings: H264EncoderSettings {
-        H264EncoderSettings(width: config.videoWidth, height: config.videoHeight, fps: config.videoFPS, bitrateKbps: config.videoBitrateKbps)
+        let config = self.config
+        return H264EncoderSettings(width: config.videoWidth, height: config.videoHeight, fps: config.videoFPS, bitrateKbps: config.videoBitrateKbps)
     }
 
     func localParameters(_ pc: PeerConnection, withCandidates: Bool = true) -> LocalParameters {
+        let config = self.config
         let ice = pc.localICE
         let ssrc = pc.localSSRCs
         var lp = LocalParameters(iceUfrag: ice.ufrag, icePwd: ice.pwd, fingerprint: identity.fingerprint,
@@ -111,32 +139,113 @@ public final class Device: @unchecked Sendable {
         return lp
     }
 
-    public var state: CallState { lock.withLock { call?.state ?? .idle } }
+    /// The call phase (`idle`, `calling`, `ringing`, `in-call`, `ending`).
+    public var phase: CallPhase { lock.withLock { machine.phase } }
+
+    // MARK: Events and actions
+
+    /// Feeds an event to the state machine and carries out what it says. Actions that
+    /// need an answer in the caller's context (incoming calls) are returned instead.
+    @discardableResult
+    func perform(_ event: CallEvent) -> [CallAction] {
+        let (actions, before, after) = lock.withLock { () -> ([CallAction], CallPhase, CallPhase) in
+            let before = machine.phase
+            let a = machine.handle(event, now: Instant.now())
+            return (a, before, machine.phase)
+        }
+        if before.name != after.name {
+            onPhaseChange?(after.name)
+            if event != .tick { logger.debug("call phase", metadata: ["STATE": "\(after.name)", "event": "\(event)"]) }
+        }
+        var rest: [CallAction] = []
+        for a in actions {
+            switch a {
+            case .setLED(let p):
+                leds.show(p)
+            case .placeCall(let peer):
+                // Off the caller's thread: a button press must not block on the network.
+                _ = startThread(name: "call-out") { [self] in
+                    do { try self.runOutgoing(to: peer) } catch {
+                        self.logger.warning("call failed", metadata: ["PEER": "\(peer)", "REASON": "\(error)"])
+                    }
+                }
+            case .answer:
+                if let media = lock.withLock({ call?.media }) { media.allowSending() }
+                if event != .tick { logger.info("call answered", metadata: ["STATE": "in-call"]) }
+            case .hangup(let reason):
+                if let id = lock.withLock({ call?.id }) {
+                    _ = startThread(name: "call-end") { [self] in self.end(id: id, reason: reason, notifyPeer: true) }
+                }
+            case .abandonOutgoing:
+                let c: ActiveCall? = lock.withLock { defer { call = nil }; call?.abandoned = true; return call }
+                if let c {
+                    logger.info("glare: the peer's call wins; dropping ours", metadata: ["CALL_ID": "\(c.id)", "PEER": "\(c.peerName)"])
+                    c.media.stop()
+                    _ = startThread(name: "call-drop") { c.pc.close(reason: "glare") }
+                }
+            case .acceptIncoming, .refuseIncoming, .ignored:
+                rest.append(a)
+            }
+        }
+        return rest
+    }
+
+    /// The button, or `videophonectl press [--long]`.
+    public func press(long: Bool) -> String {
+        let rest = perform(long ? .longPress : .shortPress)
+        for case .ignored(let why) in rest { return why }
+        return phase.name
+    }
 
     // MARK: Outgoing
 
-    /// Calls a provisioned peer (the first when `peerName` is nil). Blocks until the peer
-    /// answered the offer; media then starts as soon as DTLS completes.
+    /// Calls a provisioned peer (the first when `peerName` is nil) from `videophonectl`.
+    /// Returns once the peer answered the offer (its device may still be ringing).
     public func placeCall(to peerName: String? = nil) throws(CallError) {
-        guard let peer = peerName.map({ n in config.peers.first { $0.name == n } }) ?? config.peers.first else {
-            throw CallError(status: 404, peerName.map { "no peer named '\($0)' in the config" } ?? "no peer provisioned")
+        let actions = lock.withLock { machine.handle(.dial(peer: peerName), now: Instant.now()) }
+        var peer: String? = nil
+        for a in actions {
+            switch a {
+            case .placeCall(let p): peer = p
+            case .setLED(let l): leds.show(l)
+            case .ignored(let why):
+                throw CallError(status: why.contains("no peer") ? 404 : 409, why.hasPrefix("dial") ? "busy: \(phase.name)" : why)
+            default: break
+            }
+        }
+        guard let peer else { throw CallError(status: 409, "busy: \(phase.name)") }
+        onPhaseChange?(phase.name)
+        try runOutgoing(to: peer)
+    }
+
+    /// Sets up the outgoing call to `peerName`: offer, answer, connection. The state
+    /// machine is already in `calling`.
+    func runOutgoing(to peerName: String) throws(CallError) {
+        let config = self.config
+        guard let peer = config.peers.first(where: { $0.name == peerName }) else {
+            perform(.remoteEnded(reason: "peer vanished from the config"))
+            perform(.ended)
+            throw CallError(status: 404, "no peer named '\(peerName)'")
         }
         let id = randomHex(8)
         let media = MediaSession(logger: logger, camera: makeCamera(config), microphone: makeMicrophone(config), speaker: CountingAudioSink(),
                                  videoSettings: videoSettings, sendingAllowed: true)
-        let created: Result<ActiveCall, CallError> = lock.withLock {
-            guard call == nil else { return .failure(CallError(status: 409, "busy: already in a call")) }
-            let pc: PeerConnection
-            do { pc = try PeerConnection(configuration: connectionConfiguration, controlling: true, handlers: handlers(for: id, media: media)) }
-            catch { return .failure(CallError(status: 500, "cannot open transport: \(error)")) }
-            let c = ActiveCall(id: id, peerName: peer.name, outgoing: true, state: .calling, pc: pc, media: media)
-            call = c
-            return .success(c)
+        let pc: PeerConnection
+        do { pc = try PeerConnection(configuration: connectionConfiguration, controlling: true, handlers: handlers(for: id, media: media)) }
+        catch {
+            perform(.remoteEnded(reason: "no transport"))
+            perform(.ended)
+            throw CallError(status: 500, "cannot open transport: \(error)")
         }
-        let active: ActiveCall
-        switch created {
-        case .success(let c): active = c
-        case .failure(let e): throw e
+        let active = ActiveCall(id: id, peerName: peer.name, outgoing: true, pc: pc, media: media)
+        let stillCalling = lock.withLock { () -> Bool in
+            guard case .calling(let p) = machine.phase, p == peer.name, call == nil else { return false }
+            call = active
+            return true
+        }
+        guard stillCalling else {
+            pc.close(reason: "cancelled before the offer went out")
+            throw CallError(status: 409, "the call was cancelled")
         }
         var log = logger
         log[metadataKey: "CALL_ID"] = "\(id)"
@@ -148,15 +257,17 @@ public final class Device: @unchecked Sendable {
         let response: HTTPResponse
         do {
             response = try HTTPClient.request(method: "POST", url: peer.url + "/call",
-                                              headers: [("Content-Type", "application/sdp"), ("Authorization", "Bearer \(peer.token)")],
+                                              headers: [("Content-Type", "application/sdp"), ("Authorization", "Bearer \(peer.token)"),
+                                                        ("X-Videophone-Name", config.name)],
                                               body: Array(offer.text.utf8))
         } catch {
-            end(id: id, reason: "signalling failed: \(error)", notifyPeer: false)
+            failOutgoing(active, reason: "signalling failed: cannot reach \(peer.name): \(error)", outcome: "failed")
             throw CallError(status: 502, "cannot reach \(peer.name): \(error)")
         }
+        if active.abandoned { throw CallError(status: 409, "glare: the peer's call was taken instead") }
         guard response.status == 201 else {
             let reason = "\(peer.name) refused the call: \(response.status) \(response.bodyText.prefix(200))"
-            end(id: id, reason: reason, notifyPeer: false)
+            failOutgoing(active, reason: reason, outcome: response.status == 409 ? "busy" : "refused")
             throw CallError(status: response.status == 409 ? 409 : 502, reason)
         }
         let session: NegotiatedSession
@@ -164,30 +275,42 @@ public final class Device: @unchecked Sendable {
             let answer = try SessionDescription(parsing: response.bodyText)
             session = try JSEP.acceptAnswer(answer, local: localParameters(active.pc))
         } catch {
-            end(id: id, reason: "bad answer from \(peer.name): \(error)", notifyPeer: false)
+            failOutgoing(active, reason: "bad answer from \(peer.name): \(error)", outcome: "failed")
             throw CallError(status: 502, "bad answer from \(peer.name): \(error)")
+        }
+        if let pinned = peer.fingerprint, !Device.sameFingerprint(pinned, session.remoteFingerprint) {
+            let reason = "\(peer.name) answered with certificate fingerprint \(session.remoteFingerprint.algorithm) \(Hex.encode(session.remoteFingerprint.digest, separator: ":", uppercase: true)), not the pinned \(pinned)"
+            log.error("refused answer: fingerprint does not match the pinned one", metadata: ["REASON": "\(reason)"])
+            failOutgoing(active, reason: reason, outcome: "refused")
+            throw CallError(status: 502, reason)
         }
         if let loc = response.header("Location") {
             active.remoteResource = loc.hasPrefix("http") ? loc : peer.url + loc
             active.remoteToken = peer.token
         }
+        active.videoCodec = Device.describe(session)
         active.pc.setRemote(session)
-        lock.withLock {
-            active.videoCodec = Device.describe(session)
-            if call === active { active.state = .inCall }
-        }
-        log.info("call answered", metadata: ["STATE": "in-call"])
+        log.info("offer answered; waiting for the callee", metadata: ["STATE": "calling"])
         if config.trickle, let resource = active.remoteResource {
             trickleCandidates(active.pc, to: resource, token: peer.token, log: log)
         }
+    }
+
+    func failOutgoing(_ c: ActiveCall, reason: String, outcome: String) {
+        guard !c.abandoned else { return }
+        perform(.remoteEnded(reason: reason))
+        end(id: c.id, reason: reason, notifyPeer: false, outcome: outcome)
     }
 
     // MARK: Incoming
 
     /// Handles `POST /call`: checks the token and the offer, answers, starts media.
     public func acceptOffer(_ req: HTTPRequest) -> HTTPResponse {
-        guard authorised(req) else {
-            logger.warning("refused call: missing or wrong bearer token", metadata: ["from": "\(req.peer)", "REASON": "unauthorised"])
+        guard let caller = authorise(req) else {
+            metrics.callOutcome("unauthorised")
+            if rateLimiter.shouldLog(source: req.peer) {
+                logger.warning("refused call: missing or wrong bearer token", metadata: ["from": "\(req.peer)", "REASON": "unauthorised"])
+            }
             return HTTPResponse(status: 401, contentType: "text/plain", text: "missing or wrong bearer token\n", headers: [("WWW-Authenticate", "Bearer")])
         }
         guard req.header("content-type")?.lowercased().hasPrefix("application/sdp") == true else {
@@ -198,39 +321,69 @@ public final class Device: @unchecked Sendable {
             logger.notice("refused malformed offer", metadata: ["from": "\(req.peer)", "REASON": "\(error)"])
             return HTTPResponse(status: 400, contentType: "text/plain", text: "malformed SDP offer: \(error)\n")
         }
+        let theirDigest = Device.offerFingerprint(offer)
+        let peerName: String
+        switch caller {
+        case .peer(let p):
+            peerName = p.name
+            if let pinned = p.fingerprint {
+                guard let fp = theirDigest, Device.sameFingerprint(pinned, fp) else {
+                    let got = theirDigest.map { "\($0.algorithm) \(Hex.encode($0.digest, separator: ":", uppercase: true))" } ?? "none"
+                    logger.error("refused call: certificate fingerprint does not match the pinned one",
+                                 metadata: ["PEER": "\(p.name)", "from": "\(req.peer)", "REASON": "offer fingerprint \(got), pinned \(pinned)"])
+                    metrics.callOutcome("refused")
+                    return HTTPResponse(status: 403, contentType: "text/plain", text: "certificate fingerprint does not match the one provisioned for \(p.name)\n")
+                }
+            }
+        case .guest:
+            peerName = "guest@\(req.peer)"
+        }
+        let glareWins = theirDigest.map { winsGlare(ourFingerprint: identity.sha256, theirFingerprint: $0.digest) } ?? true
+        let actions = perform(.incoming(peer: peerName, glareWins: glareWins))
+        for a in actions {
+            if case .refuseIncoming(let status, let reason) = a {
+                logger.notice("refused call", metadata: ["PEER": "\(peerName)", "from": "\(req.peer)", "REASON": "\(reason)"])
+                metrics.callOutcome("busy")
+                return HTTPResponse(status: status, contentType: "text/plain", text: reason + "\n")
+            }
+        }
+        let answered = lock.withLock { machine.phase == .inCall(peer: peerName) }
         let id = randomHex(8)
-        let peerName = req.header("x-videophone-name") ?? req.peer
+        let config = self.config
         let media = MediaSession(logger: logger, camera: makeCamera(config), microphone: makeMicrophone(config), speaker: CountingAudioSink(),
-                                 videoSettings: videoSettings, sendingAllowed: config.autoAnswer)
-        let result: Result<(ActiveCall, SessionDescription, NegotiatedSession), CallError> = lock.withLock {
-            guard call == nil else { return .failure(CallError(status: 409, "busy: already in a call")) }
-            let pc: PeerConnection
-            do { pc = try PeerConnection(configuration: connectionConfiguration, controlling: false, handlers: handlers(for: id, media: media)) }
-            catch { return .failure(CallError(status: 500, "cannot open transport: \(error)")) }
+                                 videoSettings: videoSettings, sendingAllowed: answered)
+        let result: Result<(ActiveCall, SessionDescription), CallError>
+        do {
+            let pc = try PeerConnection(configuration: connectionConfiguration, controlling: false, handlers: handlers(for: id, media: media))
             do {
                 let peerTrickles = (offer.value("ice-options") ?? offer.media.first?.value("ice-options") ?? "").split(separator: " ").contains("trickle")
                 let holdBack = config.trickle && peerTrickles
                 let (answer, session) = try JSEP.answer(offer: offer, local: localParameters(pc, withCandidates: !holdBack),
                                                         sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
-                let c = ActiveCall(id: id, peerName: peerName, outgoing: false, state: config.autoAnswer ? .inCall : .ringing, pc: pc, media: media)
+                let c = ActiveCall(id: id, peerName: peerName, outgoing: false, pc: pc, media: media)
                 if holdBack { c.trickleOut = pc.localICE.candidates.map { "a=candidate:\($0)" } + ["a=end-of-candidates"] }
                 c.videoCodec = Device.describe(session)
-                call = c
+                lock.withLock { call = c }
                 pc.setRemote(session)
-                return .success((c, answer, session))
+                result = .success((c, answer))
             } catch {
                 pc.close(reason: "offer refused")
-                return .failure(CallError(status: 400, "\(error)"))
+                result = .failure(CallError(status: 400, "\(error)"))
             }
+        } catch {
+            result = .failure(CallError(status: 500, "cannot open transport: \(error)"))
         }
         switch result {
         case .failure(let e):
-            logger.notice("refused call", metadata: ["from": "\(req.peer)", "REASON": "\(e.description)"])
+            perform(.remoteEnded(reason: e.description))
+            perform(.ended)
+            metrics.callOutcome("refused")
+            logger.notice("refused call", metadata: ["PEER": "\(peerName)", "from": "\(req.peer)", "REASON": "\(e.description)"])
             return HTTPResponse(status: e.status, contentType: "text/plain", text: e.description + "\n")
-        case .success(let (active, answer, _)):
+        case .success(let (active, answer)):
             startMedia(media, active.pc, callID: id)
-            logger.info(config.autoAnswer ? "incoming call auto-answered" : "incoming call ringing",
-                        metadata: ["CALL_ID": "\(id)", "PEER": "\(peerName)", "STATE": "\(active.state.rawValue)"])
+            logger.info(answered ? "incoming call answered" : "incoming call ringing",
+                        metadata: ["CALL_ID": "\(id)", "PEER": "\(peerName)", "STATE": "\(answered ? "in-call" : "ringing")"])
             return HTTPResponse(status: 201, contentType: "application/sdp", text: answer.text,
                                 headers: [("Location", "/call/\(id)"), ("ETag", "\"\(id)\"")])
         }
@@ -238,28 +391,27 @@ public final class Device: @unchecked Sendable {
 
     /// Answers a ringing call (button, `videophonectl answer`).
     public func answer() throws(CallError) {
-        let media: MediaSession? = lock.withLock {
-            guard let c = call, c.state == .ringing else { return nil }
-            c.state = .inCall
-            return c.media
-        }
-        guard let media else { throw CallError(status: 409, "no call is ringing") }
-        media.allowSending()
-        logger.info("call answered", metadata: ["STATE": "in-call"])
+        let rest = perform(.answerRequested)
+        for case .ignored(let why) in rest { throw CallError(status: 409, why) }
     }
 
     /// Handles `DELETE /call/ID`.
     public func deleteCall(id: String, req: HTTPRequest) -> HTTPResponse {
-        guard authorised(req) else { return HTTPResponse(status: 401, contentType: "text/plain", text: "missing or wrong bearer token\n") }
+        guard authorise(req) != nil else { return HTTPResponse(status: 401, contentType: "text/plain", text: "missing or wrong bearer token\n") }
         let exists = lock.withLock { call?.id == id }
         guard exists else { return HTTPResponse(status: 404, contentType: "text/plain", text: "no call \(id)\n") }
+        perform(.remoteEnded(reason: "remote hung up (DELETE)"))
         end(id: id, reason: "remote hung up (DELETE)", notifyPeer: true)
         return HTTPResponse(status: 200)
     }
 
-    /// Hangs up the current call, if any.
+    /// Hangs up the current call, if any (`videophonectl hangup`, SIGTERM).
     public func hangup(reason: String = "local hangup") -> Bool {
-        guard let id = lock.withLock({ call?.id }) else { return false }
+        guard let id = lock.withLock({ call?.id }) else {
+            let rest = perform(.hangupRequested)
+            return rest.isEmpty
+        }
+        perform(.hangupRequested)
         end(id: id, reason: reason, notifyPeer: true)
         return true
     }
@@ -301,32 +453,76 @@ public final class Device: @unchecked Sendable {
         var h = media.handlers
         h.onClosed = { [weak self] reason in
             // Off the transport thread: ending joins threads.
-            _ = startThread(name: "call-end") { self?.end(id: id, reason: reason, notifyPeer: false) }
+            _ = startThread(name: "call-end") {
+                guard let self else { return }
+                guard self.lock.withLock({ self.call?.id == id }) else { return }
+                self.perform(.remoteEnded(reason: reason))
+                self.end(id: id, reason: reason, notifyPeer: false)
+            }
+        }
+        media.onFirstRemoteMedia = { [weak self] in
+            guard let self, self.lock.withLock({ self.call?.id == id }) else { return }
+            self.perform(.mediaFlowing)
         }
         return h
     }
 
     /// Ends call `id`: stops media, tells the peer (RTCP BYE, DTLS close_notify and, for
     /// calls we placed, DELETE on the peer's resource).
-    func end(id: String, reason: String, notifyPeer: Bool) {
+    func end(id: String, reason: String, notifyPeer: Bool, outcome: String? = nil) {
         let c: ActiveCall? = lock.withLock {
             guard let c = call, c.id == id else { return nil }
-            c.state = .ending
+            call = nil
             return c
         }
         guard let c else { return }
         c.media.stop()
+        metrics.recordSetup(c.pc.stats.timeline, offerSentAt: c.offerSentAt)
         c.pc.close(reason: reason)
         if notifyPeer, let url = c.remoteResource {
             let token = c.remoteToken ?? ""
             _ = try? HTTPClient.request(method: "DELETE", url: url, headers: [("Authorization", "Bearer \(token)")], timeout: .seconds(1))
         }
-        lock.withLock {
-            if call === c { call = nil }
-            lastCall = CallSummary(id: c.id, peer: c.peerName, endReason: reason)
-            callsTotal[reason.hasPrefix("local") ? "local_hangup" : "ended", default: 0] += 1
-        }
+        lock.withLock { lastCall = CallSummary(id: c.id, peer: c.peerName, endReason: reason) }
+        metrics.callOutcome(outcome ?? Device.outcome(reason))
+        perform(.ended)
         logger.info("call ended", metadata: ["CALL_ID": "\(c.id)", "PEER": "\(c.peerName)", "STATE": "idle", "REASON": "\(reason)"])
+    }
+
+    static func outcome(_ reason: String) -> String {
+        if reason.hasPrefix("missed") { return "missed" }
+        if reason == "rejected" { return "rejected" }
+        if reason == "cancelled" || reason.hasPrefix("no answer") { return "cancelled" }
+        if reason.contains("failed") || reason.contains("expired") { return "failed" }
+        return "completed"
+    }
+
+    /// Which provisioned peer (or guest) presented this request's bearer token. Every
+    /// token is compared in constant time, and all of them always are.
+    func authorise(_ req: HTTPRequest) -> Caller? {
+        guard let auth = req.header("authorization"), auth.hasPrefix("Bearer ") else { return nil }
+        let presented = Array(auth.dropFirst(7).utf8)
+        let config = self.config
+        var found: Caller? = nil
+        for p in config.peers where !p.acceptToken.isEmpty {
+            if constantTimeEqual(presented, Array(p.acceptToken.utf8)) && found == nil { found = .peer(p) }
+        }
+        if !config.signallingToken.isEmpty && constantTimeEqual(presented, Array(config.signallingToken.utf8)) && found == nil { found = .guest }
+        return found
+    }
+
+    static func offerFingerprint(_ sd: SessionDescription) -> (algorithm: String, digest: [UInt8])? {
+        guard let v = sd.attribute("fingerprint", media: 0) else { return nil }
+        let parts = v.split(separator: " ")
+        guard parts.count == 2, let d = Hex.decode(String(parts[1])) else { return nil }
+        return (parts[0].lowercased(), d)
+    }
+
+    /// Compares a provisioned `sha-256 AB:CD:...` with a fingerprint from SDP.
+    static func sameFingerprint(_ pinned: String, _ fp: (algorithm: String, digest: [UInt8])) -> Bool {
+        let parts = pinned.split(separator: " ")
+        guard parts.count == 2, parts[0].lowercased() == fp.algorithm, let d = Hex.decode(String(parts[1])) else { return false }
+        return constantTimeEqual(d, fp.digest)
     }
 
     static func describe(_ s: NegotiatedSession) -> String? {
@@ -334,9 +530,24 @@ public final class Device: @unchecked Sendable {
         return "\(v.codec.name) profile-level-id=\(v.codec.parameter("profile-level-id") ?? "-") pt=\(v.codec.payloadType)"
     }
 
-    func authorised(_ req: HTTPRequest) -> Bool {
-        guard !config.signallingToken.isEmpty, let auth = req.header("authorization"), auth.hasPrefix("Bearer ") else { return false }
-        return constantTimeEqual(Array(auth.dropFirst(7).utf8), Array(config.signallingToken.utf8))
+    /// Takes a new configuration (SIGHUP). The call in progress keeps the settings it
+    /// started with; peers, tokens, answering and media settings apply to the next call.
+    /// Returns what could not change without a restart.
+    public func reload(_ new: DeviceConfig) -> [String] {
+        var needsRestart: [String] = []
+        lock.withLock {
+            let old = _config
+            if old.signallingHost != new.signallingHost || old.signallingPort != new.signallingPort { needsRestart.append("signalling.listen") }
+            if old.controlSocket != new.controlSocket { needsRestart.append("control.socket") }
+            if old.stateDirectory != new.stateDirectory { needsRestart.append("device.state_directory") }
+            if old.metricsListen != new.metricsListen { needsRestart.append("metrics.listen") }
+            _config = new
+            machine.peers = new.peers.map(\.name)
+            machine.autoAnswer = new.autoAnswer
+            machine.ringTimeout = .seconds(Int64(new.ringTimeoutSeconds))
+        }
+        leds.show(lock.withLock { machine.led })
+        return needsRestart
     }
 
     // MARK: HTTP routes
@@ -345,6 +556,10 @@ public final class Device: @unchecked Sendable {
     public func handle(_ req: HTTPRequest) -> HTTPResponse {
         let path = req.path.split(separator: "?").first.map(String.init) ?? req.path
         var r: HTTPResponse
+        // Bounded work per source: a flood is refused before any parsing.
+        if req.method != "GET" && !rateLimiter.allow(source: req.peer) {
+            return HTTPResponse(status: 429, contentType: "text/plain", text: "too many requests\n", headers: [("Retry-After", "1")])
+        }
         switch (req.method, path) {
         case ("OPTIONS", _):
             r = HTTPResponse(status: 204, headers: [("Access-Control-Allow-Methods", "POST, PATCH, DELETE, GET, OPTIONS"),
@@ -359,6 +574,8 @@ public final class Device: @unchecked Sendable {
         case ("GET", "/"), ("GET", "/index.html"):
             r = HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", text: DevicePage.html,
                              headers: [("Cache-Control", "no-store")])
+        case ("GET", "/metrics") where config.metricsListen == nil:
+            r = HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4", text: metrics.render())
         case ("GET", "/status"):
             r = HTTPResponse(status: 200, contentType: "application/json", text: statusJSON() + "\n")
         case (_, "/call"), (_, "/status"):
@@ -373,7 +590,7 @@ public final class Device: @unchecked Sendable {
 
     /// `PATCH /call/ID` with `application/trickle-ice-sdpfrag` (RFC 8840): remote candidates.
     func patchCall(id: String, req: HTTPRequest) -> HTTPResponse {
-        guard authorised(req) else { return HTTPResponse(status: 401, contentType: "text/plain", text: "missing or wrong bearer token\n") }
+        guard authorise(req) != nil else { return HTTPResponse(status: 401, contentType: "text/plain", text: "missing or wrong bearer token\n") }
         guard req.header("content-type")?.lowercased().hasPrefix("application/trickle-ice-sdpfrag") == true else {
             return HTTPResponse(status: 415, contentType: "text/plain", text: "expected application/trickle-ice-sdpfrag\n")
         }
@@ -402,7 +619,10 @@ public final class Device: @unchecked Sendable {
         var j = JSONWriter()
         j.beginObject()
         j.field("device", config.name)
-        j.field("state", c?.state.rawValue ?? CallState.idle.rawValue)
+        let phase = self.phase
+        j.field("state", phase.name)
+        if let p = phase.peer { j.field("peer", p) }
+        j.field("led", leds.pattern.rawValue)
         j.field("fingerprint", "sha-256 " + identity.fingerprint)
         if let m = mdns?.counters {
             j.beginObject("mdns")
@@ -492,6 +712,15 @@ public final class Device: @unchecked Sendable {
         }
         j.endObject()
         return j.text
+    }
+
+    /// False when the media pipeline or the transport loop of the call in progress has
+    /// stalled for `limit`: the watchdog then stops being fed and systemd restarts us.
+    public func health(now: Instant = Instant.now(), limit: Duration = .seconds(5)) -> (ok: Bool, reason: String?) {
+        guard let (pc, media, _) = currentCall else { return (true, nil) }
+        if now - pc.heartbeat.current > limit { return (false, "transport loop stalled") }
+        if let last = media.lastCapture, now - last > limit { return (false, "media capture stalled") }
+        return (true, nil)
     }
 
     /// For in-process benchmarks and tests: the current call's parts.

@@ -27,6 +27,18 @@ public final class MediaSession: @unchecked Sendable {
     private let decoder = try? OpusDecoder(channels: 1)
     private var pc: PeerConnection?
     private let state = Locked(State())
+    /// Called once, when the first packet of media from the peer arrives.
+    public var onFirstRemoteMedia: (@Sendable () -> Void)? {
+        get { firstMediaHook.current }
+        set { firstMediaHook.withLock { $0 = newValue } }
+    }
+    private let firstMediaHook = Locked<(@Sendable () -> Void)?>(nil)
+    private let sawRemoteMedia = Locked(false)
+
+    func remoteMediaArrived() {
+        let first = sawRemoteMedia.withLock { seen -> Bool in defer { seen = true }; return !seen }
+        if first { firstMediaHook.current?() }
+    }
 
     struct State {
         var mediaReady = false
@@ -108,7 +120,12 @@ public final class MediaSession: @unchecked Sendable {
         }
     }
 
+    /// When the camera or microphone last delivered something (the watchdog's pulse).
+    public var lastCapture: Instant? { captureClock.current }
+    private let captureClock = Locked<Instant?>(nil)
+
     func capturedVideo(_ frame: VideoFrame) {
+        captureClock.withLock { $0 = frame.captureTime }
         let s = state.current
         if s.stopped { return }
         encoderLock.withLock {
@@ -152,12 +169,14 @@ public final class MediaSession: @unchecked Sendable {
     }
 
     func capturedAudio(_ samples: [Int16]) {
+        if camera == nil { captureClock.withLock { $0 = Instant.now() } }
         let s = state.current
         guard !s.stopped, s.mediaReady, s.sendingAllowed, let opus, let pc = encoderLock.withLock({ pc }) else { return }
         if let packet = opus.encode(samples) { pc.sendAudio(packet, samples: OpusEncoder.frameSamples) }
     }
 
     func receivedAudio(_ payload: ArraySlice<UInt8>, seq: UInt16) {
+        remoteMediaArrived()
         guard let decoder else { return }
         // Conceal a single lost packet with Opus's in-band FEC from this one.
         let last = state.withLock { s -> UInt16? in defer { s.lastAudioSeq = seq }; return s.lastAudioSeq }
@@ -171,6 +190,7 @@ public final class MediaSession: @unchecked Sendable {
     }
 
     func receivedVideo(_ frame: AssembledFrame) {
+        remoteMediaArrived()
         let latency = frame.captureNTP.map { Double(wallClockNanoseconds() - NTPTime.toUnixNanoseconds($0)) / 1e6 }
         state.withLock { s in
             s.framesReceived += 1

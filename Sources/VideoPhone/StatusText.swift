@@ -4,12 +4,12 @@ extension Device {
     /// A few human-readable lines for `videophonectl status` and `make run`.
     public func statusText() -> String {
         guard let (pc, media, _) = currentCall else {
-            return "\(config.name): \(state.rawValue)\n"
+            return "\(config.name): \(phase.name)\n"
         }
         let s = pc.stats
         let f = media.figures
         var lines: [String] = []
-        lines.append("\(config.name): \(state.rawValue)   ICE \(s.iceState)   DTLS \(s.dtlsState)   pair \(s.candidatePair.localCandidateType)/\(s.candidatePair.remoteCandidateType) \(s.candidatePair.remoteAddress)")
+        lines.append("\(config.name): \(phase.name)   ICE \(s.iceState)   DTLS \(s.dtlsState)   pair \(s.candidatePair.localCandidateType)/\(s.candidatePair.remoteCandidateType) \(s.candidatePair.remoteAddress)")
         let t = s.timeline
         func ms(_ i: Instant?) -> String { t.milliseconds(i).map { fmt($0, 1) + " ms" } ?? "-" }
         lines.append("  setup: signalling \(ms(t.remoteDescription))  ICE \(ms(t.iceConnected))  DTLS \(ms(t.dtlsConnected))  first media out \(ms(t.firstMediaSent))  first frame in \(ms(t.firstVideoFrameReceived))")

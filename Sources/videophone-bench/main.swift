@@ -110,7 +110,7 @@ for i in 0...calls {
         if let x = ta.firstMediaSent { firstSent.append((x - sentAt).milliseconds) }
     }
     _ = daemonA.device.hangup()
-    got = waitFor(2) { daemonB.device.state == .idle }
+    got = waitFor(2) { daemonB.device.phase.name == "idle" }
     usleep(50_000)
 }
 print("## Call setup: offer sent → first complete video frame at the callee (\(calls) calls, loopback)")

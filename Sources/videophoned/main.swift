@@ -45,8 +45,19 @@ if checkOnly {
     exit(0)
 }
 
-let level = Logger.Level(rawValue: String(cString: getenv("VIDEOPHONE_LOG_LEVEL") ?? strdup("info"))) ?? .info
+// Logging: the journal's native socket under systemd (or a test's socket), readable lines
+// on a terminal, `<N>` priority prefixes otherwise.
+let env = { (name: String) -> String? in getenv(name).map { String(cString: $0) } }
+let level = env("VIDEOPHONE_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? .info
+let journalSocket = env("VIDEOPHONE_JOURNAL_SOCKET")
+let sink = JournalSink(socketPath: journalSocket)
+let underJournal = journalSocket != nil || env("JOURNAL_STREAM") != nil
 LoggingSystem.bootstrap { label in
+    if underJournal || isatty(2) == 0 {
+        var h = JournalLogHandler(label: label, sink: sink)
+        h.logLevel = level
+        return h
+    }
     var h = StreamLogHandler.standardError(label: label)
     h.logLevel = level
     return h
@@ -67,32 +78,46 @@ do {
     logger.critical("cannot start", metadata: ["REASON": "\(error)"])
     exit(1)
 }
+daemon.device.onPhaseChange = { phase in SystemdNotify.send("STATUS=\(phase)") }
+SystemdNotify.send("READY=1\nSTATUS=\(daemon.device.phase.name)")
 
-SystemdNotify.send("READY=1\nSTATUS=idle")
 if let interval = SystemdNotify.watchdogInterval {
-    // Pet the watchdog at half its period.
-    _ = startWatchdog(every: interval / 2)
+    // Fed only while the call's media and transport loops are alive: a stalled pipeline
+    // stops the pets and systemd restarts the daemon.
+    let device = daemon.device
+    _ = startThread(name: "watchdog") {
+        var complained = false
+        while true {
+            let health = device.health()
+            if health.ok {
+                SystemdNotify.send("WATCHDOG=1")
+                complained = false
+            } else if !complained {
+                logger.critical("not feeding the watchdog", metadata: ["REASON": "\(health.reason ?? "unhealthy")"])
+                complained = true
+            }
+            usleep(UInt32(max(10_000, interval.nanosecondsInt / 2_000)))
+        }
+    }
 }
 
 while true {
     var sig: Int32 = 0
     sigwait(&signals, &sig)
     if sig == SIGHUP {
-        logger.notice("SIGHUP: configuration reload is not supported yet; keeping the running configuration")
+        SystemdNotify.send("RELOADING=1")
+        do {
+            let fresh = try DeviceConfig.load(path: configPath)
+            let restart = daemon.device.reload(fresh)
+            logger.notice("configuration reloaded", metadata: restart.isEmpty ? [:] : ["restart_needed_for": "\(restart.joined(separator: ", "))"])
+        } catch {
+            logger.error("configuration reload failed; keeping the running configuration", metadata: ["REASON": "\(error)"])
+        }
+        SystemdNotify.send("READY=1\nSTATUS=\(daemon.device.phase.name)")
         continue
     }
     logger.info("stopping", metadata: ["signal": "\(sig)"])
     SystemdNotify.send("STOPPING=1")
     daemon.stop()
     exit(0)
-}
-
-func startWatchdog(every period: Duration) -> pthread_t {
-    startThread(name: "watchdog") {
-        while true {
-            SystemdNotify.send("WATCHDOG=1")
-            let us = UInt32(max(1000, period.nanosecondsInt / 1000))
-            usleep(us)
-        }
-    }
 }

@@ -1,0 +1,138 @@
+
+import NetworkCore
+import PeerConnection
+import Prometheus
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The device's Prometheus metrics: one registry per device, scraped at `/metrics`. The
+/// same registry backs swift-metrics (see ``DeviceMetrics/factory``) so libraries that
+/// report through swift-metrics land on the same page.
+public final class DeviceMetrics: @unchecked Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    /// A swift-metrics factory writing into ``registry``.
+    public var factory: PrometheusMetricsFactory { PrometheusMetricsFactory(registry: registry) }
+
+    private let setupBuckets: [Duration] = [5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000].map { .milliseconds($0) }
+    private let latencyBuckets: [Duration] = [1, 2, 4, 6, 8, 10, 15, 20, 30, 50, 100].map { .milliseconds($0) }
+    private let sampler = Locked(SamplerState())
+
+    struct SamplerState {
+        var lastCPU: Double = 0
+        var pairRecorded: String?
+        var encodeSeen = 0
+        var wireSeen = 0
+        var callKey: String?
+    }
+
+    func descriptor(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "videophone", metricName: name, unitName: unit, helpText: help)
+    }
+
+    private lazy var calls: [String: Prometheus.Counter] = [:]
+    private let callsLock = Lock()
+
+    /// Counts a call by how it ended (`completed`, `rejected`, `missed`, `cancelled`,
+    /// `failed`, `busy`, `refused`, `unauthorised`).
+    public func callOutcome(_ outcome: String) {
+        let c = callsLock.withLock { () -> Prometheus.Counter in
+            if let c = calls[outcome] { return c }
+            let c = registry.makeCounter(descriptor: descriptor("calls", "total", "Calls by how they ended."), labels: [("outcome", outcome)])
+            calls[outcome] = c
+            return c
+        }
+        c.increment()
+    }
+
+    /// Records how long each set-up stage took, from the offer (or the connection's birth).
+    func recordSetup(_ t: SetupTimeline, offerSentAt: Instant?) {
+        let start = offerSentAt ?? t.created
+        for (stage, at) in [("signalling", t.remoteDescription), ("ice", t.iceConnected), ("dtls", t.dtlsConnected),
+                            ("first_media", t.firstVideoFrameReceived ?? t.firstAudioReceived)] {
+            guard let at else { continue }
+            registry.makeDurationHistogram(descriptor: descriptor("call_setup", "seconds", "Call set-up time by stage, from the offer."),
+                                           labels: [("stage", stage)], buckets: setupBuckets).record(at - start)
+        }
+    }
+
+    func gauge(_ name: String, _ unit: String, _ help: String, _ labels: [(String, String)] = []) -> Prometheus.Gauge {
+        registry.makeGauge(descriptor: descriptor(name, unit, help), labels: labels)
+    }
+
+    /// Once a second: live figures of the call in progress and of the process.
+    func sample(_ device: Device) {
+        let processCPU = DeviceMetrics.cpuSeconds()
+        let delta = sampler.withLock { s -> Double in defer { s.lastCPU = processCPU }; return max(0, processCPU - s.lastCPU) }
+        registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "process", metricName: "cpu", unitName: "seconds_total",
+                                                              helpText: "User and system CPU time of the daemon."), labels: []).increment(by: delta)
+        registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "process", metricName: "resident_memory", unitName: "bytes",
+                                                            helpText: "Resident set size of the daemon."), labels: []).set(Double(DeviceMetrics.residentBytes()))
+        guard let (pc, media, _) = device.currentCall else {
+            gauge("in_call", "", "1 while a call is in progress.").set(to: 0)
+            return
+        }
+        gauge("in_call", "", "1 while a call is in progress.").set(to: 1)
+        let s = pc.stats
+        if let rtt = s.candidatePair.currentRoundTripTime { gauge("round_trip_time", "seconds", "RTT of the selected candidate pair (RTCP).").set(rtt) }
+        for i in s.inbound {
+            gauge("jitter", "seconds", "Interarrival jitter of received media.", [("kind", i.kind)]).set(i.jitter)
+            gauge("packets_lost", "", "Packets lost in this call so far.", [("kind", i.kind)]).set(Double(i.packetsLost))
+            gauge("bitrate", "bits_per_second", "Media bitrate.", [("direction", "receive"), ("kind", i.kind)]).set(i.bitrate)
+            if i.kind == "video" { gauge("frames_per_second", "", "Video frame rate.", [("direction", "receive")]).set(i.framesPerSecond) }
+        }
+        for o in s.outbound {
+            gauge("bitrate", "bits_per_second", "Media bitrate.", [("direction", "send"), ("kind", o.kind)]).set(o.bitrate)
+            if o.kind == "video" { gauge("frames_per_second", "", "Video frame rate.", [("direction", "send")]).set(o.framesPerSecond) }
+        }
+        // Histograms take every new sample since the last look.
+        let figures = media.figures
+        let wire = pc.captureToWireSamples
+        let key = "\(ObjectIdentifier(pc))"
+        let (newEncode, newWire, recordPair) = sampler.withLock { st -> ([Double], [Double], Bool) in
+            if st.callKey != key { st.callKey = key; st.encodeSeen = 0; st.wireSeen = 0; st.pairRecorded = nil }
+            let e = figures.encodeMs.count >= st.encodeSeen ? Array(figures.encodeMs[st.encodeSeen...]) : figures.encodeMs
+            let w = wire.count >= st.wireSeen ? Array(wire[st.wireSeen...]) : wire
+            st.encodeSeen = figures.encodeMs.count
+            st.wireSeen = wire.count
+            let record = st.pairRecorded == nil && !s.candidatePair.localCandidateType.isEmpty
+            if record { st.pairRecorded = s.candidatePair.localCandidateType }
+            return (e, w, record)
+        }
+        let encode = registry.makeDurationHistogram(descriptor: descriptor("encode", "seconds", "Time to encode one video frame."), labels: [], buckets: latencyBuckets)
+        for ms in newEncode { encode.record(.nanoseconds(Int64(ms * 1e6))) }
+        let c2w = registry.makeDurationHistogram(descriptor: descriptor("capture_to_wire", "seconds", "Capture to first RTP packet of the frame on the wire."), labels: [], buckets: latencyBuckets)
+        for ms in newWire { c2w.record(.nanoseconds(Int64(ms * 1e6))) }
+        if recordPair {
+            registry.makeCounter(descriptor: descriptor("ice_selected_pairs", "total", "Candidate pairs used by calls, by candidate types."),
+                                 labels: [("local", s.candidatePair.localCandidateType), ("remote", s.candidatePair.remoteCandidateType)]).increment()
+        }
+    }
+
+    /// The Prometheus text exposition.
+    public func render() -> String { registry.emitToString() }
+
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+        return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    }
+
+    static func residentBytes() -> Int {
+        guard let f = fopen("/proc/self/statm", "r") else { return 0 }
+        defer { fclose(f) }
+        var size = 0, resident = 0
+        guard withUnsafeMutablePointer(to: &size, { s in withUnsafeMutablePointer(to: &resident) { r in vfscanfShim(f, s, r) } }) else { return 0 }
+        return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    static func vfscanfShim(_ f: UnsafeMutablePointer<FILE>, _ s: UnsafeMutablePointer<Int>, _ r: UnsafeMutablePointer<Int>) -> Bool {
+        var buf = [CChar](repeating: 0, count: 128)
+        guard fgets(&buf, 128, f) != nil else { return false }
+        let parts = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: " ")
+        guard parts.count >= 2, let a = Int(parts[0]), let b = Int(parts[1]) else { return false }
+        s.pointee = a
+        r.pointee = b
+        return true
+    }
+}
