@@ -15,7 +15,7 @@ let package = Package(
         .executable(name: "videophone-bench", targets: ["videophone-bench"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
     ],
@@ -74,6 +74,6 @@ let package = Package(
         .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
         .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore"]),
     ]
 )

@@ -322,6 +322,7 @@ public final class Device: @unchecked Sendable {
             return HTTPResponse(status: 400, contentType: "text/plain", text: "malformed SDP offer: \(error)\n")
         }
         let theirDigest = Device.offerFingerprint(offer)
+        let config = self.config
         let peerName: String
         switch caller {
         case .peer(let p):
@@ -336,7 +337,19 @@ public final class Device: @unchecked Sendable {
                 }
             }
         case .guest:
-            peerName = "guest@\(req.peer)"
+            // A device calling with our shared token names itself; a name that is one of our
+            // peers is used for display and glare, and that peer's pin still applies.
+            if let claimed = req.header("x-videophone-name"), let p = config.peers.first(where: { $0.name == claimed }) {
+                if let pinned = p.fingerprint, !(theirDigest.map { Device.sameFingerprint(pinned, $0) } ?? false) {
+                    logger.error("refused call: certificate fingerprint does not match the pinned one",
+                                 metadata: ["PEER": "\(p.name)", "from": "\(req.peer)", "REASON": "claimed name with another certificate"])
+                    metrics.callOutcome("refused")
+                    return HTTPResponse(status: 403, contentType: "text/plain", text: "certificate fingerprint does not match the one provisioned for \(p.name)\n")
+                }
+                peerName = p.name
+            } else {
+                peerName = "guest@\(req.peer)"
+            }
         }
         let glareWins = theirDigest.map { winsGlare(ourFingerprint: identity.sha256, theirFingerprint: $0.digest) } ?? true
         let actions = perform(.incoming(peer: peerName, glareWins: glareWins))
@@ -349,7 +362,6 @@ public final class Device: @unchecked Sendable {
         }
         let answered = lock.withLock { machine.phase == .inCall(peer: peerName) }
         let id = randomHex(8)
-        let config = self.config
         let media = MediaSession(logger: logger, camera: makeCamera(config), microphone: makeMicrophone(config), speaker: CountingAudioSink(),
                                  videoSettings: videoSettings, sendingAllowed: answered)
         let result: Result<(ActiveCall, SessionDescription), CallError>

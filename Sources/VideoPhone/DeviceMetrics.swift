@@ -78,11 +78,11 @@ public final class DeviceMetrics: @unchecked Sendable {
         for i in s.inbound {
             gauge("jitter", "seconds", "Interarrival jitter of received media.", [("kind", i.kind)]).set(i.jitter)
             gauge("packets_lost", "", "Packets lost in this call so far.", [("kind", i.kind)]).set(Double(i.packetsLost))
-            gauge("bitrate", "bits_per_second", "Media bitrate.", [("direction", "receive"), ("kind", i.kind)]).set(i.bitrate)
+            gauge("media_rate", "bytes_per_second", "Media payload rate.", [("direction", "receive"), ("kind", i.kind)]).set(i.bitrate / 8)
             if i.kind == "video" { gauge("frames_per_second", "", "Video frame rate.", [("direction", "receive")]).set(i.framesPerSecond) }
         }
         for o in s.outbound {
-            gauge("bitrate", "bits_per_second", "Media bitrate.", [("direction", "send"), ("kind", o.kind)]).set(o.bitrate)
+            gauge("media_rate", "bytes_per_second", "Media payload rate.", [("direction", "send"), ("kind", o.kind)]).set(o.bitrate / 8)
             if o.kind == "video" { gauge("frames_per_second", "", "Video frame rate.", [("direction", "send")]).set(o.framesPerSecond) }
         }
         // Histograms take every new sample since the last look.

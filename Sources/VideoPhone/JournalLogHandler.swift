@@ -26,8 +26,11 @@ public struct JournalLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
+    public func log(event: LogEvent) {
+        write(level: event.level, message: event.message, metadata: event.metadata, source: event.source)
+    }
+
+    func write(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String) {
         var fields: [(String, String)] = [("MESSAGE", message.description), ("PRIORITY", String(JournalLogHandler.priority(level))),
                                           ("SYSLOG_IDENTIFIER", sink.identifier), ("LOGGER", label), ("SOURCE_MODULE", source)]
         for (k, v) in metadata.merging(explicit ?? [:], uniquingKeysWith: { $1 }) {

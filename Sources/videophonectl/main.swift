@@ -11,6 +11,7 @@ usage: videophonectl [--socket PATH] COMMAND
   call [PEER]       call a provisioned peer (the first by default)
   answer            answer a ringing call
   hangup            end the call
+  press [--long]    press the call button (short: call, answer or hang up; long: reject or cancel)
   identity          this device's certificate fingerprint, for provisioning peers
 
 """
@@ -43,7 +44,7 @@ func run(_ line: String, socket socketPath: String) -> Int32 {
 }
 
 switch command {
-case "status", "call", "answer", "hangup", "identity":
+case "status", "call", "answer", "hangup", "identity", "press":
     exit(run(args.joined(separator: " "), socket: socketPath))
 case "watch":
     while true {

@@ -38,9 +38,11 @@ final class DaemonHarness: @unchecked Sendable {
     }
 
     func socketPath(_ name: String) -> String { "\(dir)/\(name).sock" }
+    func configPath(_ name: String) -> String { "\(dir)/\(name).toml" }
 
     /// Writes a config for `name` whose peers point at `peers` (name → URL) and starts it.
-    func start(_ name: String, peers: [(String, String, String)], autoAnswer: Bool = true) throws {
+    func start(_ name: String, peers: [(String, String, String)], autoAnswer: Bool = true, extra: String = "",
+               peerExtra: [String: String] = [:], environment: [String: String] = [:]) throws {
         var toml = """
         [device]
         name = "\(name)"
@@ -64,14 +66,18 @@ final class DaemonHarness: @unchecked Sendable {
         bitrate_kbps = 800
 
         """
+        toml += extra + "\n"
         for (peer, url, token) in peers {
-            toml += "\n[[peer]]\nname = \"\(peer)\"\nurl = \"\(url)\"\ntoken = \"\(token)\"\n"
+            toml += "\n[[peer]]\nname = \"\(peer)\"\nurl = \"\(url)\"\ntoken = \"\(token)\"\n" + (peerExtra[peer] ?? "") + "\n"
         }
         let path = "\(dir)/\(name).toml"
         try toml.write(toFile: path, atomically: true, encoding: .utf8)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: DaemonHarness.binary)
         p.arguments = ["--config", path]
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let log = "\(dir)/\(name).log"
         FileManager.default.createFile(atPath: log, contents: nil)
         p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))

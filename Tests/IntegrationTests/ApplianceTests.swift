@@ -1,0 +1,260 @@
+import Foundation
+import Testing
+import NetworkCore
+import VideoPhone
+
+/// A Unix datagram socket a test listens on, standing in for systemd's notify socket or
+/// the journal's socket.
+final class DatagramListener: @unchecked Sendable {
+    let path: String
+    let fd: Int32
+    private let received = NSLock()
+    private var messages: [[UInt8]] = []
+
+    init(path: String) {
+        self.path = path
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let t = Thread { [self] in
+            var buf = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = recv(fd, &buf, buf.count, 0)
+                if n <= 0 { return }
+                received.lock(); messages.append(Array(buf[0..<n])); received.unlock()
+            }
+        }
+        t.start()
+    }
+
+    deinit { shutdown(fd, Int32(SHUT_RDWR)); close(fd); unlink(path) }
+
+    var texts: [String] { received.lock(); defer { received.unlock() }; return messages.map { String(decoding: $0, as: UTF8.self) } }
+
+    /// Journal entries as field dictionaries (text form; binary-safe values are rare here).
+    var entries: [[String: String]] {
+        texts.map { t in
+            var d: [String: String] = [:]
+            for line in t.split(separator: "\n") {
+                if let eq = line.firstIndex(of: "=") { d[String(line[..<eq])] = String(line[line.index(after: eq)...]) }
+            }
+            return d
+        }
+    }
+}
+
+@Suite(.serialized) struct ApplianceTests {
+    @Test func sdNotifyReadyStatusWatchdogAndStoppingWithTheCallEndedCleanly() throws {
+        let h = try DaemonHarness()
+        let notify = DatagramListener(path: h.dir + "/notify.sock")
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")],
+                    environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"])
+        try h.start("b", peers: [])
+        #expect(h.wait(3) { notify.texts.contains { $0.contains("READY=1") } } != nil)
+        #expect(h.wait(3) { notify.texts.filter { $0 == "WATCHDOG=1" }.count >= 2 } != nil, "watchdog not fed: \(notify.texts)")
+        #expect(try h.control("a", "call").hasPrefix("ok"))
+        #expect(h.wait(5) { notify.texts.contains("STATUS=in-call") } != nil, "\(notify.texts)")
+        // SIGTERM in a call: the peer is told, the daemon says STOPPING.
+        h.processes["a"]!.terminate()
+        #expect(h.wait(1.0) { (try? h.status("b")).map { state($0) == "idle" } ?? false } != nil, "b did not learn that a stopped")
+        #expect(h.wait(3) { notify.texts.contains("STOPPING=1") } != nil)
+        h.processes["a"]!.waitUntilExit()
+        #expect(h.processes["a"]!.terminationStatus == 0)
+    }
+
+    @Test func journalEntriesCarryCallFields() throws {
+        let h = try DaemonHarness()
+        let journal = DatagramListener(path: h.dir + "/journal.sock")
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")], environment: ["VIDEOPHONE_JOURNAL_SOCKET": journal.path])
+        try h.start("b", peers: [])
+        _ = try h.control("a", "call")
+        sleep(1)
+        _ = try h.control("a", "hangup")
+        let ended = h.wait(3) { journal.entries.contains { $0["MESSAGE"] == "call ended" } }
+        #expect(ended != nil, "\(journal.texts)")
+        let entry = try #require(journal.entries.first { $0["MESSAGE"] == "call ended" })
+        #expect(entry["PRIORITY"] == "6")
+        #expect(entry["SYSLOG_IDENTIFIER"] == "videophoned")
+        #expect(entry["CALL_ID"]?.count == 16)
+        #expect(entry["PEER"] == "b")
+        #expect(entry["STATE"] == "idle")
+        #expect(entry["REASON"] == "local hangup")
+        // Secrets never reach the journal.
+        #expect(!journal.texts.contains { $0.contains("b-token") || $0.contains("a-token") })
+    }
+
+    @Test func metricsPassPromtool() throws {
+        let h = try DaemonHarness()
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")], extra: "[metrics]\nlisten = \"127.0.0.1:\(h.port("a-metrics"))\"")
+        try h.start("b", peers: [])
+        _ = try h.control("a", "call")
+        _ = h.wait(5) { (try? h.status("a")).map { stat($0, type: "inbound-rtp", kind: "video", "framesReceived") > 30 } ?? false }
+        sleep(2)
+        let r = try HTTPClient.request(method: "GET", url: "http://127.0.0.1:\(h.port("a-metrics"))/metrics")
+        #expect(r.status == 200)
+        let text = r.bodyText
+        for name in ["videophone_calls_total", "videophone_call_setup_seconds", "videophone_round_trip_time_seconds", "videophone_jitter_seconds",
+                     "videophone_packets_lost", "videophone_media_rate_bytes_per_second", "videophone_frames_per_second", "videophone_encode_seconds",
+                     "videophone_capture_to_wire_seconds", "videophone_ice_selected_pairs_total", "process_cpu_seconds_total", "process_resident_memory_bytes"]
+            where name != "videophone_calls_total" && name != "videophone_call_setup_seconds" {
+            #expect(text.contains(name), "\(name) missing from /metrics")
+        }
+        _ = try h.control("a", "hangup")
+        sleep(1)
+        let after = try HTTPClient.request(method: "GET", url: "http://127.0.0.1:\(h.port("a-metrics"))/metrics").bodyText
+        #expect(after.contains("videophone_calls_total{outcome=\"completed\"} 1"))
+        #expect(after.contains("videophone_call_setup_seconds_bucket{stage=\"dtls\""))
+        // Prometheus's own checker.
+        let file = h.dir + "/metrics.txt"
+        try after.write(toFile: file, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "promtool check metrics < \(file)"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        p.waitUntilExit()
+        let report = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 0, "promtool: \(report)")
+    }
+
+    @Test func pinnedFingerprintsAndPerPeerTokens() throws {
+        let h = try DaemonHarness()
+        // b knows a by its own token and a pinned fingerprint that is not a's.
+        let wrong = "sha-256 " + (0..<32).map { _ in "AB" }.joined(separator: ":")
+        try h.start("b", peers: [("a", "http://127.0.0.1:\(h.port("a"))", "x")], peerExtra: ["a": "accept_token = \"a-to-b\"\nfingerprint = \"\(wrong)\""])
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "a-to-b")])
+        let reply = try h.control("a", "call")
+        #expect(reply.contains("403") && reply.contains("fingerprint"), "\(reply)")
+        #expect(h.log("b").contains("certificate fingerprint does not match the pinned one"))
+        #expect(state(try h.status("b")) == "idle")
+        // With the right fingerprint the same call goes through, identified as peer "a".
+        let identity = try h.control("a", "identity").split(separator: "\n").last.map(String.init) ?? ""
+        h.processes["b"]!.terminate(); h.processes["b"]!.waitUntilExit()
+        try h.start("b", peers: [("a", "http://127.0.0.1:\(h.port("a"))", "x")], peerExtra: ["a": "accept_token = \"a-to-b\"\nfingerprint = \"\(identity)\""])
+        #expect(try h.control("a", "call").hasPrefix("ok"))
+        let s = try h.status("b")
+        #expect((s["peer"] as? String) == "a")
+        _ = try h.control("a", "hangup")
+        // A token nobody was given: 401.
+        let r = try HTTPClient.request(method: "POST", url: "http://127.0.0.1:\(h.port("b"))/call",
+                                       headers: [("Content-Type", "application/sdp"), ("Authorization", "Bearer nope")], body: Array("v=0".utf8))
+        #expect(r.status == 401)
+    }
+
+    @Test func glareLeavesExactlyOneCall() throws {
+        let h = try DaemonHarness()
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")], autoAnswer: false)
+        try h.start("b", peers: [("a", "http://127.0.0.1:\(h.port("a"))", "a-token")], autoAnswer: false)
+        // Both press at once.
+        let ta = Thread { _ = try? h.control("a", "press") }
+        let tb = Thread { _ = try? h.control("b", "press") }
+        ta.start(); tb.start()
+        let both = h.wait(5) {
+            guard let sa = try? h.status("a"), let sb = try? h.status("b") else { return false }
+            return state(sa) == "in-call" && state(sb) == "in-call"
+        }
+        #expect(both != nil, "a: \((try? h.status("a"))?["state"] ?? "?"), b: \((try? h.status("b"))?["state"] ?? "?")\n\(h.log("a"))\n\(h.log("b"))")
+        sleep(1)
+        let sa = try h.status("a"), sb = try h.status("b")
+        #expect(stat(sa, type: "inbound-rtp", kind: "video", "framesReceived") > 10)
+        #expect(stat(sb, type: "inbound-rtp", kind: "video", "framesReceived") > 10)
+        #expect((sa["call"] as? [String: Any])?["id"] != nil && (sb["call"] as? [String: Any])?["id"] != nil)
+    }
+
+    @Test func ringingAnsweredByThePressAndLEDs() throws {
+        let h = try DaemonHarness()
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")], autoAnswer: false)
+        try h.start("b", peers: [], autoAnswer: false)
+        #expect((try h.status("b"))["led"] as? String == "error-not-provisioned")
+        #expect((try h.status("a"))["led"] as? String == "off")
+        _ = try h.control("a", "call")
+        #expect(h.wait(2) { (try? h.status("b")).map { state($0) == "ringing" && $0["led"] as? String == "fast-blink" } ?? false } != nil)
+        #expect((try h.status("a"))["led"] as? String == "slow-blink")
+        sleep(1)
+        // No media flows to the caller before the answer.
+        #expect(stat(try h.status("a"), type: "inbound-rtp", kind: "video", "framesReceived") == 0)
+        #expect(try h.control("b", "press").contains("in-call"))
+        #expect(h.wait(2) { (try? h.status("a")).map { state($0) == "in-call" && $0["led"] as? String == "steady" } ?? false } != nil)
+        _ = try h.control("b", "press", )
+        #expect(h.wait(1) { (try? h.status("a")).map { state($0) == "idle" } ?? false } != nil)
+    }
+
+    @Test func sighupReloadKeepsTheCallAndRefusesABrokenFile() throws {
+        let h = try DaemonHarness()
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")])
+        try h.start("b", peers: [])
+        _ = try h.control("a", "call")
+        #expect(h.wait(5) { (try? h.status("b")).map { stat($0, type: "inbound-rtp", kind: "video", "framesReceived") > 10 } ?? false } != nil)
+        let original = try String(contentsOfFile: h.configPath("a"), encoding: .utf8)
+        // A broken file: the running configuration stays and the log says why.
+        try (original + "\n[metrics]\nlisten = 5\n").write(toFile: h.configPath("a"), atomically: true, encoding: .utf8)
+        kill(h.processes["a"]!.processIdentifier, SIGHUP)
+        #expect(h.wait(2) { h.log("a").contains("configuration reload failed") } != nil)
+        #expect(h.log("a").contains("metrics.listen: expected a string"))
+        // A good file with a second peer: the call goes on, the new peer is known.
+        try (original + "\n[[peer]]\nname = \"c\"\nurl = \"http://127.0.0.1:9\"\ntoken = \"t\"\n").write(toFile: h.configPath("a"), atomically: true, encoding: .utf8)
+        let before = stat(try h.status("b"), type: "inbound-rtp", kind: "video", "framesReceived")
+        kill(h.processes["a"]!.processIdentifier, SIGHUP)
+        #expect(h.wait(2) { h.log("a").contains("configuration reloaded") } != nil)
+        sleep(1)
+        #expect(state(try h.status("a")) == "in-call")
+        #expect(stat(try h.status("b"), type: "inbound-rtp", kind: "video", "framesReceived") > before + 20)
+        _ = try h.control("a", "hangup")
+        _ = h.wait(1) { (try? h.status("a")).map { state($0) == "idle" } ?? false }
+        #expect(try h.control("a", "call c").contains("cannot reach c"))
+    }
+
+    @Test func aFloodOfUnauthorisedPostsDoesNotDisturbTheCall() throws {
+        let h = try DaemonHarness()
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")])
+        try h.start("b", peers: [])
+        _ = try h.control("a", "call")
+        #expect(h.wait(5) { (try? h.status("b")).map { stat($0, type: "inbound-rtp", kind: "video", "framesReceived") > 10 } ?? false } != nil)
+        let before = stat(try h.status("b"), type: "inbound-rtp", kind: "video", "framesReceived")
+        let started = Date()
+        let tally = Locked([Int: Int]())
+        let url = "http://127.0.0.1:\(h.port("b"))/call"
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            for _ in 0..<125 {
+                let code = (try? HTTPClient.request(method: "POST", url: url,
+                                                    headers: [("Content-Type", "application/sdp"), ("Authorization", "Bearer wrong")],
+                                                    body: Array("v=0\r\n".utf8), timeout: .seconds(2)))?.status ?? -1
+                tally.withLock { $0[code, default: 0] += 1 }
+            }
+        }
+        let counts = tally.current
+        let elapsed = Date().timeIntervalSince(started)
+        let after = stat(try h.status("b"), type: "inbound-rtp", kind: "video", "framesReceived")
+        #expect(counts.values.reduce(0, +) == 1000)
+        #expect((counts[401] ?? 0) + (counts[429] ?? 0) + (counts[503] ?? 0) == 1000, "\(counts)")
+        // 30 fps through the flood: at least 80 % of the frames that were due arrived.
+        #expect(after - before >= 0.8 * 30 * elapsed, "\(after - before) frames in \(elapsed) s")
+        #expect(state(try h.status("b")) == "in-call")
+        // The journal is not flooded: at most a handful of refusal lines.
+        #expect(h.log("b").components(separatedBy: "refused call: missing or wrong bearer token").count - 1 <= 10)
+    }
+
+    @Test func unitFilePassesSystemdAnalyzeVerify() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let unit = try String(contentsOf: root.appendingPathComponent("systemd/videophoned.service"), encoding: .utf8)
+        let h = try DaemonHarness()
+        let copy = h.dir + "/videophoned.service"
+        try unit.replacingOccurrences(of: "/usr/bin/videophoned", with: DaemonHarness.binary).write(toFile: copy, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
+        p.arguments = ["verify", copy]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        p.waitUntilExit()
+        let report = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 0, "systemd-analyze verify: \(report)")
+        #expect(!report.contains("videophoned.service:"), "\(report)")
+    }
+}
