@@ -1,9 +1,10 @@
 #!/bin/sh
-# Installs what the interop tests need: Debian's Chromium and its driver, iproute2 for the
-# network namespace, and Selenium, aiortc and pytest from PyPI. A no-op when present.
+# Installs what the tests need beyond the build: Debian's Chromium and its driver,
+# iproute2 for the network namespace, promtool (prometheus) and systemd-analyze (systemd),
+# and Selenium, aiortc and pytest from PyPI. A no-op when present.
 set -eu
 
-PACKAGES="chromium chromium-driver iproute2"
+PACKAGES="chromium chromium-driver iproute2 prometheus systemd"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

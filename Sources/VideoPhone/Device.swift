@@ -99,6 +99,12 @@ public final class Device: @unchecked Sendable {
                 mdns = nil
             }
         }
+        let usable = config.networkAddresses?.compactMap { TransportAddress(host: $0, port: 0) }
+            ?? localInterfaceAddresses(includeLoopback: config.includeLoopback)
+        if usable.isEmpty {
+            _ = machine.setFault(.errorNoNetwork)
+            logger.error("no network address to call from", metadata: ["REASON": "no usable interface address"])
+        }
         leds.show(machine.led)
         _ = startThread(name: "call-timer") { [weak self] in
             while let self {

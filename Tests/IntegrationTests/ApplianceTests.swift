@@ -107,6 +107,12 @@ final class DatagramListener: @unchecked Sendable {
         let after = try HTTPClient.request(method: "GET", url: "http://127.0.0.1:\(h.port("a-metrics"))/metrics").bodyText
         #expect(after.contains("videophone_calls_total{outcome=\"completed\"} 1"))
         #expect(after.contains("videophone_call_setup_seconds_bucket{stage=\"dtls\""))
+        // Every series the shipped Grafana dashboard plots exists.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dashboard = try String(contentsOf: root.appendingPathComponent("docs/grafana/videophone-dashboard.json"), encoding: .utf8)
+        let names = Set(dashboard.matches(of: /(videophone|process)_[a-z_]+/).map { String($0.output.0).replacingOccurrences(of: "_bucket", with: "") })
+        #expect(names.count >= 10)
+        for n in names { #expect(after.contains(n), "dashboard plots \(n), which /metrics does not have") }
         // Prometheus's own checker.
         let file = h.dir + "/metrics.txt"
         try after.write(toFile: file, atomically: true, encoding: .utf8)

@@ -34,6 +34,10 @@ import Testing
         [[peer]]
         name = "garden"
         url = "http://192.0.2.6:8080"
+        accept_token = "garden-secret"
+        fingerprint = "sha-256 AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
+        [metrics]
+        listen = "127.0.0.1:9101"
         """, file: "test.toml")
         #expect(c.name == "door")
         #expect(c.signallingHost == "::1" && c.signallingPort == 9000)
@@ -42,6 +46,9 @@ import Testing
         #expect(c.videoBitrateKbps == 1000)
         #expect(c.peers.map(\.name) == ["kitchen", "garden"])
         #expect(c.peers[1].token == "")
+        #expect(c.peers[1].acceptToken == "garden-secret")
+        #expect(c.peers[1].fingerprint?.hasPrefix("sha-256 AB:CD") == true)
+        #expect(c.metricsListen == "127.0.0.1:9101")
     }
 
     /// Each kind of mistake gets a message naming the file, line, key and problem.
@@ -62,6 +69,10 @@ import Testing
         ("[device\n", "cfg.toml:1: unterminated table header"),
         ("just words\n", "cfg.toml:1: expected 'key = value'"),
         ("[device]\n[device]\n", "cfg.toml:2: table [device] defined twice"),
+        ("[device]\nring_timeout_s = 1\n", "cfg.toml:2: device.ring_timeout_s: 1 is out of range 5...600"),
+        ("[metrics]\nlisten = \"localhost\"\n", "cfg.toml:2: metrics.listen: expected a numeric 'host:port'"),
+        ("[[peer]]\nname = \"p\"\nurl = \"http://1.2.3.4:1\"\nfingerprint = \"md5 00\"\n", "cfg.toml:4: peer.fingerprint: expected 'sha-256 AB:CD:...'"),
+        ("[[peer]]\nname = \"p\"\nurl = \"http://1.2.3.4:1\"\n[[peer]]\nname = \"p\"\nurl = \"http://1.2.3.4:2\"\n", "peer.name: peer 'p' defined twice"),
     ])
     func mistakesNameTheirLineAndKey(text: String, expected: String) {
         #expect { try DeviceConfig.parse(text, file: "cfg.toml") } throws: { e in
