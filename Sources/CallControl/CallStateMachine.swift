@@ -64,6 +64,9 @@ public enum CallEvent: Equatable, Sendable {
     case incoming(peer: String, glareWins: Bool)
     /// The far end sends media: the callee answered.
     case mediaFlowing
+    /// Our call was refused because the peer called us at the same moment and its call
+    /// wins glare; its offer is on its way (or already ringing here).
+    case glareLost
     /// The far end hung up, refused, or the connection failed.
     case remoteEnded(reason: String)
     /// Teardown finished.
@@ -104,6 +107,8 @@ public struct CallStateMachine: Sendable {
     /// Why the device cannot work right now (shown as an error pattern when idle).
     public var fault: LEDPattern?
     private var phaseSince: Instant
+    /// The peer whose simultaneous call beat ours, and when: its offer is taken at once.
+    private var glareWinner: (peer: String, at: Instant)?
 
     public init(peers: [String], autoAnswer: Bool, ringTimeout: Duration = .seconds(30), answerTimeout: Duration = .seconds(45), now: Instant) {
         self.peers = peers
@@ -150,7 +155,9 @@ public struct CallStateMachine: Sendable {
         // Incoming.
         case (.idle, .incoming(let peer, _)):
             out.append(.acceptIncoming(peer: peer))
-            if autoAnswer {
+            let wantedThisPeer = glareWinner.map { $0.peer == peer && now - $0.at < .seconds(10) } ?? false
+            glareWinner = nil
+            if autoAnswer || wantedThisPeer {
                 out.append(.answer)
                 enter(.inCall(peer: peer), now, &out)
             } else {
@@ -171,6 +178,16 @@ public struct CallStateMachine: Sendable {
         // Outgoing progress.
         case (.calling(let peer), .mediaFlowing):
             enter(.inCall(peer: peer), now, &out)
+        case (.calling(let peer), .glareLost):
+            // The peer's call to us wins; when its offer arrives it is answered at once.
+            glareWinner = (peer, now)
+            enter(.idle, now, &out)
+        case (.ringing(let peer), .glareLost):
+            // Its offer already rang here before our refusal came back: answer it.
+            glareWinner = nil
+            _ = peer
+            out.append(.answer)
+            enter(.inCall(peer: phase.peer ?? ""), now, &out)
         case (.calling, .shortPress), (.calling, .longPress), (.calling, .hangupRequested):
             out.append(.hangup(reason: "cancelled"))
             enter(.ending, now, &out)

@@ -43,11 +43,13 @@ public final class Device: @unchecked Sendable {
     public let leds: any CallLED
     let metrics: DeviceMetrics
     let rateLimiter = RateLimiter()
-    /// Hook for tests and the simulator: builds a camera for a call.
-    public var makeCamera: @Sendable (DeviceConfig) -> (any VideoSource)? = { c in
+    /// The camera a call uses, as the config names it.
+    func makeCamera(_ c: DeviceConfig) -> (any VideoSource)? {
         c.videoSource == "test-pattern" ? TestPatternCamera(width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS) : nil
     }
-    public var makeMicrophone: @Sendable (DeviceConfig) -> (any AudioSource)? = { c in c.audioSource == "tone" ? ToneSource() : nil }
+
+    /// The microphone a call uses, as the config names it.
+    func makeMicrophone(_ c: DeviceConfig) -> (any AudioSource)? { c.audioSource == "tone" ? ToneSource() : nil }
     /// Called with the phase name whenever it changes (sd_notify STATUS).
     public var onPhaseChange: (@Sendable (String) -> Void)?
 
@@ -273,6 +275,15 @@ public final class Device: @unchecked Sendable {
         if active.abandoned { throw CallError(status: 409, "glare: the peer's call was taken instead") }
         guard response.status == 201 else {
             let reason = "\(peer.name) refused the call: \(response.status) \(response.bodyText.prefix(200))"
+            if response.status == 409 && response.bodyText.hasPrefix("glare") {
+                // Both called at once and the peer's call wins: drop ours quietly and take theirs.
+                log.info("glare: the peer's call wins", metadata: ["STATE": "\(phase.name)"])
+                lock.withLock { if call === active { call = nil } }
+                active.media.stop()
+                active.pc.close(reason: "glare")
+                perform(.glareLost)
+                throw CallError(status: 409, "glare: \(peer.name) called at the same moment; taking its call")
+            }
             failOutgoing(active, reason: reason, outcome: response.status == 409 ? "busy" : "refused")
             throw CallError(status: response.status == 409 ? 409 : 502, reason)
         }

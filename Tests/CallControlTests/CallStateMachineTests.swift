@@ -109,3 +109,30 @@ func run(_ m: inout CallStateMachine, _ steps: [(Double, CallEvent)]) -> [[CallA
         #expect(n.handle(.dial(peer: "x"), now: t0) == [.ignored("no peer named 'x'")])
     }
 }
+
+@Suite struct GlareOrderTests {
+    /// The loser's own call is refused before the winner's offer reaches it.
+    @Test func refusalFirstThenTheWinnersOfferIsAnsweredAtOnce() {
+        var m = CallStateMachine(peers: ["b"], autoAnswer: false, now: t0)
+        _ = m.handle(.shortPress, now: t0)
+        #expect(m.handle(.glareLost, now: t0 + .milliseconds(5)) == [.setLED(.off)])
+        #expect(m.phase == .idle)
+        #expect(m.handle(.incoming(peer: "b", glareWins: false), now: t0 + .milliseconds(20)) == [.acceptIncoming(peer: "b"), .answer, .setLED(.steady)])
+    }
+
+    /// The winner's offer rang here before our refusal came back.
+    @Test func offerFirstThenRefusalAnswersTheRingingCall() {
+        var m = CallStateMachine(peers: ["b"], autoAnswer: false, now: t0)
+        _ = m.handle(.shortPress, now: t0)
+        // Glare detected on arrival: our outgoing is abandoned, theirs answered.
+        let a = m.handle(.incoming(peer: "b", glareWins: false), now: t0)
+        #expect(a.contains(.abandonOutgoing) && a.contains(.answer))
+    }
+
+    @Test func aLateUnrelatedCallStillRings() {
+        var m = CallStateMachine(peers: ["b", "c"], autoAnswer: false, now: t0)
+        _ = m.handle(.shortPress, now: t0)
+        _ = m.handle(.glareLost, now: t0)
+        #expect(m.handle(.incoming(peer: "c", glareWins: false), now: t0 + .seconds(1)) == [.acceptIncoming(peer: "c"), .setLED(.fastBlink)])
+    }
+}
