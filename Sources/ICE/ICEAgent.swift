@@ -331,7 +331,8 @@ public struct ICEAgent {
     }
 
     mutating func handleResponse(_ m: STUNMessage, from: TransportAddress, now: Instant) {
-        guard let t = transactions[m.transactionID] else { return }
+        // An answer to nothing we asked: spoofed, or a late duplicate.
+        guard let t = transactions[m.transactionID] else { rejectedMessages += 1; return }
         guard let rpwd = remotePwd, m.verifyIntegrity(key: Array(rpwd.utf8)) || m.errorCode?.code == 401 else {
             rejectedMessages += 1
             return

@@ -21,6 +21,8 @@ public struct PeerConnectionConfiguration: Sendable {
     public var mdns: MDNSService?
     /// Offer host candidates as random `.local` names instead of addresses.
     public var hideAddressesWithMDNS = false
+    /// STUN servers for server-reflexive candidates.
+    public var stunServers: [TransportAddress] = []
 
     public init(dtls: DTLSContext, bindAddresses: [TransportAddress]? = nil, includeLoopback: Bool = false, logger: Logger) {
         self.dtls = dtls; self.bindAddresses = bindAddresses; self.includeLoopback = includeLoopback; self.logger = logger
@@ -68,6 +70,8 @@ public final class PeerConnection: @unchecked Sendable {
     var audioStats: ReceiveStatistics?
     var nextRTCP: Instant?
     var closed = false
+    var gatherer = CandidateGatherer()
+    let stunServers: [TransportAddress]
     var receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
 
     // Shared state.
@@ -96,6 +100,10 @@ public final class PeerConnection: @unchecked Sendable {
         var srtpFailures: UInt64 = 0
         var closeReason: String?
         var mdnsResolved = 0
+        /// Candidates found after the host ones (srflx), and whether gathering is over.
+        var gathered: [String] = []
+        var gatheringComplete = false
+        var ignoredSTUN: UInt64 = 0
     }
 
     /// Binds one socket per local address and gathers host candidates.
@@ -128,6 +136,7 @@ public final class PeerConnection: @unchecked Sendable {
             agent.addLocalCandidate(c, base: s.localAddress)
         }
         self.agent = agent
+        self.stunServers = configuration.stunServers
         self.mdns = configuration.mdns
         self.mdnsNames = names
         self.sender = MediaSender()
@@ -225,7 +234,7 @@ public final class PeerConnection: @unchecked Sendable {
         if var a = s.inboundAudio { a.bitrate = s.audioBitrate.current(now: now) * 8; inbound.append(a) }
         return PeerConnectionStats(iceState: s.iceState, dtlsState: s.dtlsState, inbound: inbound, outbound: sender.stats(now: now),
                                    candidatePair: s.pair, timeline: s.timeline, malformedDatagrams: s.malformed, srtpFailures: s.srtpFailures,
-                                   mdnsResolved: s.mdnsResolved)
+                                   mdnsResolved: s.mdnsResolved, ignoredSTUN: s.ignoredSTUN)
     }
 
     /// Sends one encoded video frame (no-op until SRTP keys exist).
@@ -259,6 +268,7 @@ public final class PeerConnection: @unchecked Sendable {
         var fds = [pollfd](repeating: pollfd(), count: sockets.count + 1)
         for (i, s) in sockets.enumerated() { fds[i] = pollfd(fd: s.fd, events: Int16(POLLIN), revents: 0) }
         fds[sockets.count] = pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)
+        startGathering(now: Instant.now())
         while !closed {
             let now = Instant.now()
             heartbeat.withLock { $0 = now }
@@ -289,6 +299,7 @@ public final class PeerConnection: @unchecked Sendable {
     func nextDeadline(now: Instant) -> Instant? {
         var d = agent.nextDeadline
         func consider(_ x: Instant?) { if let x { d = d.map { min($0, x) } ?? x } }
+        consider(gatherer.nextDeadline)
         if let t = dtls?.timeout { consider(now + t) }
         consider(nextRTCP)
         if let v = videoReceiver, v.hasWork { consider(now + .milliseconds(10)) }
@@ -298,6 +309,10 @@ public final class PeerConnection: @unchecked Sendable {
     func runTimers(now: Instant) {
         agent.poll(now: now)
         flushICE(now: now)
+        if !gatherer.complete {
+            for (i, to, bytes) in gatherer.poll(now: now) { sockets[i].send(bytes, to: to) }
+            finishGatheringIfDone()
+        }
         if let d = dtls, d.timeout.map({ $0 == .zero }) ?? false {
             for out in d.handleTimeout() { sendOnSelected(out) }
             checkDTLS(now: now)
@@ -342,6 +357,41 @@ public final class PeerConnection: @unchecked Sendable {
             }
         }
         if agent.state == .checking { shared.withLock { if $0.iceState == "new" { $0.iceState = "checking" } } }
+    }
+
+    // MARK: Gathering
+
+    func startGathering(now: Instant) {
+        let requests = gatherer.start(sockets: sockets.map(\.localAddress), servers: stunServers, now: now)
+        for (i, to, bytes) in requests { sockets[i].send(bytes, to: to) }
+        finishGatheringIfDone()
+    }
+
+    func finishGatheringIfDone() {
+        guard gatherer.complete else { return }
+        let first = shared.withLock { s -> Bool in defer { s.gatheringComplete = true }; return !s.gatheringComplete }
+        if first {
+            for server in gatherer.unreachable {
+                logger.warning("STUN server did not answer", metadata: ["server": "\(server)", "REASON": "no response to \(gatherer.maxAttempts) binding requests"])
+            }
+        }
+    }
+
+    /// Candidates found after the host ones, and whether gathering is over.
+    public var gathered: (candidates: [String], complete: Bool) {
+        let s = shared.current
+        return (s.gathered, s.gatheringComplete)
+    }
+
+    /// Waits (at most `timeout`) for gathering to finish; returns what was gathered.
+    public func waitForGathering(timeout: Duration) -> [String] {
+        let end = Instant.now() + timeout
+        while Instant.now() < end {
+            let g = gathered
+            if g.complete { return g.candidates }
+            usleep(2_000)
+        }
+        return gathered.candidates
     }
 
     // MARK: DTLS
@@ -432,7 +482,20 @@ public final class PeerConnection: @unchecked Sendable {
         case 0...3:
             let bytes = Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length]))
             guard let m = try? STUNMessage(parsing: bytes) else { countMalformed("STUN", from); return }
+            if m.messageClass == .successResponse || m.messageClass == .errorResponse {
+                let (matched, candidate) = gatherer.handle(m, from: from, base: sockets[socket].localAddress)
+                if matched {
+                    if let c = candidate {
+                        logger.info("gathered server-reflexive candidate", metadata: ["candidate": "\(c)"])
+                        shared.withLock { $0.gathered.append(c) }
+                    }
+                    finishGatheringIfDone()
+                    return
+                }
+            }
+            let rejectedBefore = agent.rejectedMessages
             agent.handle(m, from: from, localIndex: socket, now: now)
+            if agent.rejectedMessages != rejectedBefore { shared.withLock { $0.ignoredSTUN += 1 } }
             flushICE(now: now)
         case 20...63:
             handleDTLS(Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length])), from: from, now: now)

@@ -75,6 +75,8 @@ public struct PeerConnectionStats: Sendable {
     public var srtpFailures: UInt64
     /// Remote `.local` candidates resolved through mDNS.
     public var mdnsResolved: Int
+    /// STUN messages ignored: unauthenticated, spoofed or answering nothing we asked.
+    public var ignoredSTUN: UInt64
 }
 
 /// A rate meter over a sliding second, for bitrate and fps figures.

@@ -42,6 +42,8 @@ public struct DeviceConfig: Sendable, Equatable {
     public var mdns = false
     /// Send our candidates after the offer/answer (PATCH) instead of inside it.
     public var trickle = false
+    /// STUN servers (`host:port`, numeric) for server-reflexive candidates.
+    public var stunServers: [String] = []
     public var videoSource = "test-pattern"
     public var videoWidth = 1280
     public var videoHeight = 720
@@ -135,6 +137,16 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("network", "include_loopback"): c.includeLoopback = try bool(e)
             case ("network", "mdns"): c.mdns = try bool(e)
             case ("network", "trickle"): c.trickle = try bool(e)
+            case ("ice", "stun_servers"):
+                guard case .array(let items) = e.value else { throw err(e, "expected an array of \"host:port\"") }
+                var list: [String] = []
+                for item in items {
+                    guard case .string(let s) = item, let (h, p) = splitHostPort(s), TransportAddress(host: h, port: p) != nil else {
+                        throw err(e, "'\(item)' is not a numeric \"host:port\"")
+                    }
+                    list.append(s)
+                }
+                c.stunServers = list
             case ("video", "source"): c.videoSource = try oneOf(e, ["test-pattern", "none"])
             case ("video", "width"): c.videoWidth = try int(e, 160...3840)
             case ("video", "height"): c.videoHeight = try int(e, 120...2160)
@@ -159,7 +171,7 @@ public struct DeviceConfig: Sendable, Equatable {
                 }
                 peers[e.tableIndex, default: PeerEntry(line: e.line)].fingerprint = f
             default:
-                let known = ["device", "signalling", "control", "network", "video", "audio", "peer", "metrics"]
+                let known = ["device", "signalling", "control", "network", "ice", "video", "audio", "peer", "metrics"]
                 if e.table.isEmpty { throw err(e, "unknown key at top level (keys belong in a [table])") }
                 if !known.contains(e.table) { throw err(e, "unknown table [\(e.table)]") }
                 throw err(e, "unknown key")

@@ -64,8 +64,8 @@ public final class Device: @unchecked Sendable {
         /// For outgoing calls: the URL to DELETE on hang-up.
         var remoteResource: String?
         var remoteToken: String?
-        /// Candidates held back from a trickle answer, sent in the first PATCH response.
-        var trickleOut: [String] = []
+        /// Candidates the peer has had from us (in the offer/answer or a PATCH).
+        var sentCandidates: Set<String> = []
         /// The negotiated video codec, e.g. `H264 profile-level-id=42e01f`.
         var videoCodec: String?
         var offerSentAt: Instant?
@@ -127,6 +127,7 @@ public final class Device: @unchecked Sendable {
         var c = PeerConnectionConfiguration(dtls: dtls, bindAddresses: addrs, includeLoopback: config.includeLoopback, logger: logger)
         c.mdns = mdns
         c.hideAddressesWithMDNS = config.mdns
+        c.stunServers = config.stunServers.compactMap { splitHostPort($0).flatMap { TransportAddress(host: $0.0, port: $0.1) } }
         return c
     }
 
@@ -308,8 +309,9 @@ public final class Device: @unchecked Sendable {
         active.videoCodec = Device.describe(session)
         active.pc.setRemote(session)
         log.info("offer answered; waiting for the callee", metadata: ["STATE": "calling"])
-        if config.trickle, let resource = active.remoteResource {
-            trickleCandidates(active.pc, to: resource, token: peer.token, log: log)
+        if !config.trickle { active.sentCandidates = Set(active.pc.localICE.candidates) }
+        if let resource = active.remoteResource, config.trickle || !config.stunServers.isEmpty {
+            trickleCandidates(active, to: resource, token: peer.token, log: log)
         }
     }
 
@@ -390,7 +392,7 @@ public final class Device: @unchecked Sendable {
                 let (answer, session) = try JSEP.answer(offer: offer, local: localParameters(pc, withCandidates: !holdBack),
                                                         sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
                 let c = ActiveCall(id: id, peerName: peerName, outgoing: false, pc: pc, media: media)
-                if holdBack { c.trickleOut = pc.localICE.candidates.map { "a=candidate:\($0)" } + ["a=end-of-candidates"] }
+                if !holdBack { c.sentCandidates = Set(pc.localICE.candidates) }
                 c.videoCodec = Device.describe(session)
                 lock.withLock { call = c }
                 pc.setRemote(session)
@@ -445,25 +447,41 @@ public final class Device: @unchecked Sendable {
         return true
     }
 
-    /// Sends our candidates to the callee's resource (RFC 8840 over WHIP's PATCH) and adds
-    /// any it returns.
-    func trickleCandidates(_ pc: PeerConnection, to resource: String, token: String, log: Logger) {
-        let lines = pc.localICE.candidates.map { "a=candidate:\($0)" } + ["a=end-of-candidates"]
-        _ = startThread(name: "trickle") {
-            do {
-                let r = try HTTPClient.request(method: "PATCH", url: resource,
-                                               headers: [("Content-Type", "application/trickle-ice-sdpfrag"), ("Authorization", "Bearer \(token)")],
-                                               body: Array((lines.joined(separator: "\r\n") + "\r\n").utf8))
-                guard r.status == 200 || r.status == 204 else {
-                    log.warning("trickle PATCH refused", metadata: ["status": "\(r.status)"])
-                    return
+    /// Sends the candidates the callee has not had yet (host ones when trickling, then
+    /// server-reflexive ones as gathering finds them) to its resource (RFC 8840 over
+    /// WHIP's PATCH), and adds any it returns. The host pair can connect meanwhile.
+    func trickleCandidates(_ c: ActiveCall, to resource: String, token: String, log: Logger) {
+        _ = startThread(name: "trickle") { [self] in
+            func patch(_ lines: [String]) {
+                do {
+                    let r = try HTTPClient.request(method: "PATCH", url: resource,
+                                                   headers: [("Content-Type", "application/trickle-ice-sdpfrag"), ("Authorization", "Bearer \(token)")],
+                                                   body: Array((lines.joined(separator: "\r\n") + "\r\n").utf8))
+                    guard r.status == 200 || r.status == 204 else {
+                        log.warning("trickle PATCH refused", metadata: ["status": "\(r.status)"])
+                        return
+                    }
+                    for line in r.bodyText.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) where line.hasPrefix("a=candidate:") {
+                        c.pc.addRemoteCandidate(String(line.dropFirst(2)))
+                    }
+                } catch {
+                    log.warning("trickle PATCH failed", metadata: ["REASON": "\(error)"])
                 }
-                for line in r.bodyText.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) where line.hasPrefix("a=candidate:") {
-                    pc.addRemoteCandidate(String(line.dropFirst(2)))
-                }
-            } catch {
-                log.warning("trickle PATCH failed", metadata: ["REASON": "\(error)"])
             }
+            let host = self.unsent(c, c.pc.localICE.candidates)
+            if !host.isEmpty { patch(host.map { "a=candidate:\($0)" }) }
+            let gathered = c.pc.waitForGathering(timeout: .seconds(3))
+            let more = self.unsent(c, gathered)
+            patch(more.map { "a=candidate:\($0)" } + ["a=end-of-candidates"])
+        }
+    }
+
+    /// The candidates among `all` the peer has not had yet; marks them sent.
+    func unsent(_ c: ActiveCall, _ all: [String]) -> [String] {
+        lock.withLock {
+            let new = all.filter { !c.sentCandidates.contains($0) }
+            c.sentCandidates.formUnion(new)
+            return new
         }
     }
 
@@ -623,19 +641,20 @@ public final class Device: @unchecked Sendable {
         guard req.header("content-type")?.lowercased().hasPrefix("application/trickle-ice-sdpfrag") == true else {
             return HTTPResponse(status: 415, contentType: "text/plain", text: "expected application/trickle-ice-sdpfrag\n")
         }
-        guard let (pc, ours) = lock.withLock({ () -> (PeerConnection, [String])? in
-            guard let c = call, c.id == id else { return nil }
-            defer { c.trickleOut = [] }
-            return (c.pc, c.trickleOut)
-        }) else {
+        guard let c = lock.withLock({ call?.id == id ? call : nil }) else {
             return HTTPResponse(status: 404, contentType: "text/plain", text: "no call \(id)\n")
         }
+        let pc = c.pc
         for line in req.bodyText.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) where line.hasPrefix("a=candidate:") {
             pc.addRemoteCandidate(String(line.dropFirst(2)))
         }
-        // Our own candidates, held back from the answer, travel back in the response.
-        if !ours.isEmpty {
-            return HTTPResponse(status: 200, contentType: "application/trickle-ice-sdpfrag", text: ours.joined(separator: "\r\n") + "\r\n")
+        // Our own candidates the peer has not had (held back from the answer, or found by
+        // gathering since) travel back in the response.
+        let gathered = pc.gathered
+        let ours = unsent(c, pc.localICE.candidates + gathered.candidates).map { "a=candidate:\($0)" }
+        if !ours.isEmpty || gathered.complete {
+            let lines = ours + (gathered.complete ? ["a=end-of-candidates"] : [])
+            return HTTPResponse(status: 200, contentType: "application/trickle-ice-sdpfrag", text: lines.joined(separator: "\r\n") + "\r\n")
         }
         return HTTPResponse(status: 204)
     }
@@ -735,6 +754,7 @@ public final class Device: @unchecked Sendable {
             j.field("encodeP50Ms", percentile(f.encodeMs, 50))
             j.endObject()
             j.field("mdnsResolved", s.mdnsResolved)
+            j.field("stunIgnored", s.ignoredSTUN)
             j.field("malformedDatagrams", s.malformedDatagrams)
             j.field("srtpFailures", s.srtpFailures)
             j.endObject()
