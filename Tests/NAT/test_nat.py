@@ -1,0 +1,52 @@
+"""Calls across NATs: every pairing of mapping and filtering behaviour, with coturn as the
+STUN server. The selected pair is direct wherever a direct path exists."""
+import time
+
+import pytest
+
+from conftest import NSDevice, start_coturn
+
+# (A's NAT, B's NAT, whether a direct path exists)
+PAIRINGS = [
+    (("eim", "eif"), ("eim", "eif"), True),
+    (("eim", "adf"), ("eim", "adf"), True),
+    (("eim", "apdf"), ("eim", "apdf"), True),
+    (("eim", "eif"), ("apdm", "apdf"), True),
+    (("apdm", "apdf"), ("eim", "eif"), True),
+    (("eim", "apdf"), ("apdm", "apdf"), False),
+    (("apdm", "apdf"), ("apdm", "apdf"), False),
+]
+
+
+def wait(pred, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("nat_a,nat_b,direct", [p for p in PAIRINGS if p[2]], ids=lambda v: "-".join(v) if isinstance(v, tuple) else str(v))
+def test_direct_call_through_nats(bed, workdir, nat_a, nat_b, direct):
+    turn = start_coturn(bed, workdir)
+    try:
+        host_a, ip_a, _ = bed.site(1, *nat_a)
+        host_b, ip_b, public_b = bed.site(2, *nat_b, forwarded_tcp=(8080,))
+        stun = 'stun_servers = ["10.200.0.1:3478"]'
+        b = NSDevice(workdir, host_b, "b", ip_b, extra=f"[ice]\n{stun}")
+        a = NSDevice(workdir, host_a, "a", ip_a, extra=f"[ice]\n{stun}", peers=[("b", f"http://{public_b}:8080", "b-token")])
+        try:
+            r = a.ctl("call", "b")
+            assert r.returncode == 0, r.stderr + a.log()
+            assert wait(lambda: (a.stat("inbound-rtp", "video", "framesReceived") or 0) > 30
+                        and (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10), a.log() + b.log()
+            pair_a = a.stat("candidate-pair", None, "remoteCandidateType")
+            local_a = a.stat("candidate-pair", None, "localCandidateType")
+            assert local_a == "host" and pair_a in ("srflx", "prflx", "host"), (local_a, pair_a)
+            assert b.stat("candidate-pair", None, "localCandidateType") == "host"
+        finally:
+            a.stop()
+            b.stop()
+    finally:
+        turn.kill()

@@ -1,0 +1,98 @@
+"""A NAT test bed of network namespaces (pion's vnet, with the kernel doing the work):
+
+    host-X (192.168.N.2) ── nat-X (192.168.N.1 | 10.200.N.2) ── wan (10.200.N.1, coturn on 10.200.0.1)
+
+Each NAT is nftables in its namespace: masquerade for the mapping (port-preserving =
+endpoint-independent; `random` = address-and-port-dependent, i.e. symmetric) and DNAT
+rules for the filtering (endpoint-independent: anyone may send to a mapped port;
+address-dependent: any port of an address the host has sent to; address-and-port-
+dependent: conntrack replies only). Nothing leaves these namespaces."""
+import os
+import subprocess
+import uuid
+
+# Address-dependent mapping has no kernel equivalent (conntrack maps per connection or
+# not at all); the bed covers the two ends of the range.
+MAPPINGS = ("eim", "apdm")
+FILTERINGS = ("eif", "adf", "apdf")
+
+
+def sh(*cmd, check=True, input=None):
+    r = subprocess.run(cmd, capture_output=True, text=True, input=input)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def nft_rules(mapping, filtering, host_ip, forwarded_tcp=()):
+    masq = "masquerade random" if mapping == "apdm" else "masquerade"
+    lines = [
+        "table ip vpnat {",
+        "  set contacted { type ipv4_addr; flags dynamic, timeout; timeout 120s; }",
+        "  chain out { type filter hook postrouting priority 100; oifname \"wan0\" update @contacted { ip daddr }; }",
+        # Unsolicited UDP to the router itself is dropped before its conntrack entry is
+        # confirmed, as home routers do: the mapped port stays free for the host's own
+        # packets (otherwise hole punching loses the port to the early arrival).
+        "  chain in { type filter hook input priority 0; iifname \"wan0\" meta l4proto udp ct state new drop; }",
+        "  chain pre { type nat hook prerouting priority -100;",
+    ]
+    for port in forwarded_tcp:  # a port forward for the callee's signalling, as on a home router
+        lines.append(f"    iifname \"wan0\" tcp dport {port} dnat to {host_ip};")
+    if filtering == "eif":
+        lines.append(f"    iifname \"wan0\" udp dport 1024-65535 dnat to {host_ip};")
+    elif filtering == "adf":
+        lines.append(f"    iifname \"wan0\" ip saddr @contacted udp dport 1024-65535 dnat to {host_ip};")
+    lines += ["  }", "  chain post { type nat hook postrouting priority 100;", f"    oifname \"wan0\" {masq};", "  }", "}"]
+    return "\n".join(lines)
+
+
+class TestBed:
+    def __init__(self):
+        self.tag = uuid.uuid4().hex[:6]
+        self.namespaces = []
+        self.wan = self.ns("wan")
+        sh("ip", "-n", self.wan, "link", "set", "lo", "up")
+        sh("ip", "-n", self.wan, "addr", "add", "10.200.0.1/32", "dev", "lo")
+        sh("ip", "netns", "exec", self.wan, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+
+    def ns(self, name):
+        full = f"vp{name}-{self.tag}"
+        sh("ip", "netns", "add", full)
+        self.namespaces.append(full)
+        return full
+
+    def site(self, n, mapping, filtering, forwarded_tcp=()):
+        """A host behind its own NAT; returns (host namespace, host address, NAT's public address)."""
+        nat, host = self.ns(f"nat{n}"), self.ns(f"host{n}")
+        public, lan_gw, host_ip = f"10.200.{n}.2", f"192.168.{n}.1", f"192.168.{n}.2"
+        sh("ip", "-n", self.wan, "link", "add", f"w{n}", "type", "veth", "peer", "name", "wan0", "netns", nat)
+        sh("ip", "-n", self.wan, "addr", "add", f"10.200.{n}.1/24", "dev", f"w{n}")
+        sh("ip", "-n", self.wan, "link", "set", f"w{n}", "up")
+        sh("ip", "-n", nat, "addr", "add", f"{public}/24", "dev", "wan0")
+        sh("ip", "-n", nat, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", host)
+        sh("ip", "-n", nat, "addr", "add", f"{lan_gw}/24", "dev", "lan0")
+        for dev in ("lo", "wan0", "lan0"):
+            sh("ip", "-n", nat, "link", "set", dev, "up")
+        sh("ip", "-n", nat, "route", "add", "default", "via", f"10.200.{n}.1")
+        sh("ip", "netns", "exec", nat, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        sh("ip", "-n", host, "addr", "add", f"{host_ip}/24", "dev", "eth0")
+        sh("ip", "-n", host, "link", "set", "lo", "up")
+        sh("ip", "-n", host, "link", "set", "eth0", "up")
+        sh("ip", "-n", host, "route", "add", "default", "via", lan_gw)
+        sh("ip", "netns", "exec", nat, "nft", "-f", "-", input=nft_rules(mapping, filtering, host_ip, forwarded_tcp))
+        return host, host_ip, public
+
+    def block_udp(self, namespace):
+        """Drops all UDP leaving the namespace but DNS-free TCP still works (TURN over TCP/TLS)."""
+        sh("ip", "netns", "exec", namespace, "nft", "-f", "-", input="""
+table inet vpblock { chain out { type filter hook output priority 0; meta l4proto udp drop; } }""")
+
+    def close(self):
+        for ns in reversed(self.namespaces):
+            pids = sh("ip", "netns", "pids", ns, check=False).split()
+            for p in pids:
+                try:
+                    os.kill(int(p), 9)
+                except OSError:
+                    pass
+            sh("ip", "netns", "del", ns, check=False)
