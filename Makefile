@@ -25,12 +25,13 @@ release: deps
 run: release
 	board/sim/run.sh $(RELEASE)
 
-## test: unit, integration and interop tests (Chromium and aiortc in a network namespace).
+## test: unit, integration, interop (Chromium, aiortc) and NAT tests (network namespaces, nftables, coturn).
 test: deps
 	@toolchain/install-test-deps.sh
 	$(SWIFT) build
 	$(SWIFT) test
 	Tests/Interop/run.sh $(DEBUG)
+	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/NAT
 
 ## bench: call setup, latency, CPU and memory figures (see BENCHMARKS.md).
 bench: release

@@ -37,6 +37,7 @@ let package = Package(
         .target(name: "SDP", dependencies: ["NetworkCore"]),
         .target(name: "ICE", dependencies: ["NetworkCore", "STUN"]),
         .target(name: "MDNS", dependencies: ["NetworkCore"]),
+        .target(name: "TURN", dependencies: ["NetworkCore", "STUN"]),
         .target(name: "CallControl", dependencies: ["NetworkCore"]),
         // Bytes in, bytes out over OpenSSL and libsrtp2.
         .target(name: "DTLS", dependencies: ["COpenSSL"]),
@@ -46,7 +47,7 @@ let package = Package(
         .target(name: "MediaDevices", dependencies: ["NetworkCore"]),
         // Sockets, demultiplexing and the W3C-shaped peer connection.
         .target(name: "PeerConnection", dependencies: [
-            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "DTLS", "SRTP",
+            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "SRTP",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The device application: config, signalling, call control, status.

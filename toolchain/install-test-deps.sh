@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs what the tests need beyond the build: Debian's Chromium and its driver,
-# iproute2 for the network namespace, promtool (prometheus) and systemd-analyze (systemd),
+# iproute2 for the network namespaces, nftables and coturn for the NAT test bed, promtool
+# (prometheus) and systemd-analyze (systemd),
 # and Selenium, aiortc and pytest from PyPI. A no-op when present.
 set -eu
 
-PACKAGES="chromium chromium-driver iproute2 prometheus systemd"
+PACKAGES="chromium chromium-driver iproute2 prometheus systemd coturn nftables openssl"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

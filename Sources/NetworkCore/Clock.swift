@@ -22,6 +22,7 @@ public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible {
         let ns = d.nanosecondsInt
         return Instant(nanoseconds: ns >= 0 ? a.nanoseconds &+ UInt64(ns) : a.nanoseconds &- UInt64(-ns))
     }
+    public static func - (a: Instant, d: Duration) -> Instant { a + .nanoseconds(-d.nanosecondsInt) }
     /// The time from `b` to `a`, zero if `b` is later.
     public static func - (a: Instant, b: Instant) -> Duration {
         a.nanoseconds >= b.nanoseconds ? .nanoseconds(Int64(a.nanoseconds - b.nanoseconds)) : .zero

@@ -39,6 +39,10 @@ struct CandidateGatherer {
 
     var complete: Bool { transactions.isEmpty }
 
+    /// True when `id` is one of our binding requests (a STUN server that is also our TURN
+    /// server answers on the same socket).
+    func owns(_ id: [UInt8]) -> Bool { transactions[id] != nil }
+
     var nextDeadline: Instant? { transactions.values.map(\.nextRetransmit).min() }
 
     /// Retransmissions due now; servers that never answered are given up on.

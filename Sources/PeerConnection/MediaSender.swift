@@ -40,6 +40,8 @@ final class MediaSender: @unchecked Sendable {
     private var srtp: SRTPSession?
     private var socket: UDPSocket?
     private var remote: TransportAddress?
+    /// Set when the selected pair's local candidate is a TURN relay.
+    private var relay: RelayAllocation?
     private var midID: UInt8?
     private var absCaptureID: UInt8?
     private var videoMid: [UInt8] = []
@@ -84,8 +86,13 @@ final class MediaSender: @unchecked Sendable {
         lock.withLock { srtp = s }
     }
 
-    func setDestination(socket: UDPSocket, remote: TransportAddress) {
-        lock.withLock { self.socket = socket; self.remote = remote }
+    func setDestination(socket: UDPSocket, remote: TransportAddress, relay: RelayAllocation? = nil) {
+        lock.withLock { self.socket = socket; self.remote = remote; self.relay = relay }
+    }
+
+    /// One datagram out, directly or through the relay. Call with the lock held.
+    private func transmit(_ bytes: [UInt8], _ socket: UDPSocket, _ remote: TransportAddress) {
+        if let relay { relay.send(bytes, to: remote) } else { socket.send(bytes, to: remote) }
     }
 
     func stop() { lock.withLock { stopped = true } }
@@ -120,7 +127,7 @@ final class MediaSender: @unchecked Sendable {
         }
         scratch.append(contentsOf: payload)
         do { try srtp.protectRTP(&scratch) } catch { return false }
-        socket.send(scratch, to: remote)
+        transmit(scratch, socket, remote)
         if s.ssrc == videoSSRC {
             let i = Int(s.sequence) & ringMask
             ring[i].seq = s.sequence
@@ -195,7 +202,7 @@ final class MediaSender: @unchecked Sendable {
             for seq in seqs {
                 let i = Int(seq) & ringMask
                 if ring[i].valid && ring[i].seq == seq {
-                    socket.send(ring[i].bytes, to: remote)
+                    transmit(ring[i].bytes, socket, remote)
                     video.retransmitted += 1
                 }
             }
@@ -229,7 +236,7 @@ final class MediaSender: @unchecked Sendable {
             guard let srtp, let socket, let remote else { return }
             var bytes = compound
             do { try srtp.protectRTCP(&bytes) } catch { return }
-            socket.send(bytes, to: remote)
+            transmit(bytes, socket, remote)
         }
     }
 

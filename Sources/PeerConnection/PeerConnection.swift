@@ -6,6 +6,7 @@ import RTP
 import SDP
 import SRTP
 import STUN
+import TURN
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,6 +24,8 @@ public struct PeerConnectionConfiguration: Sendable {
     public var hideAddressesWithMDNS = false
     /// STUN servers for server-reflexive candidates.
     public var stunServers: [TransportAddress] = []
+    /// TURN servers for relayed candidates.
+    public var turnServers: [TURNServer] = []
 
     public init(dtls: DTLSContext, bindAddresses: [TransportAddress]? = nil, includeLoopback: Bool = false, logger: Logger) {
         self.dtls = dtls; self.bindAddresses = bindAddresses; self.includeLoopback = includeLoopback; self.logger = logger
@@ -72,6 +75,10 @@ public final class PeerConnection: @unchecked Sendable {
     var closed = false
     var gatherer = CandidateGatherer()
     let stunServers: [TransportAddress]
+    let turnServers: [TURNServer]
+    /// How each ICE local candidate (by index) sends: host socket or relay.
+    var paths: [CandidatePath] = []
+    var relays: [RelayAllocation] = []
     var receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
 
     // Shared state.
@@ -136,7 +143,10 @@ public final class PeerConnection: @unchecked Sendable {
             agent.addLocalCandidate(c, base: s.localAddress)
         }
         self.agent = agent
+        self.hostICE = (agent.localUfrag, agent.localPwd, agent.localCandidates.map { $0.candidate.sdpValue })
+        self.paths = sockets.indices.map { CandidatePath.socket($0) }
         self.stunServers = configuration.stunServers
+        self.turnServers = configuration.turnServers
         self.mdns = configuration.mdns
         self.mdnsNames = names
         self.sender = MediaSender()
@@ -155,10 +165,10 @@ public final class PeerConnection: @unchecked Sendable {
         Glibc.close(wakeWrite)
     }
 
-    /// ICE credentials and gathered candidates for our offer or answer.
-    public var localICE: (ufrag: String, pwd: String, candidates: [String]) {
-        (agent.localUfrag, agent.localPwd, agent.localCandidates.map { $0.candidate.sdpValue })
-    }
+    /// ICE credentials and host candidates for our offer or answer (fixed at creation;
+    /// server-reflexive and relayed ones come later, see ``gathered``).
+    public var localICE: (ufrag: String, pwd: String, candidates: [String]) { hostICE }
+    let hostICE: (ufrag: String, pwd: String, candidates: [String])
 
     /// Local RTP SSRCs for audio and video.
     public var localSSRCs: (audio: UInt32, video: UInt32) { (sender.audioSSRC, sender.videoSSRC) }
@@ -284,7 +294,7 @@ public final class PeerConnection: @unchecked Sendable {
                     // Drain the socket, but yield to timers after a burst.
                     var budget = 256
                     while budget > 0, let (len, from) = sockets[i].receive(into: receiveBuffer) {
-                        handleDatagram(length: len, from: from, socket: i)
+                        receivedOnSocket(i, length: len, from: from)
                         budget -= 1
                     }
                 }
@@ -300,6 +310,7 @@ public final class PeerConnection: @unchecked Sendable {
         var d = agent.nextDeadline
         func consider(_ x: Instant?) { if let x { d = d.map { min($0, x) } ?? x } }
         consider(gatherer.nextDeadline)
+        for r in relays { consider(r.lock.withLock { r.client.nextDeadline }) }
         if let t = dtls?.timeout { consider(now + t) }
         consider(nextRTCP)
         if let v = videoReceiver, v.hasWork { consider(now + .milliseconds(10)) }
@@ -312,6 +323,11 @@ public final class PeerConnection: @unchecked Sendable {
         if !gatherer.complete {
             for (i, to, bytes) in gatherer.poll(now: now) { sockets[i].send(bytes, to: to) }
             finishGatheringIfDone()
+        }
+        for r in relays {
+            let out = r.lock.withLock { r.client.poll(now: now) }
+            for b in out { r.sendToServer(b) }
+            checkRelay(r)
         }
         if let d = dtls, d.timeout.map({ $0 == .zero }) ?? false {
             for out in d.handleTimeout() { sendOnSelected(out) }
@@ -331,19 +347,22 @@ public final class PeerConnection: @unchecked Sendable {
     }
 
     func flushICE(now: Instant) {
-        for t in agent.takeTransmits() { sockets[t.localIndex].send(t.bytes, to: t.to) }
+        for t in agent.takeTransmits() { send(t.bytes, to: t.to, path: t.localIndex) }
         for e in agent.takeEvents() {
             switch e {
             case let .selectedPair(localIndex, remote, lt, rt, nominated):
-                logger.info("ICE selected pair", metadata: ["local": "\(sockets[localIndex].localAddress)", "remote": "\(remote)",
+                logger.info("ICE selected pair", metadata: ["local": "\(localAddress(localIndex))", "remote": "\(remote)",
                                                             "types": "\(lt.rawValue)/\(rt.rawValue)", "nominated": "\(nominated)"])
-                sender.setDestination(socket: sockets[localIndex], remote: remote)
+                switch paths[localIndex] {
+                case .socket(let i): sender.setDestination(socket: sockets[i], remote: remote)
+                case .relay(let r): sender.setDestination(socket: r.socket, remote: remote, relay: r)
+                }
                 shared.withLock {
                     if $0.timeline.iceConnected == nil { $0.timeline.iceConnected = now }
                     $0.iceState = "connected"
                     $0.pair.localCandidateType = lt.rawValue
                     $0.pair.remoteCandidateType = rt.rawValue
-                    $0.pair.localAddress = sockets[localIndex].localAddress.description
+                    $0.pair.localAddress = localAddress(localIndex).description
                     $0.pair.remoteAddress = remote.description
                     $0.pair.nominated = nominated
                 }
@@ -364,11 +383,98 @@ public final class PeerConnection: @unchecked Sendable {
     func startGathering(now: Instant) {
         let requests = gatherer.start(sockets: sockets.map(\.localAddress), servers: stunServers, now: now)
         for (i, to, bytes) in requests { sockets[i].send(bytes, to: to) }
+        for server in turnServers where server.transport == .udp {
+            guard let i = sockets.firstIndex(where: { $0.localAddress.family == server.address.family && !$0.localAddress.isLoopback }) else { continue }
+            let r = RelayAllocation(server: server, socket: sockets[i], socketIndex: i)
+            relays.append(r)
+            let out = r.lock.withLock { r.client.start(now: now) }
+            for b in out { r.sendToServer(b) }
+        }
         finishGatheringIfDone()
+    }
+
+    /// The address a local candidate sends from (the relayed address for relays).
+    func localAddress(_ index: Int) -> TransportAddress {
+        switch paths[index] {
+        case .socket(let i): return sockets[i].localAddress
+        case .relay: return agent.localCandidates[index].base
+        }
+    }
+
+    func send(_ bytes: [UInt8], to: TransportAddress, path index: Int) {
+        switch paths[index] {
+        case .socket(let i): sockets[i].send(bytes, to: to)
+        case .relay(let r):
+            logger.trace("via relay", metadata: ["to": "\(to)", "bytes": "\(bytes.count)"])
+            r.send(bytes, to: to)
+        }
+    }
+
+    /// A datagram on host socket `i`: from a TURN server we use, or from a peer.
+    func receivedOnSocket(_ i: Int, length: Int, from: TransportAddress) {
+        if let r = relays.first(where: { $0.socketIndex == i && $0.server.address == from }) {
+            let first = receiveBuffer[0]
+            if TURNClient.isChannelData(first) {
+                let unwrapped = r.lock.withLock { r.client.unwrapChannelData(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length])) }
+                guard let (peer, range) = unwrapped, let index = r.candidateIndex else { countMalformed("ChannelData", from); return }
+                receiveBuffer.baseAddress!.copyMemory(from: receiveBuffer.baseAddress! + range.lowerBound, byteCount: range.count)
+                handleDatagram(length: range.count, from: peer, candidate: index)
+                return
+            }
+            if first < 4, let m = try? STUNMessage(parsing: Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length]))),
+               !gatherer.owns(m.transactionID) {
+                let ignoredBefore = r.lock.withLock { r.client.ignoredResponses }
+                let (out, event) = r.lock.withLock { r.client.handle(m, now: Instant.now()) }
+                if r.lock.withLock({ r.client.ignoredResponses }) > ignoredBefore { shared.withLock { $0.ignoredSTUN += 1 } }
+                for b in out { r.sendToServer(b) }
+                logger.trace("from TURN server", metadata: ["method": "\(m.method)", "class": "\(m.messageClass)", "event": "\(String(describing: event))",
+                                                          "error": "\(m.errorCode.map { "\($0.code) \($0.reason)" } ?? "")"])
+                if case .data(let peer, let payload)? = event, let index = r.candidateIndex, payload.count <= receiveBuffer.count {
+                    payload.withUnsafeBytes { receiveBuffer.copyMemory(from: $0) }
+                    handleDatagram(length: payload.count, from: peer, candidate: index)
+                    return
+                }
+                checkRelay(r)
+                return
+            }
+        }
+        handleDatagram(length: length, from: from, candidate: i)
+    }
+
+    /// Turns a fresh allocation into a relay candidate, or reports why there is none.
+    func checkRelay(_ r: RelayAllocation) {
+        let (state, relayed, mapped) = r.lock.withLock { (r.client.state, r.client.relayedAddress, r.client.mappedAddress) }
+        switch state {
+        case .allocated where r.candidateIndex == nil:
+            guard let relayed else { return }
+            let c = ICECandidate(foundation: String(CRC32.checksum(Array(("relay" + r.server.address.description).utf8)) % 100_000_000),
+                                 priority: ICECandidate.priority(type: .relay, localPreference: 65535 - UInt32(relays.count)),
+                                 host: relayed.host, port: relayed.port, type: .relay,
+                                 relatedHost: mapped?.host, relatedPort: mapped?.port)
+            let index = agent.addLocalCandidate(c, base: relayed)
+            paths.append(.relay(r))
+            r.candidateIndex = index
+            logger.info("gathered relayed candidate", metadata: ["candidate": "\(c.sdpValue)", "server": "\(r.server.address)"])
+            shared.withLock { $0.gathered.append(c.sdpValue) }
+            agent.poll(now: Instant.now())
+            flushICE(now: Instant.now())
+            finishGatheringIfDone()
+        case .failed(let reason):
+            if r.shouldReport() {
+                logger.warning("TURN allocation failed", metadata: ["server": "\(r.server.address)", "REASON": "\(reason)"])
+            }
+            finishGatheringIfDone()
+        default:
+            break
+        }
     }
 
     func finishGatheringIfDone() {
         guard gatherer.complete else { return }
+        let relaysSettled = relays.allSatisfy { r in
+            r.lock.withLock { if case .allocating = r.client.state { return false }; return true }
+        }
+        guard relaysSettled else { return }
         let first = shared.withLock { s -> Bool in defer { s.gatheringComplete = true }; return !s.gatheringComplete }
         if first {
             for server in gatherer.unreachable {
@@ -466,7 +572,7 @@ public final class PeerConnection: @unchecked Sendable {
 
     func sendOnSelected(_ bytes: [UInt8], fallback: TransportAddress? = nil) {
         if let (i, remote) = agent.selectedPair {
-            sockets[i].send(bytes, to: remote)
+            send(bytes, to: remote, path: i)
         } else if let to = fallback ?? lastDTLSSource, let s = sockets.first(where: { $0.localAddress.family == to.family }) {
             s.send(bytes, to: to)
         }
@@ -474,7 +580,7 @@ public final class PeerConnection: @unchecked Sendable {
 
     // MARK: Receive path
 
-    func handleDatagram(length: Int, from: TransportAddress, socket: Int) {
+    func handleDatagram(length: Int, from: TransportAddress, candidate socket: Int) {
         guard length > 0 else { return }
         let first = receiveBuffer[0]
         let now = Instant.now()
@@ -483,7 +589,7 @@ public final class PeerConnection: @unchecked Sendable {
             let bytes = Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length]))
             guard let m = try? STUNMessage(parsing: bytes) else { countMalformed("STUN", from); return }
             if m.messageClass == .successResponse || m.messageClass == .errorResponse {
-                let (matched, candidate) = gatherer.handle(m, from: from, base: sockets[socket].localAddress)
+                let (matched, candidate) = gatherer.handle(m, from: from, base: localAddress(socket))
                 if matched {
                     if let c = candidate {
                         logger.info("gathered server-reflexive candidate", metadata: ["candidate": "\(c)"])
@@ -648,6 +754,7 @@ public final class PeerConnection: @unchecked Sendable {
         }
         agent.close()
         sender.stop()
+        for r in relays { for b in r.lock.withLock({ r.client.release() }) { r.sendToServer(b) } }
         for n in mdnsNames { mdns?.unregister(name: n) }
         shared.withLock { $0.closeReason = reason; $0.iceState = "closed"; $0.dtlsState = "closed" }
         logger.info("peer connection closed", metadata: ["reason": "\(reason)"])

@@ -21,6 +21,35 @@ public struct PeerConfig: Sendable, Equatable {
     }
 }
 
+/// A TURN server: `turn:HOST:PORT?transport=udp|tcp` or `turns:HOST:PORT` (TLS).
+public struct TURNConfig: Sendable, Equatable {
+    public var host: String
+    public var port: UInt16
+    /// `udp`, `tcp` or `tls`.
+    public var transport: String
+    public var username: String
+    public var credential: String
+
+    /// Parses a TURN URI (RFC 7065), numeric hosts only.
+    static func parse(_ uri: String) -> (host: String, port: UInt16, transport: String)? {
+        let secure = uri.hasPrefix("turns:")
+        guard secure || uri.hasPrefix("turn:") else { return nil }
+        var rest = Substring(uri.dropFirst(secure ? 6 : 5))
+        var transport = secure ? "tls" : "udp"
+        if let q = rest.firstIndex(of: "?") {
+            let query = rest[rest.index(after: q)...]
+            rest = rest[..<q]
+            guard query.hasPrefix("transport=") else { return nil }
+            let t = query.dropFirst("transport=".count).lowercased()
+            guard t == "udp" || t == "tcp" else { return nil }
+            transport = secure ? "tls" : t
+        }
+        let hostPort = String(rest)
+        if let (h, p) = splitHostPort(hostPort) { return TransportAddress(host: h, port: p) == nil ? nil : (h, p, transport) }
+        return TransportAddress(host: hostPort, port: 0) == nil ? nil : (hostPort, secure ? 5349 : 3478, transport)
+    }
+}
+
 /// The device's provisioning, read from one TOML file. See README.md for the schema.
 public struct DeviceConfig: Sendable, Equatable {
     public var name = "videophone"
@@ -44,6 +73,8 @@ public struct DeviceConfig: Sendable, Equatable {
     public var trickle = false
     /// STUN servers (`host:port`, numeric) for server-reflexive candidates.
     public var stunServers: [String] = []
+    /// TURN servers for relayed candidates.
+    public var turnServers: [TURNConfig] = []
     public var videoSource = "test-pattern"
     public var videoWidth = 1280
     public var videoHeight = 720
@@ -80,6 +111,8 @@ public struct DeviceConfig: Sendable, Equatable {
     public static func parse(_ text: String, file: String) throws(ConfigError) -> DeviceConfig {
         let entries = try TOMLReader.parse(text, file: file)
         var c = DeviceConfig()
+        struct TURNEntry { var url: (String, UInt16, String)?; var username: String?; var credential: String?; var line: Int }
+        var turns: [Int: TURNEntry] = [:]
         struct PeerEntry { var name: String?; var url: String?; var token: String?; var acceptToken: String?; var fingerprint: String?; var line: Int }
         var peers: [Int: PeerEntry] = [:]
         func err(_ e: TOMLEntry, _ problem: String) -> ConfigError {
@@ -155,6 +188,14 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("video", "encoder"): c.videoEncoder = try oneOf(e, ["x264"])
             case ("audio", "source"): c.audioSource = try oneOf(e, ["tone", "none"])
             case ("audio", "sink"): c.audioSink = try oneOf(e, ["counting"])
+            case ("turn", "url"):
+                let u = try string(e)
+                guard let parsed = TURNConfig.parse(u) else {
+                    throw err(e, "expected 'turn:HOST:PORT?transport=udp|tcp' or 'turns:HOST:PORT' with a numeric host, got '\(u)'")
+                }
+                turns[e.tableIndex, default: TURNEntry(line: e.line)].url = parsed
+            case ("turn", "username"): turns[e.tableIndex, default: TURNEntry(line: e.line)].username = try string(e)
+            case ("turn", "credential"): turns[e.tableIndex, default: TURNEntry(line: e.line)].credential = try string(e)
             case ("peer", "name"): peers[e.tableIndex, default: PeerEntry(line: e.line)].name = try string(e)
             case ("peer", "url"):
                 let u = try string(e)
@@ -171,7 +212,7 @@ public struct DeviceConfig: Sendable, Equatable {
                 }
                 peers[e.tableIndex, default: PeerEntry(line: e.line)].fingerprint = f
             default:
-                let known = ["device", "signalling", "control", "network", "ice", "video", "audio", "peer", "metrics"]
+                let known = ["device", "signalling", "control", "network", "ice", "turn", "video", "audio", "peer", "metrics"]
                 if e.table.isEmpty { throw err(e, "unknown key at top level (keys belong in a [table])") }
                 if !known.contains(e.table) { throw err(e, "unknown table [\(e.table)]") }
                 throw err(e, "unknown key")
@@ -185,6 +226,14 @@ public struct DeviceConfig: Sendable, Equatable {
                 throw ConfigError(file: file, line: p.line, key: "peer.name", problem: "peer '\(name)' defined twice")
             }
             c.peers.append(PeerConfig(name: name, url: url, token: p.token ?? "", acceptToken: p.acceptToken ?? "", fingerprint: p.fingerprint))
+        }
+        for i in turns.keys.sorted() {
+            let t = turns[i]!
+            guard let (h, p, transport) = t.url else { throw ConfigError(file: file, line: t.line, key: "turn.url", problem: "TURN server #\(i + 1) has no url") }
+            guard let user = t.username, let cred = t.credential else {
+                throw ConfigError(file: file, line: t.line, key: "turn.username", problem: "TURN server #\(i + 1) needs username and credential")
+            }
+            c.turnServers.append(TURNConfig(host: h, port: p, transport: transport, username: user, credential: cred))
         }
         if c.videoWidth % 2 != 0 || c.videoHeight % 2 != 0 {
             throw ConfigError(file: file, line: nil, key: "video.width/height", problem: "must be even")

@@ -128,6 +128,11 @@ public final class Device: @unchecked Sendable {
         c.mdns = mdns
         c.hideAddressesWithMDNS = config.mdns
         c.stunServers = config.stunServers.compactMap { splitHostPort($0).flatMap { TransportAddress(host: $0.0, port: $0.1) } }
+        c.turnServers = config.turnServers.compactMap { t in
+            TransportAddress(host: t.host, port: t.port).map {
+                TURNServer(address: $0, transport: TURNServer.Transport(rawValue: t.transport) ?? .udp, username: t.username, password: t.credential)
+            }
+        }
         return c
     }
 
@@ -310,7 +315,7 @@ public final class Device: @unchecked Sendable {
         active.pc.setRemote(session)
         log.info("offer answered; waiting for the callee", metadata: ["STATE": "calling"])
         if !config.trickle { active.sentCandidates = Set(active.pc.localICE.candidates) }
-        if let resource = active.remoteResource, config.trickle || !config.stunServers.isEmpty {
+        if let resource = active.remoteResource, config.trickle || !config.stunServers.isEmpty || !config.turnServers.isEmpty {
             trickleCandidates(active, to: resource, token: peer.token, log: log)
         }
     }
@@ -453,6 +458,7 @@ public final class Device: @unchecked Sendable {
     func trickleCandidates(_ c: ActiveCall, to resource: String, token: String, log: Logger) {
         _ = startThread(name: "trickle") { [self] in
             func patch(_ lines: [String]) {
+                log.debug("trickle PATCH", metadata: ["lines": "\(lines.joined(separator: " | "))"])
                 do {
                     let r = try HTTPClient.request(method: "PATCH", url: resource,
                                                    headers: [("Content-Type", "application/trickle-ice-sdpfrag"), ("Authorization", "Bearer \(token)")],
