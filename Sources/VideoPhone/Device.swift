@@ -457,7 +457,8 @@ public final class Device: @unchecked Sendable {
     /// WHIP's PATCH), and adds any it returns. The host pair can connect meanwhile.
     func trickleCandidates(_ c: ActiveCall, to resource: String, token: String, log: Logger) {
         _ = startThread(name: "trickle") { [self] in
-            func patch(_ lines: [String]) {
+            /// Sends lines; returns true once the callee said it has no more candidates.
+            func patch(_ lines: [String]) -> Bool {
                 log.debug("trickle PATCH", metadata: ["lines": "\(lines.joined(separator: " | "))"])
                 do {
                     let r = try HTTPClient.request(method: "PATCH", url: resource,
@@ -465,20 +466,32 @@ public final class Device: @unchecked Sendable {
                                                    body: Array((lines.joined(separator: "\r\n") + "\r\n").utf8))
                     guard r.status == 200 || r.status == 204 else {
                         log.warning("trickle PATCH refused", metadata: ["status": "\(r.status)"])
-                        return
+                        return true
                     }
-                    for line in r.bodyText.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) where line.hasPrefix("a=candidate:") {
-                        c.pc.addRemoteCandidate(String(line.dropFirst(2)))
+                    var done = false
+                    for line in r.bodyText.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) {
+                        if line.hasPrefix("a=candidate:") { c.pc.addRemoteCandidate(String(line.dropFirst(2))) }
+                        if line.hasPrefix("a=end-of-candidates") { done = true }
                     }
+                    return done
                 } catch {
                     log.warning("trickle PATCH failed", metadata: ["REASON": "\(error)"])
+                    return true
                 }
             }
             let host = self.unsent(c, c.pc.localICE.candidates)
-            if !host.isEmpty { patch(host.map { "a=candidate:\($0)" }) }
+            if !host.isEmpty { _ = patch(host.map { "a=candidate:\($0)" }) }
             let gathered = c.pc.waitForGathering(timeout: .seconds(3))
             let more = self.unsent(c, gathered)
-            patch(more.map { "a=candidate:\($0)" } + ["a=end-of-candidates"])
+            var done = patch(more.map { "a=candidate:\($0)" } + ["a=end-of-candidates"])
+            // The callee may still be gathering (its relay allocation): ask again until it
+            // says end-of-candidates, for a few seconds at most.
+            var tries = 0
+            while !done && tries < 40 && self.lock.withLock({ self.call === c }) {
+                usleep(100_000)
+                tries += 1
+                done = patch([])
+            }
         }
     }
 

@@ -41,7 +41,8 @@ addresses = ["{ip}"]
         with open(path, "w") as f:
             f.write(config)
         self.logfile = os.path.join(self.dir, "log")
-        self.proc = subprocess.Popen(["ip", "netns", "exec", namespace, os.path.join(BIN, "videophoned"), "--config", path],
+        env = dict(os.environ, VIDEOPHONE_LOG_LEVEL=os.environ.get("VIDEOPHONE_TEST_LOG_LEVEL", "info"))
+        self.proc = subprocess.Popen(["ip", "netns", "exec", namespace, os.path.join(BIN, "videophoned"), "--config", path], env=env,
                                      stdout=subprocess.DEVNULL, stderr=open(self.logfile, "w"))
         for _ in range(200):
             if os.path.exists(self.socket):

@@ -75,8 +75,6 @@ def call_and_check(bed, workdir, nat_a, nat_b, extra_a, extra_b, block_udp_a=Fal
         b.stop()
 
 
-@pytest.mark.skip(reason="relayed media does not flow yet: coturn answers some CreatePermission/ChannelBind "
-                         "requests with 400 and relays nothing (issue 4 stays open)")
 @pytest.mark.parametrize("nat_a,nat_b,direct", [p for p in PAIRINGS if not p[2]], ids=lambda v: "-".join(v) if isinstance(v, tuple) else str(v))
 def test_relayed_call_where_no_direct_path_exists(bed, workdir, nat_a, nat_b, direct):
     turn = start_coturn(bed, workdir)

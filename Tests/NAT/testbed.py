@@ -54,6 +54,14 @@ class TestBed:
         sh("ip", "-n", self.wan, "link", "set", "lo", "up")
         sh("ip", "-n", self.wan, "addr", "add", "10.200.0.1/32", "dev", "lo")
         sh("ip", "netns", "exec", self.wan, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        # Like the internet, the WAN silently loses packets for private addresses it has no
+        # route to: its default route leads into an empty namespace. (coturn closes an
+        # allocation whose relay socket gets an error from sendto.)
+        void = self.ns("void")
+        sh("ip", "-n", self.wan, "link", "add", "void0", "type", "veth", "peer", "name", "void1", "netns", void)
+        sh("ip", "-n", self.wan, "link", "set", "void0", "up")
+        sh("ip", "-n", void, "link", "set", "void1", "up")
+        sh("ip", "-n", self.wan, "route", "add", "default", "dev", "void0")
 
     def ns(self, name):
         full = f"vp{name}-{self.tag}"
