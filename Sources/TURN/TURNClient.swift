@@ -194,10 +194,12 @@ public struct TURNClient {
                 key = longTermKey(username: username, realm: realm!, password: password)
                 return ([send(p.kind, now: now)], nil)
             }
-            let reason = "TURN server \(server) refused \(p.kind): \(code) \(m.errorCode?.reason ?? "")"
+            let reason = code == 401 && p.kind == .allocate
+                ? "TURN server \(server): wrong credentials for user '\(username)'"
+                : "TURN server \(server) refused \(p.kind): \(code) \(m.errorCode?.reason ?? "")"
             if p.kind == .allocate {
                 state = .failed(reason)
-                return ([], .failed(code == 401 ? "TURN server \(server): wrong credentials for user '\(username)'" : reason))
+                return ([], .failed(reason))
             }
             return ([], nil)
         }

@@ -481,9 +481,20 @@ public final class Device: @unchecked Sendable {
             }
             let host = self.unsent(c, c.pc.localICE.candidates)
             if !host.isEmpty { _ = patch(host.map { "a=candidate:\($0)" }) }
-            let gathered = c.pc.waitForGathering(timeout: .seconds(3))
-            let more = self.unsent(c, gathered)
-            var done = patch(more.map { "a=candidate:\($0)" } + ["a=end-of-candidates"])
+            // Each candidate goes out as soon as it is found: a server-reflexive one must not
+            // wait for a slow (or dead) TURN server.
+            var done = false
+            let deadline = Instant.now() + .seconds(10)
+            while self.lock.withLock({ self.call === c }) {
+                let g = c.pc.gathered
+                let more = self.unsent(c, g.candidates)
+                let last = g.complete || Instant.now() > deadline
+                if !more.isEmpty || last {
+                    done = patch(more.map { "a=candidate:\($0)" } + (last ? ["a=end-of-candidates"] : []))
+                }
+                if last { break }
+                usleep(20_000)
+            }
             // The callee may still be gathering (its relay allocation): ask again until it
             // says end-of-candidates, for a few seconds at most.
             var tries = 0

@@ -92,3 +92,50 @@ def test_a_direct_path_is_preferred_even_with_turn_configured(bed, workdir):
         assert "relay" not in types, types
     finally:
         turn.kill()
+
+
+def test_wrong_turn_credentials_are_logged_once_and_do_not_delay_a_direct_call(bed, workdir):
+    turn = start_coturn(bed, workdir)
+    try:
+        bad = 'stun_servers = ["10.200.0.1:3478"]\n\n[[turn]]\nurl = "turn:10.200.0.1:3478?transport=udp"\nusername = "vp"\ncredential = "wrong"'
+        host_a, ip_a, _ = bed.site(1, "eim", "eif")
+        host_b, ip_b, public_b = bed.site(2, "eim", "eif", forwarded_tcp=(8080,))
+        b = NSDevice(workdir, host_b, "b", ip_b, extra=f"[ice]\n{bad}")
+        a = NSDevice(workdir, host_a, "a", ip_a, extra=f"[ice]\n{bad}", peers=[("b", f"http://{public_b}:8080", "b-token")])
+        try:
+            start = time.monotonic()
+            assert a.ctl("call", "b").returncode == 0
+            assert wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 0, 5)
+            assert time.monotonic() - start < 2.0
+            assert wait(lambda: "wrong credentials" in a.log(), 5)
+            assert a.log().count("TURN allocation failed") == 1
+            assert "10.200.0.1:3478" in [l for l in a.log().splitlines() if "TURN allocation failed" in l][0]
+            assert "wrong" not in [l for l in a.log().splitlines() if "TURN allocation failed" in l][0].split("REASON=")[0]
+        finally:
+            a.stop()
+            b.stop()
+    finally:
+        turn.kill()
+
+
+def test_unreachable_turn_server_does_not_delay_a_direct_call(bed, workdir):
+    # The TURN server named is not there (coturn serves STUN only, elsewhere).
+    turn = start_coturn(bed, workdir)
+    cfg = 'stun_servers = ["10.200.0.1:3478"]\n\n[[turn]]\nurl = "turn:10.200.0.99:3478?transport=udp"\nusername = "vp"\ncredential = "x"'
+    host_a, ip_a, _ = bed.site(1, "eim", "eif")
+    host_b, ip_b, public_b = bed.site(2, "eim", "eif", forwarded_tcp=(8080,))
+    b = NSDevice(workdir, host_b, "b", ip_b, extra=f"[ice]\n{cfg}")
+    a = NSDevice(workdir, host_a, "a", ip_a, extra=f"[ice]\n{cfg}", peers=[("b", f"http://{public_b}:8080", "b-token")])
+    try:
+        start = time.monotonic()
+        assert a.ctl("call", "b").returncode == 0
+        assert wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 0, 5), a.log() + b.log()
+        assert time.monotonic() - start < 2.0
+        # Given up on after its retransmissions, and said once, with the server named.
+        assert wait(lambda: "TURN allocation failed" in a.log(), 20)
+        line = [l for l in a.log().splitlines() if "TURN allocation failed" in l]
+        assert len(line) == 1 and "10.200.0.99:3478" in line[0]
+    finally:
+        a.stop()
+        b.stop()
+        turn.kill()
