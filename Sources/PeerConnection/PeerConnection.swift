@@ -275,15 +275,19 @@ public final class PeerConnection: @unchecked Sendable {
     }
 
     func run() {
-        var fds = [pollfd](repeating: pollfd(), count: sockets.count + 1)
-        for (i, s) in sockets.enumerated() { fds[i] = pollfd(fd: s.fd, events: Int16(POLLIN), revents: 0) }
-        fds[sockets.count] = pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)
+        var fds: [pollfd] = []
         startGathering(now: Instant.now())
         while !closed {
             let now = Instant.now()
             heartbeat.withLock { $0 = now }
             let deadline = nextDeadline(now: now)
             let timeoutMS = deadline.map { d -> Int32 in d <= now ? 0 : Int32(min(1000, ((d - now).nanosecondsInt + 999_999) / 1_000_000)) } ?? 1000
+            // Host sockets, the wake-up pipe, then the TCP/TLS links to TURN servers.
+            fds.removeAll(keepingCapacity: true)
+            for s in sockets { fds.append(pollfd(fd: s.fd, events: Int16(POLLIN), revents: 0)) }
+            fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
+            let streamRelays = relays.filter { $0.link != nil }
+            for r in streamRelays { fds.append(pollfd(fd: r.link!.fd, events: r.lock.withLock { r.link!.events }, revents: 0)) }
             let n = poll(&fds, nfds_t(fds.count), timeoutMS)
             if n > 0 {
                 if fds[sockets.count].revents != 0 {
@@ -298,12 +302,26 @@ public final class PeerConnection: @unchecked Sendable {
                         budget -= 1
                     }
                 }
+                for (k, r) in streamRelays.enumerated() where fds[sockets.count + 1 + k].revents != 0 {
+                    serviceLink(r)
+                }
             }
             let queued = commands.withLock { c -> [(PeerConnection) -> Void] in defer { c.removeAll() }; return c }
             for c in queued { c(self) }
             if closed { break }
             runTimers(now: Instant.now())
         }
+    }
+
+    /// Reads frames from a TCP/TLS link to a TURN server.
+    func serviceLink(_ r: RelayAllocation) {
+        let (frames, failure) = r.lock.withLock { () -> ([[UInt8]], String?) in
+            let f = r.link!.service()
+            if let failure = r.link!.failure { r.client.transportFailed(failure) }
+            return (f, r.link!.failure)
+        }
+        for f in frames { handleFromServer(r, f) }
+        if failure != nil { checkRelay(r) }
     }
 
     func nextDeadline(now: Instant) -> Instant? {
@@ -355,7 +373,7 @@ public final class PeerConnection: @unchecked Sendable {
                                                             "types": "\(lt.rawValue)/\(rt.rawValue)", "nominated": "\(nominated)"])
                 switch paths[localIndex] {
                 case .socket(let i): sender.setDestination(socket: sockets[i], remote: remote)
-                case .relay(let r): sender.setDestination(socket: r.socket, remote: remote, relay: r)
+                case .relay(let r): sender.setDestination(socket: r.socket ?? sockets[0], remote: remote, relay: r)
                 }
                 shared.withLock {
                     if $0.timeline.iceConnected == nil { $0.timeline.iceConnected = now }
@@ -383,9 +401,19 @@ public final class PeerConnection: @unchecked Sendable {
     func startGathering(now: Instant) {
         let requests = gatherer.start(sockets: sockets.map(\.localAddress), servers: stunServers, now: now)
         for (i, to, bytes) in requests { sockets[i].send(bytes, to: to) }
-        for server in turnServers where server.transport == .udp {
+        for server in turnServers {
             guard let i = sockets.firstIndex(where: { $0.localAddress.family == server.address.family && !$0.localAddress.isLoopback }) else { continue }
-            let r = RelayAllocation(server: server, socket: sockets[i], socketIndex: i)
+            let r: RelayAllocation
+            if server.transport == .udp {
+                r = RelayAllocation(server: server, socket: sockets[i], socketIndex: i)
+            } else {
+                do {
+                    r = RelayAllocation(server: server, link: try StreamLink(server: server.address, source: sockets[i].localAddress, tls: server.transport == .tls))
+                } catch {
+                    logger.warning("TURN allocation failed", metadata: ["server": "\(server.address)", "REASON": "\(error)"])
+                    continue
+                }
+            }
             relays.append(r)
             let out = r.lock.withLock { r.client.start(now: now) }
             for b in out { r.sendToServer(b) }
@@ -414,31 +442,42 @@ public final class PeerConnection: @unchecked Sendable {
     func receivedOnSocket(_ i: Int, length: Int, from: TransportAddress) {
         if let r = relays.first(where: { $0.socketIndex == i && $0.server.address == from }) {
             let first = receiveBuffer[0]
-            if TURNClient.isChannelData(first) {
-                let unwrapped = r.lock.withLock { r.client.unwrapChannelData(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length])) }
-                guard let (peer, range) = unwrapped, let index = r.candidateIndex else { countMalformed("ChannelData", from); return }
-                receiveBuffer.baseAddress!.copyMemory(from: receiveBuffer.baseAddress! + range.lowerBound, byteCount: range.count)
-                handleDatagram(length: range.count, from: peer, candidate: index)
-                return
-            }
-            if first < 4, let m = try? STUNMessage(parsing: Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length]))),
-               !gatherer.owns(m.transactionID) {
-                let ignoredBefore = r.lock.withLock { r.client.ignoredResponses }
-                let (out, event) = r.lock.withLock { r.client.handle(m, now: Instant.now()) }
-                if r.lock.withLock({ r.client.ignoredResponses }) > ignoredBefore { shared.withLock { $0.ignoredSTUN += 1 } }
-                for b in out { r.sendToServer(b) }
-                logger.trace("from TURN server", metadata: ["method": "\(m.method)", "class": "\(m.messageClass)", "event": "\(String(describing: event))",
-                                                          "error": "\(m.errorCode.map { "\($0.code) \($0.reason)" } ?? "")"])
-                if case .data(let peer, let payload)? = event, let index = r.candidateIndex, payload.count <= receiveBuffer.count {
-                    payload.withUnsafeBytes { receiveBuffer.copyMemory(from: $0) }
-                    handleDatagram(length: payload.count, from: peer, candidate: index)
-                    return
-                }
-                checkRelay(r)
+            // The STUN server may be the TURN server too: binding answers go to the gatherer.
+            let isGatherer = first < 4 && length >= 20 && gatherer.owns(Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[8..<20])))
+            if !isGatherer {
+                handleFromServer(r, Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length])))
                 return
             }
         }
         handleDatagram(length: length, from: from, candidate: i)
+    }
+
+    /// A frame from a TURN server: ChannelData or a Data indication carry a peer's
+    /// datagram; anything else is for the TURN client.
+    func handleFromServer(_ r: RelayAllocation, _ bytes: [UInt8]) {
+        guard let first = bytes.first else { return }
+        if TURNClient.isChannelData(first) {
+            let unwrapped = r.lock.withLock { bytes.withUnsafeBytes { r.client.unwrapChannelData($0) } }
+            guard let (peer, range) = unwrapped, let index = r.candidateIndex, range.count <= receiveBuffer.count else { countMalformed("ChannelData", r.server.address); return }
+            bytes[range].withUnsafeBytes { receiveBuffer.copyMemory(from: $0) }
+            handleDatagram(length: range.count, from: peer, candidate: index)
+            return
+        }
+        guard first < 4, let m = try? STUNMessage(parsing: bytes) else { countMalformed("from TURN server", r.server.address); return }
+        let (out, event, ignored) = r.lock.withLock { () -> ([[UInt8]], TURNClient.Event?, Bool) in
+            let before = r.client.ignoredResponses
+            let (o, e) = r.client.handle(m, now: Instant.now())
+            return (o, e, r.client.ignoredResponses > before)
+        }
+        if ignored { shared.withLock { $0.ignoredSTUN += 1 } }
+        logger.trace("from TURN server", metadata: ["method": "\(m.method)", "class": "\(m.messageClass)", "error": "\(m.errorCode.map { "\($0.code) \($0.reason)" } ?? "")"])
+        for b in out { r.sendToServer(b) }
+        if case .data(let peer, let payload)? = event, let index = r.candidateIndex, payload.count <= receiveBuffer.count {
+            payload.withUnsafeBytes { receiveBuffer.copyMemory(from: $0) }
+            handleDatagram(length: payload.count, from: peer, candidate: index)
+            return
+        }
+        checkRelay(r)
     }
 
     /// Turns a fresh allocation into a relay candidate, or reports why there is none.

@@ -225,6 +225,12 @@ public struct TURNClient {
         return ([], nil)
     }
 
+    /// The transport to the server broke (TCP/TLS): the allocation is gone.
+    public mutating func transportFailed(_ reason: String) {
+        if case .failed = state { return }
+        state = .failed("TURN server \(server): \(reason)")
+    }
+
     /// Ends the allocation (Refresh with lifetime 0).
     public mutating func release() -> [[UInt8]] {
         guard state == .allocated else { return [] }

@@ -139,3 +139,14 @@ def test_unreachable_turn_server_does_not_delay_a_direct_call(bed, workdir):
         a.stop()
         b.stop()
         turn.kill()
+
+
+@pytest.mark.parametrize("uri", ["turn:10.200.0.1:3478?transport=tcp", "turns:10.200.0.1:5349"], ids=["tcp", "tls"])
+def test_with_udp_blocked_turn_over_tcp_and_tls_still_connects(bed, workdir, uri):
+    turn = start_coturn(bed, workdir)
+    try:
+        a_cfg = f'[[turn]]\nurl = "{uri}"\nusername = "vp"\ncredential = "turn-secret"'
+        types = call_and_check(bed, workdir, ("eim", "apdf"), ("eim", "apdf"), a_cfg, TURN_UDP, block_udp_a=True)
+        assert types[0] == "relay", types
+    finally:
+        turn.kill()

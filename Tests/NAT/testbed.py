@@ -91,9 +91,11 @@ class TestBed:
         return host, host_ip, public
 
     def block_udp(self, namespace):
-        """Drops all UDP leaving the namespace but DNS-free TCP still works (TURN over TCP/TLS)."""
+        """Drops all UDP leaving the namespace; TCP still works (TURN over TCP/TLS)."""
         sh("ip", "netns", "exec", namespace, "nft", "-f", "-", input="""
-table inet vpblock { chain out { type filter hook output priority 0; meta l4proto udp drop; } }""")
+table inet vpblock {
+  chain out { type filter hook output priority 0; meta l4proto udp drop; }
+}""")
 
     def close(self):
         for ns in reversed(self.namespaces):
