@@ -264,3 +264,22 @@ final class DatagramListener: @unchecked Sendable {
         #expect(!report.contains("videophoned.service:"), "\(report)")
     }
 }
+
+@Suite(.serialized) struct ConsentTests {
+    /// The peer freezes (SIGSTOP): consent checks go unanswered and the call ends within
+    /// 30 s with the reason logged (RFC 7675).
+    @Test func aVanishedPeerEndsTheCallWithin30Seconds() throws {
+        let h = try DaemonHarness()
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")])
+        try h.start("b", peers: [])
+        _ = try h.control("a", "call")
+        #expect(h.wait(5) { (try? h.status("a")).map { stat($0, type: "inbound-rtp", kind: "video", "framesReceived") > 10 } ?? false } != nil)
+        let b = h.processes["b"]!.processIdentifier
+        kill(b, SIGSTOP)
+        defer { kill(b, SIGCONT) }
+        let ended = h.wait(33) { (try? h.status("a")).map { state($0) == "idle" } ?? false }
+        #expect(ended != nil, "a still in the call 33 s after b vanished")
+        #expect(h.log("a").contains("consent expired"))
+        if let t = ended { #expect(t >= 25, "ended after \(t) s: too early for consent expiry") }
+    }
+}
