@@ -38,6 +38,7 @@ bench: release
 	@toolchain/install-test-deps.sh
 	$(RELEASE)/videophone-bench --binary $(RELEASE)/videophoned
 	Tests/Interop/run.sh $(RELEASE) bench
+	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
 
 clean:
 	rm -rf .build .state
