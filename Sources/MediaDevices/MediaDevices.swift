@@ -88,3 +88,26 @@ final class PeriodicThread: @unchecked Sendable {
 
 extension Int32 { var boolValue: Bool { self != 0 } }
 
+
+/// Starts a ``PeriodicThread`` once and stops it for good: `start` after `stop` does
+/// nothing, since a call may end while its devices are still starting.
+final class PeriodicRunner: @unchecked Sendable {
+    private let lock = Lock()
+    private var thread: PeriodicThread?
+    private var stopped = false
+
+    func start(interval: Duration, _ body: @escaping (Instant) -> Void) {
+        let t = PeriodicThread(interval: interval, body: body)
+        let started = lock.withLock { () -> Bool in
+            guard !stopped, thread == nil else { return false }
+            thread = t
+            return true
+        }
+        if started { t.start() }
+    }
+
+    func stop() {
+        let t = lock.withLock { () -> PeriodicThread? in stopped = true; defer { thread = nil }; return thread }
+        t?.stop()
+    }
+}

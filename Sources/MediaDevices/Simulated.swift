@@ -10,13 +10,11 @@ public final class TestPatternCamera: VideoSource, @unchecked Sendable {
     public let width: Int
     public let height: Int
     public let fps: Int
-    private var thread: PeriodicThread?
+    private let runner = PeriodicRunner()
     private var pool: [UnsafeMutableRawBufferPointer]
     private var poolIndex = 0
     private var frameNumber = 0
     private let barsRow: [UInt8]
-    private let lock = Lock()
-    private var stopped = false
 
     public init(width: Int = 1280, height: Int = 720, fps: Int = 30) {
         self.width = width & ~1
@@ -41,23 +39,14 @@ public final class TestPatternCamera: VideoSource, @unchecked Sendable {
     /// its devices are still starting).
     public func start(_ onFrame: @escaping @Sendable (VideoFrame) -> Void) throws {
         // The thread holds the camera until stop() ends it.
-        let t = PeriodicThread(interval: .nanoseconds(1_000_000_000 / Int64(fps))) { now in
+        runner.start(interval: .nanoseconds(1_000_000_000 / Int64(fps))) { now in
             let ntp = NTPTime.now()
             let buf = self.draw()
             onFrame(VideoFrame(width: self.width, height: self.height, buffer: UnsafeRawBufferPointer(buf), captureTime: now, captureNTP: ntp))
         }
-        let started = lock.withLock { () -> Bool in
-            guard !stopped, thread == nil else { return false }
-            thread = t
-            return true
-        }
-        if started { t.start() }
     }
 
-    public func stop() {
-        let t = lock.withLock { () -> PeriodicThread? in stopped = true; defer { thread = nil }; return thread }
-        t?.stop()
-    }
+    public func stop() { runner.stop() }
 
     /// Draws the next frame into the next pool buffer.
     func draw() -> UnsafeMutableRawBufferPointer {
@@ -92,16 +81,14 @@ public final class TestPatternCamera: VideoSource, @unchecked Sendable {
 
 /// A microphone that produces a 440 Hz tone in 20 ms chunks.
 public final class ToneSource: AudioSource, @unchecked Sendable {
-    private var thread: PeriodicThread?
+    private let runner = PeriodicRunner()
     private var phase = 0.0
     public let frequency: Double
-    private let lock = Lock()
-    private var stopped = false
 
     public init(frequency: Double = 440) { self.frequency = frequency }
 
     public func start(_ onSamples: @escaping @Sendable ([Int16], Instant) -> Void) throws {
-        let t = PeriodicThread(interval: .milliseconds(20)) { now in
+        runner.start(interval: .milliseconds(20)) { now in
             var samples = [Int16](repeating: 0, count: 960)
             let step = 2 * Double.pi * self.frequency / 48000
             for i in 0..<960 {
@@ -111,18 +98,9 @@ public final class ToneSource: AudioSource, @unchecked Sendable {
             self.phase = self.phase.truncatingRemainder(dividingBy: 2 * Double.pi)
             onSamples(samples, now)
         }
-        let started = lock.withLock { () -> Bool in
-            guard !stopped, thread == nil else { return false }
-            thread = t
-            return true
-        }
-        if started { t.start() }
     }
 
-    public func stop() {
-        let t = lock.withLock { () -> PeriodicThread? in stopped = true; defer { thread = nil }; return thread }
-        t?.stop()
-    }
+    public func stop() { runner.stop() }
 }
 
 /// A speaker that only counts what it is given, and measures its level.

@@ -46,6 +46,20 @@ final class DatagramListener: @unchecked Sendable {
     }
 }
 
+/// Runs a tool to completion; returns its exit status and everything it printed.
+func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = arguments
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    return (p.terminationStatus, text)
+}
+
 @Suite(.serialized) struct ApplianceTests {
     @Test func sdNotifyReadyStatusWatchdogAndStoppingWithTheCallEndedCleanly() throws {
         let h = try DaemonHarness()
@@ -116,16 +130,8 @@ final class DatagramListener: @unchecked Sendable {
         // Prometheus's own checker.
         let file = h.dir + "/metrics.txt"
         try after.write(toFile: file, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "promtool check metrics < \(file)"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        p.waitUntilExit()
-        let report = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(p.terminationStatus == 0, "promtool: \(report)")
+        let (status, report) = try runTool("/bin/sh", ["-c", "promtool check metrics < \(file)"])
+        #expect(status == 0, "promtool: \(report)")
     }
 
     @Test func pinnedFingerprintsAndPerPeerTokens() throws {
@@ -251,16 +257,8 @@ final class DatagramListener: @unchecked Sendable {
         let h = try DaemonHarness()
         let copy = h.dir + "/videophoned.service"
         try unit.replacingOccurrences(of: "/usr/bin/videophoned", with: DaemonHarness.binary).write(toFile: copy, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
-        p.arguments = ["verify", copy]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        p.waitUntilExit()
-        let report = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(p.terminationStatus == 0, "systemd-analyze verify: \(report)")
+        let (status, report) = try runTool("/usr/bin/systemd-analyze", ["verify", copy])
+        #expect(status == 0, "systemd-analyze verify: \(report)")
         #expect(!report.contains("videophoned.service:"), "\(report)")
     }
 }
