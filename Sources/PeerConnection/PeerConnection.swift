@@ -58,10 +58,14 @@ public struct PeerConnectionHandlers: Sendable {
 public final class PeerConnection: @unchecked Sendable {
     public let controlling: Bool
     let logger: Logger
-    let sockets: [UDPSocket]
+    /// Host sockets; replaced on the transport thread by an ICE restart.
+    var sockets: [UDPSocket]
+    let bindAddresses: [TransportAddress]?
+    let includeLoopback: Bool
+    let hideAddressesWithMDNS: Bool
     let dtlsContext: DTLSContext
     let mdns: MDNSService?
-    let mdnsNames: [String]
+    let mdnsNames: Locked<[String]>
 
     // Transport-thread state.
     var agent: ICEAgent
@@ -110,6 +114,7 @@ public final class PeerConnection: @unchecked Sendable {
         /// Candidates found after the host ones (srflx), and whether gathering is over.
         var gathered: [String] = []
         var gatheringComplete = false
+        var remoteUfrag: String?
         var ignoredSTUN: UInt64 = 0
     }
 
@@ -126,29 +131,18 @@ public final class PeerConnection: @unchecked Sendable {
         }
         guard !sockets.isEmpty else { throw SocketError("no local address to bind (looked at \(addresses.count))") }
         self.sockets = sockets
+        self.bindAddresses = configuration.bindAddresses
+        self.includeLoopback = configuration.includeLoopback
+        self.hideAddressesWithMDNS = configuration.hideAddressesWithMDNS
         var agent = ICEAgent(controlling: controlling)
-        var names: [String] = []
-        let mdns = configuration.hideAddressesWithMDNS ? configuration.mdns : nil
-        for (i, s) in sockets.enumerated() {
-            let pref = UInt32(65535 - i * 256)
-            var host = s.localAddress.host
-            if let mdns, s.localAddress.family == .ipv4, !s.localAddress.isLoopback {
-                // A fresh name per call, as browsers do, so the name tracks nothing.
-                host = Hex.encode(secureRandomBytes(16)).uuidShaped + ".local"
-                mdns.register(name: host, address: s.localAddress)
-                names.append(host)
-            }
-            let c = ICECandidate(foundation: String(CRC32.checksum(Array(s.localAddress.host.utf8)) % 100_000_000), priority: ICECandidate.priority(type: .host, localPreference: pref),
-                                 host: host, port: s.localAddress.port, type: .host)
-            agent.addLocalCandidate(c, base: s.localAddress)
-        }
+        let names = PeerConnection.addHostCandidates(to: &agent, sockets: sockets, mdns: configuration.hideAddressesWithMDNS ? configuration.mdns : nil)
         self.agent = agent
-        self.hostICE = (agent.localUfrag, agent.localPwd, agent.localCandidates.map { $0.candidate.sdpValue })
+        self.hostICE = Locked((agent.localUfrag, agent.localPwd, agent.localCandidates.map { $0.candidate.sdpValue }))
         self.paths = sockets.indices.map { CandidatePath.socket($0) }
         self.stunServers = configuration.stunServers
         self.turnServers = configuration.turnServers
         self.mdns = configuration.mdns
-        self.mdnsNames = names
+        self.mdnsNames = Locked(names)
         self.sender = MediaSender()
         var pipeFDs: [Int32] = [0, 0]
         guard pipe(&pipeFDs) == 0 else { throw SocketError("pipe") }
@@ -167,8 +161,8 @@ public final class PeerConnection: @unchecked Sendable {
 
     /// ICE credentials and host candidates for our offer or answer (fixed at creation;
     /// server-reflexive and relayed ones come later, see ``gathered``).
-    public var localICE: (ufrag: String, pwd: String, candidates: [String]) { hostICE }
-    let hostICE: (ufrag: String, pwd: String, candidates: [String])
+    public var localICE: (ufrag: String, pwd: String, candidates: [String]) { hostICE.current }
+    let hostICE: Locked<(ufrag: String, pwd: String, candidates: [String])>
 
     /// Local RTP SSRCs for audio and video.
     public var localSSRCs: (audio: UInt32, video: UInt32) { (sender.audioSSRC, sender.videoSSRC) }
@@ -181,6 +175,7 @@ public final class PeerConnection: @unchecked Sendable {
             let now = Instant.now()
             pc.shared.withLock { $0.timeline.remoteDescription = now }
             pc.agent.setRemoteCredentials(ufrag: s.remoteUfrag, pwd: s.remotePwd, now: now)
+            pc.shared.withLock { $0.remoteUfrag = s.remoteUfrag }
             for c in s.remoteCandidates { pc.addCandidate(c, now: now) }
             pc.sender.configure(session: s)
             if let v = s.video, v.receive {
@@ -394,6 +389,80 @@ public final class PeerConnection: @unchecked Sendable {
             }
         }
         if agent.state == .checking { shared.withLock { if $0.iceState == "new" { $0.iceState = "checking" } } }
+    }
+
+    /// Adds a host candidate per socket (an mDNS name instead of the address when asked);
+    /// returns the names registered.
+    static func addHostCandidates(to agent: inout ICEAgent, sockets: [UDPSocket], mdns: MDNSService?) -> [String] {
+        var names: [String] = []
+        for (i, s) in sockets.enumerated() {
+            let pref = UInt32(65535 - i * 256)
+            var host = s.localAddress.host
+            if let mdns, s.localAddress.family == .ipv4, !s.localAddress.isLoopback {
+                // A fresh name per call, as browsers do, so the name tracks nothing.
+                host = Hex.encode(secureRandomBytes(16)).uuidShaped + ".local"
+                mdns.register(name: host, address: s.localAddress)
+                names.append(host)
+            }
+            let c = ICECandidate(foundation: String(CRC32.checksum(Array(s.localAddress.host.utf8)) % 100_000_000), priority: ICECandidate.priority(type: .host, localPreference: pref),
+                                 host: host, port: s.localAddress.port, type: .host)
+            agent.addLocalCandidate(c, base: s.localAddress)
+        }
+        return names
+    }
+
+    // MARK: ICE restart
+
+    /// Restarts ICE (RFC 8445 §9): new credentials, host candidates on the addresses that
+    /// exist now (sockets on vanished addresses are dropped, new addresses get sockets),
+    /// gathering anew. DTLS and SRTP carry on; media resumes on the new pair. Returns the
+    /// new credentials and host candidates for the signalling path.
+    public func restartICE() -> (ufrag: String, pwd: String, candidates: [String]) {
+        let done = Locked(false)
+        perform { pc in
+            pc.doRestart(now: Instant.now())
+            done.withLock { $0 = true }
+        }
+        let end = Instant.now() + .seconds(2)
+        while !done.current && Instant.now() < end { usleep(1_000) }
+        return localICE
+    }
+
+    /// The peer's new credentials after a restart (ours or its own).
+    public func setRemoteCredentials(ufrag: String, pwd: String) {
+        perform { pc in
+            pc.agent.setRemoteCredentials(ufrag: ufrag, pwd: pwd, now: Instant.now())
+            pc.shared.withLock { $0.remoteUfrag = ufrag }
+        }
+    }
+
+    /// The peer's current ICE username fragment.
+    public var remoteUfrag: String? { shared.current.remoteUfrag }
+
+    func doRestart(now: Instant) {
+        let addresses = bindAddresses ?? localInterfaceAddresses(includeLoopback: includeLoopback)
+        var fresh = sockets.filter { s in addresses.contains { $0.ip == s.localAddress.ip } }
+        for a in addresses where !fresh.contains(where: { $0.localAddress.ip == a.ip }) {
+            if let s = try? UDPSocket(bindTo: a) { fresh.append(s) }
+        }
+        guard !fresh.isEmpty else {
+            logger.warning("ICE restart: no local address left")
+            return
+        }
+        for r in relays { for b in r.lock.withLock({ r.client.release() }) { r.sendToServer(b) } }
+        relays = []
+        for n in mdnsNames.current { mdns?.unregister(name: n) }
+        sockets = fresh
+        var agent = ICEAgent(controlling: self.agent.controlling)
+        let names = PeerConnection.addHostCandidates(to: &agent, sockets: sockets, mdns: hideAddressesWithMDNS ? mdns : nil)
+        mdnsNames.withLock { $0 = names }
+        self.agent = agent
+        paths = sockets.indices.map { CandidatePath.socket($0) }
+        gatherer = CandidateGatherer()
+        shared.withLock { $0.gathered = []; $0.gatheringComplete = false; $0.iceState = "checking" }
+        hostICE.withLock { $0 = (agent.localUfrag, agent.localPwd, agent.localCandidates.map { $0.candidate.sdpValue }) }
+        logger.info("ICE restart", metadata: ["addresses": "\(sockets.map { $0.localAddress.host }.joined(separator: ", "))"])
+        startGathering(now: now)
     }
 
     // MARK: Gathering
@@ -794,7 +863,7 @@ public final class PeerConnection: @unchecked Sendable {
         agent.close()
         sender.stop()
         for r in relays { for b in r.lock.withLock({ r.client.release() }) { r.sendToServer(b) } }
-        for n in mdnsNames { mdns?.unregister(name: n) }
+        for n in mdnsNames.current { mdns?.unregister(name: n) }
         shared.withLock { $0.closeReason = reason; $0.iceState = "closed"; $0.dtlsState = "closed" }
         logger.info("peer connection closed", metadata: ["reason": "\(reason)"])
         if remote { handlers.onClosed?(reason) }

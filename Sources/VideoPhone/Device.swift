@@ -108,6 +108,15 @@ public final class Device: @unchecked Sendable {
             logger.error("no network address to call from", metadata: ["REASON": "no usable interface address"])
         }
         leds.show(machine.led)
+        if config.networkAddresses == nil {
+            addressMonitor = AddressMonitor(includeLoopback: config.includeLoopback) { [weak self] addresses in
+                guard let self else { return }
+                let list = addresses.map(\.host).sorted().joined(separator: ", ")
+                _ = startThread(name: "ice-restart") { self.restartICE(reason: "addresses changed: \(list)") }
+            }
+        } else {
+            addressMonitor = nil
+        }
         _ = startThread(name: "call-timer") { [weak self] in
             while let self {
                 self.perform(.tick)
@@ -119,6 +128,8 @@ public final class Device: @unchecked Sendable {
 
     /// Resolves peers' `.local` candidates and answers for ours (nil on loopback-only setups).
     public let mdns: MDNSService?
+    /// Restarts ICE when the device's addresses change (only when it binds every interface).
+    var addressMonitor: AddressMonitor?
 
     var connectionConfiguration: PeerConnectionConfiguration {
         let config = self.config
@@ -455,7 +466,7 @@ public final class Device: @unchecked Sendable {
     /// Sends the candidates the callee has not had yet (host ones when trickling, then
     /// server-reflexive ones as gathering finds them) to its resource (RFC 8840 over
     /// WHIP's PATCH), and adds any it returns. The host pair can connect meanwhile.
-    func trickleCandidates(_ c: ActiveCall, to resource: String, token: String, log: Logger) {
+    func trickleCandidates(_ c: ActiveCall, to resource: String, token: String, log: Logger, skipHost: Bool = false) {
         _ = startThread(name: "trickle") { [self] in
             /// Sends lines; returns true once the callee said it has no more candidates.
             func patch(_ lines: [String]) -> Bool {
@@ -479,7 +490,7 @@ public final class Device: @unchecked Sendable {
                     return true
                 }
             }
-            let host = self.unsent(c, c.pc.localICE.candidates)
+            let host = skipHost ? [] : self.unsent(c, c.pc.localICE.candidates)
             if !host.isEmpty { _ = patch(host.map { "a=candidate:\($0)" }) }
             // Each candidate goes out as soon as it is found: a server-reflexive one must not
             // wait for a slow (or dead) TURN server.
@@ -504,6 +515,41 @@ public final class Device: @unchecked Sendable {
                 done = patch([])
             }
         }
+    }
+
+    /// Restarts ICE on the call we placed (our addresses changed): new credentials and
+    /// candidates go to the callee in a PATCH, its new ones come back; media resumes on the
+    /// new pair while DTLS and SRTP carry on.
+    public func restartICE(reason: String) {
+        guard let c = lock.withLock({ call }), c.outgoing, let resource = c.remoteResource else {
+            if lock.withLock({ call != nil }) { logger.notice("addresses changed; the peer placed this call and must restart ICE", metadata: ["REASON": "\(reason)"]) }
+            return
+        }
+        var log = logger
+        log[metadataKey: "CALL_ID"] = "\(c.id)"
+        log[metadataKey: "PEER"] = "\(c.peerName)"
+        log.info("ICE restart", metadata: ["REASON": "\(reason)"])
+        let mine = c.pc.restartICE()
+        lock.withLock { c.sentCandidates = Set(mine.candidates) }
+        let body = (["a=ice-ufrag:\(mine.ufrag)", "a=ice-pwd:\(mine.pwd)"] + mine.candidates.map { "a=candidate:\($0)" }).joined(separator: "\r\n") + "\r\n"
+        do {
+            let r = try HTTPClient.request(method: "PATCH", url: resource,
+                                           headers: [("Content-Type", "application/trickle-ice-sdpfrag"), ("Authorization", "Bearer \(c.remoteToken ?? "")")],
+                                           body: Array(body.utf8))
+            guard r.status == 200 else {
+                log.warning("ICE restart refused by the peer", metadata: ["status": "\(r.status)"])
+                return
+            }
+            let lines = r.bodyText.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
+            if let u = lines.first(where: { $0.hasPrefix("a=ice-ufrag:") }), let p = lines.first(where: { $0.hasPrefix("a=ice-pwd:") }) {
+                c.pc.setRemoteCredentials(ufrag: String(u.dropFirst("a=ice-ufrag:".count)), pwd: String(p.dropFirst("a=ice-pwd:".count)))
+            }
+            for line in lines where line.hasPrefix("a=candidate:") { c.pc.addRemoteCandidate(String(line.dropFirst(2))) }
+        } catch {
+            log.warning("ICE restart PATCH failed", metadata: ["REASON": "\(error)"])
+            return
+        }
+        trickleCandidates(c, to: resource, token: c.remoteToken ?? "", log: log, skipHost: true)
     }
 
     /// The candidates among `all` the peer has not had yet; marks them sent.
@@ -675,13 +721,26 @@ public final class Device: @unchecked Sendable {
             return HTTPResponse(status: 404, contentType: "text/plain", text: "no call \(id)\n")
         }
         let pc = c.pc
-        for line in req.bodyText.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) where line.hasPrefix("a=candidate:") {
+        let lines = req.bodyText.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
+        let ufrag = lines.first { $0.hasPrefix("a=ice-ufrag:") }.map { String($0.dropFirst("a=ice-ufrag:".count)) }
+        let pwd = lines.first { $0.hasPrefix("a=ice-pwd:") }.map { String($0.dropFirst("a=ice-pwd:".count)) }
+        var restartHeader: [String] = []
+        if let ufrag, let pwd, ufrag != pc.remoteUfrag {
+            // The peer restarts ICE (RFC 8838 §4.4, RFC 9725 §4.4): so do we, and answer
+            // with our new credentials.
+            logger.info("ICE restart asked for by the peer", metadata: ["CALL_ID": "\(c.id)", "PEER": "\(c.peerName)"])
+            let mine = pc.restartICE()
+            pc.setRemoteCredentials(ufrag: ufrag, pwd: pwd)
+            lock.withLock { c.sentCandidates = [] }
+            restartHeader = ["a=ice-ufrag:\(mine.ufrag)", "a=ice-pwd:\(mine.pwd)"]
+        }
+        for line in lines where line.hasPrefix("a=candidate:") {
             pc.addRemoteCandidate(String(line.dropFirst(2)))
         }
         // Our own candidates the peer has not had (held back from the answer, or found by
         // gathering since) travel back in the response.
         let gathered = pc.gathered
-        let ours = unsent(c, pc.localICE.candidates + gathered.candidates).map { "a=candidate:\($0)" }
+        let ours = restartHeader + unsent(c, pc.localICE.candidates + gathered.candidates).map { "a=candidate:\($0)" }
         if !ours.isEmpty || gathered.complete {
             let lines = ours + (gathered.complete ? ["a=end-of-candidates"] : [])
             return HTTPResponse(status: 200, contentType: "application/trickle-ice-sdpfrag", text: lines.joined(separator: "\r\n") + "\r\n")

@@ -16,7 +16,7 @@ TURN_USER, TURN_PASSWORD, REALM = "vp", "turn-secret", "videophone.test"
 class NSDevice:
     """videophoned in a namespace; talks HTTP through `ip netns exec curl`-free Python."""
 
-    def __init__(self, workdir, namespace, name, ip, extra="", peers=()):
+    def __init__(self, workdir, namespace, name, ip, extra="", peers=(), bind_all=False):
         self.ns, self.name, self.ip = namespace, name, ip
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -33,7 +33,7 @@ token = "{name}-token"
 [control]
 socket = "{self.socket}"
 [network]
-addresses = ["{ip}"]
+{"" if bind_all else f'addresses = ["{ip}"]'}
 {extra}
 {peers_toml}
 """

@@ -150,3 +150,35 @@ def test_with_udp_blocked_turn_over_tcp_and_tls_still_connects(bed, workdir, uri
         assert types[0] == "relay", types
     finally:
         turn.kill()
+
+
+def test_an_address_change_restarts_ice_and_media_comes_back(bed, workdir):
+    from testbed import sh
+    turn = start_coturn(bed, workdir)
+    try:
+        host_a, ip_a, _ = bed.site(1, "eim", "eif")
+        host_b, ip_b, public_b = bed.site(2, "eim", "eif", forwarded_tcp=(8080,))
+        sh("ip", "netns", "exec", host_a, "sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1")
+        stun = '[ice]\nstun_servers = ["10.200.0.1:3478"]'
+        b = NSDevice(workdir, host_b, "b", ip_b, extra=stun)
+        a = NSDevice(workdir, host_a, "a", ip_a, extra=stun, peers=[("b", f"http://{public_b}:8080", "b-token")], bind_all=True)
+        try:
+            assert a.ctl("call", "b").returncode == 0
+            assert wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10), a.log() + b.log()
+            # The device moves to another address on its network.
+            sh("ip", "-n", host_a, "addr", "add", "192.168.1.3/24", "dev", "eth0")
+            sh("ip", "-n", host_a, "addr", "del", f"{ip_a}/24", "dev", "eth0")
+            changed = time.monotonic()
+            time.sleep(0.3)
+            stalled = b.stat("inbound-rtp", "video", "framesReceived")
+            assert wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > stalled + 30, 10), a.log() + b.log()
+            back = time.monotonic() - changed
+            assert "ICE restart" in a.log() and "ICE restart asked for by the peer" in b.log()
+            assert back < 2.5, f"media back after {back:.2f} s"
+            assert a.status()["state"] == "in-call" and b.status()["state"] == "in-call"
+            assert (a.stat("inbound-rtp", "video", "framesReceived") or 0) > 60
+        finally:
+            a.stop()
+            b.stop()
+    finally:
+        turn.kill()
