@@ -74,7 +74,52 @@ def measure(name, nat_a, nat_b, cfg_a, cfg_b, block):
         bed.close()
 
 
+def media_back_after_address_change(runs):
+    from testbed import sh
+    bed, work = TestBed(), tempfile.mkdtemp(prefix="videophone-natbench-")
+    turn = start_coturn(bed, work)
+    try:
+        host_a, ip_a, _ = bed.site(1, "eim", "eif")
+        host_b, ip_b, public_b = bed.site(2, "eim", "eif", forwarded_tcp=(8080,))
+        sh("ip", "netns", "exec", host_a, "sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1")
+        b = NSDevice(work, host_b, "b", ip_b, extra=f"[ice]\n{STUN}")
+        a = NSDevice(work, host_a, "a", ip_a, extra=f"[ice]\n{STUN}", peers=[("b", f"http://{public_b}:8080", "b-token")], bind_all=True)
+        times = []
+        try:
+            a.ctl("call", "b")
+            wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10)
+            current = ip_a
+            for k in range(runs):
+                new = f"192.168.1.{10 + k}"
+                sh("ip", "-n", host_a, "addr", "add", f"{new}/24", "dev", "eth0")
+                sh("ip", "-n", host_a, "addr", "del", f"{current}/24", "dev", "eth0")
+                changed = time.monotonic()
+                current = new
+                # Media is back when frames arrive at the callee again after the stall.
+                last, last_change = b.stat("inbound-rtp", "video", "framesReceived") or 0, time.monotonic()
+                stalled = False
+                while time.monotonic() - changed < 10:
+                    n = b.stat("inbound-rtp", "video", "framesReceived") or 0
+                    if n == last and time.monotonic() - last_change > 0.1:
+                        stalled = True
+                    if n != last:
+                        if stalled:
+                            times.append((time.monotonic() - changed) * 1000)
+                            break
+                        last, last_change = n, time.monotonic()
+                    time.sleep(0.01)
+                time.sleep(1)
+        finally:
+            a.stop()
+            b.stop()
+        print(f"{'media back after an address change':42s} {spread(times)}")
+    finally:
+        turn.kill()
+        bed.close()
+
+
 if __name__ == "__main__":
     print(f"\n## Call set-up per topology on the NAT test bed ({RUNS} calls each; coturn on the WAN)")
     for t in TOPOLOGIES:
         measure(*t)
+    media_back_after_address_change(RUNS)
