@@ -68,6 +68,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "RTPTests", dependencies: ["RTP"]),
+        .testTarget(name: "TURNTests", dependencies: ["TURN", "STUN", "NetworkCore"]),
         .testTarget(name: "CallControlTests", dependencies: ["CallControl", "NetworkCore"]),
         .testTarget(name: "STUNTests", dependencies: ["STUN", "NetworkCore"]),
         .testTarget(name: "SDPTests", dependencies: ["SDP"], resources: [.copy("Fixtures")]),
