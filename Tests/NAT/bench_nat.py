@@ -7,7 +7,7 @@ import tempfile
 import time
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from conftest import NSDevice, start_coturn  # noqa: E402
+from conftest import NSDevice, start_coturn, wait  # noqa: E402
 from testbed import TestBed  # noqa: E402
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
@@ -22,14 +22,6 @@ TOPOLOGIES = [
 ]
 
 
-def wait(pred, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.01)
-    return None
 
 
 def spread(xs):

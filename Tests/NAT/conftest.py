@@ -6,11 +6,22 @@ import time
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../Interop"))
+sys.path.insert(0, os.path.dirname(__file__))
 from testbed import TestBed, sh  # noqa: E402
 
 BIN = os.environ.get("VIDEOPHONE_BIN", os.path.join(os.path.dirname(__file__), "../../.build/debug"))
 TURN_USER, TURN_PASSWORD, REALM = "vp", "turn-secret", "videophone.test"
+
+
+def wait(pred, timeout, interval=0.02):
+    """Polls `pred` until it returns something true (returned) or `timeout` passes (None)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return None
 
 
 class NSDevice:

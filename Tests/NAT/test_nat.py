@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from conftest import NSDevice, start_coturn
+from conftest import NSDevice, start_coturn, wait
 
 # (A's NAT, B's NAT, whether a direct path exists)
 PAIRINGS = [
@@ -18,13 +18,6 @@ PAIRINGS = [
 ]
 
 
-def wait(pred, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.parametrize("nat_a,nat_b,direct", [p for p in PAIRINGS if p[2]], ids=lambda v: "-".join(v) if isinstance(v, tuple) else str(v))
