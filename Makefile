@@ -7,7 +7,7 @@ SWIFT ?= swift
 RELEASE := .build/release
 DEBUG := .build/debug
 
-.PHONY: all deps build release run test bench clean
+.PHONY: all deps build release run test bench board-smoke clean
 
 all: build
 
@@ -39,6 +39,11 @@ bench: release
 	$(RELEASE)/videophone-bench --binary $(RELEASE)/videophoned
 	Tests/Interop/run.sh $(RELEASE) bench
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
+
+## board-smoke: boots the emulated board (QEMU, Debian's kernel, vivid, snd-aloop, gpio-sim)
+## and checks its drivers. Builds the rootfs once into ~/.cache/videophone-board.
+board-smoke:
+	board/qemu/boot.sh board/qemu/scenarios/drivers.sh
 
 clean:
 	rm -rf .build .state

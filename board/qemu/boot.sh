@@ -1,0 +1,25 @@
+#!/bin/bash
+# Boots the emulated board (software emulation: this machine's KVM cannot run Debian's
+# kernel) and runs a scenario script inside it under systemd; prints the scenario's log
+# and exits with its status.
+#   board/qemu/boot.sh SCENARIO.sh [SHARED_DIR]
+set -euo pipefail
+SCENARIO=$1
+CACHE=$("$(dirname "$0")/build.sh")
+ROOTFS=$CACHE/rootfs
+KVER=$(ls "$ROOTFS/lib/modules" | sort | tail -1)
+SHARE=${2:-$(mktemp -d)}
+mkdir -p "$SHARE"
+cp "$SCENARIO" "$SHARE/scenario.sh"
+rm -f "$SHARE/exit-status" "$SHARE/scenario.log"
+BIOS=()
+[ -e /usr/share/qemu/qboot.rom ] && BIOS=(-bios /usr/share/qemu/qboot.rom)
+timeout "${BOARD_TIMEOUT:-600}" qemu-system-x86_64 -nodefaults -no-user-config -machine pc "${BIOS[@]}" \
+    -accel tcg,tb-size=128 -m 256 -smp 1 \
+    -kernel "$ROOTFS/boot/vmlinuz-$KVER" -initrd "$CACHE/initrd.img" \
+    -append "console=ttyS0 panic=-1 quiet loglevel=3" \
+    -fsdev local,id=r,path="$ROOTFS",security_model=passthrough,readonly=on -device virtio-9p-pci,fsdev=r,mount_tag=rootfs \
+    -fsdev local,id=h,path="$SHARE",security_model=none -device virtio-9p-pci,fsdev=h,mount_tag=host \
+    -display none -serial stdio -no-reboot > "$SHARE/console.log" 2>&1 || true
+cat "$SHARE/scenario.log" 2>/dev/null || { echo "board: the scenario did not run; console:"; tail -40 "$SHARE/console.log"; exit 1; }
+exit "$(cat "$SHARE/exit-status" 2>/dev/null || echo 1)"
