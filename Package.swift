@@ -45,6 +45,8 @@ let package = Package(
         // Codecs and capture/playback devices.
         .target(name: "Codecs", dependencies: ["CX264", "COpus"]),
         .target(name: "MediaDevices", dependencies: ["NetworkCore"]),
+        // Real devices: V4L2 cameras (libv4l2).
+        .target(name: "MediaDevicesLinux", dependencies: ["MediaDevices", "NetworkCore", "CV4L2"]),
         // Sockets, demultiplexing and the W3C-shaped peer connection.
         .target(name: "PeerConnection", dependencies: [
             "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "SRTP",
@@ -52,7 +54,7 @@ let package = Package(
         ]),
         // The device application: config, signalling, call control, status.
         .target(name: "VideoPhone", dependencies: [
-            "PeerConnection", "Codecs", "MediaDevices", "SDP", "RTP", "CallControl",
+            "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "SDP", "RTP", "CallControl",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),

@@ -12,6 +12,10 @@ public struct VideoFrame {
     /// Monotonic capture time (for latency) and the same moment as NTP (for abs-capture-time).
     public var captureTime: Instant
     public var captureNTP: UInt64
+
+    public init(width: Int, height: Int, buffer: UnsafeRawBufferPointer, captureTime: Instant, captureNTP: UInt64) {
+        self.width = width; self.height = height; self.buffer = buffer; self.captureTime = captureTime; self.captureNTP = captureNTP
+    }
 }
 
 /// A camera. `start` delivers frames on the source's own thread until `stop`; a slow

@@ -76,6 +76,8 @@ public struct DeviceConfig: Sendable, Equatable {
     /// TURN servers for relayed candidates.
     public var turnServers: [TURNConfig] = []
     public var videoSource = "test-pattern"
+    /// The V4L2 device for `video.source = "v4l2"`.
+    public var videoDevice = "/dev/video0"
     public var videoWidth = 1280
     public var videoHeight = 720
     public var videoFPS = 30
@@ -180,7 +182,8 @@ public struct DeviceConfig: Sendable, Equatable {
                     list.append(s)
                 }
                 c.stunServers = list
-            case ("video", "source"): c.videoSource = try oneOf(e, ["test-pattern", "none"])
+            case ("video", "source"): c.videoSource = try oneOf(e, ["test-pattern", "v4l2", "none"])
+            case ("video", "device"): c.videoDevice = try string(e)
             case ("video", "width"): c.videoWidth = try int(e, 160...3840)
             case ("video", "height"): c.videoHeight = try int(e, 120...2160)
             case ("video", "fps"): c.videoFPS = try int(e, 1...60)

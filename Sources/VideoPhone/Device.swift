@@ -3,6 +3,7 @@ import Codecs
 import DTLS
 import Logging
 import MediaDevices
+import MediaDevicesLinux
 import NetworkCore
 import PeerConnection
 import SDP
@@ -43,9 +44,25 @@ public final class Device: @unchecked Sendable {
     public let leds: any CallLED
     let metrics: DeviceMetrics
     let rateLimiter = RateLimiter()
-    /// The camera a call uses, as the config names it.
+    /// The camera a call uses, as the config names it. A camera that cannot be opened is
+    /// logged and shown on the LED; the call goes on with what works (audio).
     func makeCamera(_ c: DeviceConfig) -> (any VideoSource)? {
-        c.videoSource == "test-pattern" ? TestPatternCamera(width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS) : nil
+        switch c.videoSource {
+        case "test-pattern":
+            return TestPatternCamera(width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)
+        case "v4l2":
+            do {
+                let cam = try V4L2Camera(device: c.videoDevice, width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)
+                for a in lock.withLock({ machine.setFault(nil) }) { if case .setLED(let p) = a { leds.show(p) } }
+                return cam
+            } catch {
+                logger.error("camera unavailable; calls carry audio only", metadata: ["device": "\(c.videoDevice)", "REASON": "\(error)"])
+                for a in lock.withLock({ machine.setFault(.errorCameraMissing) }) { if case .setLED(let p) = a { leds.show(p) } }
+                return nil
+            }
+        default:
+            return nil
+        }
     }
 
     /// The microphone a call uses, as the config names it.

@@ -80,7 +80,11 @@ public final class MediaSession: @unchecked Sendable {
         if state.current.stopped { return }
         encoderLock.withLock { pc = peerConnection }
         if let camera {
-            let enc = try X264Encoder(settings: videoSettings)
+            // The driver may have picked another size than asked for: encode what it gives.
+            var settings = videoSettings
+            settings.width = camera.width
+            settings.height = camera.height
+            let enc = try X264Encoder(settings: settings)
             encoderLock.withLock { encoder = enc }
             try camera.start { [weak self] frame in self?.capturedVideo(frame) }
         }

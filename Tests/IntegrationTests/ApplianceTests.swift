@@ -281,3 +281,20 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
         if let t = ended { #expect(t >= 25, "ended after \(t) s: too early for consent expiry") }
     }
 }
+
+@Suite(.serialized) struct MissingDeviceTests {
+    /// No camera at the configured path: the daemon starts anyway, says which device
+    /// failed and why, shows the error pattern, and calls carry audio.
+    @Test func aMissingCameraLeavesACallWithAudio() throws {
+        let h = try DaemonHarness()
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")],
+                    extra: "[video]\nsource = \"v4l2\"\ndevice = \"/dev/video-not-here\"")
+        try h.start("b", peers: [])
+        #expect(try h.control("a", "call").hasPrefix("ok"))
+        #expect(h.wait(5) { (try? h.status("b")).map { stat($0, type: "inbound-rtp", kind: "audio", "packetsDecoded") > 20 } ?? false } != nil)
+        #expect(h.log("a").contains("camera unavailable") && h.log("a").contains("/dev/video-not-here"))
+        #expect((try h.status("a"))["led"] as? String == "steady")  // in a call, the call's pattern shows
+        _ = try h.control("a", "hangup")
+        #expect(h.wait(2) { (try? h.status("a")).map { $0["led"] as? String == "error-camera-missing" } ?? false } != nil)
+    }
+}

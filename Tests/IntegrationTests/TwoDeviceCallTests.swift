@@ -59,13 +59,10 @@ final class DaemonHarness: @unchecked Sendable {
         [network]
         addresses = ["127.0.0.1"]
 
-        [video]
-        width = 640
-        height = 360
-        fps = 30
-        bitrate_kbps = 800
-
         """
+        if !extra.contains("[video]") {
+            toml += "[video]\nwidth = 640\nheight = 360\nfps = 30\nbitrate_kbps = 800\n"
+        }
         toml += extra + "\n"
         for (peer, url, token) in peers {
             toml += "\n[[peer]]\nname = \"\(peer)\"\nurl = \"\(url)\"\ntoken = \"\(token)\"\n" + (peerExtra[peer] ?? "") + "\n"
