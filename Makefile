@@ -7,7 +7,7 @@ SWIFT ?= swift
 RELEASE := .build/release
 DEBUG := .build/debug
 
-.PHONY: all deps build release run test bench board-smoke board-camera clean
+.PHONY: all deps build release run test bench board-smoke board-media clean
 
 all: build
 
@@ -45,11 +45,11 @@ bench: release
 board-smoke:
 	board/qemu/boot.sh board/qemu/scenarios/drivers.sh
 
-## board-camera: on the emulated board, a device films with vivid through V4L2 and calls
-## another; the frames must arrive.
-board-camera: release
+## board-media: on the emulated board, a device films with vivid (V4L2) and calls another;
+## the frames must arrive.
+board-media: release
 	mkdir -p .build/board-share && cp $(RELEASE)/videophoned $(RELEASE)/videophonectl .build/board-share/
-	board/qemu/boot.sh board/qemu/scenarios/camera-call.sh $(CURDIR)/.build/board-share
+	board/qemu/boot.sh board/qemu/scenarios/media-call.sh $(CURDIR)/.build/board-share
 
 clean:
 	rm -rf .build .state

@@ -45,8 +45,8 @@ let package = Package(
         // Codecs and capture/playback devices.
         .target(name: "Codecs", dependencies: ["CX264", "COpus"]),
         .target(name: "MediaDevices", dependencies: ["NetworkCore"]),
-        // Real devices: V4L2 cameras (libv4l2).
-        .target(name: "MediaDevicesLinux", dependencies: ["MediaDevices", "NetworkCore", "CV4L2"]),
+        // Real devices: V4L2 cameras (libv4l2), ALSA capture and playback.
+        .target(name: "MediaDevicesLinux", dependencies: ["MediaDevices", "NetworkCore", "CV4L2", "CALSA"]),
         // Sockets, demultiplexing and the W3C-shaped peer connection.
         .target(name: "PeerConnection", dependencies: [
             "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "SRTP",

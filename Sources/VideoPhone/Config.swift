@@ -85,6 +85,9 @@ public struct DeviceConfig: Sendable, Equatable {
     public var videoEncoder = "x264"
     public var audioSource = "tone"
     public var audioSink = "counting"
+    /// ALSA device names for `audio.source = "alsa"` / `audio.sink = "alsa"`.
+    public var audioCaptureDevice = "default"
+    public var audioPlaybackDevice = "default"
     public var peers: [PeerConfig] = []
 
     public init() {}
@@ -189,8 +192,11 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("video", "fps"): c.videoFPS = try int(e, 1...60)
             case ("video", "bitrate_kbps"): c.videoBitrateKbps = try int(e, 50...20000)
             case ("video", "encoder"): c.videoEncoder = try oneOf(e, ["x264"])
+            // "alsa" joins these once the ALSA backends are proven on the emulated board.
             case ("audio", "source"): c.audioSource = try oneOf(e, ["tone", "none"])
             case ("audio", "sink"): c.audioSink = try oneOf(e, ["counting"])
+            case ("audio", "capture_device"): c.audioCaptureDevice = try string(e)
+            case ("audio", "playback_device"): c.audioPlaybackDevice = try string(e)
             case ("turn", "url"):
                 let u = try string(e)
                 guard let parsed = TURNConfig.parse(u) else {

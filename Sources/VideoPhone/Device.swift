@@ -65,8 +65,28 @@ public final class Device: @unchecked Sendable {
         }
     }
 
-    /// The microphone a call uses, as the config names it.
-    func makeMicrophone(_ c: DeviceConfig) -> (any AudioSource)? { c.audioSource == "tone" ? ToneSource() : nil }
+    /// The microphone a call uses, as the config names it (a busy or missing device is
+    /// logged; the call goes on without it).
+    func makeMicrophone(_ c: DeviceConfig) -> (any AudioSource)? {
+        switch c.audioSource {
+        case "tone": return ToneSource()
+        case "alsa":
+            do { return try ALSACapture(device: c.audioCaptureDevice) } catch {
+                logger.error("microphone unavailable; calls go on without it", metadata: ["device": "\(c.audioCaptureDevice)", "REASON": "\(error)"])
+                return nil
+            }
+        default: return nil
+        }
+    }
+
+    /// The speaker a call plays to; falls back to counting when the device cannot open.
+    func makeSpeaker(_ c: DeviceConfig) -> any AudioSink {
+        guard c.audioSink == "alsa" else { return CountingAudioSink() }
+        do { return try ALSAPlayback(device: c.audioPlaybackDevice) } catch {
+            logger.error("speaker unavailable; received audio is decoded but not played", metadata: ["device": "\(c.audioPlaybackDevice)", "REASON": "\(error)"])
+            return CountingAudioSink()
+        }
+    }
     /// Called with the phase name whenever it changes (sd_notify STATUS).
     public var onPhaseChange: (@Sendable (String) -> Void)?
 
@@ -270,7 +290,7 @@ public final class Device: @unchecked Sendable {
             throw CallError(status: 404, "no peer named '\(peerName)'")
         }
         let id = randomHex(8)
-        let media = MediaSession(logger: logger, camera: makeCamera(config), microphone: makeMicrophone(config), speaker: CountingAudioSink(),
+        let media = MediaSession(logger: logger, camera: makeCamera(config), microphone: makeMicrophone(config), speaker: makeSpeaker(config),
                                  videoSettings: videoSettings, sendingAllowed: true)
         let pc: PeerConnection
         do { pc = try PeerConnection(configuration: connectionConfiguration, controlling: true, handlers: handlers(for: id, media: media)) }
@@ -414,7 +434,7 @@ public final class Device: @unchecked Sendable {
         }
         let answered = lock.withLock { machine.phase == .inCall(peer: peerName) }
         let id = randomHex(8)
-        let media = MediaSession(logger: logger, camera: makeCamera(config), microphone: makeMicrophone(config), speaker: CountingAudioSink(),
+        let media = MediaSession(logger: logger, camera: makeCamera(config), microphone: makeMicrophone(config), speaker: makeSpeaker(config),
                                  videoSettings: videoSettings, sendingAllowed: answered)
         let result: Result<(ActiveCall, SessionDescription), CallError>
         do {
