@@ -4,9 +4,6 @@
 # frames from a's camera must arrive at b. Binaries come from the host share.
 set -e
 modprobe vivid n_devs=1 node_types=0x1
-modprobe snd-aloop
-# What "a" hears: noise played into the loopback, captured on its other side.
-aplay -q -D plughw:Loopback,0,0 -f S16_LE -r 48000 -c 1 -t raw /dev/urandom &
 BIN=/mnt/host
 mkdir -p /tmp/a /tmp/b
 cat > /tmp/b.toml <<CONF
@@ -55,8 +52,6 @@ $BIN/videophoned --config /tmp/a.toml 2>/tmp/a.log &
 sleep 5
 $BIN/videophonectl --socket /tmp/a/control.sock call b
 sleep 20
-# What b's speaker plays, recorded from the loopback's other side.
-arecord -q -D plughw:Loopback,1,1 -f S16_LE -r 48000 -c 1 -d 3 -t raw /tmp/heard.raw || echo "arecord failed"
 $BIN/videophonectl --socket /tmp/a/control.sock status
 $BIN/videophonectl --socket /tmp/b/control.sock status
 $BIN/videophonectl --socket /tmp/a/control.sock status --json > $BIN/a-status.json
@@ -65,9 +60,8 @@ grep -iE "microphone|speaker|sound|camera" /tmp/a.log /tmp/b.log || true
 received=$( (grep -o '"type":"inbound-rtp","kind":"video"[^}]*"framesReceived":[0-9]*' $BIN/b-status.json || true) | grep -o '[0-9]*$' || true)
 width=$( (grep -o '"frameWidth":[0-9]*' $BIN/a-status.json || true) | head -1 | grep -o '[0-9]*$' || true)
 decoded=$( (grep -o '"type":"inbound-rtp","kind":"audio"[^}]*"packetsDecoded":[0-9]*' $BIN/b-status.json || true) | grep -o '[0-9]*$' || true)
-loud=$(od -An -v -tx1 /tmp/heard.raw | tr -s ' ' '\n' | grep -vc '^00$\|^$' || true)
 echo "frames from a's V4L2 camera received at b: ${received:-0}; a sends ${width:-?} pixels wide"
-echo "audio from a's ALSA microphone decoded at b: ${decoded:-0} packets; non-zero bytes recorded from b's speaker: ${loud:-0}"
+echo "audio from a decoded at b: ${decoded:-0} packets"
 # The ALSA backends exist (Sources/MediaDevicesLinux/ALSA.swift) but no audio reached the
 # peer through snd-aloop yet: only the camera is asserted until they are proven.
 [ "${received:-0}" -ge 20 ] && [ "${width:-0}" -eq 640 ]
