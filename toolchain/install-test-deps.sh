@@ -5,20 +5,7 @@
 # and Selenium, aiortc and pytest from PyPI. A no-op when present.
 set -eu
 
-PACKAGES="chromium chromium-driver iproute2 prometheus systemd coturn nftables openssl"
-missing=""
-for p in $PACKAGES; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-if [ -n "$missing" ]; then
-    echo "toolchain: installing$missing" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq
-    # shellcheck disable=SC2086
-    $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+"$(dirname "$0")/apt-ensure.sh" chromium chromium-driver iproute2 prometheus systemd coturn nftables openssl
 
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c "import selenium, aiortc, pytest" 2>/dev/null; then

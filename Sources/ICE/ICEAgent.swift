@@ -388,7 +388,6 @@ public struct ICEAgent {
         }
     }
 
-    /// A packet that was authenticated by other means (SRTP, DTLS) arrived on the selected
-    /// pair; RFC 7675 only counts STUN responses, so this does not refresh consent.
+    /// Stops all checks and timers (the call ended).
     public mutating func close() { state = .closed; transactions.removeAll(); nextCheckAt = nil; nextConsentAt = nil }
 }

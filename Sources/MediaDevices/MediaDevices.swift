@@ -68,7 +68,7 @@ final class PeriodicThread: @unchecked Sendable {
 
     func stop() {
         lock.withLock { running = false }
-        if let t = thread, !pthread_equal(t, pthread_self()).boolValue { pthread_join(t, nil) }
+        join(thread)
         thread = nil
     }
 
@@ -90,7 +90,6 @@ final class PeriodicThread: @unchecked Sendable {
     }
 }
 
-extension Int32 { var boolValue: Bool { self != 0 } }
 
 
 /// Starts a ``PeriodicThread`` once and stops it for good: `start` after `stop` does

@@ -60,7 +60,7 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
 
     public func stop() {
         running.withLock { $0 = false }
-        if let t = thread, pthread_equal(t, pthread_self()) == 0 { pthread_join(t, nil) }
+        join(thread)
         thread = nil
     }
 }

@@ -76,9 +76,7 @@ public final class V4L2Camera: VideoSource, @unchecked Sendable {
 
     public func stop() {
         running.withLock { $0 = false }
-        if let t = thread, !pthread_equal(t, pthread_self()).isNonZero { pthread_join(t, nil) }
+        join(thread)
         thread = nil
     }
 }
-
-extension Int32 { var isNonZero: Bool { self != 0 } }

@@ -32,6 +32,13 @@ public final class Locked<Value>: @unchecked Sendable {
     public var current: Value { lock.withLock { value } }
 }
 
+/// Waits for `thread` to end, unless it is the calling thread (a thread that ends its own
+/// owner must not wait for itself).
+public func join(_ thread: pthread_t?) {
+    guard let thread, pthread_equal(thread, pthread_self()) == 0 else { return }
+    pthread_join(thread, nil)
+}
+
 /// Starts a detached OS thread running `body` (for blocking loops: sockets, devices).
 public func startThread(name: String, _ body: @escaping () -> Void) -> pthread_t {
     final class Box { let body: () -> Void; let name: String; init(_ b: @escaping () -> Void, _ n: String) { body = b; name = n } }

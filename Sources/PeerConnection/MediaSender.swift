@@ -28,7 +28,6 @@ final class MediaSender: @unchecked Sendable {
         var height = 0
         var fps = RateMeter()
         var bitrate = RateMeter()
-        var targetBitrate = 0.0
     }
 
     let lock = Lock()
@@ -213,8 +212,6 @@ final class MediaSender: @unchecked Sendable {
         lock.withLock { if fir { video.firs += 1 } else { video.plis += 1 } }
     }
 
-    func setTargetBitrate(_ bps: Double) { lock.withLock { video.targetBitrate = bps } }
-
     /// SR packets for the streams we send (RFC 3550 §6.4.1), report blocks on the first.
     func senderReports(blocks: [ReceptionReport]) -> [RTCPPacket] {
         lock.withLock {
@@ -250,7 +247,6 @@ final class MediaSender: @unchecked Sendable {
                 v.nackCount = video.nacks; v.pliCount = video.plis; v.firCount = video.firs
                 v.frameWidth = video.width; v.frameHeight = video.height
                 v.framesPerSecond = video.fps.current(now: now); v.bitrate = video.bitrate.current(now: now) * 8
-                v.targetBitrate = video.targetBitrate
                 out.append(v)
             }
             if audio.active {

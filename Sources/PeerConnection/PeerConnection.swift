@@ -226,7 +226,7 @@ public final class PeerConnection: @unchecked Sendable {
     /// Ends the connection: RTCP BYE and DTLS close_notify tell the peer at once.
     public func close(reason: String = "hangup") {
         perform { pc in pc.shutdown(reason: reason, notifyPeer: true, remote: false) }
-        if let t = thread, !pthread_equal(t, pthread_self()).isTrue { pthread_join(t, nil) }
+        join(thread)
         thread = nil
     }
 
@@ -597,17 +597,6 @@ public final class PeerConnection: @unchecked Sendable {
         return (s.gathered, s.gatheringComplete)
     }
 
-    /// Waits (at most `timeout`) for gathering to finish; returns what was gathered.
-    public func waitForGathering(timeout: Duration) -> [String] {
-        let end = Instant.now() + timeout
-        while Instant.now() < end {
-            let g = gathered
-            if g.complete { return g.candidates }
-            usleep(2_000)
-        }
-        return gathered.candidates
-    }
-
     // MARK: DTLS
 
     func setUpDTLS(now: Instant) {
@@ -872,8 +861,6 @@ public final class PeerConnection: @unchecked Sendable {
     /// Why the connection closed, once it has.
     public var closeReason: String? { shared.current.closeReason }
 }
-
-extension Int32 { var isTrue: Bool { self != 0 } }
 
 extension String {
     /// 32 hex digits as 8-4-4-4-12, the shape browsers give their `.local` names.

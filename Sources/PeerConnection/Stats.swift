@@ -43,7 +43,6 @@ public struct OutboundRTPStats: Sendable, Codable {
     public var nackCount: UInt64 = 0
     public var pliCount: UInt64 = 0
     public var firCount: UInt64 = 0
-    public var targetBitrate: Double = 0
     public var frameWidth: Int = 0
     public var frameHeight: Int = 0
     public var framesPerSecond: Double = 0

@@ -33,8 +33,8 @@ extension Device {
     }
 }
 
-/// `value` with `digits` decimals, without Foundation.
-func fmt(_ value: Double, _ digits: Int) -> String {
+/// `value` with `digits` decimals, without Foundation ("-" when not finite).
+public func fmt(_ value: Double, _ digits: Int) -> String {
     guard value.isFinite else { return "-" }
     var p = 1.0
     for _ in 0..<digits { p *= 10 }

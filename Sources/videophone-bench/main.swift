@@ -35,18 +35,7 @@ LoggingSystem.bootstrap { label in
 let logger = Logger(label: "bench")
 signal(SIGPIPE, SIG_IGN)
 
-func fmt(_ v: Double?, _ digits: Int = 1) -> String {
-    guard let v, v.isFinite else { return "-" }
-    var p = 1.0
-    for _ in 0..<digits { p *= 10 }
-    let r = (v * p).rounded() / p
-    var s = String(r)
-    if let dot = s.firstIndex(of: ".") {
-        let decimals = s.distance(from: dot, to: s.endIndex) - 1
-        if decimals < digits { s += String(repeating: "0", count: digits - decimals) }
-    } else if digits > 0 { s += "." + String(repeating: "0", count: digits) }
-    return s
-}
+func fmt(_ v: Double?, _ digits: Int = 1) -> String { v.map { VideoPhone.fmt($0, digits) } ?? "-" }
 
 /// "median (p25–p75, min–max)" of a sample.
 func spread(_ xs: [Double], _ unit: String = "ms") -> String {

@@ -24,31 +24,19 @@ PAIRINGS = [
 def test_direct_call_through_nats(bed, workdir, nat_a, nat_b, direct):
     turn = start_coturn(bed, workdir)
     try:
-        host_a, ip_a, _ = bed.site(1, *nat_a)
-        host_b, ip_b, public_b = bed.site(2, *nat_b, forwarded_tcp=(8080,))
         stun = 'stun_servers = ["10.200.0.1:3478"]'
-        b = NSDevice(workdir, host_b, "b", ip_b, extra=f"[ice]\n{stun}")
-        a = NSDevice(workdir, host_a, "a", ip_a, extra=f"[ice]\n{stun}", peers=[("b", f"http://{public_b}:8080", "b-token")])
-        try:
-            r = a.ctl("call", "b")
-            assert r.returncode == 0, r.stderr + a.log()
-            assert wait(lambda: (a.stat("inbound-rtp", "video", "framesReceived") or 0) > 30
-                        and (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10), a.log() + b.log()
-            pair_a = a.stat("candidate-pair", None, "remoteCandidateType")
-            local_a = a.stat("candidate-pair", None, "localCandidateType")
-            assert local_a == "host" and pair_a in ("srflx", "prflx", "host"), (local_a, pair_a)
-            assert b.stat("candidate-pair", None, "localCandidateType") == "host"
-        finally:
-            a.stop()
-            b.stop()
+        local_a, remote_a, local_b, _ = call_and_check(bed, workdir, nat_a, nat_b, stun, stun, timeout=10)
+        assert local_a == "host" and remote_a in ("srflx", "prflx", "host"), (local_a, remote_a)
+        assert local_b == "host"
     finally:
         turn.kill()
-
 
 TURN_UDP = 'stun_servers = ["10.200.0.1:3478"]\n\n[[turn]]\nurl = "turn:10.200.0.1:3478?transport=udp"\nusername = "vp"\ncredential = "turn-secret"'
 
 
-def call_and_check(bed, workdir, nat_a, nat_b, extra_a, extra_b, block_udp_a=False):
+def call_and_check(bed, workdir, nat_a, nat_b, extra_a, extra_b, block_udp_a=False, timeout=15):
+    """Calls b from a across the NATs; asserts video both ways; returns the pair types
+    (a local, a remote, b local, b remote)."""
     host_a, ip_a, _ = bed.site(1, *nat_a)
     host_b, ip_b, public_b = bed.site(2, *nat_b, forwarded_tcp=(8080,))
     if block_udp_a:
@@ -59,7 +47,7 @@ def call_and_check(bed, workdir, nat_a, nat_b, extra_a, extra_b, block_udp_a=Fal
         r = a.ctl("call", "b")
         assert r.returncode == 0, r.stderr + a.log()
         ok = wait(lambda: (a.stat("inbound-rtp", "video", "framesReceived") or 0) > 30
-                  and (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 15)
+                  and (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, timeout)
         assert ok, a.log() + "\n----\n" + b.log()
         return (a.stat("candidate-pair", None, "localCandidateType"), a.stat("candidate-pair", None, "remoteCandidateType"),
                 b.stat("candidate-pair", None, "localCandidateType"), b.stat("candidate-pair", None, "remoteCandidateType"))

@@ -10,16 +10,7 @@ ROOTFS=$CACHE/rootfs
 mkdir -p "$CACHE"
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-HOST_PACKAGES="qemu-system-x86 qemu-utils debootstrap busybox-static cpio kmod gcc make xz-utils bc flex bison libelf-dev"
-missing=""
-for p in $HOST_PACKAGES; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"; done
-if [ -n "$missing" ]; then
-    echo "board: installing$missing" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq
-    # shellcheck disable=SC2086
-    $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+"$(dirname "$0")/../../toolchain/apt-ensure.sh" qemu-system-x86 qemu-utils debootstrap busybox-static cpio kmod gcc make xz-utils bc flex bison libelf-dev
 
 # The mirror this machine's apt already uses (never a hard-coded host).
 MIRROR=$( (cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true) | grep -oE '^(URIs:|deb) *https?://[^ ]+' | head -1 | sed -E 's/^(URIs:|deb) *//' || true)
@@ -67,8 +58,7 @@ fi
 # gpio-sim (and the irq_sim it needs) from Debian's own kernel source, same version.
 if [ ! -e "$ROOTFS/lib/modules/$KVER/updates/gpio-sim.ko" ]; then
     echo "board: building gpio-sim for $KVER" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get install -y -qq --no-install-recommends "linux-headers-$KVER" linux-source-6.1 >/dev/null
+    "$(dirname "$0")/../../toolchain/apt-ensure.sh" "linux-headers-$KVER" linux-source-6.1
     SRC=$CACHE/gpio-sim-src
     rm -rf "$SRC" && mkdir -p "$SRC"
     tar -xaf /usr/src/linux-source-6.1.tar.xz -C "$SRC" --wildcards \
