@@ -1,4 +1,249 @@
 #ifndef CGPIOD_SHIM_H
 #define CGPIOD_SHIM_H
+/*
+ * One small API over libgpiod 1.6 (Debian 12, Raspberry Pi OS bookworm) and libgpiod 2.x
+ * (Debian 13): the two are not source compatible. The 1.x header defines
+ * GPIOD_LINE_BULK_MAX_LINES; 2.x removed line bulks, so that macro tells them apart.
+ *
+ * A line is found by chip ("gpiochip0", "/dev/gpiochip0", or the chip's label) and
+ * offset, or by line name across all chips. Every function returns -1 with errno set
+ * on failure (EBUSY: another consumer holds the line; ENOENT: no such chip or line).
+ */
 #include <gpiod.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <dirent.h>
+
+typedef struct vp_gpio_line vp_gpio_line;
+
+enum { VP_GPIO_BIAS_AS_IS = 0, VP_GPIO_BIAS_NONE = 1, VP_GPIO_BIAS_PULL_UP = 2, VP_GPIO_BIAS_PULL_DOWN = 3 };
+
+#ifdef GPIOD_LINE_BULK_MAX_LINES
+/* ---------------------------------------------------------------- libgpiod 1.x */
+struct vp_gpio_line { struct gpiod_chip *chip; struct gpiod_line *line; unsigned offset; };
+
+static inline const char *vp_gpio_api(void) { return "libgpiod 1.x"; }
+
+static inline vp_gpio_line *vp_gpio_lookup(const char *chip, int offset, const char *name) {
+    vp_gpio_line *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    if (name && !chip) {
+        l->line = gpiod_line_find(name);
+        if (!l->line) { if (errno == 0) errno = ENOENT; free(l); return NULL; }
+        l->chip = gpiod_line_get_chip(l->line);
+    } else {
+        l->chip = gpiod_chip_open_lookup(chip);
+        if (!l->chip) { free(l); return NULL; }
+        if (name) {
+            l->line = gpiod_chip_find_line(l->chip, name);
+        } else {
+            l->line = gpiod_chip_get_line(l->chip, (unsigned)offset);
+        }
+        if (!l->line) { int e = errno ? errno : ENOENT; gpiod_chip_close(l->chip); free(l); errno = e; return NULL; }
+    }
+    l->offset = gpiod_line_offset(l->line);
+    return l;
+}
+
+static inline int vp_gpio_bias_flags(int bias) {
+    switch (bias) {
+    case VP_GPIO_BIAS_NONE: return GPIOD_LINE_REQUEST_FLAG_BIAS_DISABLE;
+    case VP_GPIO_BIAS_PULL_UP: return GPIOD_LINE_REQUEST_FLAG_BIAS_PULL_UP;
+    case VP_GPIO_BIAS_PULL_DOWN: return GPIOD_LINE_REQUEST_FLAG_BIAS_PULL_DOWN;
+    default: return 0;
+    }
+}
+
+/* Input with events on both edges. */
+static inline vp_gpio_line *vp_gpio_request_input(const char *chip, int offset, const char *name, const char *consumer, int bias) {
+    vp_gpio_line *l = vp_gpio_lookup(chip, offset, name);
+    if (!l) return NULL;
+    if (gpiod_line_request_both_edges_events_flags(l->line, consumer, vp_gpio_bias_flags(bias)) < 0) {
+        int e = errno; gpiod_chip_close(l->chip); free(l); errno = e; return NULL;
+    }
+    return l;
+}
+
+static inline vp_gpio_line *vp_gpio_request_output(const char *chip, int offset, const char *name, const char *consumer, int value) {
+    vp_gpio_line *l = vp_gpio_lookup(chip, offset, name);
+    if (!l) return NULL;
+    if (gpiod_line_request_output(l->line, consumer, value) < 0) {
+        int e = errno; gpiod_chip_close(l->chip); free(l); errno = e; return NULL;
+    }
+    return l;
+}
+
+static inline int vp_gpio_event_fd(vp_gpio_line *l) { return gpiod_line_event_get_fd(l->line); }
+
+/* Reads one pending edge: 1 rising, 0 falling; the kernel's timestamp in ns. */
+static inline int vp_gpio_read_edge(vp_gpio_line *l, int *rising, uint64_t *ns) {
+    struct gpiod_line_event ev;
+    if (gpiod_line_event_read(l->line, &ev) < 0) return -1;
+    *rising = ev.event_type == GPIOD_LINE_EVENT_RISING_EDGE;
+    *ns = (uint64_t)ev.ts.tv_sec * 1000000000ull + (uint64_t)ev.ts.tv_nsec;
+    return 0;
+}
+
+static inline int vp_gpio_get(vp_gpio_line *l) { return gpiod_line_get_value(l->line); }
+static inline int vp_gpio_set(vp_gpio_line *l, int value) { return gpiod_line_set_value(l->line, value); }
+static inline unsigned vp_gpio_offset(vp_gpio_line *l) { return l->offset; }
+static inline const char *vp_gpio_chip_name(vp_gpio_line *l) { return gpiod_chip_name(l->chip); }
+
+static inline void vp_gpio_release(vp_gpio_line *l) {
+    if (!l) return;
+    gpiod_line_release(l->line);
+    gpiod_chip_close(l->chip);
+    free(l);
+}
+
+#else
+/* ---------------------------------------------------------------- libgpiod 2.x */
+struct vp_gpio_line {
+    struct gpiod_chip *chip;
+    struct gpiod_line_request *request;
+    struct gpiod_edge_event_buffer *events;
+    unsigned offset;
+    char chip_name[64];
+};
+
+static inline const char *vp_gpio_api(void) { return "libgpiod 2.x"; }
+
+/* 2.x opens chips by path only: "gpiochip0" and labels are resolved here. */
+static inline struct gpiod_chip *vp_gpio_open_chip(const char *descr, char *name, size_t n) {
+    char path[300];
+    if (descr && descr[0] == '/') return gpiod_chip_open(descr);
+    if (descr && strncmp(descr, "gpiochip", 8) == 0) {
+        snprintf(path, sizeof path, "/dev/%s", descr);
+        struct gpiod_chip *c = gpiod_chip_open(path);
+        if (c) snprintf(name, n, "%s", descr);
+        return c;
+    }
+    DIR *d = opendir("/dev");
+    if (!d) return NULL;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "gpiochip", 8) != 0) continue;
+        snprintf(path, sizeof path, "/dev/%s", e->d_name);
+        struct gpiod_chip *c = gpiod_chip_open(path);
+        if (!c) continue;
+        struct gpiod_chip_info *info = gpiod_chip_get_info(c);
+        int match = info && descr && strcmp(gpiod_chip_info_get_label(info), descr) == 0;
+        if (info) gpiod_chip_info_free(info);
+        if (match) { snprintf(name, n, "%s", e->d_name); closedir(d); return c; }
+        gpiod_chip_close(c);
+    }
+    closedir(d);
+    errno = ENOENT;
+    return NULL;
+}
+
+/* Finds the chip holding a named line (all chips when `chip` is NULL). */
+static inline struct gpiod_chip *vp_gpio_find_named(const char *chip, const char *line, unsigned *offset, char *name, size_t n) {
+    char path[300];
+    if (chip) {
+        struct gpiod_chip *c = vp_gpio_open_chip(chip, name, n);
+        if (!c) return NULL;
+        int off = gpiod_chip_get_line_offset_from_name(c, line);
+        if (off < 0) { gpiod_chip_close(c); errno = ENOENT; return NULL; }
+        *offset = (unsigned)off;
+        return c;
+    }
+    DIR *d = opendir("/dev");
+    if (!d) return NULL;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "gpiochip", 8) != 0) continue;
+        snprintf(path, sizeof path, "/dev/%s", e->d_name);
+        struct gpiod_chip *c = gpiod_chip_open(path);
+        if (!c) continue;
+        int off = gpiod_chip_get_line_offset_from_name(c, line);
+        if (off >= 0) { *offset = (unsigned)off; snprintf(name, n, "%s", e->d_name); closedir(d); return c; }
+        gpiod_chip_close(c);
+    }
+    closedir(d);
+    errno = ENOENT;
+    return NULL;
+}
+
+static inline vp_gpio_line *vp_gpio_request(const char *chip, int offset, const char *name, const char *consumer, int output, int value, int bias) {
+    vp_gpio_line *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    if (name) {
+        l->chip = vp_gpio_find_named(chip, name, &l->offset, l->chip_name, sizeof l->chip_name);
+    } else {
+        l->chip = vp_gpio_open_chip(chip, l->chip_name, sizeof l->chip_name);
+        l->offset = (unsigned)offset;
+    }
+    if (!l->chip) { int e = errno; free(l); errno = e; return NULL; }
+    struct gpiod_line_settings *s = gpiod_line_settings_new();
+    struct gpiod_line_config *lc = gpiod_line_config_new();
+    struct gpiod_request_config *rc = gpiod_request_config_new();
+    int ok = s && lc && rc;
+    if (ok && output) {
+        gpiod_line_settings_set_direction(s, GPIOD_LINE_DIRECTION_OUTPUT);
+        gpiod_line_settings_set_output_value(s, value ? GPIOD_LINE_VALUE_ACTIVE : GPIOD_LINE_VALUE_INACTIVE);
+    } else if (ok) {
+        gpiod_line_settings_set_direction(s, GPIOD_LINE_DIRECTION_INPUT);
+        gpiod_line_settings_set_edge_detection(s, GPIOD_LINE_EDGE_BOTH);
+        if (bias == VP_GPIO_BIAS_NONE) gpiod_line_settings_set_bias(s, GPIOD_LINE_BIAS_DISABLED);
+        if (bias == VP_GPIO_BIAS_PULL_UP) gpiod_line_settings_set_bias(s, GPIOD_LINE_BIAS_PULL_UP);
+        if (bias == VP_GPIO_BIAS_PULL_DOWN) gpiod_line_settings_set_bias(s, GPIOD_LINE_BIAS_PULL_DOWN);
+    }
+    if (ok) ok = gpiod_line_config_add_line_settings(lc, &l->offset, 1, s) == 0;
+    if (ok) gpiod_request_config_set_consumer(rc, consumer);
+    if (ok) l->request = gpiod_chip_request_lines(l->chip, rc, lc);
+    int e = errno;
+    if (s) gpiod_line_settings_free(s);
+    if (lc) gpiod_line_config_free(lc);
+    if (rc) gpiod_request_config_free(rc);
+    if (ok && l->request && !output) l->events = gpiod_edge_event_buffer_new(16);
+    if (!ok || !l->request || (!output && !l->events)) {
+        if (l->request) gpiod_line_request_release(l->request);
+        gpiod_chip_close(l->chip);
+        free(l);
+        errno = e ? e : EINVAL;
+        return NULL;
+    }
+    return l;
+}
+
+static inline vp_gpio_line *vp_gpio_request_input(const char *chip, int offset, const char *name, const char *consumer, int bias) {
+    return vp_gpio_request(chip, offset, name, consumer, 0, 0, bias);
+}
+
+static inline vp_gpio_line *vp_gpio_request_output(const char *chip, int offset, const char *name, const char *consumer, int value) {
+    return vp_gpio_request(chip, offset, name, consumer, 1, value, VP_GPIO_BIAS_AS_IS);
+}
+
+static inline int vp_gpio_event_fd(vp_gpio_line *l) { return gpiod_line_request_get_fd(l->request); }
+
+static inline int vp_gpio_read_edge(vp_gpio_line *l, int *rising, uint64_t *ns) {
+    if (gpiod_line_request_read_edge_events(l->request, l->events, 1) < 1) return -1;
+    struct gpiod_edge_event *ev = gpiod_edge_event_buffer_get_event(l->events, 0);
+    *rising = gpiod_edge_event_get_event_type(ev) == GPIOD_EDGE_EVENT_RISING_EDGE;
+    *ns = gpiod_edge_event_get_timestamp_ns(ev);
+    return 0;
+}
+
+static inline int vp_gpio_get(vp_gpio_line *l) {
+    enum gpiod_line_value v = gpiod_line_request_get_value(l->request, l->offset);
+    return v == GPIOD_LINE_VALUE_ERROR ? -1 : (v == GPIOD_LINE_VALUE_ACTIVE);
+}
+static inline int vp_gpio_set(vp_gpio_line *l, int value) {
+    return gpiod_line_request_set_value(l->request, l->offset, value ? GPIOD_LINE_VALUE_ACTIVE : GPIOD_LINE_VALUE_INACTIVE);
+}
+static inline unsigned vp_gpio_offset(vp_gpio_line *l) { return l->offset; }
+static inline const char *vp_gpio_chip_name(vp_gpio_line *l) { return l->chip_name; }
+
+static inline void vp_gpio_release(vp_gpio_line *l) {
+    if (!l) return;
+    if (l->events) gpiod_edge_event_buffer_free(l->events);
+    gpiod_line_request_release(l->request);
+    gpiod_chip_close(l->chip);
+    free(l);
+}
+#endif
 #endif

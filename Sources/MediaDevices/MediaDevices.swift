@@ -34,9 +34,13 @@ public protocol AudioSource: AnyObject, Sendable {
     func stop()
 }
 
-/// A speaker taking decoded 48 kHz mono PCM.
+/// A speaker. Its own clock paces playout: from `start` until `stop` it asks `render`
+/// for each 20 ms frame (960 samples of 48 kHz mono) just before playing it. `render`
+/// fills the buffer and returns whether it held sound from the peer (false: silence).
 public protocol AudioSink: AnyObject, Sendable {
-    func play(_ samples: ArraySlice<Int16>)
+    func start(_ render: @escaping @Sendable (UnsafeMutableBufferPointer<Int16>) -> Bool) throws
+    func stop()
+    /// Samples played that carried the peer's sound (decoded or concealed).
     var samplesPlayed: Int { get }
 }
 

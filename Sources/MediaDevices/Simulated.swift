@@ -103,22 +103,35 @@ public final class ToneSource: AudioSource, @unchecked Sendable {
     public func stop() { runner.stop() }
 }
 
-/// A speaker that only counts what it is given, and measures its level.
+/// A speaker without sound hardware: pulls a frame every 20 ms like a sound card would,
+/// counts what carried sound and measures its level.
 public final class CountingAudioSink: AudioSink, @unchecked Sendable {
     private let lock = Lock()
+    private let runner = PeriodicRunner()
     private var played = 0
     private var energy = 0.0
+    private let frame = UnsafeMutableBufferPointer<Int16>.allocate(capacity: 960)
 
-    public init() {}
+    public init() { frame.initialize(repeating: 0) }
 
-    public func play(_ samples: ArraySlice<Int16>) {
-        var e = 0.0
-        for s in samples { e += Double(s) * Double(s) }
-        lock.withLock {
-            played += samples.count
-            energy = samples.isEmpty ? 0 : (e / Double(samples.count)).squareRoot()
+    deinit {
+        runner.stop()
+        frame.deallocate()
+    }
+
+    public func start(_ render: @escaping @Sendable (UnsafeMutableBufferPointer<Int16>) -> Bool) throws {
+        runner.start(interval: .milliseconds(20)) { [self] _ in
+            guard render(frame) else { return }
+            var e = 0.0
+            for s in frame { e += Double(s) * Double(s) }
+            lock.withLock {
+                played += frame.count
+                energy = (e / Double(frame.count)).squareRoot()
+            }
         }
     }
+
+    public func stop() { runner.stop() }
 
     public var samplesPlayed: Int { lock.withLock { played } }
     /// RMS level of the last chunk played.

@@ -13,28 +13,61 @@ public struct SoundError: Error, CustomStringConvertible {
     }
 }
 
-/// Opens a PCM for 48 kHz mono S16 with ~20 ms periods (the Opus frame), low latency.
-private func openPCM(_ device: String, capture: Bool) throws(SoundError) -> OpaquePointer {
+/// 20 ms at 48 kHz: one Opus frame per period, so a capture period is exactly one packet.
+let periodFrames = 960
+
+/// Opens a PCM for 48 kHz mono S16 with 20 ms periods and a short ring (`periods` deep):
+/// latency is the product, so the ring is only as deep as xrun safety needs.
+private func openPCM(_ device: String, capture: Bool, periods: Int) throws(SoundError) -> OpaquePointer {
     var pcm: OpaquePointer? = nil
     var r = snd_pcm_open(&pcm, device, capture ? SND_PCM_STREAM_CAPTURE : SND_PCM_STREAM_PLAYBACK, 0)
     guard r >= 0, let pcm else { throw SoundError(device, "cannot open", r) }
-    r = snd_pcm_set_params(pcm, SND_PCM_FORMAT_S16_LE, SND_PCM_ACCESS_RW_INTERLEAVED, 1, 48000, 1, 60_000)
-    guard r >= 0 else { snd_pcm_close(pcm); throw SoundError(device, "cannot set 48 kHz mono S16", r) }
+    var hw: OpaquePointer? = nil
+    snd_pcm_hw_params_malloc(&hw)
+    defer { snd_pcm_hw_params_free(hw) }
+    var rate: UInt32 = 48000
+    var period = snd_pcm_uframes_t(periodFrames)
+    var buffer = snd_pcm_uframes_t(periodFrames * periods)
+    var dir: Int32 = 0
+    r = snd_pcm_hw_params_any(pcm, hw)
+    if r >= 0 { r = snd_pcm_hw_params_set_access(pcm, hw, SND_PCM_ACCESS_RW_INTERLEAVED) }
+    if r >= 0 { r = snd_pcm_hw_params_set_format(pcm, hw, SND_PCM_FORMAT_S16_LE) }
+    if r >= 0 { r = snd_pcm_hw_params_set_channels(pcm, hw, 1) }
+    if r >= 0 { r = snd_pcm_hw_params_set_rate_near(pcm, hw, &rate, &dir) }
+    guard r >= 0, rate == 48000 else {
+        snd_pcm_close(pcm)
+        throw SoundError(device, "no 48 kHz mono S16 (use a plughw: or default device)", r < 0 ? r : -EINVAL)
+    }
+    if r >= 0 { r = snd_pcm_hw_params_set_period_size_near(pcm, hw, &period, &dir) }
+    if r >= 0 { r = snd_pcm_hw_params_set_buffer_size_near(pcm, hw, &buffer) }
+    if r >= 0 { r = snd_pcm_hw_params(pcm, hw) }
+    guard r >= 0 else { snd_pcm_close(pcm); throw SoundError(device, "cannot set 20 ms periods", r) }
+    if !capture {
+        // Start playing once two periods are queued: one being played, one ready.
+        var sw: OpaquePointer? = nil
+        snd_pcm_sw_params_malloc(&sw)
+        defer { snd_pcm_sw_params_free(sw) }
+        snd_pcm_sw_params_current(pcm, sw)
+        snd_pcm_sw_params_set_start_threshold(pcm, sw, period * 2)
+        snd_pcm_sw_params(pcm, sw)
+    }
     return pcm
 }
 
-/// An ALSA microphone (`default`, `plughw:CARD=...`): 20 ms chunks on its own thread,
-/// overruns recovered.
+/// An ALSA microphone (`default`, `plughw:CARD=...`): one 20 ms chunk per period on its
+/// own thread; overruns are counted and recovered.
 public final class ALSACapture: AudioSource, @unchecked Sendable {
     public let device: String
     private let pcm: OpaquePointer
     private let running = Locked(false)
     private var thread: pthread_t?
-    public private(set) var overruns = 0
+    private let xruns = Locked(0)
+    /// Times capture overran (the thread was late) and was restarted.
+    public var overruns: Int { xruns.current }
 
     public init(device: String) throws(SoundError) {
         self.device = device
-        pcm = try openPCM(device, capture: true)
+        pcm = try openPCM(device, capture: true, periods: 4)
     }
 
     deinit {
@@ -44,17 +77,28 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
 
     public func start(_ onSamples: @escaping @Sendable ([Int16], Instant) -> Void) throws {
         guard running.withLock({ r -> Bool in defer { r = true }; return !r }) else { return }
+        let r = snd_pcm_start(pcm)
+        if r < 0 && r != -EBADFD { throw SoundError(device, "cannot start capture", r) }
         thread = startThread(name: "alsa-capture") { [self] in
-            var chunk = [Int16](repeating: 0, count: 960)
+            var chunk = [Int16](repeating: 0, count: periodFrames)
+            var filled = 0
             while running.current {
-                let n = chunk.withUnsafeMutableBytes { snd_pcm_readi(pcm, $0.baseAddress, 960) }
+                let n = chunk.withUnsafeMutableBufferPointer { p in
+                    snd_pcm_readi(pcm, p.baseAddress! + filled, snd_pcm_uframes_t(periodFrames - filled))
+                }
                 if n < 0 {
-                    overruns += 1
-                    if snd_pcm_recover(pcm, Int32(n), 1) < 0 { usleep(20_000) }
+                    xruns.withLock { $0 += 1 }
+                    filled = 0
+                    if snd_pcm_recover(pcm, Int32(n), 1) < 0 { usleep(20_000) } else { snd_pcm_start(pcm) }
                     continue
                 }
-                if n == 960 { onSamples(chunk, Instant.now()) }
+                filled += Int(n)
+                if filled == periodFrames {
+                    onSamples(chunk, Instant.now())
+                    filled = 0
+                }
             }
+            snd_pcm_drop(pcm)
         }
     }
 
@@ -65,36 +109,63 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
     }
 }
 
-/// An ALSA speaker. Underruns (nothing decoded in time) are recovered quietly.
+/// An ALSA speaker. A thread pulls each 20 ms frame from the call's playout just before
+/// the card needs it, so the card's clock paces playout; underruns are counted and
+/// recovered with a period of silence.
 public final class ALSAPlayback: AudioSink, @unchecked Sendable {
     public let device: String
     private let pcm: OpaquePointer
-    private let lock = Lock()
-    private var played = 0
-    public private(set) var underruns = 0
+    private let running = Locked(false)
+    private var thread: pthread_t?
+    private let counts = Locked((played: 0, underruns: 0))
+    public var samplesPlayed: Int { counts.current.played }
+    /// Times the card ran out of samples and was restarted.
+    public var underruns: Int { counts.current.underruns }
 
     public init(device: String) throws(SoundError) {
         self.device = device
-        pcm = try openPCM(device, capture: false)
+        pcm = try openPCM(device, capture: false, periods: 3)
     }
 
-    deinit { snd_pcm_close(pcm) }
+    deinit {
+        stop()
+        snd_pcm_close(pcm)
+    }
 
-    public func play(_ samples: ArraySlice<Int16>) {
-        lock.withLock {
-            var offset = samples.startIndex
-            while offset < samples.endIndex {
-                let n = samples[offset...].withUnsafeBytes { snd_pcm_writei(pcm, $0.baseAddress, snd_pcm_uframes_t(samples.endIndex - offset)) }
-                if n < 0 {
-                    underruns += 1
-                    if snd_pcm_recover(pcm, Int32(n), 1) < 0 { return }
-                    continue
-                }
-                offset += Int(n)
+    public func start(_ render: @escaping @Sendable (UnsafeMutableBufferPointer<Int16>) -> Bool) throws {
+        guard running.withLock({ r -> Bool in defer { r = true }; return !r }) else { return }
+        thread = startThread(name: "alsa-playback") { [self] in
+            let frame = UnsafeMutableBufferPointer<Int16>.allocate(capacity: periodFrames)
+            defer { frame.deallocate() }
+            frame.initialize(repeating: 0)
+            // One period of silence ahead of the first real one: the start threshold.
+            writeAll(frame)
+            while running.current {
+                let sound = render(frame)
+                if !sound { _ = frame.update(repeating: 0) }
+                writeAll(frame)
+                if sound { counts.withLock { $0.played += periodFrames } }
             }
-            played += samples.count
+            snd_pcm_drop(pcm)
         }
     }
 
-    public var samplesPlayed: Int { lock.withLock { played } }
+    private func writeAll(_ frame: UnsafeMutableBufferPointer<Int16>) {
+        var offset = 0
+        while offset < frame.count && running.current {
+            let n = snd_pcm_writei(pcm, frame.baseAddress! + offset, snd_pcm_uframes_t(frame.count - offset))
+            if n < 0 {
+                counts.withLock { $0.underruns += 1 }
+                if snd_pcm_recover(pcm, Int32(n), 1) < 0 { usleep(20_000); return }
+                continue
+            }
+            offset += Int(n)
+        }
+    }
+
+    public func stop() {
+        running.withLock { $0 = false }
+        join(thread)
+        thread = nil
+    }
 }

@@ -41,7 +41,7 @@ public struct PeerConnectionHandlers: Sendable {
     /// A complete video frame arrived.
     public var onVideoFrame: (@Sendable (AssembledFrame, Instant) -> Void)?
     /// An Opus packet arrived (payload, RTP sequence number).
-    public var onAudioPacket: (@Sendable (ArraySlice<UInt8>, UInt16) -> Void)?
+    public var onAudioPacket: (@Sendable (_ payload: ArraySlice<UInt8>, _ sequence: UInt16, _ timestamp: UInt32) -> Void)?
     /// The connection ended from the far side or failed; the reason is for people.
     public var onClosed: (@Sendable (String) -> Void)?
     public init() {}
@@ -765,7 +765,7 @@ public final class PeerConnection: @unchecked Sendable {
                 $0.audioBitrate.add(Double(p.payload.count), now: now)
                 if $0.timeline.firstAudioReceived == nil { $0.timeline.firstAudioReceived = now }
             }
-            handlers.onAudioPacket?(p.payload, p.sequenceNumber)
+            handlers.onAudioPacket?(p.payload, p.sequenceNumber, p.timestamp)
         }
     }
 

@@ -840,6 +840,12 @@ public final class Device: @unchecked Sendable {
                     j.field("nackCount", i.nackCount); j.field("pliCount", i.pliCount)
                 } else {
                     j.field("packetsDecoded", f.audioPacketsDecoded)
+                    // W3C meanings; the delays are the present values in ms (W3C's are sums).
+                    j.field("concealedSamples", f.audioConcealedSamples)
+                    j.field("packetsDiscarded", f.audioLatePackets + f.audioDiscardedPackets)
+                    j.field("fecPacketsRecovered", f.audioRecoveredByFEC)
+                    j.field("jitterBufferTargetMs", f.jitterBufferTargetMs)
+                    j.field("jitterBufferDelayMs", f.jitterBufferDelayMs)
                 }
                 j.field("bitrate", i.bitrate)
                 j.endObject()

@@ -24,7 +24,7 @@ public final class MediaSession: @unchecked Sendable {
     private var encoder: X264Encoder?
     // Made up front: packets from the peer may arrive before capture has started.
     private let opus = try? OpusEncoder(channels: 1)
-    private let decoder = try? OpusDecoder(channels: 1)
+    private let playout = AudioPlayout()
     private var pc: PeerConnection?
     private let state = Locked(State())
     /// Called once, when the first packet of media from the peer arrives.
@@ -47,10 +47,7 @@ public final class MediaSession: @unchecked Sendable {
         var stopped = false
         var framesReceived: UInt64 = 0
         var keyframesReceived: UInt64 = 0
-        var audioPacketsDecoded: UInt64 = 0
-        var audioDecodeErrors: UInt64 = 0
         var captureToFrame: [Double] = []
-        var lastAudioSeq: UInt16?
         var encodeMs: [Double] = []
     }
 
@@ -70,7 +67,7 @@ public final class MediaSession: @unchecked Sendable {
         h.onMediaReady = { [weak self] in self?.mediaReady() }
         h.onKeyframeRequest = { [weak self] in self?.state.withLock { $0.forceKeyframe = true } }
         h.onVideoFrame = { [weak self] frame, _ in self?.receivedVideo(frame) }
-        h.onAudioPacket = { [weak self] payload, seq in self?.receivedAudio(payload, seq: seq) }
+        h.onAudioPacket = { [weak self] payload, seq, ts in self?.receivedAudio(payload, sequence: seq, timestamp: ts) }
         return h
     }
 
@@ -91,12 +88,15 @@ public final class MediaSession: @unchecked Sendable {
         if let microphone {
             try microphone.start { [weak self] samples, _ in self?.capturedAudio(samples) }
         }
+        let playout = self.playout
+        try speaker.start { playout.render(into: $0) }
     }
 
     public func stop() {
         state.withLock { $0.stopped = true }
         camera?.stop()
         microphone?.stop()
+        speaker.stop()
     }
 
     /// The callee answered: media may flow now.
@@ -179,18 +179,9 @@ public final class MediaSession: @unchecked Sendable {
         if let packet = opus.encode(samples) { pc.sendAudio(packet, samples: OpusEncoder.frameSamples) }
     }
 
-    func receivedAudio(_ payload: ArraySlice<UInt8>, seq: UInt16) {
+    func receivedAudio(_ payload: ArraySlice<UInt8>, sequence: UInt16, timestamp: UInt32) {
         remoteMediaArrived()
-        guard let decoder else { return }
-        // Conceal a single lost packet with Opus's in-band FEC from this one.
-        let last = state.withLock { s -> UInt16? in defer { s.lastAudioSeq = seq }; return s.lastAudioSeq }
-        if let last, seq == last &+ 2, let fec = decoder.decode(payload, fec: true) { speaker.play(fec) }
-        if let pcm = decoder.decode(payload) {
-            speaker.play(pcm)
-            state.withLock { $0.audioPacketsDecoded += 1 }
-        } else {
-            state.withLock { $0.audioDecodeErrors += 1 }
-        }
+        playout.insert(payload, sequence: sequence, timestamp: timestamp, arrival: Instant.now())
     }
 
     func receivedVideo(_ frame: AssembledFrame) {
@@ -213,6 +204,14 @@ public final class MediaSession: @unchecked Sendable {
         public var audioPacketsDecoded: UInt64
         public var audioDecodeErrors: UInt64
         public var audioSamplesPlayed: Int
+        /// Samples played from concealment (lost, late or FEC-rebuilt packets).
+        public var audioConcealedSamples: UInt64
+        public var audioRecoveredByFEC: UInt64
+        public var audioLatePackets: Int
+        public var audioDiscardedPackets: Int
+        /// The jitter buffer's target and present delay, ms.
+        public var jitterBufferTargetMs: Double
+        public var jitterBufferDelayMs: Double
         /// Capture at the sender → frame reassembled here, ms (recent frames).
         public var captureToFrameMs: [Double]
         public var encodeMs: [Double]
@@ -220,8 +219,12 @@ public final class MediaSession: @unchecked Sendable {
 
     public var figures: Figures {
         let s = state.current
-        return Figures(framesReceived: s.framesReceived, keyframesReceived: s.keyframesReceived, audioPacketsDecoded: s.audioPacketsDecoded,
-                       audioDecodeErrors: s.audioDecodeErrors, audioSamplesPlayed: speaker.samplesPlayed,
+        let a = playout.current
+        return Figures(framesReceived: s.framesReceived, keyframesReceived: s.keyframesReceived, audioPacketsDecoded: a.decoded,
+                       audioDecodeErrors: a.decodeErrors, audioSamplesPlayed: speaker.samplesPlayed,
+                       audioConcealedSamples: a.concealedSamples, audioRecoveredByFEC: a.recoveredByFEC,
+                       audioLatePackets: a.counters.late, audioDiscardedPackets: a.counters.discarded,
+                       jitterBufferTargetMs: a.targetDelayMs, jitterBufferDelayMs: a.currentDelayMs,
                        captureToFrameMs: s.captureToFrame, encodeMs: s.encodeMs)
     }
 }

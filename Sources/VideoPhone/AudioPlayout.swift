@@ -1,0 +1,69 @@
+import Codecs
+import NetworkCore
+import RTP
+
+/// The receive side of a call's audio: Opus packets from the network go into an
+/// ``AudioJitterBuffer``; the speaker's clock pulls one 20 ms frame at a time, decoded,
+/// rebuilt from the next packet's in-band FEC, or concealed by the decoder (PLC).
+///
+/// The transport thread only inserts (no decoding, no waiting on the sound card); the
+/// speaker's thread decodes. One lock between them, held for microseconds.
+final class AudioPlayout: @unchecked Sendable {
+    private let lock = Lock()
+    private var buffer = AudioJitterBuffer()
+    private let decoder: OpusDecoder?
+    private var figures = Figures()
+
+    struct Figures: Sendable {
+        var decoded: UInt64 = 0
+        var decodeErrors: UInt64 = 0
+        var concealedSamples: UInt64 = 0
+        var recoveredByFEC: UInt64 = 0
+        var counters = AudioJitterBuffer.Counters()
+        var targetDelayMs = 0.0
+        var currentDelayMs = 0.0
+        var jitterMs = 0.0
+    }
+
+    init() { decoder = try? OpusDecoder(channels: 1) }
+
+    /// From the transport thread: one received packet.
+    func insert(_ payload: ArraySlice<UInt8>, sequence: UInt16, timestamp: UInt32, arrival: Instant) {
+        lock.withLock { buffer.insert(sequence: sequence, timestamp: timestamp, payload: Array(payload), arrival: arrival) }
+    }
+
+    /// From the speaker's thread: fills one 20 ms frame; false when there is nothing to play.
+    func render(into out: UnsafeMutableBufferPointer<Int16>) -> Bool {
+        lock.withLock {
+            guard let decoder else { return false }
+            let playout = buffer.pop()
+            figures.counters = buffer.counters
+            figures.targetDelayMs = Double(buffer.targetFrames) * 20
+            figures.currentDelayMs = buffer.currentDelay.milliseconds
+            figures.jitterMs = buffer.jitterMs
+            let pcm: ArraySlice<Int16>?
+            switch playout {
+            case .silence:
+                return false
+            case .packet(let p):
+                pcm = decoder.decode(p[...])
+                if pcm == nil { figures.decodeErrors += 1 } else { figures.decoded += 1 }
+            case .lost(let next):
+                if let next, let fec = decoder.decode(next[...], fec: true) {
+                    figures.recoveredByFEC += 1
+                    pcm = fec
+                } else {
+                    pcm = decoder.decode(nil)
+                }
+                figures.concealedSamples += UInt64(out.count)
+            }
+            guard let pcm, !pcm.isEmpty else { _ = out.update(repeating: 0); return true }
+            let n = min(pcm.count, out.count)
+            _ = pcm.prefix(n).withUnsafeBufferPointer { src in out.baseAddress!.update(from: src.baseAddress!, count: n) }
+            if n < out.count { (out.baseAddress! + n).update(repeating: 0, count: out.count - n) }
+            return true
+        }
+    }
+
+    var current: Figures { lock.withLock { figures } }
+}
