@@ -34,6 +34,8 @@ public enum LEDPattern: String, Equatable, Sendable {
     case off, slowBlink = "slow-blink", fastBlink = "fast-blink", steady
     /// Error patterns: not provisioned, no network, camera missing.
     case errorNotProvisioned = "error-not-provisioned", errorNoNetwork = "error-no-network", errorCameraMissing = "error-camera-missing"
+    /// The button, microphone or speaker cannot be used (the journal says which and why).
+    case errorDevice = "error-device"
 
     /// On/off durations in ms; a steady or dark LED has one state.
     public var timing: [Int] {
@@ -45,6 +47,7 @@ public enum LEDPattern: String, Equatable, Sendable {
         case .errorNotProvisioned: [120, 120, 120, 1000]          // two flashes
         case .errorNoNetwork: [120, 120, 120, 120, 120, 1000]     // three flashes
         case .errorCameraMissing: [1000, 120, 120, 1000]          // long, short
+        case .errorDevice: [1000, 120, 120, 120, 120, 1000]       // long, short, short
         }
     }
 }

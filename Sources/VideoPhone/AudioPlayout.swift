@@ -23,6 +23,8 @@ final class AudioPlayout: @unchecked Sendable {
         var targetDelayMs = 0.0
         var currentDelayMs = 0.0
         var jitterMs = 0.0
+        /// RMS of the last frame played from the peer, 0...1 (W3C audioLevel).
+        var audioLevel = 0.0
     }
 
     init() { decoder = try? OpusDecoder(channels: 1) }
@@ -59,8 +61,14 @@ final class AudioPlayout: @unchecked Sendable {
             }
             guard let pcm, !pcm.isEmpty else { _ = out.update(repeating: 0); return true }
             let n = min(pcm.count, out.count)
-            _ = pcm.prefix(n).withUnsafeBufferPointer { src in out.baseAddress!.update(from: src.baseAddress!, count: n) }
+            var energy = 0.0
+            for i in 0..<n {
+                let v = pcm[pcm.startIndex + i]
+                out[i] = v
+                energy += Double(v) * Double(v)
+            }
             if n < out.count { (out.baseAddress! + n).update(repeating: 0, count: out.count - n) }
+            figures.audioLevel = (energy / Double(out.count)).squareRoot() / 32768
             return true
         }
     }

@@ -50,6 +50,32 @@ public struct TURNConfig: Sendable, Equatable {
     }
 }
 
+/// A GPIO line as the config names it: a line name (`"call-button"`) or an offset on
+/// `gpio.chip`.
+public enum GPIOLineName: Sendable, Equatable, CustomStringConvertible {
+    case named(String)
+    case offset(Int)
+    public var description: String {
+        switch self { case .named(let n): "'\(n)'"; case .offset(let o): "offset \(o)" }
+    }
+}
+
+/// The board's call button and LED (`[gpio]`). Absent: no GPIO, the LED is simulated
+/// and the button is `videophonectl press`.
+public struct GPIOConfig: Sendable, Equatable {
+    /// `gpiochip0`, `/dev/gpiochip0` or the chip's label; needed for offsets, optional for names.
+    public var chip: String?
+    public var button: GPIOLineName?
+    /// The usual wiring (button to ground, pull-up): pressed reads low.
+    public var buttonActiveLow = true
+    /// `pull-up`, `pull-down`, `none` or `as-is` (leave the firmware's setting).
+    public var buttonBias = "pull-up"
+    public var debounceMs = 30
+    public var callLED: GPIOLineName?
+    public var ledActiveLow = false
+    public init() {}
+}
+
 /// The device's provisioning, read from one TOML file. See README.md for the schema.
 public struct DeviceConfig: Sendable, Equatable {
     public var name = "videophone"
@@ -88,6 +114,7 @@ public struct DeviceConfig: Sendable, Equatable {
     /// ALSA device names for `audio.source = "alsa"` / `audio.sink = "alsa"`.
     public var audioCaptureDevice = "default"
     public var audioPlaybackDevice = "default"
+    public var gpio: GPIOConfig? = nil
     public var peers: [PeerConfig] = []
 
     public init() {}
@@ -141,6 +168,15 @@ public struct DeviceConfig: Sendable, Equatable {
             guard allowed.contains(s) else { throw err(e, "'\(s)' is not one of \(allowed.joined(separator: ", "))") }
             return s
         }
+        func line(_ e: TOMLEntry) throws(ConfigError) -> GPIOLineName {
+            gpioLine = gpioLine ?? e.line
+            switch e.value {
+            case .string(let s) where !s.isEmpty: return .named(s)
+            case .integer(let i) where (0...1023).contains(i): return .offset(i)
+            default: throw err(e, "expected a line name (\"call-button\") or an offset (17), got \(e.value.typeName)")
+            }
+        }
+        var gpioLine: Int?
         for e in entries {
             switch (e.table, e.key) {
             case ("device", "name"): c.name = try string(e)
@@ -192,9 +228,15 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("video", "fps"): c.videoFPS = try int(e, 1...60)
             case ("video", "bitrate_kbps"): c.videoBitrateKbps = try int(e, 50...20000)
             case ("video", "encoder"): c.videoEncoder = try oneOf(e, ["x264"])
-            // "alsa" joins these once the ALSA backends are proven on the emulated board.
-            case ("audio", "source"): c.audioSource = try oneOf(e, ["tone", "none"])
-            case ("audio", "sink"): c.audioSink = try oneOf(e, ["counting"])
+            case ("audio", "source"): c.audioSource = try oneOf(e, ["alsa", "tone", "none"])
+            case ("audio", "sink"): c.audioSink = try oneOf(e, ["alsa", "counting"])
+            case ("gpio", "chip"): c.gpio = c.gpio ?? GPIOConfig(); c.gpio!.chip = try string(e)
+            case ("gpio", "button"): c.gpio = c.gpio ?? GPIOConfig(); c.gpio!.button = try line(e)
+            case ("gpio", "button_active_low"): c.gpio = c.gpio ?? GPIOConfig(); c.gpio!.buttonActiveLow = try bool(e)
+            case ("gpio", "button_bias"): c.gpio = c.gpio ?? GPIOConfig(); c.gpio!.buttonBias = try oneOf(e, ["pull-up", "pull-down", "none", "as-is"])
+            case ("gpio", "debounce_ms"): c.gpio = c.gpio ?? GPIOConfig(); c.gpio!.debounceMs = try int(e, 1...500)
+            case ("gpio", "call_led"): c.gpio = c.gpio ?? GPIOConfig(); c.gpio!.callLED = try line(e)
+            case ("gpio", "led_active_low"): c.gpio = c.gpio ?? GPIOConfig(); c.gpio!.ledActiveLow = try bool(e)
             case ("audio", "capture_device"): c.audioCaptureDevice = try string(e)
             case ("audio", "playback_device"): c.audioPlaybackDevice = try string(e)
             case ("turn", "url"):
@@ -221,7 +263,7 @@ public struct DeviceConfig: Sendable, Equatable {
                 }
                 peers[e.tableIndex, default: PeerEntry(line: e.line)].fingerprint = f
             default:
-                let known = ["device", "signalling", "control", "network", "ice", "turn", "video", "audio", "peer", "metrics"]
+                let known = ["device", "signalling", "control", "network", "ice", "turn", "video", "audio", "gpio", "peer", "metrics"]
                 if e.table.isEmpty { throw err(e, "unknown key at top level (keys belong in a [table])") }
                 if !known.contains(e.table) { throw err(e, "unknown table [\(e.table)]") }
                 throw err(e, "unknown key")
@@ -243,6 +285,13 @@ public struct DeviceConfig: Sendable, Equatable {
                 throw ConfigError(file: file, line: t.line, key: "turn.username", problem: "TURN server #\(i + 1) needs username and credential")
             }
             c.turnServers.append(TURNConfig(host: h, port: p, transport: transport, username: user, credential: cred))
+        }
+        if let g = c.gpio {
+            for (key, l) in [("gpio.button", g.button), ("gpio.call_led", g.callLED)] {
+                if case .offset = l, g.chip == nil {
+                    throw ConfigError(file: file, line: gpioLine, key: key, problem: "an offset needs gpio.chip (or name the line instead)")
+                }
+            }
         }
         if c.videoWidth % 2 != 0 || c.videoHeight % 2 != 0 {
             throw ConfigError(file: file, line: nil, key: "video.width/height", problem: "must be even")

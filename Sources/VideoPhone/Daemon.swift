@@ -12,14 +12,30 @@ public final class Daemon: @unchecked Sendable {
     public let control: ControlServer
     /// `/metrics` on its own (localhost) port, when `metrics.listen` is set.
     public let metricsServer: HTTPServer?
+    /// The board's button and LED, when `[gpio]` names them.
+    let button: CallButtonWatcher?
+    let gpioLED: GPIOCallLED?
 
     /// Loads (or creates) the identity and starts the servers.
     public init(config: DeviceConfig, logger: Logger) throws {
         try Daemon.makeDirectory(config.stateDirectory, mode: 0o700)
         let (identity, created) = try DTLSCertificate.loadOrCreate(path: config.stateDirectory + "/identity.pem")
         logger.info(created ? "created device identity" : "loaded device identity", metadata: ["fingerprint": "sha-256 \(identity.fingerprint)"])
-        let device = try Device(config: config, identity: identity, logger: logger)
+        gpioLED = config.gpio.flatMap { g in
+            g.callLED.map { GPIOCallLED(address: g.address($0), activeLow: g.ledActiveLow, logger: logger) }
+        }
+        let device = try Device(config: config, identity: identity, logger: logger, leds: gpioLED ?? SimulatedCallLED())
         self.device = device
+        button = config.gpio.flatMap { g in
+            g.button.map { line in
+                CallButtonWatcher(config: g, button: line, logger: logger,
+                                  onAvailability: { device.report(.button, failing: !$0) },
+                                  onPress: { long in
+                                      let result = device.press(long: long)
+                                      logger.info("call button pressed", metadata: ["press": "\(long ? "long" : "short")", "result": "\(result)"])
+                                  })
+            }
+        }
         http = try HTTPServer(host: config.signallingHost, port: config.signallingPort) { req in device.handle(req) }
         let dir = config.controlSocket.split(separator: "/").dropLast().joined(separator: "/")
         try Daemon.makeDirectory((config.controlSocket.hasPrefix("/") ? "/" : "") + dir, mode: 0o750)
@@ -39,7 +55,9 @@ public final class Daemon: @unchecked Sendable {
     }
 
     public func stop() {
+        button?.stop()
         _ = device.hangup(reason: "daemon stopping")
+        gpioLED?.stop()
         http.stop()
         control.stop()
         metricsServer?.stop()

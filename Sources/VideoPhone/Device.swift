@@ -44,6 +44,20 @@ public final class Device: @unchecked Sendable {
     public let leds: any CallLED
     let metrics: DeviceMetrics
     let rateLimiter = RateLimiter()
+    /// Parts of the board that are failing right now; the LED shows the most important.
+    private var faults: Set<DeviceFault> = []
+
+    /// Records that a part failed or works again, and updates the LED.
+    public func report(_ fault: DeviceFault, failing: Bool) {
+        let actions = lock.withLock { () -> [CallAction] in
+            if failing { faults.insert(fault) } else { faults.remove(fault) }
+            return machine.setFault(faults.min()?.pattern)
+        }
+        for a in actions { if case .setLED(let p) = a { leds.show(p) } }
+    }
+
+    public var currentFaults: [DeviceFault] { lock.withLock { faults.sorted() } }
+
     /// The camera a call uses, as the config names it. A camera that cannot be opened is
     /// logged and shown on the LED; the call goes on with what works (audio).
     func makeCamera(_ c: DeviceConfig) -> (any VideoSource)? {
@@ -53,11 +67,11 @@ public final class Device: @unchecked Sendable {
         case "v4l2":
             do {
                 let cam = try V4L2Camera(device: c.videoDevice, width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)
-                for a in lock.withLock({ machine.setFault(nil) }) { if case .setLED(let p) = a { leds.show(p) } }
+                report(.camera, failing: false)
                 return cam
             } catch {
                 logger.error("camera unavailable; calls carry audio only", metadata: ["device": "\(c.videoDevice)", "REASON": "\(error)"])
-                for a in lock.withLock({ machine.setFault(.errorCameraMissing) }) { if case .setLED(let p) = a { leds.show(p) } }
+                report(.camera, failing: true)
                 return nil
             }
         default:
@@ -71,8 +85,13 @@ public final class Device: @unchecked Sendable {
         switch c.audioSource {
         case "tone": return ToneSource()
         case "alsa":
-            do { return try ALSACapture(device: c.audioCaptureDevice) } catch {
+            do {
+                let mic = try ALSACapture(device: c.audioCaptureDevice)
+                report(.microphone, failing: false)
+                return mic
+            } catch {
                 logger.error("microphone unavailable; calls go on without it", metadata: ["device": "\(c.audioCaptureDevice)", "REASON": "\(error)"])
+                report(.microphone, failing: true)
                 return nil
             }
         default: return nil
@@ -82,8 +101,13 @@ public final class Device: @unchecked Sendable {
     /// The speaker a call plays to; falls back to counting when the device cannot open.
     func makeSpeaker(_ c: DeviceConfig) -> any AudioSink {
         guard c.audioSink == "alsa" else { return CountingAudioSink() }
-        do { return try ALSAPlayback(device: c.audioPlaybackDevice) } catch {
+        do {
+            let speaker = try ALSAPlayback(device: c.audioPlaybackDevice)
+            report(.speaker, failing: false)
+            return speaker
+        } catch {
             logger.error("speaker unavailable; received audio is decoded but not played", metadata: ["device": "\(c.audioPlaybackDevice)", "REASON": "\(error)"])
+            report(.speaker, failing: true)
             return CountingAudioSink()
         }
     }
@@ -141,6 +165,7 @@ public final class Device: @unchecked Sendable {
         let usable = config.networkAddresses?.compactMap { TransportAddress(host: $0, port: 0) }
             ?? localInterfaceAddresses(includeLoopback: config.includeLoopback)
         if usable.isEmpty {
+            faults.insert(.network)
             _ = machine.setFault(.errorNoNetwork)
             logger.error("no network address to call from", metadata: ["REASON": "no usable interface address"])
         }
@@ -797,6 +822,9 @@ public final class Device: @unchecked Sendable {
         j.field("state", phase.name)
         if let p = phase.peer { j.field("peer", p) }
         j.field("led", leds.pattern.rawValue)
+        j.beginArray("faults")
+        for f in currentFaults { j.value(f.rawValue) }
+        j.endArray()
         j.field("fingerprint", "sha-256 " + identity.fingerprint)
         if let m = mdns?.counters {
             j.beginObject("mdns")
@@ -846,6 +874,7 @@ public final class Device: @unchecked Sendable {
                     j.field("fecPacketsRecovered", f.audioRecoveredByFEC)
                     j.field("jitterBufferTargetMs", f.jitterBufferTargetMs)
                     j.field("jitterBufferDelayMs", f.jitterBufferDelayMs)
+                    j.field("audioLevel", (f.audioLevel * 1000).rounded() / 1000)
                 }
                 j.field("bitrate", i.bitrate)
                 j.endObject()
@@ -923,3 +952,20 @@ public func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
 }
 
 func randomHex(_ bytes: Int) -> String { Hex.encode(secureRandomBytes(bytes)) }
+
+/// A part of the board that can fail while the daemon keeps running. Ordered by what the
+/// LED shows first when several fail.
+public enum DeviceFault: String, Comparable, Sendable {
+    case network, camera, button, microphone, speaker
+
+    var pattern: LEDPattern {
+        switch self {
+        case .network: .errorNoNetwork
+        case .camera: .errorCameraMissing
+        case .button, .microphone, .speaker: .errorDevice
+        }
+    }
+
+    private var rank: Int { [.network, .camera, .button, .microphone, .speaker].firstIndex(of: self)! }
+    public static func < (a: DeviceFault, b: DeviceFault) -> Bool { a.rank < b.rank }
+}

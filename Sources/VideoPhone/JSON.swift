@@ -50,6 +50,12 @@ public struct JSONWriter {
         out += JSONWriter.quote(key) + ":" + String(value)
     }
 
+    /// An array element.
+    public mutating func value(_ value: String) {
+        separator()
+        out += JSONWriter.quote(value)
+    }
+
     public mutating func field(_ key: String, _ value: Bool) {
         separator()
         out += JSONWriter.quote(key) + ":" + (value ? "true" : "false")

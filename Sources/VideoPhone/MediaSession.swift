@@ -212,6 +212,7 @@ public final class MediaSession: @unchecked Sendable {
         /// The jitter buffer's target and present delay, ms.
         public var jitterBufferTargetMs: Double
         public var jitterBufferDelayMs: Double
+        public var audioLevel: Double
         /// Capture at the sender → frame reassembled here, ms (recent frames).
         public var captureToFrameMs: [Double]
         public var encodeMs: [Double]
@@ -224,7 +225,7 @@ public final class MediaSession: @unchecked Sendable {
                        audioDecodeErrors: a.decodeErrors, audioSamplesPlayed: speaker.samplesPlayed,
                        audioConcealedSamples: a.concealedSamples, audioRecoveredByFEC: a.recoveredByFEC,
                        audioLatePackets: a.counters.late, audioDiscardedPackets: a.counters.discarded,
-                       jitterBufferTargetMs: a.targetDelayMs, jitterBufferDelayMs: a.currentDelayMs,
+                       jitterBufferTargetMs: a.targetDelayMs, jitterBufferDelayMs: a.currentDelayMs, audioLevel: a.audioLevel,
                        captureToFrameMs: s.captureToFrame, encodeMs: s.encodeMs)
     }
 }

@@ -38,6 +38,15 @@ import Testing
         fingerprint = "sha-256 AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
         [metrics]
         listen = "127.0.0.1:9101"
+        [audio]
+        source = "alsa"
+        capture_device = "plughw:CARD=Loopback,DEV=1"
+        sink = "alsa"
+        [gpio]
+        chip = "gpio-sim.0-node0"
+        button = "call-button"
+        call_led = 3
+        debounce_ms = 20
         """, file: "test.toml")
         #expect(c.name == "door")
         #expect(c.signallingHost == "::1" && c.signallingPort == 9000)
@@ -49,6 +58,10 @@ import Testing
         #expect(c.peers[1].acceptToken == "garden-secret")
         #expect(c.peers[1].fingerprint?.hasPrefix("sha-256 AB:CD") == true)
         #expect(c.metricsListen == "127.0.0.1:9101")
+        #expect(c.audioSource == "alsa" && c.audioSink == "alsa" && c.audioCaptureDevice == "plughw:CARD=Loopback,DEV=1")
+        #expect(c.gpio?.button == .named("call-button"))
+        #expect(c.gpio?.callLED == .offset(3))
+        #expect(c.gpio?.buttonActiveLow == true && c.gpio?.buttonBias == "pull-up" && c.gpio?.debounceMs == 20)
     }
 
     /// Each kind of mistake gets a message naming the file, line, key and problem.
@@ -65,6 +78,10 @@ import Testing
         ("[signalling]\nlisten = \"example.org:80\"\n", "is not a numeric IP address"),
         ("[video]\nsource = \"webcam\"\n", "cfg.toml:2: video.source: 'webcam' is not one of"),
         ("[[peer]]\nurl = \"http://1.2.3.4:80\"\n", "cfg.toml:2: peer.name: peer #1 has no name"),
+        ("[gpio]\nbutton = 17\n", "cfg.toml:2: gpio.button: an offset needs gpio.chip"),
+        ("[gpio]\nbutton = true\n", "cfg.toml:2: gpio.button: expected a line name (\"call-button\") or an offset (17), got boolean"),
+        ("[gpio]\nbutton_bias = \"up\"\n", "cfg.toml:2: gpio.button_bias: 'up' is not one of pull-up"),
+        ("[audio]\nsink = \"hdmi\"\n", "cfg.toml:2: audio.sink: 'hdmi' is not one of alsa, counting"),
         ("[[peer]]\nname = \"p\"\nurl = \"ftp://x\"\n", "cfg.toml:3: peer.url: expected 'http://host:port'"),
         ("[device\n", "cfg.toml:1: unterminated table header"),
         ("just words\n", "cfg.toml:1: expected 'key = value'"),
