@@ -7,7 +7,7 @@ SWIFT ?= swift
 RELEASE := .build/release
 DEBUG := .build/debug
 
-.PHONY: all deps build release run test bench board-smoke board-media clean
+.PHONY: all deps build release run test bench board-smoke board-test clean
 
 all: build
 
@@ -25,13 +25,15 @@ release: deps
 run: release
 	board/sim/run.sh $(RELEASE)
 
-## test: unit, integration, interop (Chromium, aiortc) and NAT tests (network namespaces, nftables, coturn).
+## test: unit, integration, interop (Chromium, aiortc), NAT tests (network namespaces,
+## nftables, coturn) and the emulated board end to end.
 test: deps
 	@toolchain/install-test-deps.sh
 	$(SWIFT) build
 	$(SWIFT) test
 	Tests/Interop/run.sh $(DEBUG)
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/NAT
+	$(MAKE) board-test
 
 ## bench: call setup, latency, CPU and memory figures (see BENCHMARKS.md).
 bench: release
@@ -45,11 +47,11 @@ bench: release
 board-smoke:
 	board/qemu/boot.sh board/qemu/scenarios/drivers.sh
 
-## board-media: on the emulated board, a device films with vivid (V4L2) and calls another;
-## the frames must arrive.
-board-media: release
-	mkdir -p .build/board-share && cp $(RELEASE)/videophoned $(RELEASE)/videophonectl .build/board-share/
-	board/qemu/boot.sh board/qemu/scenarios/media-call.sh $(CURDIR)/.build/board-share
+## board-test: the firmware on the emulated board under systemd: the gpio-sim button calls a
+## peer outside the VM; vivid video and snd-aloop sound go both ways; LED, journal and
+## watchdog checked (board/qemu/board-test.sh). A few minutes under software emulation.
+board-test: release
+	board/qemu/board-test.sh $(RELEASE)
 
 clean:
 	rm -rf .build .state

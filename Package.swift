@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "Codecs", dependencies: ["CX264", "COpus"]),
         .target(name: "MediaDevices", dependencies: ["NetworkCore"]),
         // Real devices: V4L2 cameras (libv4l2), ALSA capture and playback.
-        .target(name: "MediaDevicesLinux", dependencies: ["MediaDevices", "NetworkCore", "CV4L2", "CALSA", "CGPIOD"]),
+        .target(name: "MediaDevicesLinux", dependencies: ["MediaDevices", "NetworkCore", "Codecs", "CV4L2", "CALSA", "CGPIOD"]),
         // Sockets, demultiplexing and the W3C-shaped peer connection.
         .target(name: "PeerConnection", dependencies: [
             "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "SRTP",

@@ -5,6 +5,7 @@
 #include <linux/videodev2.h>
 #include <libv4l2.h>
 #include <libv4lconvert.h>
+#include <sys/mman.h>
 
 /* v4l2_open and v4l2_ioctl are variadic; the ioctl numbers are macros. */
 static inline int cv4l2_open(const char *path) { return v4l2_open(path, O_RDWR | O_NONBLOCK, 0); }
@@ -19,6 +20,40 @@ static const unsigned long CV4L2_VIDIOC_QBUF = VIDIOC_QBUF;
 static const unsigned long CV4L2_VIDIOC_DQBUF = VIDIOC_DQBUF;
 static const unsigned long CV4L2_VIDIOC_STREAMON = VIDIOC_STREAMON;
 static const unsigned long CV4L2_VIDIOC_STREAMOFF = VIDIOC_STREAMOFF;
+static const unsigned long CV4L2_VIDIOC_ENUM_FMT = VIDIOC_ENUM_FMT;
+static const unsigned long CV4L2_VIDIOC_G_PARM = VIDIOC_G_PARM;
+static const unsigned int CV4L2_CAP_VIDEO_CAPTURE = V4L2_CAP_VIDEO_CAPTURE;
+static const unsigned int CV4L2_CAP_VIDEO_M2M = V4L2_CAP_VIDEO_M2M;
+static const unsigned int CV4L2_CAP_VIDEO_M2M_MPLANE = V4L2_CAP_VIDEO_M2M_MPLANE;
+static const unsigned int CV4L2_CAP_STREAMING = V4L2_CAP_STREAMING;
+static const unsigned int CV4L2_CAP_DEVICE_CAPS = V4L2_CAP_DEVICE_CAPS;
+static const unsigned int CV4L2_BUF_FLAG_TIMESTAMP_MASK = V4L2_BUF_FLAG_TIMESTAMP_MASK;
+static const unsigned int CV4L2_BUF_FLAG_TIMESTAMP_MONOTONIC = V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC;
+static const unsigned int CV4L2_BUF_FLAG_KEYFRAME = V4L2_BUF_FLAG_KEYFRAME;
+static inline void *cv4l2_mmap(int fd, size_t length, long offset) {
+    void *p = v4l2_mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
+    return p == MAP_FAILED ? NULL : p;
+}
+/* Plain ioctl (no libv4l2) for mem2mem encoders, which need no format conversion. */
+static inline int cv4l2_raw_ioctl(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }
+static inline int cv4l2_set_ctrl(int fd, unsigned int id, int value) {
+    struct v4l2_control c = { .id = id, .value = value };
+    return ioctl(fd, VIDIOC_S_CTRL, &c);
+}
+static const unsigned long CV4L2_VIDIOC_S_CTRL = VIDIOC_S_CTRL;
+static const unsigned int CV4L2_CID_BITRATE = V4L2_CID_MPEG_VIDEO_BITRATE;
+static const unsigned int CV4L2_CID_BITRATE_MODE = V4L2_CID_MPEG_VIDEO_BITRATE_MODE;
+static const unsigned int CV4L2_BITRATE_MODE_CBR = V4L2_MPEG_VIDEO_BITRATE_MODE_CBR;
+static const unsigned int CV4L2_CID_GOP_SIZE = V4L2_CID_MPEG_VIDEO_GOP_SIZE;
+static const unsigned int CV4L2_CID_B_FRAMES = V4L2_CID_MPEG_VIDEO_B_FRAMES;
+static const unsigned int CV4L2_CID_REPEAT_SEQ_HEADER = V4L2_CID_MPEG_VIDEO_REPEAT_SEQ_HEADER;
+static const unsigned int CV4L2_CID_FORCE_KEY_FRAME = V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME;
+static const unsigned int CV4L2_CID_H264_PROFILE = V4L2_CID_MPEG_VIDEO_H264_PROFILE;
+static const unsigned int CV4L2_H264_PROFILE_CONSTRAINED_BASELINE = V4L2_MPEG_VIDEO_H264_PROFILE_CONSTRAINED_BASELINE;
+static const unsigned int CV4L2_CID_H264_LEVEL = V4L2_CID_MPEG_VIDEO_H264_LEVEL;
+static const unsigned int CV4L2_CID_H264_I_PERIOD = V4L2_CID_MPEG_VIDEO_H264_I_PERIOD;
+static const unsigned int CV4L2_PIX_FMT_FWHT = V4L2_PIX_FMT_FWHT;
+static const unsigned int CV4L2_BUF_FLAG_PFRAME = V4L2_BUF_FLAG_PFRAME;
 static const unsigned int CV4L2_PIX_FMT_YUV420 = V4L2_PIX_FMT_YUV420;
 static const unsigned int CV4L2_PIX_FMT_YUYV = V4L2_PIX_FMT_YUYV;
 static const unsigned int CV4L2_PIX_FMT_NV12 = V4L2_PIX_FMT_NV12;

@@ -11,6 +11,7 @@ public struct EncodedVideoFrame: Sendable {
     /// Annex B byte stream; SPS and PPS precede every IDR.
     public var data: [UInt8]
     public var isKeyframe: Bool
+    public init(data: [UInt8], isKeyframe: Bool) { self.data = data; self.isKeyframe = isKeyframe }
 }
 
 /// Settings for the H.264 encoder, tuned for cheap boards and low latency.
@@ -34,11 +35,24 @@ public struct H264EncoderSettings: Sendable {
     }
 }
 
+/// A video encoder for calls: x264 in software, or a board's V4L2 mem2mem hardware encoder.
+/// Driven by one capture thread.
+public protocol VideoEncoder: AnyObject {
+    var settings: H264EncoderSettings { get }
+    /// Encodes one I420 frame (planes tightly packed); nil when nothing came out yet.
+    func encode(i420: UnsafeRawBufferPointer, forceKeyframe: Bool) -> EncodedVideoFrame?
+    /// Changes the target bitrate without a keyframe (congestion control).
+    func setBitrate(kbps: Int)
+    /// What it is, for logs and status (`x264`, `v4l2 /dev/video11 (bcm2835-codec)`).
+    var name: String { get }
+}
+
 /// H.264 through x264: Constrained Baseline, no B-frames, `zerolatency`, SPS/PPS repeated
 /// before every IDR, a keyframe on demand (PLI/FIR, media start).
 ///
 /// Not thread-safe: one capture thread drives it.
-public final class X264Encoder {
+public final class X264Encoder: VideoEncoder {
+    public var name: String { "x264" }
     private var encoder: OpaquePointer?
     private var picture = x264_picture_t()
     private var pts: Int64 = 0
@@ -123,7 +137,7 @@ public final class X264Encoder {
     }
 
     /// `42e01f` → (profile_idc, constraint flags, level_idc).
-    static func parseProfileLevelID(_ s: String) -> (UInt8, UInt8, UInt8)? {
+    public static func parseProfileLevelID(_ s: String) -> (UInt8, UInt8, UInt8)? {
         guard s.count == 6, let v = UInt32(s, radix: 16) else { return nil }
         return (UInt8(v >> 16), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF))
     }
@@ -131,7 +145,7 @@ public final class X264Encoder {
     /// Rewrites profile_idc, the constraint flags and level_idc of every SPS so the stream
     /// says what was negotiated. x264's baseline output is Constrained Baseline, which
     /// also conforms to Main and High (constraint_set1).
-    static func patchSPS(_ data: inout [UInt8], profile: (UInt8, UInt8, UInt8)) {
+    public static func patchSPS(_ data: inout [UInt8], profile: (UInt8, UInt8, UInt8)) {
         var i = 0
         while i + 7 < data.count {
             if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {

@@ -32,6 +32,12 @@ public protocol VideoSource: AnyObject, Sendable {
 public protocol AudioSource: AnyObject, Sendable {
     func start(_ onSamples: @escaping @Sendable ([Int16], Instant) -> Void) throws
     func stop()
+    /// Times capture overran (samples lost because the capture thread was late).
+    var overruns: Int { get }
+}
+
+extension AudioSource {
+    public var overruns: Int { 0 }
 }
 
 /// A speaker. Its own clock paces playout: from `start` until `stop` it asks `render`
@@ -42,6 +48,22 @@ public protocol AudioSink: AnyObject, Sendable {
     func stop()
     /// Samples played that carried the peer's sound (decoded or concealed).
     var samplesPlayed: Int { get }
+    /// Times the card ran dry (playout was late) and restarted.
+    var underruns: Int { get }
+}
+
+extension AudioSink {
+    public var underruns: Int { 0 }
+}
+
+/// Asks for real-time scheduling for the calling thread (audio: a late period is an
+/// audible click). Needs CAP_SYS_NICE or an RLIMIT_RTPRIO (`LimitRTPRIO=` in the unit);
+/// returns false when refused, and the thread goes on at normal priority.
+@discardableResult
+public func requestRealtimePriority(_ priority: Int32 = 10) -> Bool {
+    var param = sched_param()
+    param.sched_priority = priority
+    return pthread_setschedparam(pthread_self(), SCHED_FIFO, &param) == 0
 }
 
 /// A thread that runs `body` every `interval` on absolute deadlines, skipping ticks

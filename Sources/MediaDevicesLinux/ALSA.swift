@@ -80,6 +80,7 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
         let r = snd_pcm_start(pcm)
         if r < 0 && r != -EBADFD { throw SoundError(device, "cannot start capture", r) }
         thread = startThread(name: "alsa-capture") { [self] in
+            requestRealtimePriority()
             var chunk = [Int16](repeating: 0, count: periodFrames)
             var filled = 0
             while running.current {
@@ -135,6 +136,7 @@ public final class ALSAPlayback: AudioSink, @unchecked Sendable {
     public func start(_ render: @escaping @Sendable (UnsafeMutableBufferPointer<Int16>) -> Bool) throws {
         guard running.withLock({ r -> Bool in defer { r = true }; return !r }) else { return }
         thread = startThread(name: "alsa-playback") { [self] in
+            requestRealtimePriority()
             let frame = UnsafeMutableBufferPointer<Int16>.allocate(capacity: periodFrames)
             defer { frame.deallocate() }
             frame.initialize(repeating: 0)

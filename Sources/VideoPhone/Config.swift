@@ -108,7 +108,10 @@ public struct DeviceConfig: Sendable, Equatable {
     public var videoHeight = 720
     public var videoFPS = 30
     public var videoBitrateKbps = 2000
-    public var videoEncoder = "x264"
+    /// `auto` (a hardware H.264 encoder when the board has one, else x264), `x264`, `v4l2`.
+    public var videoEncoder = "auto"
+    /// The mem2mem encoder's node for `v4l2`; nil finds it.
+    public var videoEncoderDevice: String? = nil
     public var audioSource = "tone"
     public var audioSink = "counting"
     /// ALSA device names for `audio.source = "alsa"` / `audio.sink = "alsa"`.
@@ -227,7 +230,8 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("video", "height"): c.videoHeight = try int(e, 120...2160)
             case ("video", "fps"): c.videoFPS = try int(e, 1...60)
             case ("video", "bitrate_kbps"): c.videoBitrateKbps = try int(e, 50...20000)
-            case ("video", "encoder"): c.videoEncoder = try oneOf(e, ["x264"])
+            case ("video", "encoder"): c.videoEncoder = try oneOf(e, ["auto", "x264", "v4l2"])
+            case ("video", "encoder_device"): c.videoEncoderDevice = try string(e)
             case ("audio", "source"): c.audioSource = try oneOf(e, ["alsa", "tone", "none"])
             case ("audio", "sink"): c.audioSink = try oneOf(e, ["alsa", "counting"])
             case ("gpio", "chip"): c.gpio = c.gpio ?? GPIOConfig(); c.gpio!.chip = try string(e)

@@ -68,6 +68,15 @@ public final class Device: @unchecked Sendable {
             do {
                 let cam = try V4L2Camera(device: c.videoDevice, width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)
                 report(.camera, failing: false)
+                cam.onAvailability = { [weak self] problem in
+                    guard let self else { return }
+                    if let problem {
+                        logger.error("camera lost; the call goes on with audio while it is retried", metadata: ["device": "\(c.videoDevice)", "REASON": "\(problem)"])
+                    } else {
+                        logger.info("camera back; video resumes", metadata: ["device": "\(c.videoDevice)"])
+                    }
+                    report(.camera, failing: problem != nil)
+                }
                 return cam
             } catch {
                 logger.error("camera unavailable; calls carry audio only", metadata: ["device": "\(c.videoDevice)", "REASON": "\(error)"])
@@ -77,6 +86,40 @@ public final class Device: @unchecked Sendable {
         default:
             return nil
         }
+    }
+
+    /// The hardware encoder found at start (`video.encoder` = `auto` or `v4l2`), if any.
+    private lazy var hardwareEncoder: String? = {
+        let c = config
+        guard c.videoEncoder != "x264" else { return nil }
+        if let path = c.videoEncoderDevice { return path }
+        let found = V4L2M2MEncoder.find()
+        if let found {
+            logger.info("hardware H.264 encoder found", metadata: ["device": "\(found.path)", "card": "\(found.card)"])
+        } else {
+            logger.info("no hardware H.264 encoder; encoding with x264")
+        }
+        return found?.path
+    }()
+
+    /// Looks for the hardware encoder now (at start) rather than at the first call.
+    public func detectEncoder() { _ = lock.withLock { hardwareEncoder } }
+
+    /// The encoder a call uses: the board's hardware encoder when there is one (and it
+    /// opens), x264 otherwise.
+    func makeEncoder(_ settings: H264EncoderSettings) throws -> any VideoEncoder {
+        if let path = lock.withLock({ hardwareEncoder }) {
+            do {
+                let e = try V4L2M2MEncoder(path: path, settings: settings)
+                if !e.refusedControls.isEmpty {
+                    logger.warning("hardware encoder refused some settings", metadata: ["device": "\(path)", "refused": "\(e.refusedControls.joined(separator: ", "))"])
+                }
+                return e
+            } catch {
+                logger.error("hardware encoder unavailable; using x264", metadata: ["device": "\(path)", "REASON": "\(error)"])
+            }
+        }
+        return try X264Encoder(settings: settings)
     }
 
     /// The microphone a call uses, as the config names it (a busy or missing device is
@@ -316,7 +359,7 @@ public final class Device: @unchecked Sendable {
         }
         let id = randomHex(8)
         let media = MediaSession(logger: logger, camera: makeCamera(config), microphone: makeMicrophone(config), speaker: makeSpeaker(config),
-                                 videoSettings: videoSettings, sendingAllowed: true)
+                                 videoSettings: videoSettings, sendingAllowed: true, makeEncoder: makeEncoder)
         let pc: PeerConnection
         do { pc = try PeerConnection(configuration: connectionConfiguration, controlling: true, handlers: handlers(for: id, media: media)) }
         catch {
@@ -460,7 +503,7 @@ public final class Device: @unchecked Sendable {
         let answered = lock.withLock { machine.phase == .inCall(peer: peerName) }
         let id = randomHex(8)
         let media = MediaSession(logger: logger, camera: makeCamera(config), microphone: makeMicrophone(config), speaker: makeSpeaker(config),
-                                 videoSettings: videoSettings, sendingAllowed: answered)
+                                 videoSettings: videoSettings, sendingAllowed: answered, makeEncoder: makeEncoder)
         let result: Result<(ActiveCall, SessionDescription), CallError>
         do {
             let pc = try PeerConnection(configuration: connectionConfiguration, controlling: false, handlers: handlers(for: id, media: media))
@@ -875,6 +918,7 @@ public final class Device: @unchecked Sendable {
                     j.field("jitterBufferTargetMs", f.jitterBufferTargetMs)
                     j.field("jitterBufferDelayMs", f.jitterBufferDelayMs)
                     j.field("audioLevel", (f.audioLevel * 1000).rounded() / 1000)
+                    j.field("speakerUnderruns", f.speakerUnderruns)
                 }
                 j.field("bitrate", i.bitrate)
                 j.endObject()
@@ -888,8 +932,11 @@ public final class Device: @unchecked Sendable {
                     j.field("targetBitrate", Double(config.videoBitrateKbps * 1000))
                     j.field("frameWidth", o.frameWidth); j.field("frameHeight", o.frameHeight)
                     j.field("framesPerSecond", o.framesPerSecond)
+                    j.field("encoderImplementation", f.encoderImplementation)
                     j.field("retransmittedPacketsSent", o.retransmittedPacketsSent)
                     j.field("nackCount", o.nackCount); j.field("pliCount", o.pliCount); j.field("firCount", o.firCount)
+                } else {
+                    j.field("microphoneOverruns", f.microphoneOverruns)
                 }
                 j.field("bitrate", o.bitrate)
                 j.endObject()

@@ -21,7 +21,9 @@ public final class MediaSession: @unchecked Sendable {
     let speaker: any AudioSink
     let videoSettings: H264EncoderSettings
     private let encoderLock = Lock()
-    private var encoder: X264Encoder?
+    private var encoder: (any VideoEncoder)?
+    /// Opens the encoder for given settings (x264 or the board's hardware encoder).
+    let makeEncoder: (H264EncoderSettings) throws -> any VideoEncoder
     // Made up front: packets from the peer may arrive before capture has started.
     private let opus = try? OpusEncoder(channels: 1)
     private let playout = AudioPlayout()
@@ -52,8 +54,10 @@ public final class MediaSession: @unchecked Sendable {
     }
 
     public init(logger: Logger, camera: (any VideoSource)?, microphone: (any AudioSource)?, speaker: any AudioSink,
-                videoSettings: H264EncoderSettings, sendingAllowed: Bool) {
+                videoSettings: H264EncoderSettings, sendingAllowed: Bool,
+                makeEncoder: @escaping (H264EncoderSettings) throws -> any VideoEncoder = { try X264Encoder(settings: $0) }) {
         self.logger = logger
+        self.makeEncoder = makeEncoder
         self.camera = camera
         self.microphone = microphone
         self.speaker = speaker
@@ -81,7 +85,7 @@ public final class MediaSession: @unchecked Sendable {
             var settings = videoSettings
             settings.width = camera.width
             settings.height = camera.height
-            let enc = try X264Encoder(settings: settings)
+            let enc = try makeEncoder(settings)
             encoderLock.withLock { encoder = enc }
             try camera.start { [weak self] frame in self?.capturedVideo(frame) }
         }
@@ -133,6 +137,14 @@ public final class MediaSession: @unchecked Sendable {
         let s = state.current
         if s.stopped { return }
         encoderLock.withLock {
+            // A camera that came back at another size: a new encoder, starting with a keyframe.
+            if let e = encoder, e.settings.width != frame.width || e.settings.height != frame.height {
+                var settings = e.settings
+                settings.width = frame.width
+                settings.height = frame.height
+                encoder = try? makeEncoder(settings)
+                state.withLock { $0.forceKeyframe = true }
+            }
             if !(s.mediaReady && s.sendingAllowed) {
                 // Keep a fresh keyframe ready: every frame during connection setup (tens of
                 // ms), a few per second while ringing.
@@ -213,6 +225,10 @@ public final class MediaSession: @unchecked Sendable {
         public var jitterBufferTargetMs: Double
         public var jitterBufferDelayMs: Double
         public var audioLevel: Double
+        /// W3C encoderImplementation: `x264` or the hardware encoder's node and card.
+        public var encoderImplementation: String?
+        public var microphoneOverruns: Int
+        public var speakerUnderruns: Int
         /// Capture at the sender → frame reassembled here, ms (recent frames).
         public var captureToFrameMs: [Double]
         public var encodeMs: [Double]
@@ -226,6 +242,8 @@ public final class MediaSession: @unchecked Sendable {
                        audioConcealedSamples: a.concealedSamples, audioRecoveredByFEC: a.recoveredByFEC,
                        audioLatePackets: a.counters.late, audioDiscardedPackets: a.counters.discarded,
                        jitterBufferTargetMs: a.targetDelayMs, jitterBufferDelayMs: a.currentDelayMs, audioLevel: a.audioLevel,
+                       encoderImplementation: encoderLock.withLock { encoder?.name },
+                       microphoneOverruns: microphone?.overruns ?? 0, speakerUnderruns: speaker.underruns,
                        captureToFrameMs: s.captureToFrame, encodeMs: s.encodeMs)
     }
 }

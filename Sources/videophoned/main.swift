@@ -9,6 +9,10 @@ import Glibc
 let usage = """
 usage: videophoned [--config PATH]       run the daemon (default /etc/videophone/videophone.toml)
        videophoned --check-config PATH   validate a config file and exit
+       videophoned --check-encoder [DEV[:FOURCC]]
+                                         encode a test picture on the board's V4L2
+                                         mem2mem encoder (found if DEV is left out;
+                                         FOURCC defaults to H264) and report
 
 """
 
@@ -24,6 +28,11 @@ while let a = args.popFirst() {
         guard let p = args.popFirst() else { printError(usage); exit(2) }
         configPath = p
         checkOnly = true
+    case "--check-encoder":
+        let spec = args.first.map { $0.hasPrefix("-") } == false ? args.popFirst() : nil
+        let (report, ok) = EncoderCheck.run(spec: spec)
+        print(report)
+        exit(ok ? 0 : 1)
     case "--help", "-h":
         print(usage, terminator: "")
         exit(0)

@@ -1,0 +1,52 @@
+import Codecs
+import MediaDevicesLinux
+import NetworkCore
+
+/// `videophoned --check-encoder [PATH[:FOURCC]]`: pushes a moving test picture through a
+/// V4L2 mem2mem encoder and reports what came out, so an installer (or the emulated
+/// board's test, with vicodec's FWHT encoder) can see the hardware path work.
+public enum EncoderCheck {
+    /// Returns the report and whether the encoder passed: every frame came back, the first
+    /// and the forced ones as keyframes.
+    public static func run(spec: String?, frames: Int = 60, width: Int = 640, height: Int = 480) -> (String, Bool) {
+        var path = spec
+        var format = V4L2M2MEncoder.h264
+        if let s = spec, let colon = s.lastIndex(of: ":") {
+            path = String(s[..<colon])
+            guard let f = fourcc(String(s[s.index(after: colon)...])) else { return ("unknown format in '\(s)' (four letters, e.g. H264)", false) }
+            format = f
+        }
+        if path == nil || path == "" {
+            guard let found = V4L2M2MEncoder.find(codedFormat: format) else { return ("no mem2mem encoder from I420 to \(fourcc(format)) on this board", false) }
+            path = found.path
+        }
+        let settings = H264EncoderSettings(width: width, height: height, fps: 30, bitrateKbps: 1000)
+        let encoder: V4L2M2MEncoder
+        do { encoder = try V4L2M2MEncoder(path: path!, settings: settings, codedFormat: format) } catch {
+            return ("\(error)", false)
+        }
+        var lines = ["encoder: \(encoder.name), \(fourcc(format)) \(width)x\(height)"]
+        if !encoder.refusedControls.isEmpty { lines.append("refused controls: \(encoder.refusedControls.joined(separator: ", "))") }
+        let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: width * height * 3 / 2, alignment: 64)
+        defer { frame.deallocate() }
+        var sizes: [Int] = [], times: [Double] = [], keyframes: [Int] = []
+        var firstBytes: [UInt8] = []
+        for n in 0..<frames {
+            // A moving diagonal ramp: different every frame, so P-frames carry changes.
+            for y in 0..<height { for x in 0..<width { frame[y * width + x] = UInt8(truncatingIfNeeded: x + y + n * 4) } }
+            for i in (width * height)..<frame.count { frame[i] = UInt8(truncatingIfNeeded: 128 + (i % 64) - 32) }
+            let t0 = Instant.now()
+            guard let out = encoder.encode(i420: UnsafeRawBufferPointer(frame), forceKeyframe: n == 0 || n == 30) else { continue }
+            times.append((Instant.now() - t0).milliseconds)
+            sizes.append(out.data.count)
+            if out.isKeyframe { keyframes.append(n) }
+            if firstBytes.isEmpty { firstBytes = Array(out.data.prefix(8)) }
+        }
+        let median = times.sorted().dropFirst(times.count / 2).first ?? 0
+        lines.append("frames out: \(sizes.count)/\(frames), bytes median \(sizes.sorted().dropFirst(sizes.count / 2).first ?? 0), "
+                     + "encode median \(fmt(median, 2)) ms, keyframes at \(keyframes.map(String.init).joined(separator: ","))")
+        lines.append("first bytes: \(firstBytes.map { String($0, radix: 16) }.joined(separator: " "))")
+        let ok = sizes.count == frames && keyframes.contains(0) && keyframes.contains(30)
+        return (lines.joined(separator: "\n"), ok)
+    }
+}

@@ -1,0 +1,75 @@
+#!/bin/bash
+# make board-test: the firmware on the emulated board, end to end.
+#
+# A network namespace holds the host side of the board's link (a tap device, 192.168.77.1)
+# and a peer device (videophoned with a test pattern and a 440 Hz tone). QEMU runs in that
+# namespace, so nothing the board sends leaves it. Inside the board (scenarios/board-call.sh)
+# the firmware is installed under systemd, the gpio-sim button is pressed, and the call runs
+# with vivid video and snd-aloop sound. board_check.py then checks both ends.
+#   board/qemu/board-test.sh [BIN_DIR]      (BIN_DIR: a release build, static Swift runtime)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=$(cd "${1:-$ROOT/.build/release}" && pwd)
+"$ROOT/board/qemu/build.sh" >/dev/null      # outside the namespace: may need the apt mirror
+
+SHARE=$(mktemp -d /tmp/videophone-board.XXXXXX)
+NS=vpboard$$
+PEER_PID=""; POLL_PID=""
+cleanup() {
+    [ -n "$POLL_PID" ] && kill "$POLL_PID" 2>/dev/null
+    [ -n "$PEER_PID" ] && kill "$PEER_PID" 2>/dev/null
+    wait 2>/dev/null || true
+    ip netns del "$NS" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+cp "$BIN/videophoned" "$BIN/videophonectl" "$ROOT/systemd/videophoned.service" \
+   "$ROOT/systemd/videophone.sysusers" "$ROOT/systemd/60-videophone-gpio.rules" "$SHARE/"
+python3 "$ROOT/board/qemu/board_check.py" tone "$SHARE/mic.wav"
+
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip -n "$NS" tuntap add dev tap0 mode tap
+ip -n "$NS" addr add 192.168.77.1/24 dev tap0
+ip -n "$NS" link set tap0 up
+
+mkdir -p "$SHARE/peer"
+cat > "$SHARE/peer.toml" <<CONF
+[device]
+name = "peer"
+state_directory = "$SHARE/peer"
+auto_answer = true
+[signalling]
+listen = "192.168.77.1:8090"
+token = "peer-token"
+[control]
+socket = "$SHARE/peer/control.sock"
+[network]
+addresses = ["192.168.77.1"]
+[video]
+width = 320
+height = 240
+fps = 15
+bitrate_kbps = 300
+[audio]
+source = "tone"
+sink = "counting"
+[[peer]]
+name = "board"
+url = "http://192.168.77.2:8080"
+token = "board-in-token"
+CONF
+ip netns exec "$NS" "$BIN/videophoned" --config "$SHARE/peer.toml" 2>"$SHARE/peer.log" &
+PEER_PID=$!
+# The peer's figures, once a second, while the board runs (its call ends before QEMU does).
+( while sleep 1; do
+      ip netns exec "$NS" "$BIN/videophonectl" --socket "$SHARE/peer/control.sock" status --json 2>/dev/null && echo
+  done > "$SHARE/peer-status.jsonl" ) &
+POLL_PID=$!
+
+echo "board: booting (software emulation, a few minutes)"
+status=0
+ip netns exec "$NS" env BOARD_TAP=tap0 "$ROOT/board/qemu/boot.sh" "$ROOT/board/qemu/scenarios/board-call.sh" "$SHARE" || status=$?
+python3 "$ROOT/board/qemu/board_check.py" check "$SHARE" || status=1
+echo "board: results in $SHARE"
+exit $status

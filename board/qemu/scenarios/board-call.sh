@@ -1,0 +1,166 @@
+#!/bin/sh
+# The end-to-end board scenario, inside the emulated board under systemd. The host share
+# (/mnt/host) holds the firmware, its systemd files, a tone to speak into the microphone,
+# and receives the results. A peer device waits outside the VM at 192.168.77.1 (the host
+# side of the board's network, in a namespace made by board-test.sh).
+#
+# Checks, each printed as "CHECK <name> ok|FAIL <detail>":
+#   install: the firmware, unit, sysusers and udev files install; the service starts as
+#            Type=notify (systemctl returns only after READY=1)
+#   button:  a press on the gpio-sim button line makes the device call the peer
+#   led:     the call LED line is high during the call, low after
+#   journal: journalctl -u videophoned shows the call with CALL_ID and PEER fields
+#   camera:  vivid's simulated USB disconnect mid-call: the loss is logged, the call goes on,
+#            the camera is reopened when it returns and video resumes
+#   hangup:  a second press hangs up
+#   encoder: the mem2mem encoder path streams through vicodec (FWHT: vicodec has no H.264)
+#   watchdog: a stopped (SIGSTOP) daemon is killed by its watchdog and restarted
+# The host then checks what crossed the network and the sound card (board_check.py).
+set -u
+H=/mnt/host
+FAILED=0
+check() { # name, condition-exit-status, detail
+    if [ "$2" -eq 0 ]; then echo "CHECK $1 ok $3"; else echo "CHECK $1 FAIL $3"; FAILED=1; fi
+}
+ctl() { /usr/bin/videophonectl "$@"; }
+
+# --- the board's hardware ------------------------------------------------------------
+modprobe vivid n_devs=1 node_types=0x1
+modprobe snd-aloop
+modprobe gpio-sim
+modprobe vicodec multiplanar=1
+mount -t configfs none /sys/kernel/config 2>/dev/null || true
+SIM=/sys/kernel/config/gpio-sim/board
+mkdir -p $SIM/bank0/line0 $SIM/bank0/line1
+echo 8 > $SIM/bank0/num_lines
+echo call-button > $SIM/bank0/line0/name
+echo call-led > $SIM/bank0/line1/name
+
+# --- network: the board's address on the link to the host side ------------------------
+IF=$(ip -o link show | awk -F': ' '$2 != "lo" {print $2; exit}')
+ip link set "$IF" up
+ip addr add 192.168.77.2/24 dev "$IF"
+
+# --- install the firmware as a package would -----------------------------------------
+install -m 0755 $H/videophoned $H/videophonectl /usr/bin/
+install -m 0644 $H/videophoned.service /etc/systemd/system/
+install -m 0644 $H/videophone.sysusers /usr/lib/sysusers.d/videophone.conf
+install -m 0644 $H/60-videophone-gpio.rules /etc/udev/rules.d/
+systemd-sysusers
+udevadm control --reload
+echo 1 > $SIM/live
+udevadm settle
+SIMDEV=$(cat $SIM/dev_name)
+SIMCHIP=$(cat $SIM/bank0/chip_name)
+LINES=/sys/devices/platform/$SIMDEV/$SIMCHIP
+button() { echo "$1" > $LINES/sim_gpio0/pull; }   # pull-down: pressed (active low)
+led() { cat $LINES/sim_gpio1/value; }
+button pull-up
+mkdir -p /etc/videophone
+cat > /etc/videophone/videophone.toml <<'CONF'
+[device]
+name = "board"
+state_directory = "/var/lib/videophone"
+[signalling]
+listen = "0.0.0.0:8080"
+token = "board-in-token"
+[control]
+socket = "/run/videophone/control.sock"
+[network]
+addresses = ["192.168.77.2"]
+[video]
+source = "v4l2"
+device = "/dev/video0"
+width = 640
+height = 480
+fps = 15
+bitrate_kbps = 600
+[audio]
+source = "alsa"
+capture_device = "plughw:Loopback,1,0"
+sink = "alsa"
+playback_device = "plughw:Loopback,0,1"
+[gpio]
+button = "call-button"
+call_led = "call-led"
+[[peer]]
+name = "peer"
+url = "http://192.168.77.1:8090"
+token = "peer-token"
+CONF
+chmod 0640 /etc/videophone/videophone.toml
+chgrp videophone /etc/videophone/videophone.toml
+
+/usr/bin/videophoned --check-config /etc/videophone/videophone.toml
+timeout 120 systemctl start videophoned
+check install $? "$(systemctl show -p ActiveState -p StatusText videophoned | tr '\n' ' ')"
+PID1=$(systemctl show -p MainPID --value videophoned)
+for _ in $(seq 50); do journalctl -u videophoned | grep -q "call button ready" && break; sleep 0.2; done
+
+# --- the microphone hears a 1 kHz tone; the speaker's output is recorded back ----------
+aplay -q -D plughw:Loopback,0,0 $H/mic.wav &
+APLAY=$!
+arecord -q -D plughw:Loopback,1,1 -f S16_LE -r 48000 -c 1 -d 25 $H/speaker.wav &
+ARECORD=$!
+
+# --- a short press calls the peer ----------------------------------------------------
+button pull-down; sleep 0.3; button pull-up
+state=""
+for _ in $(seq 150); do
+    state=$(ctl status --json 2>/dev/null | grep -o '"state":"[a-z-]*"' | head -1)
+    [ "$state" = '"state":"in-call"' ] && break
+    sleep 0.2
+done
+check button "$([ "$state" = '"state":"in-call"' ]; echo $?)" "state after press: $state"
+sleep 2
+check led-on "$([ "$(led)" = 1 ]; echo $?)" "call LED line during the call: $(led)"
+sleep 5
+encoded() { ctl status --json | grep -o '"framesEncoded":[0-9]*' | head -1 | grep -o '[0-9]*$'; }
+before=$(encoded)
+v4l2-ctl -d /dev/video0 -c disconnect=1
+for _ in $(seq 40); do journalctl -u videophoned | grep -q "camera back" && break; sleep 0.5; done
+sleep 4
+after=$(encoded)
+journalctl -u videophoned --no-pager | grep -E "camera (lost|back)" | tail -2
+journalctl -u videophoned | grep -q "camera lost" && journalctl -u videophoned | grep -q "camera back" && [ "${after:-0}" -gt "$(( ${before:-0} + 10 ))" ]
+check camera $? "frames encoded before the disconnect $before, after it returned $after"
+sleep 3
+ctl status
+ctl status --json > $H/board-status.json
+CG=/sys/fs/cgroup/system.slice/videophoned.service
+echo "cpu_usec=$(awk '/usage_usec/ {print $2}' $CG/cpu.stat) memory_peak=$(cat $CG/memory.peak 2>/dev/null || echo ?) vmhwm_kb=$(awk '/VmHWM/ {print $2}' /proc/$PID1/status) call_seconds=23" > $H/board-resources.txt
+cat $H/board-resources.txt
+
+# --- a second press hangs up ---------------------------------------------------------
+button pull-down; sleep 0.3; button pull-up
+for _ in $(seq 50); do
+    state=$(ctl status --json 2>/dev/null | grep -o '"state":"[a-z-]*"' | head -1)
+    [ "$state" = '"state":"idle"' ] && break
+    sleep 0.2
+done
+check hangup "$([ "$state" = '"state":"idle"' ]; echo $?)" "state after second press: $state"
+sleep 1
+check led-off "$([ "$(led)" = 0 ]; echo $?)" "call LED line after the call: $(led)"
+wait $ARECORD 2>/dev/null
+kill $APLAY 2>/dev/null
+
+# --- the hardware encoder path: vicodec's stateful encoder (FWHT) ----------------------
+/usr/bin/videophoned --check-encoder :FWHT > $H/encoder.txt 2>&1
+check encoder $? "$(tr '\n' ' ' < $H/encoder.txt)"
+
+journalctl -u videophoned -o json --no-pager > $H/journal.json
+journalctl -u videophoned --no-pager | tail -40
+grep -q '"CALL_ID"' $H/journal.json && grep -q '"PEER":"peer"' $H/journal.json
+check journal $? "structured CALL_ID and PEER fields in journalctl -u videophoned"
+
+# --- a stalled daemon: the watchdog kills it and systemd starts it again ----------------
+kill -STOP "$PID1"
+PID2=$PID1
+for _ in $(seq 60); do
+    PID2=$(systemctl show -p MainPID --value videophoned)
+    [ "$PID2" != "$PID1" ] && [ "$PID2" != 0 ] && [ "$(systemctl is-active videophoned)" = active ] && break
+    sleep 1
+done
+journalctl -u videophoned --no-pager | grep -iE "watchdog|Scheduled restart" | tail -3
+check watchdog "$([ "$PID2" != "$PID1" ] && [ "$PID2" != 0 ]; echo $?)" "main PID $PID1 -> $PID2, $(systemctl show -p NRestarts videophoned)"
+exit $FAILED
