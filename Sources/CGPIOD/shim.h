@@ -106,7 +106,7 @@ struct vp_gpio_line {
     struct gpiod_line_request *request;
     struct gpiod_edge_event_buffer *events;
     unsigned offset;
-    char chip_name[64];
+    char chip_name[256];
 };
 
 static inline const char *vp_gpio_api(void) { return "libgpiod 2.x"; }

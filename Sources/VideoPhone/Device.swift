@@ -88,27 +88,34 @@ public final class Device: @unchecked Sendable {
         }
     }
 
-    /// The hardware encoder found at start (`video.encoder` = `auto` or `v4l2`), if any.
-    private lazy var hardwareEncoder: String? = {
-        let c = config
-        guard c.videoEncoder != "x264" else { return nil }
-        if let path = c.videoEncoderDevice { return path }
-        let found = V4L2M2MEncoder.find()
-        if let found {
-            logger.info("hardware H.264 encoder found", metadata: ["device": "\(found.path)", "card": "\(found.card)"])
-        } else {
-            logger.info("no hardware H.264 encoder; encoding with x264")
-        }
-        return found?.path
-    }()
+    /// The hardware encoder found at start (`video.encoder` = `auto` or `v4l2`): nil until
+    /// looked for, then the path or none.
+    private let hardwareEncoder = Locked<String??>(nil)
 
-    /// Looks for the hardware encoder now (at start) rather than at the first call.
-    public func detectEncoder() { _ = lock.withLock { hardwareEncoder } }
+    /// Looks for the board's hardware H.264 encoder once (at start), logging what it found.
+    @discardableResult
+    public func detectEncoder() -> String? {
+        if let known = hardwareEncoder.current { return known }
+        let c = config
+        var found: String? = nil
+        if c.videoEncoder != "x264" {
+            if let path = c.videoEncoderDevice {
+                found = path
+            } else if let f = V4L2M2MEncoder.find() {
+                logger.info("hardware H.264 encoder found", metadata: ["device": "\(f.path)", "card": "\(f.card)"])
+                found = f.path
+            } else {
+                logger.info("no hardware H.264 encoder; encoding with x264")
+            }
+        }
+        hardwareEncoder.withLock { $0 = .some(found) }
+        return found
+    }
 
     /// The encoder a call uses: the board's hardware encoder when there is one (and it
     /// opens), x264 otherwise.
     func makeEncoder(_ settings: H264EncoderSettings) throws -> any VideoEncoder {
-        if let path = lock.withLock({ hardwareEncoder }) {
+        if let path = detectEncoder() {
             do {
                 let e = try V4L2M2MEncoder(path: path, settings: settings)
                 if !e.refusedControls.isEmpty {

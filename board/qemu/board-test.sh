@@ -21,11 +21,24 @@ cleanup() {
     wait 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
 }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
 
 cp "$BIN/videophoned" "$BIN/videophonectl" "$ROOT/systemd/videophoned.service" \
    "$ROOT/systemd/videophone.sysusers" "$ROOT/systemd/60-videophone-gpio.rules" "$SHARE/"
 python3 "$ROOT/board/qemu/board_check.py" tone "$SHARE/mic.wav"
+
+# The GPIO shim against both libgpiod APIs: Debian 12's 1.6, and 2.x compiled in from the
+# sources PyPI's gpiod sdist carries (Debian 12 has no libgpiod 2).
+GPIOD2=$HOME/.cache/videophone-board/gpiod-2.5.0
+if [ ! -e "$GPIOD2/lib/chip.c" ]; then
+    tmp=$(mktemp -d)
+    python3 -m pip download -q --no-deps --no-binary :all: gpiod==2.5.0 -d "$tmp"
+    tar -xzf "$tmp"/gpiod-2.5.0.tar.gz -C "$(dirname "$GPIOD2")"
+    rm -rf "$tmp"
+fi
+gcc -O2 -Wall -o "$SHARE/gpio-shim-test-v1" "$ROOT/board/qemu/gpio-shim-test.c" -lgpiod
+gcc -O2 -Wall -D_GNU_SOURCE -DGPIOD_API_VERSION_STR="\"$(cat "$GPIOD2/libgpiod-version.txt")\"" \
+    -I"$GPIOD2/include" -I"$GPIOD2/lib" -o "$SHARE/gpio-shim-test-v2" "$ROOT/board/qemu/gpio-shim-test.c" "$GPIOD2"/lib/*.c
 
 ip netns add "$NS"
 ip -n "$NS" link set lo up

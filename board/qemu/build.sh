@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds the emulated board's pieces once, outside the repository (cached, rebuilt when
-# absent): a Debian 12 rootfs with Debian's kernel, the gpio-sim module (not shipped by
-# Debian) built from Debian's kernel source, and a tiny initramfs that mounts the rootfs
+# absent): a Debian 12 rootfs with Debian's kernel, the gpio-sim and vicodec modules (not
+# shipped by Debian) built from Debian's kernel source, and a tiny initramfs that mounts the rootfs
 # over 9p with a tmpfs overlay so every boot starts clean.
 #   board/qemu/build.sh            → prints the cache directory
 set -euo pipefail
@@ -10,7 +10,7 @@ ROOTFS=$CACHE/rootfs
 mkdir -p "$CACHE"
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-"$(dirname "$0")/../../toolchain/apt-ensure.sh" qemu-system-x86 qemu-utils debootstrap busybox-static cpio kmod gcc make xz-utils bc flex bison libelf-dev
+"$(dirname "$0")/../../toolchain/apt-ensure.sh" qemu-system-x86 qemu-utils debootstrap busybox-static cpio kmod gcc make xz-utils bc flex bison libelf-dev libgpiod-dev python3-pip
 
 # The mirror this machine's apt already uses (never a hard-coded host).
 MIRROR=$( (cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true) | grep -oE '^(URIs:|deb) *https?://[^ ]+' | head -1 | sed -E 's/^(URIs:|deb) *//' || true)
@@ -72,6 +72,23 @@ if [ ! -e "$ROOTFS/lib/modules/$KVER/updates/gpio-sim.ko" ]; then
     make -s -C "/usr/src/linux-headers-$KVER" M="$SRC" modules >/dev/null
     $SUDO mkdir -p "$ROOTFS/lib/modules/$KVER/updates"
     $SUDO cp "$SRC"/irq_sim.ko "$SRC"/gpio-sim.ko "$ROOTFS/lib/modules/$KVER/updates/"
+    $SUDO depmod -b "$ROOTFS" "$KVER"
+fi
+
+# vicodec (a stateful mem2mem codec, the emulated board's stand-in for a hardware encoder)
+# and the v4l2-mem2mem core it needs: Debian's kernel config leaves both out.
+if [ ! -e "$ROOTFS/lib/modules/$KVER/updates/vicodec.ko" ]; then
+    echo "board: building vicodec and v4l2-mem2mem for $KVER" >&2
+    "$(dirname "$0")/../../toolchain/apt-ensure.sh" "linux-headers-$KVER" linux-source-6.1
+    SRC=$CACHE/vicodec-src
+    rm -rf "$SRC" && mkdir -p "$SRC"
+    tar -xaf /usr/src/linux-source-6.1.tar.xz -C "$SRC" --wildcards \
+        '*/drivers/media/v4l2-core/v4l2-mem2mem.c' '*/drivers/media/test-drivers/vicodec/*'
+    cp "$SRC"/linux-source-6.1/drivers/media/v4l2-core/v4l2-mem2mem.c "$SRC"/linux-source-6.1/drivers/media/test-drivers/vicodec/*.[ch] "$SRC"/
+    printf 'obj-m += v4l2-mem2mem.o vicodec.o\nvicodec-objs := vicodec-core.o codec-fwht.o codec-v4l2-fwht.o\n' > "$SRC/Kbuild"
+    make -s -C "/usr/src/linux-headers-$KVER" M="$SRC" modules >/dev/null 2>&1
+    $SUDO mkdir -p "$ROOTFS/lib/modules/$KVER/updates"
+    $SUDO cp "$SRC"/v4l2-mem2mem.ko "$SRC"/vicodec.ko "$ROOTFS/lib/modules/$KVER/updates/"
     $SUDO depmod -b "$ROOTFS" "$KVER"
 fi
 

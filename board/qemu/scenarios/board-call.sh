@@ -5,6 +5,7 @@
 # side of the board's network, in a namespace made by board-test.sh).
 #
 # Checks, each printed as "CHECK <name> ok|FAIL <detail>":
+#   gpio-shim: the libgpiod shim works on gpio-sim with libgpiod 1.6 and with 2.x
 #   install: the firmware, unit, sysusers and udev files install; the service starts as
 #            Type=notify (systemctl returns only after READY=1)
 #   button:  a press on the gpio-sim button line makes the device call the peer
@@ -55,6 +56,10 @@ SIMCHIP=$(cat $SIM/bank0/chip_name)
 LINES=/sys/devices/platform/$SIMDEV/$SIMCHIP
 button() { echo "$1" > $LINES/sim_gpio0/pull; }   # pull-down: pressed (active low)
 led() { cat $LINES/sim_gpio1/value; }
+for v in v1 v2; do
+    $H/gpio-shim-test-$v $LINES call-button call-led
+    check gpio-shim-$v $? "Sources/CGPIOD/shim.h on gpio-sim ($v)"
+done
 button pull-up
 mkdir -p /etc/videophone
 cat > /etc/videophone/videophone.toml <<'CONF'
