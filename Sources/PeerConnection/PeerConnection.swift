@@ -26,6 +26,8 @@ public struct PeerConnectionConfiguration: Sendable {
     public var stunServers: [TransportAddress] = []
     /// TURN servers for relayed candidates.
     public var turnServers: [TURNServer] = []
+    /// The video rate to start at and never exceed; congestion control moves below it.
+    public var maxVideoBitrateKbps = 2000
 
     public init(dtls: DTLSContext, bindAddresses: [TransportAddress]? = nil, includeLoopback: Bool = false, logger: Logger) {
         self.dtls = dtls; self.bindAddresses = bindAddresses; self.includeLoopback = includeLoopback; self.logger = logger
@@ -42,6 +44,8 @@ public struct PeerConnectionHandlers: Sendable {
     public var onVideoFrame: (@Sendable (AssembledFrame, Instant) -> Void)?
     /// An Opus packet arrived (payload, RTP sequence number).
     public var onAudioPacket: (@Sendable (_ payload: ArraySlice<UInt8>, _ sequence: UInt16, _ timestamp: UInt32) -> Void)?
+    /// The video rate the network allows changed (RTCP loss reports, REMB): kbit/s.
+    public var onTargetBitrate: (@Sendable (Int) -> Void)?
     /// The connection ended from the far side or failed; the reason is for people.
     public var onClosed: (@Sendable (String) -> Void)?
     public init() {}
@@ -116,6 +120,7 @@ public final class PeerConnection: @unchecked Sendable {
         var gatheringComplete = false
         var remoteUfrag: String?
         var ignoredSTUN: UInt64 = 0
+        var targetVideoKbps = 0
     }
 
     /// Binds one socket per local address and gathers host candidates.
@@ -123,6 +128,8 @@ public final class PeerConnection: @unchecked Sendable {
         self.controlling = controlling
         self.logger = configuration.logger
         self.dtlsContext = configuration.dtls
+        bitrateController = BitrateController(startKbps: configuration.maxVideoBitrateKbps, maximumKbps: configuration.maxVideoBitrateKbps)
+        shared.withLock { $0.targetVideoKbps = configuration.maxVideoBitrateKbps }
         self.handlers = handlers
         let addresses = configuration.bindAddresses ?? localInterfaceAddresses(includeLoopback: configuration.includeLoopback)
         var sockets: [UDPSocket] = []
@@ -239,7 +246,7 @@ public final class PeerConnection: @unchecked Sendable {
         if var a = s.inboundAudio { a.bitrate = s.audioBitrate.current(now: now) * 8; inbound.append(a) }
         return PeerConnectionStats(iceState: s.iceState, dtlsState: s.dtlsState, inbound: inbound, outbound: sender.stats(now: now),
                                    candidatePair: s.pair, timeline: s.timeline, malformedDatagrams: s.malformed, srtpFailures: s.srtpFailures,
-                                   mdnsResolved: s.mdnsResolved, ignoredSTUN: s.ignoredSTUN)
+                                   mdnsResolved: s.mdnsResolved, ignoredSTUN: s.ignoredSTUN, targetVideoBitrateKbps: s.targetVideoKbps)
     }
 
     /// Sends one encoded video frame (no-op until SRTP keys exist).
@@ -807,6 +814,7 @@ public final class PeerConnection: @unchecked Sendable {
                 handlers.onKeyframeRequest?()
             case let .remb(_, bitrate, _):
                 shared.withLock { $0.pair.availableOutgoingBitrate = Double(bitrate) }
+                if let kbps = bitrateController.receivedREMB(bitsPerSecond: bitrate) { targetBitrateChanged(kbps) }
             case let .bye(ssrcs, reason):
                 let known = ssrcs.contains { $0 == videoReceiver?.remoteSSRC || $0 == audioStats?.ssrc } || ssrcs.isEmpty
                 if known || (videoReceiver?.remoteSSRC == nil && audioStats == nil) {
@@ -819,8 +827,19 @@ public final class PeerConnection: @unchecked Sendable {
         }
     }
 
+    /// Congestion control for video (transport thread only).
+    var bitrateController: BitrateController
+
+    func targetBitrateChanged(_ kbps: Int) {
+        shared.withLock { $0.targetVideoKbps = kbps }
+        handlers.onTargetBitrate?(kbps)
+    }
+
     func handleReports(_ reports: [ReceptionReport]) {
         let nowNTP = NTPTime.now()
+        for r in reports where r.ssrc == sender.videoSSRC {
+            if let kbps = bitrateController.receivedReport(fractionLost: r.fractionLost, now: Instant.now()) { targetBitrateChanged(kbps) }
+        }
         for r in reports where r.ssrc == sender.videoSSRC || r.ssrc == sender.audioSSRC {
             if let rtt = roundTripTime(report: r, nowNTP: nowNTP) {
                 shared.withLock { $0.pair.currentRoundTripTime = rtt }

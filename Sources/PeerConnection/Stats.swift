@@ -76,6 +76,8 @@ public struct PeerConnectionStats: Sendable {
     public var mdnsResolved: Int
     /// STUN messages ignored: unauthenticated, spoofed or answering nothing we asked.
     public var ignoredSTUN: UInt64
+    /// Congestion control's present video target.
+    public var targetVideoBitrateKbps: Int
 }
 
 /// A rate meter over a sliding second, for bitrate and fps figures.

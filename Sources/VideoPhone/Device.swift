@@ -248,6 +248,7 @@ public final class Device: @unchecked Sendable {
         var addrs: [TransportAddress]? = nil
         if let list = config.networkAddresses { addrs = list.compactMap { TransportAddress(host: $0, port: 0) } }
         var c = PeerConnectionConfiguration(dtls: dtls, bindAddresses: addrs, includeLoopback: config.includeLoopback, logger: logger)
+        c.maxVideoBitrateKbps = config.videoBitrateKbps
         c.mdns = mdns
         c.hideAddressesWithMDNS = config.mdns
         c.stunServers = config.stunServers.compactMap { splitHostPort($0).flatMap { TransportAddress(host: $0.0, port: $0.1) } }
@@ -936,7 +937,7 @@ public final class Device: @unchecked Sendable {
                 j.field("packetsSent", o.packetsSent); j.field("bytesSent", o.bytesSent)
                 if o.kind == "video" {
                     j.field("framesEncoded", o.framesEncoded); j.field("keyFramesEncoded", o.keyFramesEncoded)
-                    j.field("targetBitrate", Double(config.videoBitrateKbps * 1000))
+                    j.field("targetBitrate", Double(s.targetVideoBitrateKbps * 1000))
                     j.field("frameWidth", o.frameWidth); j.field("frameHeight", o.frameHeight)
                     j.field("framesPerSecond", o.framesPerSecond)
                     j.field("encoderImplementation", f.encoderImplementation)

@@ -70,6 +70,7 @@ public final class MediaSession: @unchecked Sendable {
         var h = PeerConnectionHandlers()
         h.onMediaReady = { [weak self] in self?.mediaReady() }
         h.onKeyframeRequest = { [weak self] in self?.state.withLock { $0.forceKeyframe = true } }
+        h.onTargetBitrate = { [weak self] kbps in self?.setVideoBitrate(kbps) }
         h.onVideoFrame = { [weak self] frame, _ in self?.receivedVideo(frame) }
         h.onAudioPacket = { [weak self] payload, seq, ts in self?.receivedAudio(payload, sequence: seq, timestamp: ts) }
         return h
@@ -169,9 +170,15 @@ public final class MediaSession: @unchecked Sendable {
         }
     }
 
+    /// Congestion control moved the target (transport thread): the camera thread applies
+    /// it before its next encode, so the transport thread never waits for an encode.
+    func setVideoBitrate(_ kbps: Int) { pendingBitrate.withLock { $0 = kbps } }
+    private let pendingBitrate = Locked<Int?>(nil)
+
     /// Call with `encoderLock` held.
     private func encodeAndSend(_ buffer: UnsafeRawBufferPointer, captureTime: Instant, captureNTP: UInt64) {
         guard let encoder, let pc else { return }
+        if let kbps = pendingBitrate.withLock({ p -> Int? in defer { p = nil }; return p }) { encoder.setBitrate(kbps: kbps) }
         let force = state.withLock { s -> Bool in defer { s.forceKeyframe = false }; return s.forceKeyframe }
         let t0 = Instant.now()
         guard let out = encoder.encode(i420: buffer, forceKeyframe: force) else { return }

@@ -297,4 +297,38 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
         _ = try h.control("a", "hangup")
         #expect(h.wait(2) { (try? h.status("a")).map { $0["led"] as? String == "error-camera-missing" } ?? false } != nil)
     }
+
+    /// A sound device that cannot be opened (here: a card that does not exist): the daemon
+    /// starts, names the device and ALSA's reason, lists the fault, and calls carry video.
+    @Test func aMissingSoundCardLeavesACallWithVideo() throws {
+        let h = try DaemonHarness()
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")],
+                    extra: "[audio]\nsource = \"alsa\"\ncapture_device = \"hw:CARD=NoSuchCard\"\nsink = \"alsa\"\nplayback_device = \"hw:CARD=NoSuchCard\"")
+        try h.start("b", peers: [])
+        #expect(try h.control("a", "call").hasPrefix("ok"))
+        #expect(h.wait(5) { (try? h.status("b")).map { stat($0, type: "inbound-rtp", kind: "video", "framesReceived") > 10 } ?? false } != nil)
+        let log = h.log("a")
+        #expect(log.contains("microphone unavailable") && log.contains("speaker unavailable") && log.contains("hw:CARD=NoSuchCard"), "\(log)")
+        let faults = (try h.status("a"))["faults"] as? [String] ?? []
+        #expect(faults == ["microphone", "speaker"])
+        _ = try h.control("a", "hangup")
+        #expect(h.wait(2) { (try? h.status("a")).map { $0["led"] as? String == "error-device" } ?? false } != nil)
+    }
+
+    /// A call button line that does not exist (this machine has no GPIO chip at all): the
+    /// daemon starts, says which line and why, shows the device fault, and keeps retrying;
+    /// `videophonectl press` still works.
+    @Test func aMissingButtonLineIsLoggedAndRetried() throws {
+        let h = try DaemonHarness()
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")],
+                    extra: "[gpio]\nbutton = \"call-button\"")
+        try h.start("b", peers: [])
+        #expect(h.wait(3) { h.log("a").contains("call button unavailable") } != nil)
+        #expect(h.log("a").contains("line 'call-button'"))
+        let s = try h.status("a")
+        #expect(s["faults"] as? [String] == ["button"])
+        #expect(s["led"] as? String == "error-device")
+        #expect(try h.control("a", "press").contains("calling") || (try h.status("a"))["state"] as? String != "idle")
+        _ = try h.control("a", "hangup")
+    }
 }

@@ -163,3 +163,32 @@ def test_an_address_change_restarts_ice_and_media_comes_back(bed, workdir):
             b.stop()
     finally:
         turn.kill()
+
+
+def test_a_bandwidth_drop_brings_the_video_rate_down_and_the_call_survives(bed, workdir):
+    """The link towards the callee drops to 600 kbit/s (tc tbf) mid-call: loss reports bring
+    the caller's target under it within seconds and frames keep arriving; when the link
+    comes back the rate climbs again."""
+    from testbed import sh
+    turn = start_coturn(bed, workdir)
+    host_a, ip_a, _ = bed.site(1, "eim", "eif")
+    host_b, ip_b, public_b = bed.site(2, "eim", "eif", forwarded_tcp=(8080,))
+    video = '[ice]\nstun_servers = ["10.200.0.1:3478"]\n[video]\nwidth = 1280\nheight = 720\nfps = 30\nbitrate_kbps = 2000'
+    b = NSDevice(workdir, host_b, "b", ip_b, extra=video)
+    a = NSDevice(workdir, host_a, "a", ip_a, extra=video, peers=[("b", f"http://{public_b}:8080", "b-token")])
+    try:
+        assert a.ctl("call", "b").returncode == 0
+        assert wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10), a.log() + b.log()
+        assert a.stat("outbound-rtp", "video", "targetBitrate") == 2_000_000
+        sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "add", "dev", "w2", "root", "tbf", "rate", "600kbit", "burst", "16kb", "latency", "100ms")
+        assert wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 1e9) <= 600_000, 20), a.log()
+        frames = b.stat("inbound-rtp", "video", "framesReceived")
+        time.sleep(5)
+        assert b.stat("inbound-rtp", "video", "framesReceived") > frames + 50, "video stalled under the limit"
+        assert a.status()["state"] == "in-call"
+        sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "del", "dev", "w2", "root")
+        assert wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 0) >= 1_200_000, 25), a.log()
+    finally:
+        a.stop()
+        b.stop()
+        turn.kill()

@@ -6,6 +6,7 @@
 #
 # Checks, each printed as "CHECK <name> ok|FAIL <detail>":
 #   gpio-shim: the libgpiod shim works on gpio-sim with libgpiod 1.6 and with 2.x
+#   gpio-busy: a GPIO line held by another program at start is logged and retried
 #   install: the firmware, unit, sysusers and udev files install; the service starts as
 #            Type=notify (systemctl returns only after READY=1)
 #   button:  a press on the gpio-sim button line makes the device call the peer
@@ -97,8 +98,19 @@ chmod 0640 /etc/videophone/videophone.toml
 chgrp videophone /etc/videophone/videophone.toml
 
 /usr/bin/videophoned --check-config /etc/videophone/videophone.toml
+# Another program holds the LED line when the daemon starts: it must start anyway, say
+# which line and why, and take the line once it is free.
+gpioset --mode=signal "$SIMCHIP" 1=0 &
+HOLDER=$!
+sleep 0.5
 timeout 120 systemctl start videophoned
 check install $? "$(systemctl show -p ActiveState -p StatusText videophoned | tr '\n' ' ')"
+for _ in $(seq 50); do journalctl -u videophoned | grep -q "call LED unavailable" && break; sleep 0.2; done
+kill $HOLDER
+for _ in $(seq 50); do journalctl -u videophoned | grep -q "call LED ready" && break; sleep 0.2; done
+journalctl -u videophoned --no-pager | grep -E "call LED" | tail -2
+journalctl -u videophoned -o verbose | grep -q "in use by another program" && journalctl -u videophoned | grep -q "call LED ready"
+check gpio-busy $? "LED line held by gpioset at start: logged, then taken when freed"
 PID1=$(systemctl show -p MainPID --value videophoned)
 for _ in $(seq 50); do journalctl -u videophoned | grep -q "call button ready" && break; sleep 0.2; done
 

@@ -1,0 +1,57 @@
+import NetworkCore
+
+/// The video send rate, from what the receiver reports: the loss-based half of Google
+/// Congestion Control (draft-ietf-rmcat-gcc-02 §6), capped by the receiver's REMB
+/// estimate when it sends one.
+///
+/// Loss above 10 % cuts the rate by half the loss fraction; loss under 2 % lets it grow
+/// 8 % per second back towards the configured maximum; in between it holds. I/O-free:
+/// reports come in with their time, the new target comes out.
+public struct BitrateController: Sendable {
+    public let minimumKbps: Int
+    public let maximumKbps: Int
+    /// What the encoder should aim for now.
+    public private(set) var targetKbps: Int
+    private var lossBasedKbps: Double
+    private var rembKbps: Int?
+    private var lastIncrease: Instant?
+
+    public init(startKbps: Int, minimumKbps: Int = 100, maximumKbps: Int) {
+        self.minimumKbps = minimumKbps
+        self.maximumKbps = max(minimumKbps, maximumKbps)
+        lossBasedKbps = Double(min(max(startKbps, minimumKbps), self.maximumKbps))
+        targetKbps = Int(lossBasedKbps)
+    }
+
+    /// An RTCP receiver report block for our video: `fractionLost` as sent (x/256).
+    /// Returns the new target when it changed.
+    public mutating func receivedReport(fractionLost: UInt8, now: Instant) -> Int? {
+        let loss = Double(fractionLost) / 256
+        if loss > 0.10 {
+            lossBasedKbps *= 1 - 0.5 * loss
+        } else if loss < 0.02 {
+            // Grow at most once a second, however often reports come.
+            if lastIncrease.map({ now - $0 >= .seconds(1) }) ?? true {
+                lossBasedKbps = lossBasedKbps * 1.08 + 1
+                lastIncrease = now
+            }
+        }
+        lossBasedKbps = min(max(lossBasedKbps, Double(minimumKbps)), Double(maximumKbps))
+        return update()
+    }
+
+    /// A REMB message (the receiver's delay-based estimate), in bits per second.
+    public mutating func receivedREMB(bitsPerSecond: UInt64) -> Int? {
+        rembKbps = Int(min(bitsPerSecond / 1000, UInt64(Int32.max)))
+        return update()
+    }
+
+    private mutating func update() -> Int? {
+        var t = Int(lossBasedKbps)
+        if let remb = rembKbps { t = min(t, remb) }
+        t = min(max(t, minimumKbps), maximumKbps)
+        guard t != targetKbps else { return nil }
+        targetKbps = t
+        return t
+    }
+}

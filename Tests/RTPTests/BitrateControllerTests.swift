@@ -1,0 +1,61 @@
+import NetworkCore
+import Testing
+@testable import RTP
+
+@Suite struct BitrateControllerTests {
+    let t0 = Instant(nanoseconds: 1_000_000_000)
+    func at(_ s: Double) -> Instant { t0 + .nanoseconds(Int64(s * 1e9)) }
+
+    @Test func heavyLossCutsByHalfTheLossFraction() {
+        var c = BitrateController(startKbps: 2000, maximumKbps: 2000)
+        #expect(c.receivedReport(fractionLost: 64, now: at(0)) == 1750)   // 25 % loss → × 0.875
+        #expect(c.receivedReport(fractionLost: 64, now: at(1)) == 1531)
+    }
+
+    @Test func moderateLossHolds() {
+        var c = BitrateController(startKbps: 1000, maximumKbps: 2000)
+        #expect(c.receivedReport(fractionLost: 13, now: at(0)) == nil)    // 5 %
+        #expect(c.targetKbps == 1000)
+    }
+
+    @Test func noLossGrowsOncePerSecondUpToTheMaximum() {
+        var c = BitrateController(startKbps: 1000, maximumKbps: 1200)
+        #expect(c.receivedReport(fractionLost: 0, now: at(0)) == 1081)
+        #expect(c.receivedReport(fractionLost: 0, now: at(0.5)) == nil)   // too soon
+        #expect(c.receivedReport(fractionLost: 0, now: at(1)) == 1168)
+        #expect(c.receivedReport(fractionLost: 0, now: at(2)) == 1200)
+        #expect(c.receivedReport(fractionLost: 0, now: at(3)) == nil)
+    }
+
+    @Test func neverBelowTheMinimum() {
+        var c = BitrateController(startKbps: 300, minimumKbps: 150, maximumKbps: 2000)
+        for i in 0..<20 { _ = c.receivedReport(fractionLost: 200, now: at(Double(i))) }
+        #expect(c.targetKbps == 150)
+    }
+
+    @Test func rembCapsAndReleases() {
+        var c = BitrateController(startKbps: 2000, maximumKbps: 2000)
+        #expect(c.receivedREMB(bitsPerSecond: 600_000) == 600)
+        #expect(c.receivedReport(fractionLost: 0, now: at(0)) == nil)     // loss-based is higher; REMB rules
+        #expect(c.receivedREMB(bitsPerSecond: 5_000_000) == 2000)
+    }
+
+    /// A link that drops to 500 kbit/s: the loss it causes brings the rate under it within
+    /// a few reports, and it recovers when the link does.
+    @Test func followsABandwidthDrop() {
+        var c = BitrateController(startKbps: 2000, maximumKbps: 2000)
+        var capacity = 500.0
+        var t = 0.0
+        func step() {
+            let sent = Double(c.targetKbps)
+            let loss = max(0, (sent - capacity) / sent)
+            _ = c.receivedReport(fractionLost: UInt8(min(255, loss * 256)), now: at(t))
+            t += 1
+        }
+        for _ in 0..<10 { step() }
+        #expect(c.targetKbps <= 560, "still at \(c.targetKbps)")
+        capacity = 2000
+        for _ in 0..<20 { step() }
+        #expect(c.targetKbps >= 1900)
+    }
+}
