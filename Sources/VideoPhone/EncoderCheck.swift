@@ -48,7 +48,7 @@ public enum EncoderCheck {
         }
         let median = times.sorted().dropFirst(times.count / 2).first ?? 0
         lines.append("frames out: \(sizes.count)/\(frames), bytes median \(sizes.sorted().dropFirst(sizes.count / 2).first ?? 0), "
-                     + "encode median \(fmt(median, 2)) ms, keyframes at \(keyframes.map(String.init).joined(separator: ","))")
+                     + "encode median \(fmt(median, 2)) ms, \(keyframes.count) keyframes (at \(keyframes.prefix(6).map(String.init).joined(separator: ","))\(keyframes.count > 6 ? ",..." : ""))")
         lines.append("first bytes: \(firstBytes.map { String($0, radix: 16) }.joined(separator: " "))")
         if !encoder.refusedControls.isEmpty { lines.append("refused controls: \(Set(encoder.refusedControls).sorted().joined(separator: ", "))") }
         // Every frame must come back and start with a keyframe; an H.264 encoder must also

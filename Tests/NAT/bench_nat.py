@@ -110,8 +110,52 @@ def media_back_after_address_change(runs):
         bed.close()
 
 
+def rate_after_bandwidth_drop(runs):
+    """The link to the callee drops from unlimited to 600 kbit/s (tc tbf) in a 2 Mbit/s
+    720p call: seconds until the caller's target is under the link, the callee's frame
+    rate while limited, and seconds until the target is back above 1.2 Mbit/s after the
+    limit is lifted."""
+    from testbed import sh
+    bed, work = TestBed(), tempfile.mkdtemp(prefix="videophone-natbench-")
+    turn = start_coturn(bed, work)
+    down, fps, up = [], [], []
+    try:
+        host_a, ip_a, _ = bed.site(1, "eim", "eif")
+        host_b, ip_b, public_b = bed.site(2, "eim", "eif", forwarded_tcp=(8080,))
+        video = f"[ice]\n{STUN}\n[video]\nwidth = 1280\nheight = 720\nfps = 30\nbitrate_kbps = 2000"
+        b = NSDevice(work, host_b, "b", ip_b, extra=video)
+        a = NSDevice(work, host_a, "a", ip_a, extra=video, peers=[("b", f"http://{public_b}:8080", "b-token")])
+        try:
+            a.ctl("call", "b")
+            wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10)
+            for _ in range(runs):
+                wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 0) >= 1_900_000, 30)
+                sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "add", "dev", "w2", "root", "tbf", "rate", "600kbit", "burst", "16kb", "latency", "100ms")
+                t = time.monotonic()
+                if wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 1e9) <= 600_000, 30):
+                    down.append((time.monotonic() - t) * 1000)
+                f0, t0 = b.stat("inbound-rtp", "video", "framesReceived") or 0, time.monotonic()
+                time.sleep(5)
+                fps.append(((b.stat("inbound-rtp", "video", "framesReceived") or 0) - f0) / (time.monotonic() - t0))
+                sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "del", "dev", "w2", "root")
+                t = time.monotonic()
+                if wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 0) >= 1_200_000, 40):
+                    up.append((time.monotonic() - t) * 1000)
+        finally:
+            a.stop()
+            b.stop()
+        print(f"{'target under a 600 kbit/s limit after':42s} {spread(down)}")
+        print(f"{'callee frame rate while limited':42s} {statistics.median(fps) if fps else 0:6.1f} fps (n={len(fps)})")
+        print(f"{'target back over 1.2 Mbit/s after lifting':42s} {spread(up)}")
+    finally:
+        turn.kill()
+        bed.close()
+
+
 if __name__ == "__main__":
     print(f"\n## Call set-up per topology on the NAT test bed ({RUNS} calls each; coturn on the WAN)")
     for t in TOPOLOGIES:
         measure(*t)
     media_back_after_address_change(RUNS)
+    print(f"\n## Bandwidth drop in a 2 Mbit/s 720p call ({min(RUNS, 3)} drops)")
+    rate_after_bandwidth_drop(min(RUNS, 3))
