@@ -48,8 +48,15 @@ final class AudioPlayout: @unchecked Sendable {
             case .silence:
                 return false
             case .packet(let p):
-                pcm = decoder.decode(p[...])
-                if pcm == nil { figures.decodeErrors += 1 } else { figures.decoded += 1 }
+                if let decoded = decoder.decode(p[...]) {
+                    figures.decoded += 1
+                    pcm = decoded
+                } else {
+                    // Corrupt: conceal it like a lost one.
+                    figures.decodeErrors += 1
+                    figures.concealedSamples += UInt64(out.count)
+                    pcm = decoder.decode(nil)
+                }
             case .lost(let next):
                 if let next, let fec = decoder.decode(next[...], fec: true) {
                     figures.recoveredByFEC += 1
