@@ -119,11 +119,25 @@ public struct DeviceConfig: Sendable, Equatable {
     public var audioPlaybackDevice = "default"
     public var gpio: GPIOConfig? = nil
     public var peers: [PeerConfig] = []
+    /// The board profile named by `device.board`, if any.
+    public var board: String? = nil
 
     public init() {}
 
+    /// Where `device.board = "NAME"` looks for `NAME.toml` (`VIDEOPHONE_BOARDS_DIR` overrides).
+    public static var boardsDirectory: String {
+        getenv("VIDEOPHONE_BOARDS_DIR").map { String(cString: $0) } ?? "/usr/share/videophone/boards"
+    }
+
+    /// The tables a board profile may set: the hardware, never identity, peers or secrets.
+    static let profileTables: Set<String> = ["video", "audio", "gpio"]
+
     /// Reads and validates `path`. Errors name the file, line and key.
     public static func load(path: String) throws(ConfigError) -> DeviceConfig {
+        try parse(readText(path), file: path)
+    }
+
+    static func readText(_ path: String) throws(ConfigError) -> String {
         guard let f = fopen(path, "r") else {
             throw ConfigError(file: path, line: nil, key: nil, problem: "cannot open: \(String(cString: strerror(errno)))")
         }
@@ -139,13 +153,38 @@ public struct DeviceConfig: Sendable, Equatable {
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw ConfigError(file: path, line: nil, key: nil, problem: "not valid UTF-8")
         }
-        return try parse(text, file: path)
+        return text
     }
 
-    /// Validates TOML text; `file` is used in error messages.
-    public static func parse(_ text: String, file: String) throws(ConfigError) -> DeviceConfig {
+    /// Validates TOML text; `file` is used in error messages. With `device.board`, the
+    /// board profile's `[video]`, `[audio]` and `[gpio]` come first and the file's own
+    /// keys override them.
+    public static func parse(_ text: String, file: String, boardsDirectory: String = DeviceConfig.boardsDirectory) throws(ConfigError) -> DeviceConfig {
         let entries = try TOMLReader.parse(text, file: file)
-        var c = DeviceConfig()
+        var base = DeviceConfig()
+        if let b = entries.first(where: { $0.table == "device" && $0.key == "board" }) {
+            guard case .string(let name) = b.value, !name.isEmpty else {
+                throw ConfigError(file: file, line: b.line, key: "device.board", problem: "expected a board profile name or path, got \(b.value.typeName)")
+            }
+            let path = name.contains("/") ? name : "\(boardsDirectory)/\(name).toml"
+            let profileText: String
+            do { profileText = try readText(path) } catch {
+                throw ConfigError(file: file, line: b.line, key: "device.board", problem: "no board profile '\(name)' (\(path): \(error.problem))")
+            }
+            let profile = try TOMLReader.parse(profileText, file: path)
+            if let e = profile.first(where: { !profileTables.contains($0.table) }) {
+                throw ConfigError(file: path, line: e.line, key: TOMLReader.displayKey(e.table, e.key),
+                                  problem: "a board profile sets only [video], [audio] and [gpio]")
+            }
+            base = try apply(profile, file: path, onto: base)
+            base.board = name
+        }
+        return try apply(entries, file: file, onto: base)
+    }
+
+    /// Applies parsed entries onto `base` and validates the result.
+    static func apply(_ entries: [TOMLEntry], file: String, onto base: DeviceConfig) throws(ConfigError) -> DeviceConfig {
+        var c = base
         struct TURNEntry { var url: (String, UInt16, String)?; var username: String?; var credential: String?; var line: Int }
         var turns: [Int: TURNEntry] = [:]
         struct PeerEntry { var name: String?; var url: String?; var token: String?; var acceptToken: String?; var fingerprint: String?; var line: Int }
@@ -186,6 +225,7 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("device", "state_directory"): c.stateDirectory = try string(e)
             case ("device", "auto_answer"): c.autoAnswer = try bool(e)
             case ("device", "ring_timeout_s"): c.ringTimeoutSeconds = try int(e, 5...600)
+            case ("device", "board"): continue  // read first, by parse
             case ("metrics", "listen"):
                 let s = try string(e)
                 if s.isEmpty { c.metricsListen = nil; continue }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import VideoPhone
 
@@ -8,6 +9,50 @@ import Testing
             let c = try DeviceConfig.load(path: "/\(path)/board/sim/\(name).toml")
             #expect(c.name == (name == "videophone" ? "sim" : name))
             #expect(c.peers.count == (name == "videophone" ? 0 : 1))
+        }
+    }
+
+    var profilesDirectory: String { "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/") + "/board/profiles" }
+
+    /// Every shipped board profile is valid on its own.
+    @Test(arguments: ["emulated", "raspberry-pi-4", "raspberry-pi-5"])
+    func shippedBoardProfilesAreValid(name: String) throws {
+        let c = try DeviceConfig.parse("[device]\nboard = \"\(name)\"\n", file: "cfg.toml", boardsDirectory: profilesDirectory)
+        #expect(c.board == name)
+        #expect(c.videoSource == "v4l2" && c.audioSource == "alsa" && c.gpio?.button != nil)
+    }
+
+    /// The profile supplies the hardware; the device's own file overrides single keys.
+    @Test func boardProfileThenOverrides() throws {
+        let c = try DeviceConfig.parse("""
+        [device]
+        name = "door"
+        board = "emulated"
+        [video]
+        width = 320
+        [gpio]
+        debounce_ms = 50
+        """, file: "cfg.toml", boardsDirectory: profilesDirectory)
+        #expect(c.videoDevice == "vivid" && c.videoHeight == 480 && c.videoWidth == 320)
+        #expect(c.audioCaptureDevice == "plughw:CARD=Loopback,DEV=1,SUBDEV=0")
+        #expect(c.gpio?.button == .named("call-button") && c.gpio?.debounceMs == 50)
+    }
+
+    @Test func boardProfileMistakesNameTheirFile() throws {
+        let dir = NSTemporaryDirectory() + "vp-profiles-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try "[video]\nfps = 0\n".write(toFile: dir + "/bad.toml", atomically: true, encoding: .utf8)
+        try "[video]\nfps = 10\n[[peer]]\nname = \"x\"\n".write(toFile: dir + "/greedy.toml", atomically: true, encoding: .utf8)
+        for (board, expected) in [
+            ("bad", "\(dir)/bad.toml:2: video.fps: 0 is out of range"),
+            ("greedy", "\(dir)/greedy.toml:4: peer.name: a board profile sets only [video], [audio] and [gpio]"),
+            ("missing", "cfg.toml:2: device.board: no board profile 'missing' (\(dir)/missing.toml: cannot open"),
+        ] {
+            #expect { try DeviceConfig.parse("[device]\nboard = \"\(board)\"\n", file: "cfg.toml", boardsDirectory: dir) } throws: { e in
+                let d = "\(e)"
+                if !d.contains(expected) { Issue.record("got '\(d)', expected '\(expected)'") }
+                return true
+            }
         }
     }
 

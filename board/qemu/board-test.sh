@@ -25,6 +25,7 @@ trap cleanup EXIT INT TERM
 
 cp "$BIN/videophoned" "$BIN/videophonectl" "$ROOT/systemd/videophoned.service" \
    "$ROOT/systemd/videophone.sysusers" "$ROOT/systemd/60-videophone-gpio.rules" "$SHARE/"
+mkdir -p "$SHARE/boards" && cp "$ROOT"/board/profiles/*.toml "$SHARE/boards/"
 python3 "$ROOT/board/qemu/board_check.py" tone "$SHARE/mic.wav"
 
 # The GPIO shim against both libgpiod APIs: Debian 12's 1.6, and 2.x compiled in from the

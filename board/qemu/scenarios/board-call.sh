@@ -48,6 +48,7 @@ install -m 0755 $H/videophoned $H/videophonectl /usr/bin/
 install -m 0644 $H/videophoned.service /etc/systemd/system/
 install -m 0644 $H/videophone.sysusers /usr/lib/sysusers.d/videophone.conf
 install -m 0644 $H/60-videophone-gpio.rules /etc/udev/rules.d/
+install -d /usr/share/videophone/boards && install -m 0644 $H/boards/*.toml /usr/share/videophone/boards/
 systemd-sysusers
 udevadm control --reload
 echo 1 > $SIM/live
@@ -66,6 +67,7 @@ mkdir -p /etc/videophone
 cat > /etc/videophone/videophone.toml <<'CONF'
 [device]
 name = "board"
+board = "emulated"                # /usr/share/videophone/boards/emulated.toml: camera, sound, GPIO
 state_directory = "/var/lib/videophone"
 [signalling]
 listen = "0.0.0.0:8080"
@@ -74,21 +76,6 @@ token = "board-in-token"
 socket = "/run/videophone/control.sock"
 [network]
 addresses = ["192.168.77.2"]
-[video]
-source = "v4l2"
-device = "/dev/video0"
-width = 640
-height = 480
-fps = 15
-bitrate_kbps = 600
-[audio]
-source = "alsa"
-capture_device = "plughw:Loopback,1,0"
-sink = "alsa"
-playback_device = "plughw:Loopback,0,1"
-[gpio]
-button = "call-button"
-call_led = "call-led"
 [[peer]]
 name = "peer"
 url = "http://192.168.77.1:8090"
