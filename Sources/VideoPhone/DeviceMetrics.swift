@@ -68,12 +68,23 @@ public final class DeviceMetrics: @unchecked Sendable {
                                                               helpText: "User and system CPU time of the daemon."), labels: []).increment(by: delta)
         registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "process", metricName: "resident_memory", unitName: "bytes",
                                                             helpText: "Resident set size of the daemon."), labels: []).set(Double(DeviceMetrics.residentBytes()))
+        let faults = Set(device.currentFaults)
+        for part in [DeviceFault.network, .camera, .button, .microphone, .speaker] {
+            gauge("device_fault", "", "1 while a part of the board cannot be used (the journal says why).", [("part", part.rawValue)])
+                .set(to: faults.contains(part) ? 1 : 0)
+        }
         guard let (pc, media, _) = device.currentCall else {
             gauge("in_call", "", "1 while a call is in progress.").set(to: 0)
             return
         }
         gauge("in_call", "", "1 while a call is in progress.").set(to: 1)
         let s = pc.stats
+        gauge("target_media_rate", "bytes_per_second", "Congestion control's video target.").set(Double(s.targetVideoBitrateKbps * 1000 / 8))
+        let a = media.figures
+        gauge("jitter_buffer_delay", "seconds", "Delay the audio jitter buffer adds now.").set(a.jitterBufferDelayMs / 1000)
+        gauge("audio_concealed_samples", "", "Received audio samples concealed in this call (lost, late or corrupt packets).").set(Double(a.audioConcealedSamples))
+        gauge("sound_xruns", "", "Sound card overruns (capture) and underruns (playback) in this call.", [("direction", "capture")]).set(Double(a.microphoneOverruns))
+        gauge("sound_xruns", "", "Sound card overruns (capture) and underruns (playback) in this call.", [("direction", "playback")]).set(Double(a.speakerUnderruns))
         if let rtt = s.candidatePair.currentRoundTripTime { gauge("round_trip_time", "seconds", "RTT of the selected candidate pair (RTCP).").set(rtt) }
         for i in s.inbound {
             gauge("jitter", "seconds", "Interarrival jitter of received media.", [("kind", i.kind)]).set(i.jitter)
@@ -86,7 +97,7 @@ public final class DeviceMetrics: @unchecked Sendable {
             if o.kind == "video" { gauge("frames_per_second", "", "Video frame rate.", [("direction", "send")]).set(o.framesPerSecond) }
         }
         // Histograms take every new sample since the last look.
-        let figures = media.figures
+        let figures = a
         let wire = pc.captureToWireSamples
         let key = "\(ObjectIdentifier(pc))"
         let (newEncode, newWire, recordPair) = sampler.withLock { st -> ([Double], [Double], Bool) in

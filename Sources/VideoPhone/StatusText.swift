@@ -14,16 +14,18 @@ extension Device {
         func ms(_ i: Instant?) -> String { t.milliseconds(i).map { fmt($0, 1) + " ms" } ?? "-" }
         lines.append("  setup: signalling \(ms(t.remoteDescription))  ICE \(ms(t.iceConnected))  DTLS \(ms(t.dtlsConnected))  first media out \(ms(t.firstMediaSent))  first frame in \(ms(t.firstVideoFrameReceived))")
         for o in s.outbound where o.kind == "video" {
-            lines.append("  video out: \(o.frameWidth)x\(o.frameHeight) \(fmt(o.framesPerSecond, 1)) fps \(fmt(o.bitrate / 1000, 0)) kbit/s  frames \(o.framesEncoded) (key \(o.keyFramesEncoded))  retransmitted \(o.retransmittedPacketsSent)")
+            lines.append("  video out: \(o.frameWidth)x\(o.frameHeight) \(fmt(o.framesPerSecond, 1)) fps \(fmt(o.bitrate / 1000, 0)) kbit/s (target \(s.targetVideoBitrateKbps))  frames \(o.framesEncoded) (key \(o.keyFramesEncoded))  retransmitted \(o.retransmittedPacketsSent)  \(f.encoderImplementation ?? "")")
         }
         for i in s.inbound where i.kind == "video" {
             lines.append("  video in:  \(fmt(i.framesPerSecond, 1)) fps \(fmt(i.bitrate / 1000, 0)) kbit/s  frames \(i.framesReceived)  lost \(i.packetsLost)  jitter \(fmt(i.jitter * 1000, 1)) ms")
         }
         for o in s.outbound where o.kind == "audio" {
-            lines.append("  audio out: \(fmt(o.bitrate / 1000, 0)) kbit/s  packets \(o.packetsSent)")
+            lines.append("  audio out: \(fmt(o.bitrate / 1000, 0)) kbit/s  packets \(o.packetsSent)  mic overruns \(f.microphoneOverruns)")
         }
         for i in s.inbound where i.kind == "audio" {
-            lines.append("  audio in:  \(fmt(i.bitrate / 1000, 0)) kbit/s  packets \(i.packetsReceived) decoded \(f.audioPacketsDecoded)  lost \(i.packetsLost)")
+            lines.append("  audio in:  \(fmt(i.bitrate / 1000, 0)) kbit/s  packets \(i.packetsReceived) decoded \(f.audioPacketsDecoded)  lost \(i.packetsLost)  "
+                         + "concealed \(fmt(Double(f.audioConcealedSamples) / 48, 0)) ms  jitter buffer \(fmt(f.jitterBufferDelayMs, 0))/\(fmt(f.jitterBufferTargetMs, 0)) ms  "
+                         + "level \(fmt(f.audioLevel, 2))  speaker underruns \(f.speakerUnderruns)")
         }
         let rtt = s.candidatePair.currentRoundTripTime.map { fmt($0 * 1000, 2) + " ms" } ?? "-"
         let lat = percentile(f.captureToFrameMs.suffix(300).map { $0 }, 50).map { fmt($0, 1) + " ms" } ?? "-"
