@@ -362,7 +362,8 @@ public final class PeerConnection: @unchecked Sendable {
         }
         if let t = nextRTCP, t <= now {
             sendReports(now: now)
-            nextRTCP = now + .milliseconds(Int64.random(in: 500...1500))
+            // About twice a second: the sender's congestion control acts on these reports.
+            nextRTCP = now + .milliseconds(Int64.random(in: 250...750))
         }
     }
 

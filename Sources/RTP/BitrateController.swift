@@ -1,12 +1,15 @@
 import NetworkCore
 
-/// The video send rate, from what the receiver reports: the loss-based half of Google
-/// Congestion Control (draft-ietf-rmcat-gcc-02 §6), capped by the receiver's REMB
-/// estimate when it sends one.
+/// The video send rate, from what the receiver reports: loss-based control after the
+/// loss half of Google Congestion Control (draft-ietf-rmcat-gcc-02 §6), capped by the
+/// receiver's REMB estimate when it sends one.
 ///
-/// Loss above 10 % cuts the rate by half the loss fraction; loss under 2 % lets it grow
-/// 8 % per second back towards the configured maximum; in between it holds. I/O-free:
-/// reports come in with their time, the new target comes out.
+/// Loss under 2 % lets the rate grow 8 % per second back towards the configured maximum;
+/// 2–10 % holds it (random loss that NACK repairs is no reason to starve the picture).
+/// Above 10 % the loss is a bottleneck dropping what does not fit, so the rate goes to
+/// what got through, less 5 %: one report brings it under the link, where GCC's gentler
+/// cut (half the loss fraction) takes several and freezes the picture meanwhile.
+/// I/O-free: reports come in with their time, the new target comes out.
 public struct BitrateController: Sendable {
     public let minimumKbps: Int
     public let maximumKbps: Int
@@ -28,7 +31,7 @@ public struct BitrateController: Sendable {
     public mutating func receivedReport(fractionLost: UInt8, now: Instant) -> Int? {
         let loss = Double(fractionLost) / 256
         if loss > 0.10 {
-            lossBasedKbps *= 1 - 0.5 * loss
+            lossBasedKbps *= (1 - loss) * 0.95
         } else if loss < 0.02 {
             // Grow at most once a second, however often reports come.
             if lastIncrease.map({ now - $0 >= .seconds(1) }) ?? true {
@@ -47,7 +50,7 @@ public struct BitrateController: Sendable {
     }
 
     private mutating func update() -> Int? {
-        var t = Int(lossBasedKbps)
+        var t = Int(lossBasedKbps.rounded())
         if let remb = rembKbps { t = min(t, remb) }
         t = min(max(t, minimumKbps), maximumKbps)
         guard t != targetKbps else { return nil }

@@ -166,9 +166,9 @@ def test_an_address_change_restarts_ice_and_media_comes_back(bed, workdir):
 
 
 def test_a_bandwidth_drop_brings_the_video_rate_down_and_the_call_survives(bed, workdir):
-    """The link towards the callee drops to 600 kbit/s (tc tbf) mid-call: loss reports bring
-    the caller's target under it within seconds and frames keep arriving; when the link
-    comes back the rate climbs again."""
+    """The link towards the callee drops to 1 Mbit/s (tc tbf) in a 2 Mbit/s call: the loss
+    reports bring the caller's target under it within seconds and frames keep arriving;
+    when the link comes back the rate climbs again."""
     from testbed import sh
     turn = start_coturn(bed, workdir)
     host_a, ip_a, _ = bed.site(1, "eim", "eif")
@@ -180,17 +180,17 @@ def test_a_bandwidth_drop_brings_the_video_rate_down_and_the_call_survives(bed, 
         assert a.ctl("call", "b").returncode == 0
         assert wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10), a.log() + b.log()
         assert a.stat("outbound-rtp", "video", "targetBitrate") == 2_000_000
-        sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "add", "dev", "w2", "root", "tbf", "rate", "600kbit", "burst", "16kb", "latency", "100ms")
-        assert wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 1e9) <= 600_000, 20), a.log()
+        sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "add", "dev", "w2", "root", "tbf", "rate", "1mbit", "burst", "16kb", "latency", "100ms")
+        assert wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 1e9) <= 1_000_000, 8), a.log()
         frames = b.stat("inbound-rtp", "video", "framesReceived")
         time.sleep(5)
         after = b.stat("inbound-rtp", "video", "framesReceived")
         print(f"frames at the callee in 5 s under the limit: {after - frames}")
-        # Survives: video keeps coming (at 600 kbit/s, fewer and smaller frames than at 2 Mbit/s).
+        # Survives: video keeps coming (the bench measures the frame rate and freezes).
         assert after > frames + 15, f"video stalled under the limit: {after - frames} frames in 5 s"
         assert a.status()["state"] == "in-call"
         sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "del", "dev", "w2", "root")
-        assert wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 0) >= 1_200_000, 25), a.log()
+        assert wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 0) >= 1_500_000, 25), a.log()
     finally:
         a.stop()
         b.stop()

@@ -14,6 +14,7 @@
 #   journal: journalctl -u videophoned shows the call with CALL_ID and PEER fields
 #   camera:  vivid's simulated USB disconnect mid-call: the loss is logged, the call goes on,
 #            the camera is reopened when it returns and video resumes
+#   xrun:    a 1 s stall overruns the microphone and underruns the speaker; both recover
 #   hangup:  a second press hangs up
 #   encoder: the mem2mem encoder path streams through vicodec (FWHT: vicodec has no H.264)
 #   watchdog: a stopped (SIGSTOP) daemon is killed by its watchdog and restarted
@@ -128,11 +129,21 @@ after=$(encoded)
 journalctl -u videophoned --no-pager | grep -E "camera (lost|back)" | tail -2
 journalctl -u videophoned | grep -q "camera lost" && journalctl -u videophoned | grep -q "camera back" && [ "${after:-0}" -gt "$(( ${before:-0} + 10 ))" ]
 check camera $? "frames encoded before the disconnect $before, after it returned $after"
+
+# --- a 1 s stall (the process stopped): both sound cards run past us and must recover ----
+field() { ctl status --json | grep -o "\"$1\":[0-9]*" | head -1 | grep -o '[0-9]*$'; }
+sent1=$(ctl status --json | grep -o '"kind":"audio","ssrc":[0-9]*,"packetsSent":[0-9]*' | grep -o '[0-9]*$')
+kill -STOP "$PID1"; sleep 1; kill -CONT "$PID1"
+sleep 3
+sent2=$(ctl status --json | grep -o '"kind":"audio","ssrc":[0-9]*,"packetsSent":[0-9]*' | grep -o '[0-9]*$')
+over=$(field microphoneOverruns); under=$(field speakerUnderruns)
+[ "${over:-0}" -ge 1 ] && [ "${under:-0}" -ge 1 ] && [ "${sent2:-0}" -gt "$(( ${sent1:-0} + 60 ))" ]
+check xrun $? "after a 1 s stall: microphone overruns $over, speaker underruns $under, audio packets sent $sent1 -> $sent2"
 sleep 3
 ctl status
 ctl status --json > $H/board-status.json
 CG=/sys/fs/cgroup/system.slice/videophoned.service
-echo "cpu_usec=$(awk '/usage_usec/ {print $2}' $CG/cpu.stat) memory_peak=$(cat $CG/memory.peak 2>/dev/null || echo ?) vmhwm_kb=$(awk '/VmHWM/ {print $2}' /proc/$PID1/status) call_seconds=23" > $H/board-resources.txt
+echo "cpu_usec=$(awk '/usage_usec/ {print $2}' $CG/cpu.stat) memory_peak=$(cat $CG/memory.peak 2>/dev/null || echo ?) vmhwm_kb=$(awk '/VmHWM/ {print $2}' /proc/$PID1/status) call_seconds=27" > $H/board-resources.txt
 cat $H/board-resources.txt
 
 # --- a second press hangs up ---------------------------------------------------------
