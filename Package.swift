@@ -28,6 +28,7 @@ let package = Package(
         .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
         .systemLibrary(name: "CV4L2", pkgConfig: "libv4l2", providers: [.apt(["libv4l-dev"])]),
         .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
+        .systemLibrary(name: "CLinux"),
 
         // Shared value types with no I/O: bytes, addresses, clocks.
         .target(name: "NetworkCore"),
@@ -60,7 +61,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "videophoned", dependencies: [
-            "NetworkCore",
+            "NetworkCore", "CLinux",
             "VideoPhone", .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "videophonectl", dependencies: ["VideoPhone"]),

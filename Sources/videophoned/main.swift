@@ -1,3 +1,4 @@
+import CLinux
 import Logging
 import NetworkCore
 import VideoPhone
@@ -41,6 +42,10 @@ while let a = args.popFirst() {
         exit(2)
     }
 }
+
+// Two malloc arenas, however many threads: each extra glibc arena keeps megabytes
+// resident, and the board's memory is the product's (systemd's unit says the same).
+_ = clinux_limit_malloc_arenas(2)
 
 let config: DeviceConfig
 do {
