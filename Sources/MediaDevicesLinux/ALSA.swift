@@ -144,7 +144,7 @@ public final class ALSAPlayback: AudioSink, @unchecked Sendable {
             writeAll(frame)
             while running.current {
                 let sound = render(frame)
-                if !sound { _ = frame.update(repeating: 0) }
+                if !sound { frame.update(repeating: 0) }
                 writeAll(frame)
                 if sound { counts.withLock { $0.played += periodFrames } }
             }

@@ -103,7 +103,7 @@ final class MediaSender: @unchecked Sendable {
         scratch.removeAll(keepingCapacity: true)
         var hasExt = false
         var extBytes = 0
-        if let id = midID, !mid.isEmpty { hasExt = true; extBytes += 1 + mid.count }
+        if midID != nil, !mid.isEmpty { hasExt = true; extBytes += 1 + mid.count }
         if absCaptureID != nil && captureNTP != nil { hasExt = true; extBytes += 9 }
         scratch.append(hasExt ? 0x90 : 0x80)
         scratch.append((marker ? 0x80 : 0) | s.payloadType)

@@ -66,7 +66,7 @@ final class AudioPlayout: @unchecked Sendable {
                 }
                 figures.concealedSamples += UInt64(out.count)
             }
-            guard let pcm, !pcm.isEmpty else { _ = out.update(repeating: 0); return true }
+            guard let pcm, !pcm.isEmpty else { out.update(repeating: 0); return true }
             let n = min(pcm.count, out.count)
             var energy = 0.0
             for i in 0..<n {

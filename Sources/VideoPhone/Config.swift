@@ -210,6 +210,7 @@ public struct DeviceConfig: Sendable, Equatable {
             guard allowed.contains(s) else { throw err(e, "'\(s)' is not one of \(allowed.joined(separator: ", "))") }
             return s
         }
+        var gpioLine: Int?
         func line(_ e: TOMLEntry) throws(ConfigError) -> GPIOLineName {
             gpioLine = gpioLine ?? e.line
             switch e.value {
@@ -218,7 +219,6 @@ public struct DeviceConfig: Sendable, Equatable {
             default: throw err(e, "expected a line name (\"call-button\") or an offset (17), got \(e.value.typeName)")
             }
         }
-        var gpioLine: Int?
         for e in entries {
             switch (e.table, e.key) {
             case ("device", "name"): c.name = try string(e)

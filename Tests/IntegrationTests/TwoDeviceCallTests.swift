@@ -76,7 +76,7 @@ final class DaemonHarness: @unchecked Sendable {
             p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
         let log = "\(dir)/\(name).log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         p.standardOutput = FileHandle.nullDevice
         logs[name] = log
