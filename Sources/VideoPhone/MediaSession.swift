@@ -28,6 +28,10 @@ public final class MediaSession: @unchecked Sendable {
     private let opus = try? OpusEncoder(channels: 1)
     private let playout = AudioPlayout()
     private var pc: PeerConnection?
+    /// The same connection for the audio thread, which must never wait behind a video
+    /// encode (the encoder lock is held for one; on a slow board that is a lost period).
+    private let audioPeer = Locked<PeerConnection?>(nil)
+    private let encoderName = Locked<String?>(nil)
     private let state = Locked(State())
     /// Called once, when the first packet of media from the peer arrives.
     public var onFirstRemoteMedia: (@Sendable () -> Void)? {
@@ -81,6 +85,7 @@ public final class MediaSession: @unchecked Sendable {
         // The call may have ended while this thread was getting here.
         if state.current.stopped { return }
         encoderLock.withLock { pc = peerConnection }
+        audioPeer.withLock { $0 = peerConnection }
         if let camera {
             // The driver may have picked another size than asked for: encode what it gives.
             var settings = videoSettings
@@ -88,6 +93,7 @@ public final class MediaSession: @unchecked Sendable {
             settings.height = camera.height
             let enc = try makeEncoder(settings)
             encoderLock.withLock { encoder = enc }
+            encoderName.withLock { $0 = enc.name }
             try camera.start { [weak self] frame in self?.capturedVideo(frame) }
         }
         if let microphone {
@@ -144,6 +150,7 @@ public final class MediaSession: @unchecked Sendable {
                 settings.width = frame.width
                 settings.height = frame.height
                 encoder = try? makeEncoder(settings)
+                encoderName.withLock { $0 = encoder?.name }
                 state.withLock { $0.forceKeyframe = true }
             }
             if !(s.mediaReady && s.sendingAllowed) {
@@ -194,7 +201,7 @@ public final class MediaSession: @unchecked Sendable {
     func capturedAudio(_ samples: [Int16]) {
         if camera == nil { captureClock.withLock { $0 = Instant.now() } }
         let s = state.current
-        guard !s.stopped, s.mediaReady, s.sendingAllowed, let opus, let pc = encoderLock.withLock({ pc }) else { return }
+        guard !s.stopped, s.mediaReady, s.sendingAllowed, let opus, let pc = audioPeer.current else { return }
         if let packet = opus.encode(samples) { pc.sendAudio(packet, samples: OpusEncoder.frameSamples) }
     }
 
@@ -249,7 +256,7 @@ public final class MediaSession: @unchecked Sendable {
                        audioConcealedSamples: a.concealedSamples, audioRecoveredByFEC: a.recoveredByFEC,
                        audioLatePackets: a.counters.late, audioDiscardedPackets: a.counters.discarded,
                        jitterBufferTargetMs: a.targetDelayMs, jitterBufferDelayMs: a.currentDelayMs, audioLevel: a.audioLevel,
-                       encoderImplementation: encoderLock.withLock { encoder?.name },
+                       encoderImplementation: encoderName.current,
                        microphoneOverruns: microphone?.overruns ?? 0, speakerUnderruns: speaker.underruns,
                        captureToFrameMs: s.captureToFrame, encodeMs: s.encodeMs)
     }
