@@ -80,6 +80,7 @@ public final class PeerConnection: @unchecked Sendable {
     var videoReceiver: VideoReceiver?
     var audioStats: ReceiveStatistics?
     var nextRTCP: Instant?
+    var lastReportSent: Instant?
     var closed = false
     var gatherer = CandidateGatherer()
     let stunServers: [TransportAddress]
@@ -358,10 +359,19 @@ public final class PeerConnection: @unchecked Sendable {
             deliver(frames, now: now)
             if !nacks.isEmpty { sendRTCP([.nack(sender: sender.videoSSRC, media: v.remoteSSRC ?? 0, lost: nacks)]) }
             if pli { sendRTCP([.pli(sender: sender.videoSSRC, media: v.remoteSSRC ?? 0)]); shared.withLock { $0.inboundVideo?.pliCount += 1 } }
-            if !nacks.isEmpty { shared.withLock { $0.inboundVideo?.nackCount += UInt64(nacks.count) } }
+            if !nacks.isEmpty {
+                shared.withLock { $0.inboundVideo?.nackCount += UInt64(nacks.count) }
+                // Loss: report it early (RFC 4585 §3.5, at most every 100 ms) so the sender's
+                // congestion control hears of a bottleneck within a round trip.
+                if let t = nextRTCP {
+                    let early = max(now, (lastReportSent ?? now) + .milliseconds(100))
+                    if early < t { nextRTCP = early }
+                }
+            }
         }
         if let t = nextRTCP, t <= now {
             sendReports(now: now)
+            lastReportSent = now
             // About twice a second: the sender's congestion control acts on these reports.
             nextRTCP = now + .milliseconds(Int64.random(in: 250...750))
         }
@@ -839,7 +849,9 @@ public final class PeerConnection: @unchecked Sendable {
     func handleReports(_ reports: [ReceptionReport]) {
         let nowNTP = NTPTime.now()
         for r in reports where r.ssrc == sender.videoSSRC {
-            if let kbps = bitrateController.receivedReport(fractionLost: r.fractionLost, now: Instant.now()) { targetBitrateChanged(kbps) }
+            let now = Instant.now()
+            let sending = r.fractionLost > 0 ? sender.stats(now: now).first { $0.kind == "video" }.map { $0.bitrate / 1000 } : nil
+            if let kbps = bitrateController.receivedReport(fractionLost: r.fractionLost, sendingKbps: sending, now: now) { targetBitrateChanged(kbps) }
         }
         for r in reports where r.ssrc == sender.videoSSRC || r.ssrc == sender.audioSSRC {
             if let rtt = roundTripTime(report: r, nowNTP: nowNTP) {

@@ -7,8 +7,10 @@ import NetworkCore
 /// Loss under 2 % lets the rate grow 8 % per second back towards the configured maximum;
 /// 2–10 % holds it (random loss that NACK repairs is no reason to starve the picture).
 /// Above 10 % the loss is a bottleneck dropping what does not fit, so the rate goes to
-/// what got through, less 5 %: one report brings it under the link, where GCC's gentler
-/// cut (half the loss fraction) takes several and freezes the picture meanwhile.
+/// what got through (what was actually sent in the last second, less the loss), less 5 %:
+/// one report brings it under the link, where GCC's gentler cut (half the loss fraction)
+/// takes several and freezes the picture meanwhile. Measured from the real sending rate,
+/// reports that still describe the queue before a cut do not cut again and again.
 /// I/O-free: reports come in with their time, the new target comes out.
 public struct BitrateController: Sendable {
     public let minimumKbps: Int
@@ -18,6 +20,7 @@ public struct BitrateController: Sendable {
     private var lossBasedKbps: Double
     private var rembKbps: Int?
     private var lastIncrease: Instant?
+    private var lastDecrease: Instant?
 
     public init(startKbps: Int, minimumKbps: Int = 100, maximumKbps: Int) {
         self.minimumKbps = minimumKbps
@@ -26,12 +29,18 @@ public struct BitrateController: Sendable {
         targetKbps = Int(lossBasedKbps)
     }
 
-    /// An RTCP receiver report block for our video: `fractionLost` as sent (x/256).
+    /// An RTCP receiver report block for our video: `fractionLost` as sent (x/256) and
+    /// the rate we actually sent at over the last second (nil: assume the target).
     /// Returns the new target when it changed.
-    public mutating func receivedReport(fractionLost: UInt8, now: Instant) -> Int? {
+    public mutating func receivedReport(fractionLost: UInt8, sendingKbps: Double? = nil, now: Instant) -> Int? {
         let loss = Double(fractionLost) / 256
         if loss > 0.10 {
-            lossBasedKbps *= (1 - loss) * 0.95
+            // One cut per congestion event: reports in the next half second still describe
+            // the queue as it was before the cut took effect.
+            if let last = lastDecrease, now - last < .milliseconds(500) { return nil }
+            let sent = sendingKbps ?? lossBasedKbps
+            lossBasedKbps = min(lossBasedKbps, sent * (1 - loss) * 0.95)
+            lastDecrease = now
         } else if loss < 0.02 {
             // Grow at most once a second, however often reports come.
             if lastIncrease.map({ now - $0 >= .seconds(1) }) ?? true {

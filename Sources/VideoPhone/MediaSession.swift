@@ -50,6 +50,7 @@ public final class MediaSession: @unchecked Sendable {
         var mediaReady = false
         var sendingAllowed = false
         var forceKeyframe = true
+        var lastRequestedKeyframe: Instant?
         var stopped = false
         var framesReceived: UInt64 = 0
         var keyframesReceived: UInt64 = 0
@@ -73,7 +74,7 @@ public final class MediaSession: @unchecked Sendable {
     public var handlers: PeerConnectionHandlers {
         var h = PeerConnectionHandlers()
         h.onMediaReady = { [weak self] in self?.mediaReady() }
-        h.onKeyframeRequest = { [weak self] in self?.state.withLock { $0.forceKeyframe = true } }
+        h.onKeyframeRequest = { [weak self] in self?.keyframeRequested(now: Instant.now()) }
         h.onTargetBitrate = { [weak self] kbps in self?.setVideoBitrate(kbps) }
         h.onVideoFrame = { [weak self] frame, _ in self?.receivedVideo(frame) }
         h.onAudioPacket = { [weak self] payload, seq, ts in self?.receivedAudio(payload, sequence: seq, timestamp: ts) }
@@ -174,6 +175,17 @@ public final class MediaSession: @unchecked Sendable {
                 pendingKeyframe = nil
             }
             encodeAndSend(frame.buffer, captureTime: frame.captureTime, captureNTP: frame.captureNTP)
+        }
+    }
+
+    /// PLI or FIR: the next frame is an IDR, at once. Requests closer than 500 ms to the
+    /// last one are dropped: on a congested link every lost keyframe brings another PLI, and
+    /// answering each with a big IDR keeps the link flooded (the KPI's freeze).
+    func keyframeRequested(now: Instant) {
+        state.withLock { s in
+            if let last = s.lastRequestedKeyframe, now - last < .milliseconds(500) { return }
+            s.lastRequestedKeyframe = now
+            s.forceKeyframe = true
         }
     }
 

@@ -12,6 +12,19 @@ import Testing
         #expect(c.receivedReport(fractionLost: 128, now: at(1)) == 677)   // 50 % lost
     }
 
+    /// Reports keep describing the overflowing queue for a while after a cut: measured
+    /// against what was really sent, they do not cut again and again.
+    @Test func repeatedReportsOfOneBottleneckDoNotCompound() {
+        var c = BitrateController(startKbps: 2000, maximumKbps: 2000)
+        #expect(c.receivedReport(fractionLost: 128, sendingKbps: 1900, now: at(0)) == 903)   // 1900 × 0.5 × 0.95
+        // A report 200 ms later still describes the queue before the cut: no second cut.
+        #expect(c.receivedReport(fractionLost: 150, sendingKbps: 1700, now: at(0.2)) == nil)
+        // Later, loss that persists is measured against what was really sent: the estimate
+        // of what got through barely moves (a cut by the loss alone would halve it again).
+        #expect(c.receivedReport(fractionLost: 100, sendingKbps: 1500, now: at(0.6)) == 868)  // 1500 × 0.61 × 0.95
+
+    }
+
     @Test func moderateLossHolds() {
         var c = BitrateController(startKbps: 1000, maximumKbps: 2000)
         #expect(c.receivedReport(fractionLost: 13, now: at(0)) == nil)    // 5 %
