@@ -777,6 +777,8 @@ public final class Device: @unchecked Sendable {
             if old.controlSocket != new.controlSocket { needsRestart.append("control.socket") }
             if old.stateDirectory != new.stateDirectory { needsRestart.append("device.state_directory") }
             if old.metricsListen != new.metricsListen { needsRestart.append("metrics.listen") }
+            if old.gpio != new.gpio { needsRestart.append("gpio") }
+            if old.videoEncoder != new.videoEncoder || old.videoEncoderDevice != new.videoEncoderDevice { needsRestart.append("video.encoder") }
             _config = new
             machine.peers = new.peers.map(\.name)
             machine.autoAnswer = new.autoAnswer
