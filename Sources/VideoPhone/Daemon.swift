@@ -27,6 +27,7 @@ public final class Daemon: @unchecked Sendable {
         let device = try Device(config: config, identity: identity, logger: logger, leds: gpioLED ?? SimulatedCallLED())
         self.device = device
         device.detectEncoder()
+        device.checkParts()
         button = config.gpio.flatMap { g in
             g.button.map { line in
                 CallButtonWatcher(config: g, button: line, logger: logger,

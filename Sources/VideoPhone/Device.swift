@@ -58,6 +58,35 @@ public final class Device: @unchecked Sendable {
 
     public var currentFaults: [DeviceFault] { lock.withLock { faults.sorted() } }
 
+    /// Opens and closes the configured camera, microphone and speaker once (at start), so
+    /// a missing part shows on the LED before anyone tries to call.
+    public func checkParts() {
+        let c = config
+        if c.videoSource == "v4l2" { _ = makeCamera(c) }
+        if c.audioSource == "alsa" { _ = makeMicrophone(c) }
+        if c.audioSink == "alsa" { _ = makeSpeaker(c) }
+    }
+
+    /// While idle, parts that failed are tried again (every 5 s), so the LED and status
+    /// clear as soon as one is back; calls open their devices anew anyway.
+    func probeFailedParts() {
+        guard case .idle = phase else { return }
+        let failing = lock.withLock { faults }
+        let c = config
+        let back: [(DeviceFault, String, Bool)] = [
+            (.camera, c.videoDevice, failing.contains(.camera) && c.videoSource == "v4l2"
+                && (try? V4L2Camera(device: c.videoDevice, width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)) != nil),
+            (.microphone, c.audioCaptureDevice, failing.contains(.microphone) && c.audioSource == "alsa"
+                && (try? ALSACapture(device: c.audioCaptureDevice)) != nil),
+            (.speaker, c.audioPlaybackDevice, failing.contains(.speaker) && c.audioSink == "alsa"
+                && (try? ALSAPlayback(device: c.audioPlaybackDevice)) != nil),
+        ]
+        for (part, device, ok) in back where ok {
+            logger.info("\(part.rawValue) back", metadata: ["device": "\(device)"])
+            report(part, failing: false)
+        }
+    }
+
     /// The camera a call uses, as the config names it. A camera that cannot be opened is
     /// logged and shown on the LED; the call goes on with what works (audio).
     func makeCamera(_ c: DeviceConfig) -> (any VideoSource)? {
@@ -230,9 +259,12 @@ public final class Device: @unchecked Sendable {
             addressMonitor = nil
         }
         _ = startThread(name: "call-timer") { [weak self] in
+            var ticks = 0
             while let self {
                 self.perform(.tick)
                 self.metrics.sample(self)
+                ticks += 1
+                if ticks % 20 == 0 { self.probeFailedParts() }
                 usleep(250_000)
             }
         }

@@ -7,6 +7,8 @@
 # Checks, each printed as "CHECK <name> ok|FAIL <detail>":
 #   gpio-shim: the libgpiod shim works on gpio-sim with libgpiod 1.6 and with 2.x
 #   gpio-busy: a GPIO line held by another program at start is logged and retried
+#   camera-hotplug: started without a camera (fault, LED pattern), vivid loaded later: the
+#            idle probe finds it (by card name, whatever node it got) and clears the fault
 #   install: the firmware, unit, sysusers and udev files install; the service starts as
 #            Type=notify (systemctl returns only after READY=1)
 #   button:  a press on the gpio-sim button line makes the device call the peer
@@ -28,7 +30,6 @@ check() { # name, condition-exit-status, detail
 ctl() { /usr/bin/videophonectl "$@"; }
 
 # --- the board's hardware ------------------------------------------------------------
-modprobe vivid n_devs=1 node_types=0x1
 modprobe snd-aloop
 modprobe gpio-sim
 modprobe vicodec multiplanar=1
@@ -99,6 +100,17 @@ for _ in $(seq 50); do journalctl -u videophoned | grep -q "call LED ready" && b
 journalctl -u videophoned --no-pager | grep -E "call LED" | tail -2
 journalctl -u videophoned -o verbose | grep -q "in use by another program" && journalctl -u videophoned | grep -q "call LED ready"
 check gpio-busy $? "LED line held by gpioset at start: logged, then taken when freed"
+
+# --- the camera is plugged in after the daemon started ---------------------------------
+faults=$(ctl status --json | grep -o '"faults":\[[^]]*\]')
+ledstate=$(ctl status --json | grep -o '"led":"[a-z-]*"')
+modprobe vivid n_devs=1 node_types=0x1
+for _ in $(seq 60); do ctl status --json | grep -q '"faults":\[\]' && break; sleep 0.25; done
+journalctl -u videophoned --no-pager | grep -E "camera (unavailable|back)" | tail -2
+[ "$faults" = '"faults":["camera"]' ] && [ "$ledstate" = '"led":"error-camera-missing"' ] && ctl status --json | grep -q '"faults":\[\]'
+check camera-hotplug $? "before: $faults $ledstate; vivid loaded: $(ctl status --json | grep -o '"faults":\[[^]]*\]')"
+VIVID=""
+for d in /dev/video*; do v4l2-ctl -d "$d" --info 2>/dev/null | grep -q "Card type *: vivid" && VIVID=$d; done
 PID1=$(systemctl show -p MainPID --value videophoned)
 for _ in $(seq 50); do journalctl -u videophoned | grep -q "call button ready" && break; sleep 0.2; done
 
@@ -122,7 +134,7 @@ check led-on "$([ "$(led)" = 1 ]; echo $?)" "call LED line during the call: $(le
 sleep 5
 encoded() { ctl status --json | grep -o '"framesEncoded":[0-9]*' | head -1 | grep -o '[0-9]*$'; }
 before=$(encoded)
-v4l2-ctl -d /dev/video0 -c disconnect=1
+v4l2-ctl -d "$VIVID" -c disconnect=1
 for _ in $(seq 40); do journalctl -u videophoned | grep -q "camera back" && break; sleep 0.5; done
 sleep 4
 after=$(encoded)
