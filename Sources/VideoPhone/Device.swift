@@ -555,7 +555,13 @@ public final class Device: @unchecked Sendable {
                 let c = ActiveCall(id: id, peerName: peerName, outgoing: false, pc: pc, media: media)
                 if !holdBack { c.sentCandidates = Set(pc.localICE.candidates) }
                 c.videoCodec = Device.describe(session)
-                lock.withLock { call = c }
+                // A press may have answered between the state machine's ringing and here, when
+                // `.answer` found no call to start: look again with the call in place.
+                let answeredMeanwhile = lock.withLock { () -> Bool in
+                    call = c
+                    return machine.phase == .inCall(peer: peerName)
+                }
+                if answeredMeanwhile && !answered { media.allowSending() }
                 pc.setRemote(session)
                 result = .success((c, answer))
             } catch {
