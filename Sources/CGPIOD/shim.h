@@ -111,16 +111,13 @@ struct vp_gpio_line {
 
 static inline const char *vp_gpio_api(void) { return "libgpiod 2.x"; }
 
-/* 2.x opens chips by path only: "gpiochip0" and labels are resolved here. */
-static inline struct gpiod_chip *vp_gpio_open_chip(const char *descr, char *name, size_t n) {
+/* Tells whether a chip is the one looked for; may set *offset (a line found on it). */
+typedef int (*vp_gpio_chip_test)(struct gpiod_chip *chip, const char *what, unsigned *offset);
+
+/* Opens /dev/gpiochip* in turn and returns the first chip passing `test` (its node name
+ * in `name`); ENOENT when none does. 2.x has no lookup by label or line name of its own. */
+static inline struct gpiod_chip *vp_gpio_scan(vp_gpio_chip_test test, const char *what, unsigned *offset, char *name, size_t n) {
     char path[300];
-    if (descr && descr[0] == '/') return gpiod_chip_open(descr);
-    if (descr && strncmp(descr, "gpiochip", 8) == 0) {
-        snprintf(path, sizeof path, "/dev/%s", descr);
-        struct gpiod_chip *c = gpiod_chip_open(path);
-        if (c) snprintf(name, n, "%s", descr);
-        return c;
-    }
     DIR *d = opendir("/dev");
     if (!d) return NULL;
     struct dirent *e;
@@ -129,10 +126,7 @@ static inline struct gpiod_chip *vp_gpio_open_chip(const char *descr, char *name
         snprintf(path, sizeof path, "/dev/%s", e->d_name);
         struct gpiod_chip *c = gpiod_chip_open(path);
         if (!c) continue;
-        struct gpiod_chip_info *info = gpiod_chip_get_info(c);
-        int match = info && descr && strcmp(gpiod_chip_info_get_label(info), descr) == 0;
-        if (info) gpiod_chip_info_free(info);
-        if (match) { snprintf(name, n, "%s", e->d_name); closedir(d); return c; }
+        if (test(c, what, offset)) { snprintf(name, n, "%s", e->d_name); closedir(d); return c; }
         gpiod_chip_close(c);
     }
     closedir(d);
@@ -140,32 +134,40 @@ static inline struct gpiod_chip *vp_gpio_open_chip(const char *descr, char *name
     return NULL;
 }
 
-/* Finds the chip holding a named line (all chips when `chip` is NULL). */
-static inline struct gpiod_chip *vp_gpio_find_named(const char *chip, const char *line, unsigned *offset, char *name, size_t n) {
-    char path[300];
-    if (chip) {
-        struct gpiod_chip *c = vp_gpio_open_chip(chip, name, n);
-        if (!c) return NULL;
-        int off = gpiod_chip_get_line_offset_from_name(c, line);
-        if (off < 0) { gpiod_chip_close(c); errno = ENOENT; return NULL; }
-        *offset = (unsigned)off;
+static inline int vp_gpio_has_label(struct gpiod_chip *c, const char *label, unsigned *offset) {
+    (void)offset;
+    struct gpiod_chip_info *info = gpiod_chip_get_info(c);
+    int match = info && strcmp(gpiod_chip_info_get_label(info), label) == 0;
+    if (info) gpiod_chip_info_free(info);
+    return match;
+}
+
+static inline int vp_gpio_has_line(struct gpiod_chip *c, const char *line, unsigned *offset) {
+    int off = gpiod_chip_get_line_offset_from_name(c, line);
+    if (off >= 0) *offset = (unsigned)off;
+    return off >= 0;
+}
+
+/* A chip by path, by node name ("gpiochip0") or by label. */
+static inline struct gpiod_chip *vp_gpio_open_chip(const char *descr, char *name, size_t n) {
+    if (!descr) { errno = ENOENT; return NULL; }
+    if (descr[0] == '/') return gpiod_chip_open(descr);
+    if (strncmp(descr, "gpiochip", 8) == 0) {
+        char path[300];
+        snprintf(path, sizeof path, "/dev/%s", descr);
+        struct gpiod_chip *c = gpiod_chip_open(path);
+        if (c) snprintf(name, n, "%s", descr);
         return c;
     }
-    DIR *d = opendir("/dev");
-    if (!d) return NULL;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, "gpiochip", 8) != 0) continue;
-        snprintf(path, sizeof path, "/dev/%s", e->d_name);
-        struct gpiod_chip *c = gpiod_chip_open(path);
-        if (!c) continue;
-        int off = gpiod_chip_get_line_offset_from_name(c, line);
-        if (off >= 0) { *offset = (unsigned)off; snprintf(name, n, "%s", e->d_name); closedir(d); return c; }
-        gpiod_chip_close(c);
-    }
-    closedir(d);
-    errno = ENOENT;
-    return NULL;
+    return vp_gpio_scan(vp_gpio_has_label, descr, NULL, name, n);
+}
+
+/* Finds the chip holding a named line (all chips when `chip` is NULL). */
+static inline struct gpiod_chip *vp_gpio_find_named(const char *chip, const char *line, unsigned *offset, char *name, size_t n) {
+    if (!chip) return vp_gpio_scan(vp_gpio_has_line, line, offset, name, n);
+    struct gpiod_chip *c = vp_gpio_open_chip(chip, name, n);
+    if (c && !vp_gpio_has_line(c, line, offset)) { gpiod_chip_close(c); errno = ENOENT; return NULL; }
+    return c;
 }
 
 static inline vp_gpio_line *vp_gpio_request(const char *chip, int offset, const char *name, const char *consumer, int output, int value, int bias) {

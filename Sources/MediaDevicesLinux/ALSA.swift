@@ -59,8 +59,7 @@ private func openPCM(_ device: String, capture: Bool, periods: Int) throws(Sound
 public final class ALSACapture: AudioSource, @unchecked Sendable {
     public let device: String
     private let pcm: OpaquePointer
-    private let running = Locked(false)
-    private var thread: pthread_t?
+    private let loop = DeviceThread()
     private let xruns = Locked(0)
     /// Times capture overran (the thread was late) and was restarted.
     public var overruns: Int { xruns.current }
@@ -76,14 +75,14 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
     }
 
     public func start(_ onSamples: @escaping @Sendable ([Int16], Instant) -> Void) throws {
-        guard running.withLock({ r -> Bool in defer { r = true }; return !r }) else { return }
+        guard !loop.isRunning else { return }
         let r = snd_pcm_start(pcm)
         if r < 0 && r != -EBADFD { throw SoundError(device, "cannot start capture", r) }
-        thread = startThread(name: "alsa-capture") { [self] in
+        loop.start(name: "alsa-capture") { [self] in
             requestRealtimePriority()
             var chunk = [Int16](repeating: 0, count: periodFrames)
             var filled = 0
-            while running.current {
+            while loop.isRunning {
                 let n = chunk.withUnsafeMutableBufferPointer { p in
                     snd_pcm_readi(pcm, p.baseAddress! + filled, snd_pcm_uframes_t(periodFrames - filled))
                 }
@@ -103,11 +102,7 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
         }
     }
 
-    public func stop() {
-        running.withLock { $0 = false }
-        join(thread)
-        thread = nil
-    }
+    public func stop() { loop.stop() }
 }
 
 /// An ALSA speaker. A thread pulls each 20 ms frame from the call's playout just before
@@ -116,8 +111,7 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
 public final class ALSAPlayback: AudioSink, @unchecked Sendable {
     public let device: String
     private let pcm: OpaquePointer
-    private let running = Locked(false)
-    private var thread: pthread_t?
+    private let loop = DeviceThread()
     private let counts = Locked((played: 0, underruns: 0))
     public var samplesPlayed: Int { counts.current.played }
     /// Times the card ran out of samples and was restarted.
@@ -134,15 +128,14 @@ public final class ALSAPlayback: AudioSink, @unchecked Sendable {
     }
 
     public func start(_ render: @escaping @Sendable (UnsafeMutableBufferPointer<Int16>) -> Bool) throws {
-        guard running.withLock({ r -> Bool in defer { r = true }; return !r }) else { return }
-        thread = startThread(name: "alsa-playback") { [self] in
+        loop.start(name: "alsa-playback") { [self] in
             requestRealtimePriority()
             let frame = UnsafeMutableBufferPointer<Int16>.allocate(capacity: periodFrames)
             defer { frame.deallocate() }
             frame.initialize(repeating: 0)
             // One period of silence ahead of the first real one: the start threshold.
             writeAll(frame)
-            while running.current {
+            while loop.isRunning {
                 let sound = render(frame)
                 if !sound { frame.update(repeating: 0) }
                 writeAll(frame)
@@ -154,7 +147,7 @@ public final class ALSAPlayback: AudioSink, @unchecked Sendable {
 
     private func writeAll(_ frame: UnsafeMutableBufferPointer<Int16>) {
         var offset = 0
-        while offset < frame.count && running.current {
+        while offset < frame.count && loop.isRunning {
             let n = snd_pcm_writei(pcm, frame.baseAddress! + offset, snd_pcm_uframes_t(frame.count - offset))
             if n < 0 {
                 counts.withLock { $0.underruns += 1 }
@@ -165,9 +158,5 @@ public final class ALSAPlayback: AudioSink, @unchecked Sendable {
         }
     }
 
-    public func stop() {
-        running.withLock { $0 = false }
-        join(thread)
-        thread = nil
-    }
+    public func stop() { loop.stop() }
 }

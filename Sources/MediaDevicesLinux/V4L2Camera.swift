@@ -167,8 +167,7 @@ public final class V4L2Camera: VideoSource, @unchecked Sendable {
     public private(set) var height: Int
     public let fps: Int
     private var stream: V4L2Stream?
-    private let running = Locked(false)
-    private var thread: pthread_t?
+    private let loop = DeviceThread()
     /// Called from the camera thread when the camera is lost (with why) or back (nil).
     public var onAvailability: (@Sendable (CameraError?) -> Void)?
 
@@ -187,17 +186,16 @@ public final class V4L2Camera: VideoSource, @unchecked Sendable {
     deinit { stop() }
 
     public func start(_ onFrame: @escaping @Sendable (VideoFrame) -> Void) throws {
-        guard running.withLock({ r -> Bool in defer { r = true }; return !r }) else { return }
-        thread = startThread(name: "v4l2") { [self] in run(onFrame) }
+        loop.start(name: "v4l2") { [self] in run(onFrame) }
     }
 
     private func run(_ onFrame: @escaping @Sendable (VideoFrame) -> Void) {
         let requested = (width, height)
-        while running.current {
+        while loop.isRunning {
             guard let s = stream else {
                 // Lost: try again every second until the device is back.
                 usleep(1_000_000)
-                guard running.current, let path = V4L2Stream.resolve(device),
+                guard loop.isRunning, let path = V4L2Stream.resolve(device),
                       let s = try? V4L2Stream(path: path, width: requested.0, height: requested.1, fps: fps) else { continue }
                 stream = s
                 width = s.width
@@ -228,9 +226,5 @@ public final class V4L2Camera: VideoSource, @unchecked Sendable {
         }
     }
 
-    public func stop() {
-        running.withLock { $0 = false }
-        join(thread)
-        thread = nil
-    }
+    public func stop() { loop.stop() }
 }

@@ -67,23 +67,13 @@ public final class V4L2M2MEncoder: VideoEncoder {
     private func configure() throws(CodecError) {
         let w = settings.width, h = settings.height
         // Coded side first: some drivers derive the raw side's constraints from it.
-        var coded = v4l2_format()
-        coded.type = V4L2M2MEncoder.captureType
-        coded.fmt.pix_mp.width = UInt32(w)
-        coded.fmt.pix_mp.height = UInt32(h)
-        coded.fmt.pix_mp.pixelformat = codedFormat
-        coded.fmt.pix_mp.num_planes = 1
-        coded.fmt.pix_mp.plane_fmt.0.sizeimage = UInt32(max(w * h * 3 / 2, 512 * 1024))
-        guard cv4l2_raw_ioctl(fd, CV4L2_VIDIOC_S_FMT, &coded) == 0 else { throw fail("coded format \(fourcc(codedFormat)) \(w)x\(h)") }
-
-        var raw = v4l2_format()
-        raw.type = V4L2M2MEncoder.outputType
-        raw.fmt.pix_mp.width = UInt32(w)
-        raw.fmt.pix_mp.height = UInt32(h)
-        raw.fmt.pix_mp.pixelformat = CV4L2_PIX_FMT_YUV420
-        raw.fmt.pix_mp.num_planes = 1
-        guard cv4l2_raw_ioctl(fd, CV4L2_VIDIOC_S_FMT, &raw) == 0, raw.fmt.pix_mp.pixelformat == CV4L2_PIX_FMT_YUV420,
-              raw.fmt.pix_mp.num_planes == 1 else { throw fail("raw format I420 \(w)x\(h)") }
+        guard setFormat(V4L2M2MEncoder.captureType, codedFormat, sizeImage: max(w * h * 3 / 2, 512 * 1024)) != nil else {
+            throw fail("coded format \(fourcc(codedFormat)) \(w)x\(h)")
+        }
+        guard let raw = setFormat(V4L2M2MEncoder.outputType, CV4L2_PIX_FMT_YUV420),
+              raw.fmt.pix_mp.pixelformat == CV4L2_PIX_FMT_YUV420, raw.fmt.pix_mp.num_planes == 1 else {
+            throw fail("raw format I420 \(w)x\(h)")
+        }
         // The driver may pad rows (stride) and the plane's height (alignment).
         stride = Int(raw.fmt.pix_mp.plane_fmt.0.bytesperline)
         planeHeight = Int(raw.fmt.pix_mp.height)
@@ -121,6 +111,18 @@ public final class V4L2M2MEncoder: VideoEncoder {
             var t = Int32(type)
             guard cv4l2_raw_ioctl(fd, CV4L2_VIDIOC_STREAMON, &t) == 0 else { throw fail("stream on") }
         }
+    }
+
+    /// One single-plane format at the configured size on one queue; what the driver made of it.
+    private func setFormat(_ type: UInt32, _ pixelFormat: UInt32, sizeImage: Int = 0) -> v4l2_format? {
+        var f = v4l2_format()
+        f.type = type
+        f.fmt.pix_mp.width = UInt32(settings.width)
+        f.fmt.pix_mp.height = UInt32(settings.height)
+        f.fmt.pix_mp.pixelformat = pixelFormat
+        f.fmt.pix_mp.num_planes = 1
+        f.fmt.pix_mp.plane_fmt.0.sizeimage = UInt32(sizeImage)
+        return cv4l2_raw_ioctl(fd, CV4L2_VIDIOC_S_FMT, &f) == 0 ? f : nil
     }
 
     /// Sets a control; a refusal is remembered, not fatal (drivers differ).

@@ -51,3 +51,32 @@ public func startThread(name: String, _ body: @escaping () -> Void) -> pthread_t
     }, box)
     return t
 }
+
+/// A device loop on its own thread: started at most once at a time, and `stop` asks it to
+/// finish (the body checks ``isRunning``) and waits for it. One shape for the camera,
+/// sound and GPIO threads.
+public final class DeviceThread: @unchecked Sendable {
+    private let running = Locked(false)
+    private var thread: pthread_t?
+
+    public init() {}
+
+    /// Whether the loop should go on.
+    public var isRunning: Bool { running.current }
+
+    /// Starts `body` on a new thread; false (and nothing started) if it is running already.
+    @discardableResult
+    public func start(name: String, _ body: @escaping () -> Void) -> Bool {
+        guard running.withLock({ r -> Bool in defer { r = true }; return !r }) else { return false }
+        thread = startThread(name: name, body)
+        return true
+    }
+
+    /// Asks the loop to finish, calls `wake` (to interrupt a wait in the body) and waits.
+    public func stop(wake: () -> Void = {}) {
+        running.withLock { $0 = false }
+        wake()
+        join(thread)
+        thread = nil
+    }
+}

@@ -39,10 +39,6 @@ final class AudioPlayout: @unchecked Sendable {
         lock.withLock {
             guard let decoder else { return false }
             let playout = buffer.pop()
-            figures.counters = buffer.counters
-            figures.targetDelayMs = Double(buffer.targetFrames) * 20
-            figures.currentDelayMs = buffer.currentDelay.milliseconds
-            figures.jitterMs = buffer.jitterMs
             let pcm: ArraySlice<Int16>?
             switch playout {
             case .silence:
@@ -80,5 +76,15 @@ final class AudioPlayout: @unchecked Sendable {
         }
     }
 
-    var current: Figures { lock.withLock { figures } }
+    /// The decoder's figures with the jitter buffer's, as of now.
+    var current: Figures {
+        lock.withLock {
+            var f = figures
+            f.counters = buffer.counters
+            f.targetDelayMs = Double(buffer.targetFrames) * buffer.frameDuration.milliseconds
+            f.currentDelayMs = buffer.currentDelay.milliseconds
+            f.jitterMs = buffer.jitterMs
+            return f
+        }
+    }
 }

@@ -26,14 +26,13 @@ public final class GPIOCallLED: CallLED, @unchecked Sendable {
     private let waker = Waker()
     private var current = LEDPattern.off
     private var changed = false
-    private var running = true
-    private var thread: pthread_t?
+    private let loop = DeviceThread()
 
     public init(address: GPIOLineAddress, activeLow: Bool, logger: Logger) {
         self.address = address
         self.activeLow = activeLow
         self.logger = logger
-        thread = startThread(name: "gpio-led") { [self] in run() }
+        loop.start(name: "gpio-led") { [self] in run() }
     }
 
     public func show(_ pattern: LEDPattern) {
@@ -43,19 +42,14 @@ public final class GPIOCallLED: CallLED, @unchecked Sendable {
 
     public var pattern: LEDPattern { lock.withLock { current } }
 
-    public func stop() {
-        lock.withLock { running = false }
-        waker.wake()
-        join(thread)
-        thread = nil
-    }
+    public func stop() { loop.stop(wake: waker.wake) }
 
     private func run() {
         var line: GPIOOutput?
         var lastFailure: String?
         var step = 0
         var playing = LEDPattern.off
-        while lock.withLock({ running }) {
+        while loop.isRunning {
             if line == nil {
                 do {
                     line = try GPIOOutput(address, consumer: "videophoned call LED", initial: activeLow)
@@ -99,9 +93,8 @@ public final class CallButtonWatcher: @unchecked Sendable {
     private let logger: Logger
     private let onPress: @Sendable (_ long: Bool) -> Void
     private let onAvailability: @Sendable (_ available: Bool) -> Void
-    private let running = Locked(true)
+    private let loop = DeviceThread()
     private let waker = Waker()
-    private var thread: pthread_t?
 
     public init(config: GPIOConfig, button: GPIOLineName, logger: Logger,
                 onAvailability: @escaping @Sendable (Bool) -> Void, onPress: @escaping @Sendable (Bool) -> Void) {
@@ -110,22 +103,17 @@ public final class CallButtonWatcher: @unchecked Sendable {
         self.logger = logger
         self.onPress = onPress
         self.onAvailability = onAvailability
-        thread = startThread(name: "gpio-button") { [self] in run() }
+        loop.start(name: "gpio-button") { [self] in run() }
     }
 
     deinit { stop() }
 
-    public func stop() {
-        running.withLock { $0 = false }
-        waker.wake()
-        join(thread)
-        thread = nil
-    }
+    public func stop() { loop.stop(wake: waker.wake) }
 
     private func run() {
         let bias = GPIOBias(rawValue: config.buttonBias) ?? .asIs
         var lastFailure: String?
-        while running.current {
+        while loop.isRunning {
             let line: GPIOInput
             do {
                 line = try GPIOInput(address, consumer: "videophoned call button", bias: bias)
@@ -149,11 +137,11 @@ public final class CallButtonWatcher: @unchecked Sendable {
         var button = CallButton(debounce: .milliseconds(Int64(config.debounceMs)), now: Instant.now())
         // Start from the line's level, not from "released", in case it is held at start.
         if let high = line.isHigh { button.edge(pressed: high != config.buttonActiveLow, at: Instant.now()) }
-        while running.current {
+        while loop.isRunning {
             var timeout = Duration.seconds(1)
             if let d = button.deadline { timeout = min(timeout, d - Instant.now()) }
             let readable = waker.wait(timeout, readable: line.fileDescriptor)
-            if !running.current { return }
+            if !loop.isRunning { return }
             if readable {
                 guard let edge = line.readEdge() else {
                     logger.error("call button line stopped delivering events; requesting it again", metadata: ["device": "\(address)"])

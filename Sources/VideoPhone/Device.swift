@@ -62,9 +62,9 @@ public final class Device: @unchecked Sendable {
     /// a missing part shows on the LED before anyone tries to call.
     public func checkParts() {
         let c = config
-        if c.videoSource == "v4l2" { _ = makeCamera(c) }
-        if c.audioSource == "alsa" { _ = makeMicrophone(c) }
-        if c.audioSink == "alsa" { _ = makeSpeaker(c) }
+        if c.videoSource == "v4l2" { _ = openCamera(c) }
+        if c.audioSource == "alsa" { _ = openMicrophone(c) }
+        if c.audioSink == "alsa" { _ = openSpeaker(c) }
     }
 
     /// While idle, parts that failed are tried again (every 5 s), so the LED and status
@@ -73,17 +73,47 @@ public final class Device: @unchecked Sendable {
         guard case .idle = phase else { return }
         let failing = lock.withLock { faults }
         let c = config
-        let back: [(DeviceFault, String, Bool)] = [
-            (.camera, c.videoDevice, failing.contains(.camera) && c.videoSource == "v4l2"
-                && (try? V4L2Camera(device: c.videoDevice, width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)) != nil),
-            (.microphone, c.audioCaptureDevice, failing.contains(.microphone) && c.audioSource == "alsa"
-                && (try? ALSACapture(device: c.audioCaptureDevice)) != nil),
-            (.speaker, c.audioPlaybackDevice, failing.contains(.speaker) && c.audioSink == "alsa"
-                && (try? ALSAPlayback(device: c.audioPlaybackDevice)) != nil),
-        ]
-        for (part, device, ok) in back where ok {
-            logger.info("\(part.rawValue) back", metadata: ["device": "\(device)"])
+        for part in failing.sorted() {
+            let back: String? = switch part {
+            case .camera where c.videoSource == "v4l2": openCamera(c, quietly: true).map { _ in c.videoDevice }
+            case .microphone where c.audioSource == "alsa": openMicrophone(c, quietly: true).map { _ in c.audioCaptureDevice }
+            case .speaker where c.audioSink == "alsa": openSpeaker(c, quietly: true).map { _ in c.audioPlaybackDevice }
+            default: nil
+            }
+            if let device = back { logger.info("\(part.rawValue) back", metadata: ["device": "\(device)"]) }
+        }
+    }
+
+    /// Opens one part of the board. Either way the fault list learns the outcome; a
+    /// failure is logged with the device and the reason unless `quietly` (idle retries).
+    private func open<Part>(_ part: DeviceFault, _ device: String, unavailable: String, quietly: Bool,
+                            _ make: () throws -> Part) -> Part? {
+        do {
+            let opened = try make()
             report(part, failing: false)
+            return opened
+        } catch {
+            if !quietly { logger.error("\(unavailable)", metadata: ["device": "\(device)", "REASON": "\(error)"]) }
+            report(part, failing: true)
+            return nil
+        }
+    }
+
+    func openCamera(_ c: DeviceConfig, quietly: Bool = false) -> V4L2Camera? {
+        open(.camera, c.videoDevice, unavailable: "camera unavailable; calls carry audio only", quietly: quietly) {
+            try V4L2Camera(device: c.videoDevice, width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)
+        }
+    }
+
+    func openMicrophone(_ c: DeviceConfig, quietly: Bool = false) -> ALSACapture? {
+        open(.microphone, c.audioCaptureDevice, unavailable: "microphone unavailable; calls go on without it", quietly: quietly) {
+            try ALSACapture(device: c.audioCaptureDevice)
+        }
+    }
+
+    func openSpeaker(_ c: DeviceConfig, quietly: Bool = false) -> ALSAPlayback? {
+        open(.speaker, c.audioPlaybackDevice, unavailable: "speaker unavailable; received audio is decoded but not played", quietly: quietly) {
+            try ALSAPlayback(device: c.audioPlaybackDevice)
         }
     }
 
@@ -94,24 +124,17 @@ public final class Device: @unchecked Sendable {
         case "test-pattern":
             return TestPatternCamera(width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)
         case "v4l2":
-            do {
-                let cam = try V4L2Camera(device: c.videoDevice, width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)
-                report(.camera, failing: false)
-                cam.onAvailability = { [weak self] problem in
-                    guard let self else { return }
-                    if let problem {
-                        logger.error("camera lost; the call goes on with audio while it is retried", metadata: ["device": "\(c.videoDevice)", "REASON": "\(problem)"])
-                    } else {
-                        logger.info("camera back; video resumes", metadata: ["device": "\(c.videoDevice)"])
-                    }
-                    report(.camera, failing: problem != nil)
+            guard let cam = openCamera(c) else { return nil }
+            cam.onAvailability = { [weak self] problem in
+                guard let self else { return }
+                if let problem {
+                    logger.error("camera lost; the call goes on with audio while it is retried", metadata: ["device": "\(c.videoDevice)", "REASON": "\(problem)"])
+                } else {
+                    logger.info("camera back; video resumes", metadata: ["device": "\(c.videoDevice)"])
                 }
-                return cam
-            } catch {
-                logger.error("camera unavailable; calls carry audio only", metadata: ["device": "\(c.videoDevice)", "REASON": "\(error)"])
-                report(.camera, failing: true)
-                return nil
+                report(.camera, failing: problem != nil)
             }
+            return cam
         default:
             return nil
         }
@@ -162,33 +185,16 @@ public final class Device: @unchecked Sendable {
     /// logged; the call goes on without it).
     func makeMicrophone(_ c: DeviceConfig) -> (any AudioSource)? {
         switch c.audioSource {
-        case "tone": return ToneSource()
-        case "alsa":
-            do {
-                let mic = try ALSACapture(device: c.audioCaptureDevice)
-                report(.microphone, failing: false)
-                return mic
-            } catch {
-                logger.error("microphone unavailable; calls go on without it", metadata: ["device": "\(c.audioCaptureDevice)", "REASON": "\(error)"])
-                report(.microphone, failing: true)
-                return nil
-            }
-        default: return nil
+        case "tone": ToneSource()
+        case "alsa": openMicrophone(c)
+        default: nil
         }
     }
 
     /// The speaker a call plays to; falls back to counting when the device cannot open.
     func makeSpeaker(_ c: DeviceConfig) -> any AudioSink {
         guard c.audioSink == "alsa" else { return CountingAudioSink() }
-        do {
-            let speaker = try ALSAPlayback(device: c.audioPlaybackDevice)
-            report(.speaker, failing: false)
-            return speaker
-        } catch {
-            logger.error("speaker unavailable; received audio is decoded but not played", metadata: ["device": "\(c.audioPlaybackDevice)", "REASON": "\(error)"])
-            report(.speaker, failing: true)
-            return CountingAudioSink()
-        }
+        return openSpeaker(c) ?? CountingAudioSink()
     }
     /// Called with the phase name whenever it changes (sd_notify STATUS).
     public var onPhaseChange: (@Sendable (String) -> Void)?

@@ -7,7 +7,7 @@ import tempfile
 import time
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from conftest import NSDevice, start_coturn, wait  # noqa: E402
+from conftest import caller_and_callee, start_coturn, wait  # noqa: E402
 from testbed import TestBed  # noqa: E402
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
@@ -36,12 +36,8 @@ def measure(name, nat_a, nat_b, cfg_a, cfg_b, block):
     bed, work = TestBed(), tempfile.mkdtemp(prefix="videophone-natbench-")
     turn = start_coturn(bed, work)
     try:
-        host_a, ip_a, _ = bed.site(1, *nat_a)
-        host_b, ip_b, public_b = bed.site(2, *nat_b, forwarded_tcp=(8080,))
-        if block:
-            bed.block_udp(host_a)
-        b = NSDevice(work, host_b, "b", ip_b, extra=f"[ice]\n{cfg_b}")
-        a = NSDevice(work, host_a, "a", ip_a, extra=f"[ice]\n{cfg_a}", peers=[("b", f"http://{public_b}:8080", "b-token")])
+        a, b, _ = caller_and_callee(bed, work, f"[ice]\n{cfg_a}", f"[ice]\n{cfg_b}", nat_a, nat_b,
+                                    prepare=bed.block_udp if block else None)
         ice, dtls, frame, types = [], [], [], set()
         try:
             for _ in range(RUNS):
@@ -71,11 +67,9 @@ def media_back_after_address_change(runs):
     bed, work = TestBed(), tempfile.mkdtemp(prefix="videophone-natbench-")
     turn = start_coturn(bed, work)
     try:
-        host_a, ip_a, _ = bed.site(1, "eim", "eif")
-        host_b, ip_b, public_b = bed.site(2, "eim", "eif", forwarded_tcp=(8080,))
-        sh("ip", "netns", "exec", host_a, "sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1")
-        b = NSDevice(work, host_b, "b", ip_b, extra=f"[ice]\n{STUN}")
-        a = NSDevice(work, host_a, "a", ip_a, extra=f"[ice]\n{STUN}", peers=[("b", f"http://{public_b}:8080", "b-token")], bind_all=True)
+        a, b, host_a = caller_and_callee(bed, work, f"[ice]\n{STUN}", f"[ice]\n{STUN}", bind_all=True,
+                                         prepare=lambda h: sh("ip", "netns", "exec", h, "sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1"))
+        ip_a = a.ip
         times = []
         try:
             a.ctl("call", "b")
@@ -121,11 +115,8 @@ def rate_adaptation_under_a_bottleneck(runs):
     turn = start_coturn(bed, work)
     under, freeze, fps, up = [], [], [], []
     try:
-        host_a, ip_a, _ = bed.site(1, "eim", "eif")
-        host_b, ip_b, public_b = bed.site(2, "eim", "eif", forwarded_tcp=(8080,))
         video = f"[ice]\n{STUN}\n[video]\nwidth = 1280\nheight = 720\nfps = 30\nbitrate_kbps = 2000"
-        b = NSDevice(work, host_b, "b", ip_b, extra=video)
-        a = NSDevice(work, host_a, "a", ip_a, extra=video, peers=[("b", f"http://{public_b}:8080", "b-token")])
+        a, b, _ = caller_and_callee(bed, work, video, video)
         try:
             a.ctl("call", "b")
             wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10)

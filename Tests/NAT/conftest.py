@@ -85,6 +85,19 @@ socket = "{self.socket}"
             self.proc.kill()
 
 
+def caller_and_callee(bed, workdir, extra_a, extra_b, nat_a=("eim", "eif"), nat_b=("eim", "eif"), bind_all=False, prepare=None):
+    """Two hosts, each behind its own NAT on the WAN: b listens (its NAT forwards 8080 to it),
+    a has b as its peer. `prepare(host_a)` runs before the devices start. Returns
+    (a, b, host_a)."""
+    host_a, ip_a, _ = bed.site(1, *nat_a)
+    host_b, ip_b, public_b = bed.site(2, *nat_b, forwarded_tcp=(8080,))
+    if prepare:
+        prepare(host_a)
+    b = NSDevice(workdir, host_b, "b", ip_b, extra=extra_b)
+    a = NSDevice(workdir, host_a, "a", ip_a, extra=extra_a, peers=[("b", f"http://{public_b}:8080", "b-token")], bind_all=bind_all)
+    return a, b, host_a
+
+
 def start_coturn(bed, workdir):
     cert, key = os.path.join(workdir, "turn.crt"), os.path.join(workdir, "turn.key")
     sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",

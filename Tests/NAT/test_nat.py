@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from conftest import NSDevice, start_coturn, wait
+from conftest import caller_and_callee, start_coturn, wait
 
 # (A's NAT, B's NAT, whether a direct path exists)
 PAIRINGS = [
@@ -37,12 +37,8 @@ TURN_UDP = 'stun_servers = ["10.200.0.1:3478"]\n\n[[turn]]\nurl = "turn:10.200.0
 def call_and_check(bed, workdir, nat_a, nat_b, extra_a, extra_b, block_udp_a=False, timeout=15):
     """Calls b from a across the NATs; asserts video both ways; returns the pair types
     (a local, a remote, b local, b remote)."""
-    host_a, ip_a, _ = bed.site(1, *nat_a)
-    host_b, ip_b, public_b = bed.site(2, *nat_b, forwarded_tcp=(8080,))
-    if block_udp_a:
-        bed.block_udp(host_a)
-    b = NSDevice(workdir, host_b, "b", ip_b, extra=f"[ice]\n{extra_b}")
-    a = NSDevice(workdir, host_a, "a", ip_a, extra=f"[ice]\n{extra_a}", peers=[("b", f"http://{public_b}:8080", "b-token")])
+    a, b, _ = caller_and_callee(bed, workdir, f"[ice]\n{extra_a}", f"[ice]\n{extra_b}", nat_a, nat_b,
+                                prepare=bed.block_udp if block_udp_a else None)
     try:
         r = a.ctl("call", "b")
         assert r.returncode == 0, r.stderr + a.log()
@@ -79,10 +75,7 @@ def test_wrong_turn_credentials_are_logged_once_and_do_not_delay_a_direct_call(b
     turn = start_coturn(bed, workdir)
     try:
         bad = 'stun_servers = ["10.200.0.1:3478"]\n\n[[turn]]\nurl = "turn:10.200.0.1:3478?transport=udp"\nusername = "vp"\ncredential = "wrong"'
-        host_a, ip_a, _ = bed.site(1, "eim", "eif")
-        host_b, ip_b, public_b = bed.site(2, "eim", "eif", forwarded_tcp=(8080,))
-        b = NSDevice(workdir, host_b, "b", ip_b, extra=f"[ice]\n{bad}")
-        a = NSDevice(workdir, host_a, "a", ip_a, extra=f"[ice]\n{bad}", peers=[("b", f"http://{public_b}:8080", "b-token")])
+        a, b, _ = caller_and_callee(bed, workdir, f"[ice]\n{bad}", f"[ice]\n{bad}")
         try:
             start = time.monotonic()
             assert a.ctl("call", "b").returncode == 0
@@ -103,10 +96,7 @@ def test_unreachable_turn_server_does_not_delay_a_direct_call(bed, workdir):
     # The TURN server named is not there (coturn serves STUN only, elsewhere).
     turn = start_coturn(bed, workdir)
     cfg = 'stun_servers = ["10.200.0.1:3478"]\n\n[[turn]]\nurl = "turn:10.200.0.99:3478?transport=udp"\nusername = "vp"\ncredential = "x"'
-    host_a, ip_a, _ = bed.site(1, "eim", "eif")
-    host_b, ip_b, public_b = bed.site(2, "eim", "eif", forwarded_tcp=(8080,))
-    b = NSDevice(workdir, host_b, "b", ip_b, extra=f"[ice]\n{cfg}")
-    a = NSDevice(workdir, host_a, "a", ip_a, extra=f"[ice]\n{cfg}", peers=[("b", f"http://{public_b}:8080", "b-token")])
+    a, b, _ = caller_and_callee(bed, workdir, f"[ice]\n{cfg}", f"[ice]\n{cfg}")
     try:
         start = time.monotonic()
         assert a.ctl("call", "b").returncode == 0
@@ -137,12 +127,10 @@ def test_an_address_change_restarts_ice_and_media_comes_back(bed, workdir):
     from testbed import sh
     turn = start_coturn(bed, workdir)
     try:
-        host_a, ip_a, _ = bed.site(1, "eim", "eif")
-        host_b, ip_b, public_b = bed.site(2, "eim", "eif", forwarded_tcp=(8080,))
-        sh("ip", "netns", "exec", host_a, "sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1")
         stun = '[ice]\nstun_servers = ["10.200.0.1:3478"]'
-        b = NSDevice(workdir, host_b, "b", ip_b, extra=stun)
-        a = NSDevice(workdir, host_a, "a", ip_a, extra=stun, peers=[("b", f"http://{public_b}:8080", "b-token")], bind_all=True)
+        a, b, host_a = caller_and_callee(bed, workdir, stun, stun, bind_all=True,
+                                         prepare=lambda h: sh("ip", "netns", "exec", h, "sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1"))
+        ip_a = a.ip
         try:
             assert a.ctl("call", "b").returncode == 0
             assert wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10), a.log() + b.log()
@@ -171,11 +159,8 @@ def test_a_bandwidth_drop_brings_the_video_rate_down_and_the_call_survives(bed, 
     when the link comes back the rate climbs again."""
     from testbed import sh
     turn = start_coturn(bed, workdir)
-    host_a, ip_a, _ = bed.site(1, "eim", "eif")
-    host_b, ip_b, public_b = bed.site(2, "eim", "eif", forwarded_tcp=(8080,))
     video = '[ice]\nstun_servers = ["10.200.0.1:3478"]\n[video]\nwidth = 1280\nheight = 720\nfps = 30\nbitrate_kbps = 2000'
-    b = NSDevice(workdir, host_b, "b", ip_b, extra=video)
-    a = NSDevice(workdir, host_a, "a", ip_a, extra=video, peers=[("b", f"http://{public_b}:8080", "b-token")])
+    a, b, _ = caller_and_callee(bed, workdir, video, video)
     try:
         assert a.ctl("call", "b").returncode == 0
         assert wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10), a.log() + b.log()
