@@ -48,6 +48,9 @@ public struct PeerConnectionHandlers: Sendable {
     public var onTargetBitrate: (@Sendable (Int) -> Void)?
     /// The connection ended from the far side or failed; the reason is for people.
     public var onClosed: (@Sendable (String) -> Void)?
+    /// Gathering found a candidate or finished (see ``PeerConnection/gathered``): the
+    /// signalling side trickles it without polling.
+    public var onGatheringChange: (@Sendable () -> Void)?
     public init() {}
 }
 
@@ -582,6 +585,7 @@ public final class PeerConnection: @unchecked Sendable {
             r.candidateIndex = index
             logger.info("gathered relayed candidate", metadata: ["candidate": "\(c.sdpValue)", "server": "\(r.server.address)"])
             shared.withLock { $0.gathered.append(c.sdpValue) }
+            handlers.onGatheringChange?()
             agent.poll(now: Instant.now())
             flushICE(now: Instant.now())
             finishGatheringIfDone()
@@ -603,6 +607,7 @@ public final class PeerConnection: @unchecked Sendable {
         guard relaysSettled else { return }
         let first = shared.withLock { s -> Bool in defer { s.gatheringComplete = true }; return !s.gatheringComplete }
         if first {
+            handlers.onGatheringChange?()
             for server in gatherer.unreachable {
                 logger.warning("STUN server did not answer", metadata: ["server": "\(server)", "REASON": "no response to \(gatherer.maxAttempts) binding requests"])
             }
@@ -709,6 +714,7 @@ public final class PeerConnection: @unchecked Sendable {
                     if let c = candidate {
                         logger.info("gathered server-reflexive candidate", metadata: ["candidate": "\(c)"])
                         shared.withLock { $0.gathered.append(c) }
+                        handlers.onGatheringChange?()
                     }
                     finishGatheringIfDone()
                     return
