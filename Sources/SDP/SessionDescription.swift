@@ -169,7 +169,7 @@ public struct SessionDescription: Equatable, Sendable {
             case "s": name = value
             case "m":
                 let parts = value.split(separator: " ")
-                guard parts.count >= 3, let port = Int(parts[1].split(separator: "/")[0]) else {
+                guard parts.count >= 3, let port = parts[1].split(separator: "/").first.flatMap({ Int($0) }), port >= 0, port <= 65535 else {
                     throw SDPError(line: lineNumber, "malformed m= line '\(value)'")
                 }
                 media.append(MediaDescription(kind: String(parts[0]), port: port, proto: String(parts[2]),
