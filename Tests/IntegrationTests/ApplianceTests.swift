@@ -317,20 +317,39 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
         #expect(h.wait(2) { (try? h.status("a")).map { $0["led"] as? String == "error-device" } ?? false } != nil)
     }
 
-    /// A call button line that does not exist (this machine has no GPIO chip at all): the
-    /// daemon starts, says which line and why, shows the device fault, and keeps retrying;
-    /// `videophonectl press` still works.
+    /// A call button line that cannot be had (its chip is not there; this machine has no
+    /// GPIO chip at all): the daemon starts, says which line and why, shows the device
+    /// fault, and keeps retrying: when the chip's path changes under it (a file appears that
+    /// is not a GPIO chip), the next attempt, within the 5 s retry period, fails for the new
+    /// reason and says so. `videophonectl press` calls meanwhile.
     @Test func aMissingButtonLineIsLoggedAndRetried() throws {
+        // libgpiod 1.x opens a chip path only under /dev/.
+        let chip = "/dev/videophone-test-chip-\(getpid())-\(Int.random(in: 0...1_000_000))"
+        unlink(chip)
+        defer { unlink(chip) }
         let h = try DaemonHarness()
         try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")],
-                    extra: "[gpio]\nbutton = \"call-button\"")
+                    extra: "[gpio]\nchip = \"\(chip)\"\nbutton = 3")
         try h.start("b", peers: [])
-        #expect(h.wait(3) { h.log("a").contains("call button unavailable") } != nil)
-        #expect(h.log("a").contains("line 'call-button'"))
+        func unavailable() -> [String] { h.log("a").split(separator: "\n").map(String.init).filter { $0.contains("call button unavailable") } }
+        #expect(h.wait(3) { !unavailable().isEmpty } != nil)
+        let first = unavailable()
+        #expect(first.count == 1, "\(first)")
+        #expect(first.first?.contains("\(chip) line 3") == true, "\(first)")
+        #expect(first.first?.contains("no such chip or line") == true, "\(first)")
         let s = try h.status("a")
         #expect(s["faults"] as? [String] == ["button"])
         #expect(s["led"] as? String == "error-device")
-        #expect(try h.control("a", "press").contains("calling") || (try h.status("a"))["state"] as? String != "idle")
+        // The chip path appears, but is a plain file: only a new attempt can see that.
+        #expect(FileManager.default.createFile(atPath: chip, contents: Data()))
+        let retried = h.wait(8) { unavailable().count >= 2 }
+        #expect(retried != nil, "no retry within 8 s of the chip path appearing:\n\(h.log("a"))")
+        let second = unavailable().dropFirst().first ?? ""
+        #expect(second.contains("\(chip) line 3") && !second.contains("no such chip or line"), "\(second)")
+        #expect((try h.status("a"))["faults"] as? [String] == ["button"])
+        // The control socket's press still calls the first peer.
+        #expect(try h.control("a", "press").hasPrefix("ok"))
+        #expect(h.wait(5) { (try? h.status("b")).map { state($0) == "in-call" } ?? false } != nil, "press did not call b")
         _ = try h.control("a", "hangup")
     }
 }

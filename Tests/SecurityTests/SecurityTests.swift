@@ -125,11 +125,58 @@ func hex(_ s: String) -> [UInt8] {
         #expect(first.fingerprint.count == 32 * 3 - 1)
     }
 
-    @Test func garbageDatagramsDoNotBreakAHandshakeInProgress() throws {
+    /// Bytes that look random but are the same every run.
+    static func noise(_ count: Int, seed: UInt32, in range: ClosedRange<UInt8> = 0...255) -> [UInt8] {
+        var x = seed
+        return (0..<count).map { _ in
+            x = x &* 1_664_525 &+ 1_013_904_223
+            return UInt8(Int(range.lowerBound) + Int(x >> 24) % (Int(range.upperBound) - Int(range.lowerBound) + 1))
+        }
+    }
+
+    /// Datagrams an off-path sender can make without keys; RFC 6347 §4.1.2.7: invalid
+    /// records are discarded.
+    static let garbage: [(String, [UInt8])] = [
+        ("handshake record too short for a handshake header", [22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]),
+        ("record length past the datagram", [22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 9, 0x40, 0, 1, 2, 3]),
+        ("truncated record header", [22, 0xfe, 0xfd, 0, 0]),
+        ("TLS, not DTLS, version", [22, 0x03, 0x03] + [UInt8](repeating: 0, count: 8) + [0, 4, 1, 0, 0, 0]),
+        ("unknown content type", [25, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 7, 7]),
+        ("epoch 1 application data, no keys", [23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 32] + noise(32, seed: 1)),
+        ("handshake content type, then noise", [22] + noise(300, seed: 2)),
+        ("noise in the DTLS range", noise(64, seed: 3, in: 20...63)),
+        ("empty datagram", []),
+    ]
+
+    /// Each kind of garbage arrives at both ends before and between every flight; the
+    /// handshake still completes, with the same SRTP keys on both sides.
+    @Test(arguments: 0..<DTLSTests.garbage.count)
+    func garbageDatagramsDoNotBreakAHandshakeInProgress(_ kind: Int) throws {
+        let (what, datagram) = Self.garbage[kind]
         let a = try DTLSCertificate.generate(), b = try DTLSCertificate.generate()
         let client = try DTLSEndpoint(context: DTLSContext(certificate: a), client: true, remoteFingerprint: ("sha-256", b.sha256))
-        _ = client.start()
-        _ = client.handle(datagram: [22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3])
-        #expect(client.state != .connected)
+        let server = try DTLSEndpoint(context: DTLSContext(certificate: b), client: false, remoteFingerprint: ("sha-256", a.sha256))
+        var toServer = client.start()
+        var toClient: [[UInt8]] = []
+        var flights = 0
+        for _ in 0..<20 {
+            _ = server.handle(datagram: datagram)
+            for d in toServer { toClient += server.handle(datagram: d) }
+            toServer = []
+            _ = client.handle(datagram: datagram)
+            for d in toClient { toServer += client.handle(datagram: d) }
+            toClient = []
+            flights += 1
+            if toServer.isEmpty && toClient.isEmpty { break }
+        }
+        #expect(flights >= 2, "\(what): the handshake stopped at once")
+        #expect(client.state == .connected, "\(what): client \(client.state)")
+        #expect(server.state == .connected, "\(what): server \(server.state)")
+        let ck = try #require(client.srtpKeys(), "\(what): no keys"), sk = try #require(server.srtpKeys(), "\(what): no keys")
+        #expect(ck.localKeyAndSalt == sk.remoteKeyAndSalt)
+        #expect(ck.remoteKeyAndSalt == sk.localKeyAndSalt)
+        // Garbage after the handshake leaves the association standing.
+        _ = client.handle(datagram: datagram)
+        #expect(client.state == .connected, "\(what): after the handshake, client \(client.state)")
     }
 }
