@@ -31,7 +31,7 @@ let package = Package(
         .systemLibrary(name: "CLinux"),
 
         // Shared value types with no I/O: bytes, addresses, clocks.
-        .target(name: "NetworkCore"),
+        .target(name: "NetworkCore", dependencies: ["CLinux"]),
         // I/O-free protocol modules.
         .target(name: "RTP", dependencies: ["NetworkCore"]),
         .target(name: "STUN", dependencies: ["NetworkCore", "COpenSSL"]),

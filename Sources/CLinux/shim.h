@@ -2,7 +2,11 @@
 #define CLINUX_SHIM_H
 /* glibc calls Swift's Glibc module does not bring in. */
 #include <malloc.h>
+#include <sys/prctl.h>
 
 /* Caps glibc's malloc arenas (M_ARENA_MAX): returns 1 on success. */
 static inline int clinux_limit_malloc_arenas(int n) { return mallopt(M_ARENA_MAX, n); }
+
+/* Names the calling thread (PR_SET_NAME: 15 bytes and a NUL; prctl is variadic). */
+static inline int clinux_set_thread_name(const char *name) { return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0); }
 #endif

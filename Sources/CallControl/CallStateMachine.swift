@@ -71,7 +71,7 @@ public enum CallEvent: Equatable, Sendable {
     /// wins glare; its offer is on its way (or already ringing here).
     case glareLost
     /// The far end hung up, refused, or the connection failed.
-    case remoteEnded(reason: String)
+    case remoteEnded(reason: EndReason)
     /// Teardown finished.
     case ended
     /// Time passes (ring and answer timeouts).
@@ -85,15 +85,15 @@ public enum CallAction: Equatable, Sendable {
     case acceptIncoming(peer: String)
     /// Let media flow on a ringing call.
     case answer
-    /// Refuse an incoming offer (HTTP status and reason).
-    case refuseIncoming(status: Int, reason: String)
+    /// Refuse an incoming offer.
+    case refuseIncoming(Refusal)
     /// End the current call and tell the peer.
-    case hangup(reason: String)
+    case hangup(reason: EndReason)
     /// Drop our outgoing call without a word to the peer: the peer's call to us won glare.
     case abandonOutgoing
     case setLED(LEDPattern)
     /// Nothing to do, and why (e.g. a press with no peer provisioned).
-    case ignored(String)
+    case ignored(Refusal)
 }
 
 /// The device's call state machine: button presses, control commands, signalling and
@@ -144,16 +144,16 @@ public struct CallStateMachine: Sendable {
         switch (phase, event) {
         // Placing a call.
         case (.idle, .shortPress):
-            guard let first = peers.first else { return [.ignored("no peer provisioned")] }
+            guard let first = peers.first else { return [.ignored(.noPeerProvisioned)] }
             out.append(.placeCall(peer: first))
             enter(.calling(peer: first), now, &out)
         case (.idle, .dial(let peer)):
-            guard let p = peer ?? peers.first else { return [.ignored("no peer provisioned")] }
-            guard peers.contains(p) else { return [.ignored("no peer named '\(p)'")] }
+            guard let p = peer ?? peers.first else { return [.ignored(.noPeerProvisioned)] }
+            guard peers.contains(p) else { return [.ignored(.unknownPeer(p))] }
             out.append(.placeCall(peer: p))
             enter(.calling(peer: p), now, &out)
         case (.idle, .longPress):
-            return [.ignored("nothing to reject or cancel")]
+            return [.ignored(.nothingToRejectOrCancel)]
 
         // Incoming.
         case (.idle, .incoming(let peer, _)):
@@ -169,14 +169,14 @@ public struct CallStateMachine: Sendable {
         case (.calling(let callee), .incoming(let peer, let glareWins)) where callee == peer:
             // Glare: both called each other. The same rule on both sides keeps one call.
             if glareWins {
-                return [.refuseIncoming(status: 409, reason: "glare: both devices called at once; keeping ours")]
+                return [.refuseIncoming(.glareOursWins)]
             }
             out.append(.abandonOutgoing)
             out.append(.acceptIncoming(peer: peer))
             out.append(.answer)
             enter(.inCall(peer: peer), now, &out)
         case (_, .incoming):
-            return [.refuseIncoming(status: 409, reason: "busy: already in a call")]
+            return [.refuseIncoming(.busy(phase: phase.name))]
 
         // Outgoing progress.
         case (.calling(let peer), .mediaFlowing):
@@ -192,7 +192,7 @@ public struct CallStateMachine: Sendable {
             out.append(.answer)
             enter(.inCall(peer: phase.peer ?? ""), now, &out)
         case (.calling, .shortPress), (.calling, .longPress), (.calling, .hangupRequested):
-            out.append(.hangup(reason: "cancelled"))
+            out.append(.hangup(reason: .cancelled))
             enter(.ending, now, &out)
 
         // Answering.
@@ -200,12 +200,12 @@ public struct CallStateMachine: Sendable {
             out.append(.answer)
             enter(.inCall(peer: peer), now, &out)
         case (.ringing, .longPress), (.ringing, .hangupRequested):
-            out.append(.hangup(reason: "rejected"))
+            out.append(.hangup(reason: .rejected))
             enter(.ending, now, &out)
 
         // In a call.
         case (.inCall, .shortPress), (.inCall, .longPress), (.inCall, .hangupRequested):
-            out.append(.hangup(reason: "local hangup"))
+            out.append(.hangup(reason: .localHangup))
             enter(.ending, now, &out)
 
         // From anywhere.
@@ -216,20 +216,20 @@ public struct CallStateMachine: Sendable {
 
         // Timeouts.
         case (.ringing, .tick) where now - phaseSince >= ringTimeout:
-            out.append(.hangup(reason: "missed: not answered within \(Int(ringTimeout.seconds)) s"))
+            out.append(.hangup(reason: .missed(afterSeconds: Int(ringTimeout.seconds))))
             enter(.ending, now, &out)
         case (.calling, .tick) where now - phaseSince >= answerTimeout:
-            out.append(.hangup(reason: "no answer within \(Int(answerTimeout.seconds)) s"))
+            out.append(.hangup(reason: .noAnswer(afterSeconds: Int(answerTimeout.seconds))))
             enter(.ending, now, &out)
 
         case (_, .tick):
             return []
         case (.idle, .answerRequested):
-            return [.ignored("no call is ringing")]
+            return [.ignored(.noCallRinging)]
         case (.idle, .hangupRequested):
-            return [.ignored("no call to hang up")]
+            return [.ignored(.noCallToHangUp)]
         default:
-            return [.ignored("\(event) while \(phase.name)")]
+            return [.ignored(.notNow(event: "\(event)", phase: phase.name))]
         }
         return out
     }

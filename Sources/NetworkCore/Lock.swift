@@ -1,3 +1,4 @@
+import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,17 +40,36 @@ public func join(_ thread: pthread_t?) {
     pthread_join(thread, nil)
 }
 
-/// Starts a detached OS thread running `body` (for blocking loops: sockets, devices).
+/// Starts a joinable OS thread running `body`, named `name` (shown by `top -H` and in
+/// crash reports; Linux keeps the first 15 bytes). Whoever starts it owns it and must
+/// ``join(_:)`` it; fire-and-forget work goes to a ``SerialQueue`` instead.
 public func startThread(name: String, _ body: @escaping () -> Void) -> pthread_t {
     final class Box { let body: () -> Void; let name: String; init(_ b: @escaping () -> Void, _ n: String) { body = b; name = n } }
     let box = Unmanaged.passRetained(Box(body, name)).toOpaque()
     var t = pthread_t()
-    pthread_create(&t, nil, { arg in
+    let rc = pthread_create(&t, nil, { arg in
         let b = Unmanaged<AnyObject>.fromOpaque(arg!).takeRetainedValue() as! Box
+        setCurrentThreadName(b.name)
         b.body()
         return nil
     }, box)
+    precondition(rc == 0, "pthread_create failed for thread '\(name)': \(rc)")
     return t
+}
+
+/// Starts a thread that lives as long as the process (the watchdog pinger): detached, so
+/// nothing is left to join.
+public func startProcessThread(name: String, _ body: @escaping () -> Void) {
+    let t = startThread(name: name, body)
+    pthread_detach(t)
+}
+
+/// Names the calling thread (at most 15 bytes survive, as the kernel allows).
+public func setCurrentThreadName(_ name: String) {
+    let bytes = Array(name.utf8.prefix(15)) + [0]
+    bytes.withUnsafeBufferPointer { p in
+        p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { _ = clinux_set_thread_name($0) }
+    }
 }
 
 /// A device loop on its own thread: started at most once at a time, and `stop` asks it to

@@ -33,11 +33,23 @@ public final class Waker: @unchecked Sendable {
     public func wait(_ timeout: Duration, readable fd: Int32 = -1) -> Bool {
         let ms = Int32(clamping: max(0, Int64((timeout.milliseconds).rounded(.up))))
         var fds = [pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
-        _ = poll(&fds, fd >= 0 ? 2 : 1, ms)
+        _ = Glibc.poll(&fds, fd >= 0 ? 2 : 1, ms)
         if fds[0].revents != 0 {
             var buf = [UInt8](repeating: 0, count: 64)
             while read(readEnd, &buf, buf.count) > 0 {}
         }
         return fd >= 0 && fds[1].revents & Int16(POLLIN) != 0
+    }
+
+    /// Polls `fds` and this waker together for up to `timeout`: `fds[0]` is set to the
+    /// waker's own descriptor (callers leave a slot for it there); a wake-up is consumed.
+    public func poll(_ fds: inout [pollfd], timeout: Duration) {
+        let ms = Int32(clamping: max(0, Int64((timeout.milliseconds).rounded(.up))))
+        fds[0] = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
+        _ = Glibc.poll(&fds, nfds_t(fds.count), ms) as Int32
+        if fds[0].revents != 0 {
+            var buf = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+            while withUnsafeMutableBytes(of: &buf, { read(readEnd, $0.baseAddress, $0.count) }) > 0 {}
+        }
     }
 }

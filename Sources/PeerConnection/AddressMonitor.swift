@@ -10,6 +10,8 @@ public final class AddressMonitor: @unchecked Sendable {
     let fd: Int32
     let includeLoopback: Bool
     private let onChange: @Sendable ([TransportAddress]) -> Void
+    private let loop = DeviceThread()
+    private let waker = Waker()
 
     public init?(includeLoopback: Bool, onChange: @escaping @Sendable ([TransportAddress]) -> Void) {
         // AF_NETLINK = 16, NETLINK_ROUTE = 0; groups: RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR.
@@ -25,15 +27,22 @@ public final class AddressMonitor: @unchecked Sendable {
         self.fd = fd
         self.includeLoopback = includeLoopback
         self.onChange = onChange
-        _ = startThread(name: "addr-monitor") { [self] in self.run() }
+        loop.start(name: "addr-monitor") { [self] in self.run() }
+    }
+
+    /// Ends the monitor's thread and closes its socket.
+    public func stop() {
+        loop.stop(wake: { waker.wake() })
+        close(fd)
     }
 
     func run() {
         var known = Set(localInterfaceAddresses(includeLoopback: includeLoopback))
         var buf = [UInt8](repeating: 0, count: 8192)
-        while true {
-            let n = recv(fd, &buf, buf.count, 0)
-            if n < 0 { if errno == EINTR { continue } else { return } }
+        while loop.isRunning {
+            guard waker.wait(.seconds(3600), readable: fd) else { continue }
+            let n = recv(fd, &buf, buf.count, Int32(MSG_DONTWAIT))
+            if n < 0 { if errno == EINTR || errno == EAGAIN { continue } else { return } }
             // nlmsghdr: length (4), type (2), ...; 20 = RTM_NEWADDR, 21 = RTM_DELADDR.
             var offset = 0
             var relevant = false
@@ -45,8 +54,9 @@ public final class AddressMonitor: @unchecked Sendable {
                 offset += (len + 3) & ~3
             }
             guard relevant else { continue }
-            // Let a burst of changes (add, then delete) settle.
-            usleep(150_000)
+            // Let a burst of changes (add, then delete) settle (and stop promptly meanwhile).
+            waker.wait(.milliseconds(150))
+            guard loop.isRunning else { return }
             let now = Set(localInterfaceAddresses(includeLoopback: includeLoopback))
             if now != known {
                 known = now

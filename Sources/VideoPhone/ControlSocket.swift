@@ -3,73 +3,65 @@ import NetworkCore
 import Glibc
 #endif
 
-/// The local control socket `videophonectl` talks to: a Unix stream socket, one command
-/// line per connection, a reply, then close. Mode 0660: root and the service's group.
-public final class ControlServer: @unchecked Sendable {
-    let fd: Int32
-    public let path: String
-    let device: Device
+/// The local control socket `videophonectl` talks to: a Unix stream socket (mode 0660:
+/// root and the service's group), one command line per connection, a reply, then close.
+/// Served by the daemon's ``SocketServer``; commands that change the call go through call
+/// control and reply when it is done.
+public enum ControlCommands {
+    /// What the control socket understands, for errors and `--help`.
+    public static let summary = "status [--json], call [PEER], answer, hangup, press [--long], identity"
 
-    public init(path: String, device: Device) throws {
-        self.path = path
-        self.device = device
-        unlink(path)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw HTTPError("control socket: \(String(cString: strerror(errno)))") }
-        guard withUnixAddress(path, { bind(fd, $0, $1) }) == 0 else {
-            let e = HTTPError("cannot bind control socket \(path): \(String(cString: strerror(errno)))")
-            close(fd)
-            throw e
+    /// A parsed command line. No I/O; the fuzzer drives it.
+    public enum Command: Equatable, Sendable {
+        case status(json: Bool)
+        case call(peer: String?)
+        case answer, hangup, identity
+        case press(long: Bool)
+    }
+
+    /// Reads one command line; the error names what was wrong.
+    public static func parse(_ line: String) -> Result<Command, HTTPError> {
+        let words = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        guard let verb = words.first else { return .failure(HTTPError("empty command (\(summary))")) }
+        let rest = Array(words.dropFirst())
+        func noArguments(_ c: Command) -> Result<Command, HTTPError> {
+            rest.isEmpty ? .success(c) : .failure(HTTPError("'\(verb)' takes no arguments, got '\(rest.joined(separator: " ").prefix(40))'"))
         }
-        chmod(path, 0o660)
-        listen(fd, 8)
-        self.fd = fd
-        _ = startThread(name: "control") { [self] in self.loop() }
-    }
-
-    public func stop() {
-        shutdown(fd, Int32(SHUT_RDWR))
-        unlink(path)
-    }
-
-    func loop() {
-        while true {
-            let c = accept(fd, nil, nil)
-            if c < 0 { if errno == EINTR { continue } else { break } }
-            _ = startThread(name: "control-conn") { [self] in
-                var tv = timeval(tv_sec: 5, tv_usec: 0)
-                setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                var buf = [UInt8](repeating: 0, count: 1024)
-                let n = read(c, &buf, buf.count)
-                let line = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "" : ""
-                let reply = self.execute(line)
-                let bytes = Array(reply.utf8)
-                _ = bytes.withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                close(c)
-            }
-        }
-    }
-
-    /// Runs one command; the reply starts with `ok` or `error`.
-    func execute(_ line: String) -> String {
-        let words = line.split(separator: " ").map(String.init)
-        switch words.first ?? "" {
+        switch verb {
         case "status":
-            if words.contains("--json") { return "ok\n" + device.statusJSON() + "\n" }
-            return "ok\n" + device.statusText()
+            guard rest.allSatisfy({ $0 == "--json" }) else { return .failure(HTTPError("status takes only --json")) }
+            return .success(.status(json: !rest.isEmpty))
         case "call":
-            do { try device.placeCall(to: words.count > 1 ? words[1] : nil); return "ok calling\n" }
-            catch { return "error \(error.description)\n" }
-        case "answer":
-            do { try device.answer(); return "ok answered\n" } catch { return "error \(error.description)\n" }
-        case "hangup":
-            return device.hangup() ? "ok hung up\n" : "error no call to hang up\n"
+            guard rest.count <= 1 else { return .failure(HTTPError("call takes at most one peer name")) }
+            return .success(.call(peer: rest.first))
+        case "answer": return noArguments(.answer)
+        case "hangup": return noArguments(.hangup)
+        case "identity": return noArguments(.identity)
         case "press":
-            return "ok \(device.press(long: words.contains("--long")))\n"
-        case "identity":
-            return "ok\nsha-256 \(device.identity.fingerprint)\n"
+            guard rest.allSatisfy({ $0 == "--long" }) else { return .failure(HTTPError("press takes only --long")) }
+            return .success(.press(long: !rest.isEmpty))
         default:
-            return "error unknown command '\(line.prefix(40))' (status, call [PEER], answer, hangup, press [--long], identity)\n"
+            return .failure(HTTPError("unknown command '\(line.prefix(40))' (\(summary))"))
+        }
+    }
+
+    /// Runs one command line for `device`; the reply starts with `ok` or `error`.
+    public static func execute(_ line: String, device: Device, _ responder: CommandResponder) {
+        switch parse(line) {
+        case .failure(let e):
+            responder.respond("error \(e.description)\n")
+        case .success(.status(let json)):
+            responder.respond(json ? "ok\n" + device.statusJSON() + "\n" : "ok\n" + device.statusText())
+        case .success(.call(let peer)):
+            device.placeCall(to: peer) { failure in responder.respond(failure.map { "error \($0)\n" } ?? "ok calling\n") }
+        case .success(.answer):
+            device.answer { failure in responder.respond(failure.map { "error \($0)\n" } ?? "ok answered\n") }
+        case .success(.hangup):
+            device.hangup(reason: .localHangup) { had in responder.respond(had ? "ok hung up\n" : "error no call to hang up\n") }
+        case .success(.press(let long)):
+            device.press(long: long) { result in responder.respond("ok \(result)\n") }
+        case .success(.identity):
+            responder.respond("ok\nsha-256 \(device.identity.fingerprint)\n")
         }
     }
 }

@@ -8,10 +8,12 @@ import Glibc
 /// The running daemon: identity, device, signalling server, control socket.
 public final class Daemon: @unchecked Sendable {
     public let device: Device
-    public let http: HTTPServer
-    public let control: ControlServer
-    /// `/metrics` on its own (localhost) port, when `metrics.listen` is set.
-    public let metricsServer: HTTPServer?
+    /// The signalling port, `/metrics` (when `metrics.listen` is set) and the control
+    /// socket, all on one loop thread.
+    let server: SocketServer
+    let signallingServer: SignallingServer
+    /// The signalling port actually bound (the config may say 0).
+    public let signallingPort: UInt16
     /// The board's button and LED, when `[gpio]` names them.
     let button: CallButtonWatcher?
     let gpioLED: GPIOCallLED?
@@ -33,36 +35,48 @@ public final class Daemon: @unchecked Sendable {
                 CallButtonWatcher(config: g, button: line, logger: logger,
                                   onAvailability: { device.report(.button, failing: !$0) },
                                   onPress: { long in
-                                      let result = device.press(long: long)
-                                      logger.info("call button pressed", metadata: ["press": "\(long ? "long" : "short")", "result": "\(result)"])
+                                      device.press(long: long) { result in
+                                          logger.info("call button pressed", metadata: ["press": "\(long ? "long" : "short")", "result": "\(result)"])
+                                      }
                                   })
             }
         }
-        http = try HTTPServer(host: config.signallingHost, port: config.signallingPort) { req in device.handle(req) }
-        let dir = config.controlSocket.split(separator: "/").dropLast().joined(separator: "/")
-        try Daemon.makeDirectory((config.controlSocket.hasPrefix("/") ? "/" : "") + dir, mode: 0o750)
-        control = try ControlServer(path: config.controlSocket, device: device)
+        signallingServer = SignallingServer(device: device)
+        server = SocketServer(name: "http")
+        let rateLimiter = device.rateLimiter
+        server.onRefusal = { source, what in
+            if rateLimiter.shouldLog(source: source) {
+                logger.notice("signalling connection refused", metadata: ["from": "\(source)", "REASON": "\(what)"])
+            }
+        }
+        let routes = signallingServer
+        signallingPort = try server.listenHTTP(host: config.signallingHost, port: config.signallingPort) { req, responder in
+            routes.handle(req, responder)
+        }
         if let listen = config.metricsListen, let (host, port) = splitHostPort(listen) {
             let metrics = device.metrics
-            metricsServer = try HTTPServer(host: host, port: port) { req in
+            try server.listenHTTP(host: host, port: port) { req, responder in
                 guard req.method == "GET", req.path.hasPrefix("/metrics") else {
-                    return HTTPResponse(status: 404, contentType: "text/plain", text: "only /metrics here\n")
+                    responder.respond(HTTPResponse(status: 404, contentType: "text/plain", text: "only /metrics here\n"))
+                    return
                 }
-                return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4", text: metrics.render())
+                responder.respond(HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4", text: metrics.render()))
             }
-        } else {
-            metricsServer = nil
         }
-        logger.info("videophoned ready", metadata: ["signalling": "\(config.signallingHost):\(http.port)", "control": "\(config.controlSocket)"])
+        let dir = config.controlSocket.split(separator: "/").dropLast().joined(separator: "/")
+        try Daemon.makeDirectory((config.controlSocket.hasPrefix("/") ? "/" : "") + dir, mode: 0o750)
+        try server.listenCommands(path: config.controlSocket) { line, responder in
+            ControlCommands.execute(line, device: device, responder)
+        }
+        server.start()
+        logger.info("videophoned ready", metadata: ["signalling": "\(config.signallingHost):\(signallingPort)", "control": "\(config.controlSocket)"])
     }
 
     public func stop() {
         button?.stop()
-        _ = device.hangup(reason: "daemon stopping")
+        server.stop()
+        device.stop()
         gpioLED?.stop()
-        http.stop()
-        control.stop()
-        metricsServer?.stop()
     }
 
     static func makeDirectory(_ path: String, mode: mode_t) throws {

@@ -3,7 +3,6 @@ import Codecs
 import DTLS
 import Logging
 import MediaDevices
-import MediaDevicesLinux
 import NetworkCore
 import PeerConnection
 import SDP
@@ -11,26 +10,85 @@ import SDP
 import Glibc
 #endif
 
-/// Why a call request was refused, with the HTTP status that says so.
-public struct CallError: Error, CustomStringConvertible {
-    public var status: Int
-    public var description: String
-    public init(status: Int, _ description: String) { self.status = status; self.description = description }
-}
-
 /// Who presented a valid bearer token.
-enum Caller {
+enum Caller: Equatable, Sendable {
     /// A provisioned peer (its `accept_token`), possibly with a pinned fingerprint.
-    case peer(PeerConfig)
+    case peer(name: String)
     /// Anyone holding the device's guest token (`signalling.token`), e.g. a browser.
     case guest
 }
 
-/// The device: owns its identity, answers and places calls, and reports status.
+/// Why a call could not be placed or taken, typed; ``SignallingServer`` and the control
+/// socket turn it into a status code and words.
+public enum CallFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The state machine said no (busy, unknown peer, glare).
+    case refused(Refusal)
+    /// The offer could not be answered (its SDP, codecs or fingerprint).
+    case badOffer(String)
+    /// The call started and then ended before it was up.
+    case ended(EndReason)
+    /// The device could not open a transport.
+    case noTransport(String)
+    /// Call control is overloaded; try again.
+    case overloaded
+
+    public var description: String {
+        switch self {
+        case .refused(let r): r.description
+        case .badOffer(let why): why
+        case .ended(let r): r.description
+        case .noTransport(let why): "cannot open transport: \(why)"
+        case .overloaded: "call control is busy; try again"
+        }
+    }
+}
+
+/// The call in progress. Created and changed on the call-control queue only.
+final class ActiveCall: @unchecked Sendable {
+    let id: String
+    let peerName: String
+    let outgoing: Bool
+    /// Who created the call resource: only they may change or end it.
+    let creator: Caller?
+    let pc: PeerConnection
+    let media: MediaSession
+    /// For outgoing calls: the peer's resource (for trickle, ICE restart and DELETE).
+    var remoteResource: String?
+    var remoteToken: String?
+    /// Candidates the peer has had from us (in the offer/answer or a PATCH).
+    var sentCandidates: Set<String> = []
+    /// The negotiated video codec, e.g. `H264 profile-level-id=42e01f`.
+    var videoCodec: String?
+    var offerSentAt: Instant?
+    /// Dropped because the peer's call won glare: its answers no longer matter.
+    var abandoned = false
+    var trickle = TrickleState()
+
+    init(id: String, peerName: String, outgoing: Bool, creator: Caller?, pc: PeerConnection, media: MediaSession) {
+        self.id = id; self.peerName = peerName; self.outgoing = outgoing; self.creator = creator; self.pc = pc; self.media = media
+    }
+
+    /// Where trickling our candidates to the callee stands (calls we placed).
+    struct TrickleState {
+        var active = false
+        var inFlight = false
+        var endSent = false
+        /// The callee said end-of-candidates.
+        var peerDone = false
+        /// Empty PATCHes asking the callee for candidates it found late (bounded).
+        var polls = 0
+        var gatherDeadline: Instant?
+        var skipHost = false
+    }
+}
+
+/// The device's call control: one ``CallStateMachine`` and the call in progress, changed
+/// only on the `call-control` queue. Button presses, control commands, signalling and media
+/// events go in there; slow work leaves it (media start and stop on `media-control`,
+/// outgoing HTTP on ``SignallingClient``), so the queue never waits on a device or the
+/// network.
 ///
-/// Call control goes through one ``CallStateMachine`` under one lock: button presses,
-/// control commands, signalling and media events in, actions out. The media and
-/// transport of the current call run on their own threads.
+/// Readers (status, metrics, health) take a snapshot under ``lock``.
 public final class Device: @unchecked Sendable {
     private var _config: DeviceConfig
     let logger: Logger
@@ -44,183 +102,26 @@ public final class Device: @unchecked Sendable {
     public let leds: any CallLED
     let metrics: DeviceMetrics
     let rateLimiter = RateLimiter()
-    /// Parts of the board that are failing right now; the LED shows the most important.
-    private var faults: Set<DeviceFault> = []
+    let parts: BoardParts
+    /// Call control's executor.
+    let control = SerialQueue(name: "call-control", capacity: 256)
+    /// Opens and closes a call's devices and encoders, in order (a stop never overtakes a start).
+    let mediaControl = SerialQueue(name: "media-control", capacity: 64)
+    let signalling = SignallingClient()
+    /// Resolves peers' `.local` candidates and answers for ours (nil on loopback-only setups).
+    public let mdns: MDNSService?
+    /// Restarts ICE when the device's addresses change (only when it binds every interface).
+    private var addressMonitor: AddressMonitor?
+    private var tickTimer: UInt64?
+    private var ticks = 0
+    private let stopped = Locked(false)
 
-    /// Records that a part failed or works again, and updates the LED.
-    public func report(_ fault: DeviceFault, failing: Bool) {
-        let actions = lock.withLock { () -> [CallAction] in
-            if failing { faults.insert(fault) } else { faults.remove(fault) }
-            return machine.setFault(faults.min()?.pattern)
-        }
-        for a in actions { if case .setLED(let p) = a { leds.show(p) } }
-    }
-
-    public var currentFaults: [DeviceFault] { lock.withLock { faults.sorted() } }
-
-    /// Opens and closes the configured camera, microphone and speaker once (at start), so
-    /// a missing part shows on the LED before anyone tries to call.
-    public func checkParts() {
-        let c = config
-        if c.videoSource == "v4l2" { _ = openCamera(c) }
-        if c.audioSource == "alsa" { _ = openMicrophone(c) }
-        if c.audioSink == "alsa" { _ = openSpeaker(c) }
-    }
-
-    /// While idle, parts that failed are tried again (every 5 s), so the LED and status
-    /// clear as soon as one is back; calls open their devices anew anyway.
-    func probeFailedParts() {
-        guard case .idle = phase else { return }
-        let failing = lock.withLock { faults }
-        let c = config
-        for part in failing.sorted() {
-            let back: String? = switch part {
-            case .camera where c.videoSource == "v4l2": openCamera(c, quietly: true).map { _ in c.videoDevice }
-            case .microphone where c.audioSource == "alsa": openMicrophone(c, quietly: true).map { _ in c.audioCaptureDevice }
-            case .speaker where c.audioSink == "alsa": openSpeaker(c, quietly: true).map { _ in c.audioPlaybackDevice }
-            default: nil
-            }
-            if let device = back { logger.info("\(part.rawValue) back", metadata: ["device": "\(device)"]) }
-        }
-    }
-
-    /// Opens one part of the board. Either way the fault list learns the outcome; a
-    /// failure is logged with the device and the reason unless `quietly` (idle retries).
-    private func open<Part>(_ part: DeviceFault, _ device: String, unavailable: String, quietly: Bool,
-                            _ make: () throws -> Part) -> Part? {
-        do {
-            let opened = try make()
-            report(part, failing: false)
-            return opened
-        } catch {
-            if !quietly { logger.error("\(unavailable)", metadata: ["device": "\(device)", "REASON": "\(error)"]) }
-            report(part, failing: true)
-            return nil
-        }
-    }
-
-    func openCamera(_ c: DeviceConfig, quietly: Bool = false) -> V4L2Camera? {
-        open(.camera, c.videoDevice, unavailable: "camera unavailable; calls carry audio only", quietly: quietly) {
-            try V4L2Camera(device: c.videoDevice, width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)
-        }
-    }
-
-    func openMicrophone(_ c: DeviceConfig, quietly: Bool = false) -> ALSACapture? {
-        open(.microphone, c.audioCaptureDevice, unavailable: "microphone unavailable; calls go on without it", quietly: quietly) {
-            try ALSACapture(device: c.audioCaptureDevice)
-        }
-    }
-
-    func openSpeaker(_ c: DeviceConfig, quietly: Bool = false) -> ALSAPlayback? {
-        open(.speaker, c.audioPlaybackDevice, unavailable: "speaker unavailable; received audio is decoded but not played", quietly: quietly) {
-            try ALSAPlayback(device: c.audioPlaybackDevice)
-        }
-    }
-
-    /// The camera a call uses, as the config names it. A camera that cannot be opened is
-    /// logged and shown on the LED; the call goes on with what works (audio).
-    func makeCamera(_ c: DeviceConfig) -> (any VideoSource)? {
-        switch c.videoSource {
-        case "test-pattern":
-            return TestPatternCamera(width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)
-        case "v4l2":
-            guard let cam = openCamera(c) else { return nil }
-            cam.onAvailability = { [weak self] problem in
-                guard let self else { return }
-                if let problem {
-                    logger.error("camera lost; the call goes on with audio while it is retried", metadata: ["device": "\(c.videoDevice)", "REASON": "\(problem)"])
-                } else {
-                    logger.info("camera back; video resumes", metadata: ["device": "\(c.videoDevice)"])
-                }
-                report(.camera, failing: problem != nil)
-            }
-            return cam
-        default:
-            return nil
-        }
-    }
-
-    /// The hardware encoder found at start (`video.encoder` = `auto` or `v4l2`): nil until
-    /// looked for, then the path or none.
-    private let hardwareEncoder = Locked<String??>(nil)
-
-    /// Looks for the board's hardware H.264 encoder once (at start), logging what it found.
-    @discardableResult
-    public func detectEncoder() -> String? {
-        if let known = hardwareEncoder.current { return known }
-        let c = config
-        var found: String? = nil
-        if c.videoEncoder != "x264" {
-            if let path = c.videoEncoderDevice {
-                found = path
-            } else if let f = V4L2M2MEncoder.find() {
-                logger.info("hardware H.264 encoder found", metadata: ["device": "\(f.path)", "card": "\(f.card)"])
-                found = f.path
-            } else {
-                logger.info("no hardware H.264 encoder; encoding with x264")
-            }
-        }
-        hardwareEncoder.withLock { $0 = .some(found) }
-        return found
-    }
-
-    /// The encoder a call uses: the board's hardware encoder when there is one (and it
-    /// opens), x264 otherwise.
-    func makeEncoder(_ settings: H264EncoderSettings) throws -> any VideoEncoder {
-        if let path = detectEncoder() {
-            do {
-                let e = try V4L2M2MEncoder(path: path, settings: settings)
-                if !e.refusedControls.isEmpty {
-                    logger.warning("hardware encoder refused some settings", metadata: ["device": "\(path)", "refused": "\(e.refusedControls.joined(separator: ", "))"])
-                }
-                return e
-            } catch {
-                logger.error("hardware encoder unavailable; using x264", metadata: ["device": "\(path)", "REASON": "\(error)"])
-            }
-        }
-        return try X264Encoder(settings: settings)
-    }
-
-    /// The microphone a call uses, as the config names it (a busy or missing device is
-    /// logged; the call goes on without it).
-    func makeMicrophone(_ c: DeviceConfig) -> (any AudioSource)? {
-        switch c.audioSource {
-        case "tone": ToneSource()
-        case "alsa": openMicrophone(c)
-        default: nil
-        }
-    }
-
-    /// The speaker a call plays to; falls back to counting when the device cannot open.
-    func makeSpeaker(_ c: DeviceConfig) -> any AudioSink {
-        guard c.audioSink == "alsa" else { return CountingAudioSink() }
-        return openSpeaker(c) ?? CountingAudioSink()
-    }
     /// Called with the phase name whenever it changes (sd_notify STATUS).
-    public var onPhaseChange: (@Sendable (String) -> Void)?
-
-    public var config: DeviceConfig { lock.withLock { _config } }
-
-    final class ActiveCall: @unchecked Sendable {
-        let id: String
-        let peerName: String
-        let outgoing: Bool
-        let pc: PeerConnection
-        let media: MediaSession
-        /// For outgoing calls: the URL to DELETE on hang-up.
-        var remoteResource: String?
-        var remoteToken: String?
-        /// Candidates the peer has had from us (in the offer/answer or a PATCH).
-        var sentCandidates: Set<String> = []
-        /// The negotiated video codec, e.g. `H264 profile-level-id=42e01f`.
-        var videoCodec: String?
-        var offerSentAt: Instant?
-        /// Dropped because the peer's call won glare: its answers no longer matter.
-        var abandoned = false
-        init(id: String, peerName: String, outgoing: Bool, pc: PeerConnection, media: MediaSession) {
-            self.id = id; self.peerName = peerName; self.outgoing = outgoing; self.pc = pc; self.media = media
-        }
+    public var onPhaseChange: (@Sendable (String) -> Void)? {
+        get { phaseHook.current }
+        set { phaseHook.withLock { $0 = newValue } }
     }
+    private let phaseHook = Locked<(@Sendable (String) -> Void)?>(nil)
 
     struct CallSummary {
         var id: String
@@ -247,39 +148,587 @@ public final class Device: @unchecked Sendable {
                 mdns = nil
             }
         }
+        // The LED follows the faults; the closure needs self, so the parts come last.
+        let faultHook = Locked<(@Sendable (Set<DeviceFault>) -> Void)?>(nil)
+        parts = BoardParts(logger: logger) { faults in faultHook.current?(faults) }
+        faultHook.withLock { $0 = { [weak self] faults in self?.faultsChanged(faults) } }
         let usable = config.networkAddresses?.compactMap { TransportAddress(host: $0, port: 0) }
             ?? localInterfaceAddresses(includeLoopback: config.includeLoopback)
         if usable.isEmpty {
-            faults.insert(.network)
-            _ = machine.setFault(.errorNoNetwork)
             logger.error("no network address to call from", metadata: ["REASON": "no usable interface address"])
+            parts.report(.network, failing: true)
         }
-        leds.show(machine.led)
+        leds.show(lock.withLock { machine.led })
         if config.networkAddresses == nil {
             addressMonitor = AddressMonitor(includeLoopback: config.includeLoopback) { [weak self] addresses in
                 guard let self else { return }
                 let list = addresses.map(\.host).sorted().joined(separator: ", ")
-                _ = startThread(name: "ice-restart") { self.restartICE(reason: "addresses changed: \(list)") }
+                control.async { self.restartICE(reason: "addresses changed: \(list)") }
             }
-        } else {
-            addressMonitor = nil
         }
-        _ = startThread(name: "call-timer") { [weak self] in
-            var ticks = 0
-            while let self {
-                self.perform(.tick)
-                self.metrics.sample(self)
-                ticks += 1
-                if ticks % 20 == 0 { self.probeFailedParts() }
-                usleep(250_000)
+        scheduleTick()
+    }
+
+    /// Stops call control: hangs up, then ends the queues' threads.
+    public func stop() {
+        guard stopped.withLock({ s -> Bool in defer { s = true }; return !s }) else { return }
+        control.sync { [self] in
+            control.cancel(tickTimer)
+            if let id = call?.id {
+                perform(.hangupRequested)
+                end(id: id, reason: .daemonStopping, notifyPeer: true)
+            }
+        }
+        control.stop()
+        mediaControl.stop()
+        signalling.stop()
+        addressMonitor?.stop()
+    }
+
+    public var config: DeviceConfig { lock.withLock { _config } }
+
+    /// The call phase (`idle`, `calling`, `ringing`, `in-call`, `ending`).
+    public var phase: CallPhase { lock.withLock { machine.phase } }
+
+    public var currentFaults: [DeviceFault] { parts.current.sorted() }
+
+    /// Records that a part failed or works again; the LED shows the most important fault.
+    public func report(_ fault: DeviceFault, failing: Bool) { parts.report(fault, failing: failing) }
+
+    private func faultsChanged(_ faults: Set<DeviceFault>) {
+        let actions = lock.withLock { machine.setFault(faults.min()?.pattern) }
+        for case .setLED(let p) in actions { leds.show(p) }
+    }
+
+    /// Opens the configured devices once (at start), so a missing part shows at once.
+    public func checkParts() { parts.check(config) }
+
+    /// Looks for the board's hardware encoder (at start).
+    @discardableResult
+    public func detectEncoder() -> String? { parts.detectEncoder(config) }
+
+    /// Ring and answer timeouts, metrics and idle probes: every 250 ms on call control.
+    private func scheduleTick() {
+        tickTimer = control.after(.milliseconds(250)) { [weak self] in
+            guard let self else { return }
+            perform(.tick)
+            metrics.sample(self)
+            ticks += 1
+            if ticks % 20 == 0, case .idle = phase { parts.probeFailed(config) }
+            if !stopped.current { scheduleTick() }
+        }
+    }
+
+    // MARK: Events and actions (call-control queue)
+
+    /// Feeds an event to the state machine and carries out what it says. Runs on call
+    /// control. Actions that need an answer in the caller's context are returned.
+    @discardableResult
+    func perform(_ event: CallEvent) -> [CallAction] {
+        let (actions, before, after) = lock.withLock { () -> ([CallAction], CallPhase, CallPhase) in
+            let before = machine.phase
+            let a = machine.handle(event, now: Instant.now())
+            return (a, before, machine.phase)
+        }
+        if before.name != after.name {
+            onPhaseChange?(after.name)
+            if event != .tick { logger.debug("call phase", metadata: ["STATE": "\(after.name)", "event": "\(event)"]) }
+        }
+        var rest: [CallAction] = []
+        for a in actions {
+            switch a {
+            case .setLED(let p):
+                leds.show(p)
+            case .placeCall(let peer):
+                startOutgoing(to: peer, completion: nil)
+            case .answer:
+                if let media = lock.withLock({ call?.media }) { media.allowSending() }
+                if event != .tick { logger.info("call answered", metadata: ["STATE": "in-call"]) }
+            case .hangup(let reason):
+                if let id = lock.withLock({ call?.id }) { end(id: id, reason: reason, notifyPeer: true) }
+            case .abandonOutgoing:
+                let c: ActiveCall? = lock.withLock { defer { call = nil }; call?.abandoned = true; return call }
+                if let c {
+                    logger.info("glare: the peer's call wins; dropping ours", metadata: ["CALL_ID": "\(c.id)", "PEER": "\(c.peerName)"])
+                    close(c, reason: "glare")
+                }
+            case .acceptIncoming, .refuseIncoming, .ignored:
+                rest.append(a)
+            }
+        }
+        return rest
+    }
+
+    /// Runs `work` on call control; false when it is overloaded (the caller refuses).
+    @discardableResult
+    func onControl(_ work: @escaping @Sendable () -> Void) -> Bool {
+        let queued = control.async(work)
+        if !queued && rateLimiter.shouldLog(source: "call-control") {
+            logger.warning("call control overloaded; an event was refused", metadata: ["REASON": "queue of \(control.capacity) full"])
+        }
+        return queued
+    }
+
+    /// The button, or `videophonectl press [--long]`: the phase after it, or why nothing happened.
+    public func press(long: Bool, completion: @escaping @Sendable (String) -> Void = { _ in }) {
+        let queued = onControl { [self] in
+            let rest = perform(long ? .longPress : .shortPress)
+            for case .ignored(let why) in rest { completion(why.description); return }
+            completion(phase.name)
+        }
+        if !queued { completion(CallFailure.overloaded.description) }
+    }
+
+    /// Answers a ringing call (button, `videophonectl answer`).
+    public func answer(completion: @escaping @Sendable (CallFailure?) -> Void = { _ in }) {
+        let queued = onControl { [self] in
+            let rest = perform(.answerRequested)
+            for case .ignored(let why) in rest { completion(.refused(why)); return }
+            completion(nil)
+        }
+        if !queued { completion(.overloaded) }
+    }
+
+    /// Hangs up the current call, if any (`videophonectl hangup`, SIGTERM). Completes with
+    /// whether there was one.
+    public func hangup(reason: EndReason = .localHangup, completion: @escaping @Sendable (Bool) -> Void = { _ in }) {
+        let queued = onControl { [self] in
+            guard let id = lock.withLock({ call?.id }) else {
+                completion(perform(.hangupRequested).isEmpty)
+                return
+            }
+            perform(.hangupRequested)
+            end(id: id, reason: reason, notifyPeer: true)
+            completion(true)
+        }
+        if !queued { completion(false) }
+    }
+
+    /// Synchronous ``hangup(reason:completion:)`` for tests and benchmarks (not from call control).
+    @discardableResult
+    public func hangup(reason: EndReason = .localHangup) -> Bool {
+        let done = Semaphore()
+        let result = Locked(false)
+        hangup(reason: reason) { r in result.withLock { $0 = r }; done.signal() }
+        done.wait()
+        return result.current
+    }
+
+    // MARK: Outgoing
+
+    /// Calls a provisioned peer (the first when `peerName` is nil). Completes once the peer
+    /// answered the offer (its device may still be ringing), or with why not.
+    public func placeCall(to peerName: String? = nil, completion: @escaping @Sendable (CallFailure?) -> Void) {
+        let queued = onControl { [self] in
+            let actions = lock.withLock { machine.handle(.dial(peer: peerName), now: Instant.now()) }
+            var peer: String? = nil
+            for a in actions {
+                switch a {
+                case .placeCall(let p): peer = p
+                case .setLED(let l): leds.show(l)
+                case .ignored(let why): completion(.refused(why)); return
+                default: break
+                }
+            }
+            guard let peer else { completion(.refused(.busy(phase: phase.name))); return }
+            onPhaseChange?(phase.name)
+            startOutgoing(to: peer, completion: completion)
+        }
+        if !queued { completion(.overloaded) }
+    }
+
+    /// Synchronous ``placeCall(to:completion:)`` for tests and benchmarks (not from call control).
+    public func placeCall(to peerName: String? = nil) throws(CallFailure) {
+        let done = Semaphore()
+        let result = Locked<CallFailure?>(nil)
+        placeCall(to: peerName) { r in result.withLock { $0 = r }; done.signal() }
+        done.wait()
+        if let failure = result.current { throw failure }
+    }
+
+    /// Sets up the outgoing call to `peerName` and sends the offer; the state machine is in
+    /// `calling` already.
+    private func startOutgoing(to peerName: String, completion: (@Sendable (CallFailure?) -> Void)?) {
+        let config = self.config
+        guard let peer = config.peers.first(where: { $0.name == peerName }) else {
+            perform(.remoteEnded(reason: .peerRemovedFromConfig))
+            perform(.ended)
+            completion?(.refused(.unknownPeer(peerName)))
+            return
+        }
+        let id = randomHex(16)
+        let media = makeMediaSession(config, sendingAllowed: true)
+        let pc: PeerConnection
+        do { pc = try PeerConnection(configuration: connectionConfiguration, controlling: true, handlers: handlers(for: id, media: media)) }
+        catch {
+            perform(.remoteEnded(reason: .noTransport("\(error)")))
+            perform(.ended)
+            completion?(.noTransport("\(error)"))
+            return
+        }
+        let active = ActiveCall(id: id, peerName: peer.name, outgoing: true, creator: nil, pc: pc, media: media)
+        let stillCalling = lock.withLock { () -> Bool in
+            guard case .calling(let p) = machine.phase, p == peer.name, call == nil else { return false }
+            call = active
+            return true
+        }
+        guard stillCalling else {
+            close(active, reason: "cancelled before the offer went out")
+            completion?(.ended(.cancelled))
+            return
+        }
+        let log = callLogger(active)
+        startMedia(active)
+        let offer = JSEP.makeOffer(localParameters(pc, withCandidates: !config.trickle), sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
+        log.info("calling", metadata: ["STATE": "calling", "url": "\(peer.url)"])
+        active.offerSentAt = Instant.now()
+        signalling.sendOffer(offer.text, to: peer.url + "/call", token: peer.token, ourName: config.name) { [weak self] result in
+            guard let self else { return }
+            let queued = self.onControl { self.offerAnswered(active, peer: peer, result: result, completion: completion) }
+            if !queued { completion?(.overloaded) }
+        }
+    }
+
+    /// The callee's answer to our offer (call control).
+    private func offerAnswered(_ active: ActiveCall, peer: PeerConfig, result: Result<HTTPResponse, HTTPError>,
+                               completion: (@Sendable (CallFailure?) -> Void)?) {
+        let log = callLogger(active)
+        guard !active.abandoned, lock.withLock({ call === active }) else {
+            completion?(.ended(active.abandoned ? .refused(status: 409, detail: "glare: the peer's call was taken instead") : .cancelled))
+            return
+        }
+        let response: HTTPResponse
+        switch result {
+        case .failure(let e):
+            failOutgoing(active, reason: .signallingFailed("cannot reach \(peer.name): \(e)"), completion: completion)
+            return
+        case .success(let r):
+            response = r
+        }
+        guard response.status == 201 else {
+            // A 409 with the glare mark: both called at once and the peer's call wins, so
+            // ours is dropped quietly and its offer taken.
+            if response.status == 409 && response.header(SignallingServer.glareHeader) != nil {
+                log.info("glare: the peer's call wins", metadata: ["STATE": "\(phase.name)"])
+                lock.withLock { if call === active { call = nil } }
+                close(active, reason: "glare")
+                perform(.glareLost)
+                completion?(.ended(.refused(status: 409, detail: "glare: \(peer.name) called at the same moment; taking its call")))
+                return
+            }
+            let reason: EndReason = response.status == 409 ? .busy : .refused(status: response.status, detail: String(response.bodyText.prefix(200)))
+            failOutgoing(active, reason: reason, completion: completion)
+            return
+        }
+        let session: NegotiatedSession
+        do {
+            let answer = try SessionDescription(parsing: response.bodyText)
+            session = try JSEP.acceptAnswer(answer, local: localParameters(active.pc))
+        } catch {
+            failOutgoing(active, reason: .signallingFailed("bad answer from \(peer.name): \(error)"), completion: completion)
+            return
+        }
+        if let pinned = peer.fingerprint, !SignallingServer.sameFingerprint(pinned, session.remoteFingerprint) {
+            let why = "\(peer.name) answered with certificate fingerprint \(session.remoteFingerprint.algorithm) \(Hex.encode(session.remoteFingerprint.digest, separator: ":", uppercase: true)), not the pinned \(pinned)"
+            log.error("refused answer: fingerprint does not match the pinned one", metadata: ["REASON": "\(why)"])
+            failOutgoing(active, reason: .fingerprintMismatch(why), completion: completion)
+            return
+        }
+        if let loc = response.header("Location") {
+            active.remoteResource = loc.hasPrefix("http") ? loc : peer.url + loc
+            active.remoteToken = peer.token
+        }
+        active.videoCodec = Device.describe(session)
+        active.pc.setRemote(session)
+        log.info("offer answered; waiting for the callee", metadata: ["STATE": "calling"])
+        completion?(nil)
+        let config = self.config
+        if !config.trickle { active.sentCandidates = Set(active.pc.localICE.candidates) }
+        if active.remoteResource != nil, config.trickle || !config.stunServers.isEmpty || !config.turnServers.isEmpty {
+            active.trickle = .init(active: true, gatherDeadline: Instant.now() + .seconds(10))
+            trickle(active)
+            // Gathering that never finishes (a dead TURN server) still ends the trickle.
+            control.after(.seconds(10)) { [weak self] in self?.trickle(active) }
+        }
+    }
+
+    private func failOutgoing(_ c: ActiveCall, reason: EndReason, completion: (@Sendable (CallFailure?) -> Void)?) {
+        completion?(.ended(reason))
+        guard !c.abandoned else { return }
+        perform(.remoteEnded(reason: reason))
+        end(id: c.id, reason: reason, notifyPeer: false)
+    }
+
+    // MARK: Trickle and ICE restart (calls we placed)
+
+    /// Sends the callee the candidates it has not had (host ones when trickling, then
+    /// server-reflexive and relayed ones as gathering finds them), one PATCH at a time, and
+    /// adds any it returns. Driven by gathering events, PATCH answers and timers: no polling
+    /// loop. The host pair can connect meanwhile.
+    func trickle(_ c: ActiveCall) {
+        guard c.trickle.active, !c.trickle.inFlight, lock.withLock({ call === c }), let resource = c.remoteResource else { return }
+        let g = c.pc.gathered
+        let host = c.trickle.skipHost ? [] : c.pc.localICE.candidates
+        let more = unsent(c, host + g.candidates)
+        let last = g.complete || Instant.now() >= (c.trickle.gatherDeadline ?? Instant.now())
+        var lines = more.map { "a=candidate:\($0)" }
+        if last && !c.trickle.endSent { lines.append("a=end-of-candidates") }
+        if lines.isEmpty {
+            // All ours are out. The callee may still be gathering (its relay allocation):
+            // ask again a few times until it says end-of-candidates.
+            guard c.trickle.endSent, !c.trickle.peerDone, c.trickle.polls < 40 else {
+                if c.trickle.endSent && (c.trickle.peerDone || c.trickle.polls >= 40) { c.trickle.active = false }
+                return
+            }
+            c.trickle.polls += 1
+            c.trickle.inFlight = true
+            control.after(.milliseconds(100)) { [weak self] in self?.sendTrickle(c, [], to: resource) }
+            return
+        }
+        if last { c.trickle.endSent = true }
+        c.trickle.inFlight = true
+        sendTrickle(c, lines, to: resource)
+    }
+
+    private func sendTrickle(_ c: ActiveCall, _ lines: [String], to resource: String) {
+        let log = callLogger(c)
+        log.debug("trickle PATCH", metadata: ["lines": "\(lines.joined(separator: " | "))"])
+        signalling.patch(lines, to: resource, token: c.remoteToken ?? "") { [weak self] result in
+            guard let self else { return }
+            onControl {
+                c.trickle.inFlight = false
+                switch result {
+                case .failure(let e):
+                    log.warning("trickle PATCH failed", metadata: ["REASON": "\(e)"])
+                    c.trickle.active = false
+                case .success(let r) where r.status != 200 && r.status != 204:
+                    log.warning("trickle PATCH refused", metadata: ["status": "\(r.status)"])
+                    c.trickle.active = false
+                case .success(let r):
+                    for line in fragmentLines(r.bodyText) {
+                        if line.hasPrefix("a=candidate:") { c.pc.addRemoteCandidate(String(line.dropFirst(2))) }
+                        if line.hasPrefix("a=end-of-candidates") { c.trickle.peerDone = true }
+                    }
+                    self.trickle(c)
+                }
             }
         }
     }
 
-    /// Resolves peers' `.local` candidates and answers for ours (nil on loopback-only setups).
-    public let mdns: MDNSService?
-    /// Restarts ICE when the device's addresses change (only when it binds every interface).
-    var addressMonitor: AddressMonitor?
+    /// Restarts ICE on the call we placed (our addresses changed): new credentials and
+    /// candidates go to the callee in a PATCH, its new ones come back; media resumes on the
+    /// new pair while DTLS and SRTP carry on. Call control.
+    func restartICE(reason: String) {
+        guard let c = lock.withLock({ call }) else { return }
+        guard c.outgoing, let resource = c.remoteResource else {
+            logger.notice("addresses changed; the peer placed this call and must restart ICE", metadata: ["CALL_ID": "\(c.id)", "REASON": "\(reason)"])
+            return
+        }
+        let log = callLogger(c)
+        log.info("ICE restart", metadata: ["REASON": "\(reason)"])
+        let mine = c.pc.restartICE()
+        c.sentCandidates = Set(mine.candidates)
+        c.trickle = .init(active: false, inFlight: true, skipHost: true)
+        let lines = ["a=ice-ufrag:\(mine.ufrag)", "a=ice-pwd:\(mine.pwd)"] + mine.candidates.map { "a=candidate:\($0)" }
+        signalling.patch(lines, to: resource, token: c.remoteToken ?? "") { [weak self] result in
+            guard let self else { return }
+            onControl {
+                c.trickle.inFlight = false
+                switch result {
+                case .failure(let e):
+                    log.warning("ICE restart PATCH failed", metadata: ["REASON": "\(e)"])
+                    return
+                case .success(let r) where r.status != 200:
+                    log.warning("ICE restart refused by the peer", metadata: ["status": "\(r.status)"])
+                    return
+                case .success(let r):
+                    let lines = fragmentLines(r.bodyText)
+                    if let u = lines.first(where: { $0.hasPrefix("a=ice-ufrag:") }), let p = lines.first(where: { $0.hasPrefix("a=ice-pwd:") }) {
+                        c.pc.setRemoteCredentials(ufrag: String(u.dropFirst("a=ice-ufrag:".count)), pwd: String(p.dropFirst("a=ice-pwd:".count)))
+                    }
+                    for line in lines.prefix(SignallingServer.maxCandidatesPerMessage) where line.hasPrefix("a=candidate:") {
+                        c.pc.addRemoteCandidate(String(line.dropFirst(2)))
+                    }
+                }
+                c.trickle.active = true
+                c.trickle.gatherDeadline = Instant.now() + .seconds(10)
+                self.trickle(c)
+                self.control.after(.seconds(10)) { [weak self] in self?.trickle(c) }
+            }
+        }
+    }
+
+    /// The candidates among `all` the peer has not had yet; marks them sent.
+    func unsent(_ c: ActiveCall, _ all: [String]) -> [String] {
+        var new: [String] = []
+        for candidate in all where !c.sentCandidates.contains(candidate) {
+            c.sentCandidates.insert(candidate)
+            new.append(candidate)
+        }
+        return new
+    }
+
+    // MARK: Incoming
+
+    /// Takes an offer that ``SignallingServer`` has parsed and authorised: asks the state
+    /// machine, answers, starts media. Call control; completes with the answer SDP and the
+    /// call's resource id.
+    func incoming(offer: SessionDescription, peerName: String, caller: Caller, glareWins: Bool, holdBackCandidates peerTrickles: Bool,
+                  source: String) -> Result<(answer: String, id: String), CallFailure> {
+        for a in perform(.incoming(peer: peerName, glareWins: glareWins)) {
+            if case .refuseIncoming(let why) = a { return .failure(.refused(why)) }
+        }
+        let config = self.config
+        let answered = lock.withLock { machine.phase == .inCall(peer: peerName) }
+        let id = randomHex(16)
+        let media = makeMediaSession(config, sendingAllowed: answered)
+        let pc: PeerConnection
+        do { pc = try PeerConnection(configuration: connectionConfiguration, controlling: false, handlers: handlers(for: id, media: media)) }
+        catch {
+            perform(.remoteEnded(reason: .noTransport("\(error)")))
+            perform(.ended)
+            return .failure(.noTransport("\(error)"))
+        }
+        do {
+            let holdBack = config.trickle && peerTrickles
+            let (answer, session) = try JSEP.answer(offer: offer, local: localParameters(pc, withCandidates: !holdBack),
+                                                    sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
+            let c = ActiveCall(id: id, peerName: peerName, outgoing: false, creator: caller, pc: pc, media: media)
+            if !holdBack { c.sentCandidates = Set(pc.localICE.candidates) }
+            c.videoCodec = Device.describe(session)
+            lock.withLock { call = c }
+            pc.setRemote(session)
+            startMedia(c)
+            logger.info(answered ? "incoming call answered" : "incoming call ringing",
+                        metadata: ["CALL_ID": "\(id)", "PEER": "\(peerName)", "from": "\(source)", "STATE": "\(answered ? "in-call" : "ringing")"])
+            return .success((answer.text, id))
+        } catch {
+            pc.close(reason: "offer refused")
+            mediaControl.async { media.stop() }
+            perform(.remoteEnded(reason: .signallingFailed("\(error)")))
+            perform(.ended)
+            return .failure(.badOffer("\(error)"))
+        }
+    }
+
+    /// The incoming call `id`, if `caller` created it (call control).
+    func incomingCall(id: String, createdBy caller: Caller) -> ActiveCall? {
+        lock.withLock {
+            guard let c = call, !c.outgoing, c.id == id, c.creator == caller else { return nil }
+            return c
+        }
+    }
+
+    /// `DELETE /call/ID` from the party that created it (call control).
+    func remoteHungUp(id: String) {
+        perform(.remoteEnded(reason: .remoteHangup("DELETE")))
+        end(id: id, reason: .remoteHangup("DELETE"), notifyPeer: true)
+    }
+
+    /// A trickle or ICE-restart fragment for an incoming call (call control): returns the
+    /// lines to answer with (our new credentials and unsent candidates), and whether our
+    /// gathering is over.
+    func applyFragment(_ c: ActiveCall, ufrag: String?, pwd: String?, candidates: [String]) -> (lines: [String], complete: Bool) {
+        let pc = c.pc
+        var restartLines: [String] = []
+        if let ufrag, let pwd, ufrag != pc.remoteUfrag {
+            // The peer restarts ICE (RFC 8838 §4.4, RFC 9725 §4.4): so do we, and answer
+            // with our new credentials.
+            logger.info("ICE restart asked for by the peer", metadata: ["CALL_ID": "\(c.id)", "PEER": "\(c.peerName)"])
+            let mine = pc.restartICE()
+            pc.setRemoteCredentials(ufrag: ufrag, pwd: pwd)
+            c.sentCandidates = []
+            restartLines = ["a=ice-ufrag:\(mine.ufrag)", "a=ice-pwd:\(mine.pwd)"]
+        }
+        for candidate in candidates { pc.addRemoteCandidate(candidate) }
+        // Our own candidates the peer has not had (held back from the answer, or found by
+        // gathering since) travel back in the response.
+        let gathered = pc.gathered
+        return (restartLines + unsent(c, pc.localICE.candidates + gathered.candidates).map { "a=candidate:\($0)" }, gathered.complete)
+    }
+
+    // MARK: Both directions
+
+    private func makeMediaSession(_ config: DeviceConfig, sendingAllowed: Bool) -> MediaSession {
+        let parts = self.parts
+        return MediaSession(logger: logger, camera: parts.makeCamera(config), microphone: parts.makeMicrophone(config), speaker: parts.makeSpeaker(config),
+                            videoSettings: videoSettings, sendingAllowed: sendingAllowed,
+                            makeEncoder: { try parts.makeEncoder(config, $0) })
+    }
+
+    /// Opens encoders and starts capture off call control: the offer or answer goes out
+    /// without waiting for x264 to open.
+    private func startMedia(_ c: ActiveCall) {
+        let logger = self.logger
+        let (media, pc, id) = (c.media, c.pc, c.id)
+        mediaControl.async {
+            do { try media.start(peerConnection: pc) } catch {
+                logger.error("media start failed; the call goes on without it", metadata: ["CALL_ID": "\(id)", "REASON": "\(error)"])
+            }
+        }
+    }
+
+    /// Stops a call's media and closes its connection, after any pending media start.
+    private func close(_ c: ActiveCall, reason: String) {
+        let (media, pc) = (c.media, c.pc)
+        mediaControl.async {
+            media.stop()
+            pc.close(reason: reason)
+        }
+    }
+
+    private func handlers(for id: String, media: MediaSession) -> PeerConnectionHandlers {
+        var h = media.handlers
+        h.onClosed = { [weak self] reason in
+            self?.onControlIfCurrent(id) { device, _ in
+                device.perform(.remoteEnded(reason: .connectionClosed(reason)))
+                device.end(id: id, reason: .connectionClosed(reason), notifyPeer: false)
+            }
+        }
+        h.onGatheringChange = { [weak self] in
+            self?.onControlIfCurrent(id) { device, c in device.trickle(c) }
+        }
+        media.onFirstRemoteMedia = { [weak self] in
+            self?.onControlIfCurrent(id) { device, _ in device.perform(.mediaFlowing) }
+        }
+        return h
+    }
+
+    /// Runs `work` on call control if call `id` is still the current one then.
+    private func onControlIfCurrent(_ id: String, _ work: @escaping @Sendable (Device, ActiveCall) -> Void) {
+        onControl { [weak self] in
+            guard let self, let c = self.lock.withLock({ self.call?.id == id ? self.call : nil }) else { return }
+            work(self, c)
+        }
+    }
+
+    /// Ends call `id` (call control): stops media, tells the peer (RTCP BYE, DTLS
+    /// close_notify and, for calls we placed, DELETE on the peer's resource).
+    func end(id: String, reason: EndReason, notifyPeer: Bool) {
+        let c: ActiveCall? = lock.withLock {
+            guard let c = call, c.id == id else { return nil }
+            call = nil
+            return c
+        }
+        guard let c else { return }
+        c.trickle.active = false
+        metrics.recordSetup(c.pc.stats.timeline, offerSentAt: c.offerSentAt)
+        close(c, reason: reason.description)
+        if notifyPeer, let url = c.remoteResource { signalling.delete(url, token: c.remoteToken ?? "") }
+        lock.withLock { lastCall = CallSummary(id: c.id, peer: c.peerName, endReason: reason.description) }
+        metrics.callOutcome(reason.outcome)
+        perform(.ended)
+        logger.info("call ended", metadata: ["CALL_ID": "\(c.id)", "PEER": "\(c.peerName)", "STATE": "idle", "REASON": "\(reason)"])
+    }
+
+    private func callLogger(_ c: ActiveCall) -> Logger {
+        var log = logger
+        log[metadataKey: "CALL_ID"] = "\(c.id)"
+        log[metadataKey: "PEER"] = "\(c.peerName)"
+        return log
+    }
+
+    // MARK: Configuration
 
     var connectionConfiguration: PeerConnectionConfiguration {
         let config = self.config
@@ -315,496 +764,6 @@ public final class Device: @unchecked Sendable {
         return lp
     }
 
-    /// The call phase (`idle`, `calling`, `ringing`, `in-call`, `ending`).
-    public var phase: CallPhase { lock.withLock { machine.phase } }
-
-    // MARK: Events and actions
-
-    /// Feeds an event to the state machine and carries out what it says. Actions that
-    /// need an answer in the caller's context (incoming calls) are returned instead.
-    @discardableResult
-    func perform(_ event: CallEvent) -> [CallAction] {
-        let (actions, before, after) = lock.withLock { () -> ([CallAction], CallPhase, CallPhase) in
-            let before = machine.phase
-            let a = machine.handle(event, now: Instant.now())
-            return (a, before, machine.phase)
-        }
-        if before.name != after.name {
-            onPhaseChange?(after.name)
-            if event != .tick { logger.debug("call phase", metadata: ["STATE": "\(after.name)", "event": "\(event)"]) }
-        }
-        var rest: [CallAction] = []
-        for a in actions {
-            switch a {
-            case .setLED(let p):
-                leds.show(p)
-            case .placeCall(let peer):
-                // Off the caller's thread: a button press must not block on the network.
-                _ = startThread(name: "call-out") { [self] in
-                    do { try self.runOutgoing(to: peer) } catch {
-                        self.logger.warning("call failed", metadata: ["PEER": "\(peer)", "REASON": "\(error)"])
-                    }
-                }
-            case .answer:
-                if let media = lock.withLock({ call?.media }) { media.allowSending() }
-                if event != .tick { logger.info("call answered", metadata: ["STATE": "in-call"]) }
-            case .hangup(let reason):
-                if let id = lock.withLock({ call?.id }) {
-                    _ = startThread(name: "call-end") { [self] in self.end(id: id, reason: reason, notifyPeer: true) }
-                }
-            case .abandonOutgoing:
-                let c: ActiveCall? = lock.withLock { defer { call = nil }; call?.abandoned = true; return call }
-                if let c {
-                    logger.info("glare: the peer's call wins; dropping ours", metadata: ["CALL_ID": "\(c.id)", "PEER": "\(c.peerName)"])
-                    c.media.stop()
-                    _ = startThread(name: "call-drop") { c.pc.close(reason: "glare") }
-                }
-            case .acceptIncoming, .refuseIncoming, .ignored:
-                rest.append(a)
-            }
-        }
-        return rest
-    }
-
-    /// The button, or `videophonectl press [--long]`.
-    public func press(long: Bool) -> String {
-        let rest = perform(long ? .longPress : .shortPress)
-        for case .ignored(let why) in rest { return why }
-        return phase.name
-    }
-
-    // MARK: Outgoing
-
-    /// Calls a provisioned peer (the first when `peerName` is nil) from `videophonectl`.
-    /// Returns once the peer answered the offer (its device may still be ringing).
-    public func placeCall(to peerName: String? = nil) throws(CallError) {
-        let actions = lock.withLock { machine.handle(.dial(peer: peerName), now: Instant.now()) }
-        var peer: String? = nil
-        for a in actions {
-            switch a {
-            case .placeCall(let p): peer = p
-            case .setLED(let l): leds.show(l)
-            case .ignored(let why):
-                throw CallError(status: why.contains("no peer") ? 404 : 409, why.hasPrefix("dial") ? "busy: \(phase.name)" : why)
-            default: break
-            }
-        }
-        guard let peer else { throw CallError(status: 409, "busy: \(phase.name)") }
-        onPhaseChange?(phase.name)
-        try runOutgoing(to: peer)
-    }
-
-    /// Sets up the outgoing call to `peerName`: offer, answer, connection. The state
-    /// machine is already in `calling`.
-    func runOutgoing(to peerName: String) throws(CallError) {
-        let config = self.config
-        guard let peer = config.peers.first(where: { $0.name == peerName }) else {
-            perform(.remoteEnded(reason: "peer vanished from the config"))
-            perform(.ended)
-            throw CallError(status: 404, "no peer named '\(peerName)'")
-        }
-        let id = randomHex(8)
-        let media = MediaSession(logger: logger, camera: makeCamera(config), microphone: makeMicrophone(config), speaker: makeSpeaker(config),
-                                 videoSettings: videoSettings, sendingAllowed: true, makeEncoder: makeEncoder)
-        let pc: PeerConnection
-        do { pc = try PeerConnection(configuration: connectionConfiguration, controlling: true, handlers: handlers(for: id, media: media)) }
-        catch {
-            perform(.remoteEnded(reason: "no transport"))
-            perform(.ended)
-            throw CallError(status: 500, "cannot open transport: \(error)")
-        }
-        let active = ActiveCall(id: id, peerName: peer.name, outgoing: true, pc: pc, media: media)
-        let stillCalling = lock.withLock { () -> Bool in
-            guard case .calling(let p) = machine.phase, p == peer.name, call == nil else { return false }
-            call = active
-            return true
-        }
-        guard stillCalling else {
-            pc.close(reason: "cancelled before the offer went out")
-            throw CallError(status: 409, "the call was cancelled")
-        }
-        var log = logger
-        log[metadataKey: "CALL_ID"] = "\(id)"
-        log[metadataKey: "PEER"] = "\(peer.name)"
-        startMedia(media, active.pc, callID: id)
-        let offer = JSEP.makeOffer(localParameters(active.pc, withCandidates: !config.trickle), sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
-        log.info("calling", metadata: ["STATE": "calling", "url": "\(peer.url)"])
-        active.offerSentAt = Instant.now()
-        let response: HTTPResponse
-        do {
-            response = try HTTPClient.request(method: "POST", url: peer.url + "/call",
-                                              headers: [("Content-Type", "application/sdp"), ("Authorization", "Bearer \(peer.token)"),
-                                                        ("X-Videophone-Name", config.name)],
-                                              body: Array(offer.text.utf8))
-        } catch {
-            failOutgoing(active, reason: "signalling failed: cannot reach \(peer.name): \(error)", outcome: "failed")
-            throw CallError(status: 502, "cannot reach \(peer.name): \(error)")
-        }
-        if active.abandoned { throw CallError(status: 409, "glare: the peer's call was taken instead") }
-        guard response.status == 201 else {
-            let reason = "\(peer.name) refused the call: \(response.status) \(response.bodyText.prefix(200))"
-            if response.status == 409 && response.bodyText.hasPrefix("glare") {
-                // Both called at once and the peer's call wins: drop ours quietly and take theirs.
-                log.info("glare: the peer's call wins", metadata: ["STATE": "\(phase.name)"])
-                lock.withLock { if call === active { call = nil } }
-                active.media.stop()
-                active.pc.close(reason: "glare")
-                perform(.glareLost)
-                throw CallError(status: 409, "glare: \(peer.name) called at the same moment; taking its call")
-            }
-            failOutgoing(active, reason: reason, outcome: response.status == 409 ? "busy" : "refused")
-            throw CallError(status: response.status == 409 ? 409 : 502, reason)
-        }
-        let session: NegotiatedSession
-        do {
-            let answer = try SessionDescription(parsing: response.bodyText)
-            session = try JSEP.acceptAnswer(answer, local: localParameters(active.pc))
-        } catch {
-            failOutgoing(active, reason: "bad answer from \(peer.name): \(error)", outcome: "failed")
-            throw CallError(status: 502, "bad answer from \(peer.name): \(error)")
-        }
-        if let pinned = peer.fingerprint, !Device.sameFingerprint(pinned, session.remoteFingerprint) {
-            let reason = "\(peer.name) answered with certificate fingerprint \(session.remoteFingerprint.algorithm) \(Hex.encode(session.remoteFingerprint.digest, separator: ":", uppercase: true)), not the pinned \(pinned)"
-            log.error("refused answer: fingerprint does not match the pinned one", metadata: ["REASON": "\(reason)"])
-            failOutgoing(active, reason: reason, outcome: "refused")
-            throw CallError(status: 502, reason)
-        }
-        if let loc = response.header("Location") {
-            active.remoteResource = loc.hasPrefix("http") ? loc : peer.url + loc
-            active.remoteToken = peer.token
-        }
-        active.videoCodec = Device.describe(session)
-        active.pc.setRemote(session)
-        log.info("offer answered; waiting for the callee", metadata: ["STATE": "calling"])
-        if !config.trickle { active.sentCandidates = Set(active.pc.localICE.candidates) }
-        if let resource = active.remoteResource, config.trickle || !config.stunServers.isEmpty || !config.turnServers.isEmpty {
-            trickleCandidates(active, to: resource, token: peer.token, log: log)
-        }
-    }
-
-    func failOutgoing(_ c: ActiveCall, reason: String, outcome: String) {
-        guard !c.abandoned else { return }
-        perform(.remoteEnded(reason: reason))
-        end(id: c.id, reason: reason, notifyPeer: false, outcome: outcome)
-    }
-
-    // MARK: Incoming
-
-    /// Handles `POST /call`: checks the token and the offer, answers, starts media.
-    public func acceptOffer(_ req: HTTPRequest) -> HTTPResponse {
-        guard let caller = authorise(req) else {
-            metrics.callOutcome("unauthorised")
-            if rateLimiter.shouldLog(source: req.peer) {
-                logger.warning("refused call: missing or wrong bearer token", metadata: ["from": "\(req.peer)", "REASON": "unauthorised"])
-            }
-            return HTTPResponse(status: 401, contentType: "text/plain", text: "missing or wrong bearer token\n", headers: [("WWW-Authenticate", "Bearer")])
-        }
-        guard req.header("content-type")?.lowercased().hasPrefix("application/sdp") == true else {
-            return HTTPResponse(status: 415, contentType: "text/plain", text: "expected Content-Type: application/sdp\n")
-        }
-        let offer: SessionDescription
-        do { offer = try SessionDescription(parsing: req.bodyText) } catch {
-            logger.notice("refused malformed offer", metadata: ["from": "\(req.peer)", "REASON": "\(error)"])
-            return HTTPResponse(status: 400, contentType: "text/plain", text: "malformed SDP offer: \(error)\n")
-        }
-        let theirDigest = Device.offerFingerprint(offer)
-        let config = self.config
-        let peerName: String
-        switch caller {
-        case .peer(let p):
-            peerName = p.name
-            if let pinned = p.fingerprint {
-                guard let fp = theirDigest, Device.sameFingerprint(pinned, fp) else {
-                    let got = theirDigest.map { "\($0.algorithm) \(Hex.encode($0.digest, separator: ":", uppercase: true))" } ?? "none"
-                    logger.error("refused call: certificate fingerprint does not match the pinned one",
-                                 metadata: ["PEER": "\(p.name)", "from": "\(req.peer)", "REASON": "offer fingerprint \(got), pinned \(pinned)"])
-                    metrics.callOutcome("refused")
-                    return HTTPResponse(status: 403, contentType: "text/plain", text: "certificate fingerprint does not match the one provisioned for \(p.name)\n")
-                }
-            }
-        case .guest:
-            // A device calling with our shared token names itself; a name that is one of our
-            // peers is used for display and glare, and that peer's pin still applies.
-            if let claimed = req.header("x-videophone-name"), let p = config.peers.first(where: { $0.name == claimed }) {
-                if let pinned = p.fingerprint, !(theirDigest.map { Device.sameFingerprint(pinned, $0) } ?? false) {
-                    logger.error("refused call: certificate fingerprint does not match the pinned one",
-                                 metadata: ["PEER": "\(p.name)", "from": "\(req.peer)", "REASON": "claimed name with another certificate"])
-                    metrics.callOutcome("refused")
-                    return HTTPResponse(status: 403, contentType: "text/plain", text: "certificate fingerprint does not match the one provisioned for \(p.name)\n")
-                }
-                peerName = p.name
-            } else {
-                peerName = "guest@\(req.peer)"
-            }
-        }
-        let glareWins = theirDigest.map { winsGlare(ourFingerprint: identity.sha256, theirFingerprint: $0.digest) } ?? true
-        let actions = perform(.incoming(peer: peerName, glareWins: glareWins))
-        for a in actions {
-            if case .refuseIncoming(let status, let reason) = a {
-                logger.notice("refused call", metadata: ["PEER": "\(peerName)", "from": "\(req.peer)", "REASON": "\(reason)"])
-                metrics.callOutcome("busy")
-                return HTTPResponse(status: status, contentType: "text/plain", text: reason + "\n")
-            }
-        }
-        let answered = lock.withLock { machine.phase == .inCall(peer: peerName) }
-        let id = randomHex(8)
-        let media = MediaSession(logger: logger, camera: makeCamera(config), microphone: makeMicrophone(config), speaker: makeSpeaker(config),
-                                 videoSettings: videoSettings, sendingAllowed: answered, makeEncoder: makeEncoder)
-        let result: Result<(ActiveCall, SessionDescription), CallError>
-        do {
-            let pc = try PeerConnection(configuration: connectionConfiguration, controlling: false, handlers: handlers(for: id, media: media))
-            do {
-                let peerTrickles = (offer.value("ice-options") ?? offer.media.first?.value("ice-options") ?? "").split(separator: " ").contains("trickle")
-                let holdBack = config.trickle && peerTrickles
-                let (answer, session) = try JSEP.answer(offer: offer, local: localParameters(pc, withCandidates: !holdBack),
-                                                        sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
-                let c = ActiveCall(id: id, peerName: peerName, outgoing: false, pc: pc, media: media)
-                if !holdBack { c.sentCandidates = Set(pc.localICE.candidates) }
-                c.videoCodec = Device.describe(session)
-                // A press may have answered between the state machine's ringing and here, when
-                // `.answer` found no call to start: look again with the call in place.
-                let answeredMeanwhile = lock.withLock { () -> Bool in
-                    call = c
-                    return machine.phase == .inCall(peer: peerName)
-                }
-                if answeredMeanwhile && !answered { media.allowSending() }
-                pc.setRemote(session)
-                result = .success((c, answer))
-            } catch {
-                pc.close(reason: "offer refused")
-                result = .failure(CallError(status: 400, "\(error)"))
-            }
-        } catch {
-            result = .failure(CallError(status: 500, "cannot open transport: \(error)"))
-        }
-        switch result {
-        case .failure(let e):
-            perform(.remoteEnded(reason: e.description))
-            perform(.ended)
-            metrics.callOutcome("refused")
-            logger.notice("refused call", metadata: ["PEER": "\(peerName)", "from": "\(req.peer)", "REASON": "\(e.description)"])
-            return HTTPResponse(status: e.status, contentType: "text/plain", text: e.description + "\n")
-        case .success(let (active, answer)):
-            startMedia(media, active.pc, callID: id)
-            logger.info(answered ? "incoming call answered" : "incoming call ringing",
-                        metadata: ["CALL_ID": "\(id)", "PEER": "\(peerName)", "STATE": "\(answered ? "in-call" : "ringing")"])
-            return HTTPResponse(status: 201, contentType: "application/sdp", text: answer.text,
-                                headers: [("Location", "/call/\(id)"), ("ETag", "\"\(id)\"")])
-        }
-    }
-
-    /// Answers a ringing call (button, `videophonectl answer`).
-    public func answer() throws(CallError) {
-        let rest = perform(.answerRequested)
-        for case .ignored(let why) in rest { throw CallError(status: 409, why) }
-    }
-
-    /// Handles `DELETE /call/ID`.
-    public func deleteCall(id: String, req: HTTPRequest) -> HTTPResponse {
-        guard authorise(req) != nil else { return HTTPResponse(status: 401, contentType: "text/plain", text: "missing or wrong bearer token\n") }
-        let exists = lock.withLock { call?.id == id }
-        guard exists else { return HTTPResponse(status: 404, contentType: "text/plain", text: "no call \(id)\n") }
-        perform(.remoteEnded(reason: "remote hung up (DELETE)"))
-        end(id: id, reason: "remote hung up (DELETE)", notifyPeer: true)
-        return HTTPResponse(status: 200)
-    }
-
-    /// Hangs up the current call, if any (`videophonectl hangup`, SIGTERM).
-    public func hangup(reason: String = "local hangup") -> Bool {
-        guard let id = lock.withLock({ call?.id }) else {
-            let rest = perform(.hangupRequested)
-            return rest.isEmpty
-        }
-        perform(.hangupRequested)
-        end(id: id, reason: reason, notifyPeer: true)
-        return true
-    }
-
-    /// Sends the candidates the callee has not had yet (host ones when trickling, then
-    /// server-reflexive ones as gathering finds them) to its resource (RFC 8840 over
-    /// WHIP's PATCH), and adds any it returns. The host pair can connect meanwhile.
-    func trickleCandidates(_ c: ActiveCall, to resource: String, token: String, log: Logger, skipHost: Bool = false) {
-        _ = startThread(name: "trickle") { [self] in
-            /// Sends lines; returns true once the callee said it has no more candidates.
-            func patch(_ lines: [String]) -> Bool {
-                log.debug("trickle PATCH", metadata: ["lines": "\(lines.joined(separator: " | "))"])
-                do {
-                    let r = try HTTPClient.request(method: "PATCH", url: resource,
-                                                   headers: [("Content-Type", "application/trickle-ice-sdpfrag"), ("Authorization", "Bearer \(token)")],
-                                                   body: Array((lines.joined(separator: "\r\n") + "\r\n").utf8))
-                    guard r.status == 200 || r.status == 204 else {
-                        log.warning("trickle PATCH refused", metadata: ["status": "\(r.status)"])
-                        return true
-                    }
-                    var done = false
-                    for line in r.bodyText.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) {
-                        if line.hasPrefix("a=candidate:") { c.pc.addRemoteCandidate(String(line.dropFirst(2))) }
-                        if line.hasPrefix("a=end-of-candidates") { done = true }
-                    }
-                    return done
-                } catch {
-                    log.warning("trickle PATCH failed", metadata: ["REASON": "\(error)"])
-                    return true
-                }
-            }
-            let host = skipHost ? [] : self.unsent(c, c.pc.localICE.candidates)
-            if !host.isEmpty { _ = patch(host.map { "a=candidate:\($0)" }) }
-            // Each candidate goes out as soon as it is found: a server-reflexive one must not
-            // wait for a slow (or dead) TURN server.
-            var done = false
-            let deadline = Instant.now() + .seconds(10)
-            while self.lock.withLock({ self.call === c }) {
-                let g = c.pc.gathered
-                let more = self.unsent(c, g.candidates)
-                let last = g.complete || Instant.now() > deadline
-                if !more.isEmpty || last {
-                    done = patch(more.map { "a=candidate:\($0)" } + (last ? ["a=end-of-candidates"] : []))
-                }
-                if last { break }
-                usleep(20_000)
-            }
-            // The callee may still be gathering (its relay allocation): ask again until it
-            // says end-of-candidates, for a few seconds at most.
-            var tries = 0
-            while !done && tries < 40 && self.lock.withLock({ self.call === c }) {
-                usleep(100_000)
-                tries += 1
-                done = patch([])
-            }
-        }
-    }
-
-    /// Restarts ICE on the call we placed (our addresses changed): new credentials and
-    /// candidates go to the callee in a PATCH, its new ones come back; media resumes on the
-    /// new pair while DTLS and SRTP carry on.
-    public func restartICE(reason: String) {
-        guard let c = lock.withLock({ call }), c.outgoing, let resource = c.remoteResource else {
-            if lock.withLock({ call != nil }) { logger.notice("addresses changed; the peer placed this call and must restart ICE", metadata: ["REASON": "\(reason)"]) }
-            return
-        }
-        var log = logger
-        log[metadataKey: "CALL_ID"] = "\(c.id)"
-        log[metadataKey: "PEER"] = "\(c.peerName)"
-        log.info("ICE restart", metadata: ["REASON": "\(reason)"])
-        let mine = c.pc.restartICE()
-        lock.withLock { c.sentCandidates = Set(mine.candidates) }
-        let body = (["a=ice-ufrag:\(mine.ufrag)", "a=ice-pwd:\(mine.pwd)"] + mine.candidates.map { "a=candidate:\($0)" }).joined(separator: "\r\n") + "\r\n"
-        do {
-            let r = try HTTPClient.request(method: "PATCH", url: resource,
-                                           headers: [("Content-Type", "application/trickle-ice-sdpfrag"), ("Authorization", "Bearer \(c.remoteToken ?? "")")],
-                                           body: Array(body.utf8))
-            guard r.status == 200 else {
-                log.warning("ICE restart refused by the peer", metadata: ["status": "\(r.status)"])
-                return
-            }
-            let lines = r.bodyText.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
-            if let u = lines.first(where: { $0.hasPrefix("a=ice-ufrag:") }), let p = lines.first(where: { $0.hasPrefix("a=ice-pwd:") }) {
-                c.pc.setRemoteCredentials(ufrag: String(u.dropFirst("a=ice-ufrag:".count)), pwd: String(p.dropFirst("a=ice-pwd:".count)))
-            }
-            for line in lines where line.hasPrefix("a=candidate:") { c.pc.addRemoteCandidate(String(line.dropFirst(2))) }
-        } catch {
-            log.warning("ICE restart PATCH failed", metadata: ["REASON": "\(error)"])
-            return
-        }
-        trickleCandidates(c, to: resource, token: c.remoteToken ?? "", log: log, skipHost: true)
-    }
-
-    /// The candidates among `all` the peer has not had yet; marks them sent.
-    func unsent(_ c: ActiveCall, _ all: [String]) -> [String] {
-        lock.withLock {
-            let new = all.filter { !c.sentCandidates.contains($0) }
-            c.sentCandidates.formUnion(new)
-            return new
-        }
-    }
-
-    /// Opens encoders and starts capture off the signalling path: the offer or answer
-    /// goes out without waiting for x264 to open.
-    func startMedia(_ media: MediaSession, _ pc: PeerConnection, callID: String) {
-        let logger = self.logger
-        _ = startThread(name: "media-start") {
-            do { try media.start(peerConnection: pc) } catch {
-                logger.error("media start failed; the call goes on without it", metadata: ["CALL_ID": "\(callID)", "REASON": "\(error)"])
-            }
-        }
-    }
-
-    func handlers(for id: String, media: MediaSession) -> PeerConnectionHandlers {
-        var h = media.handlers
-        h.onClosed = { [weak self] reason in
-            // Off the transport thread: ending joins threads.
-            _ = startThread(name: "call-end") {
-                guard let self else { return }
-                guard self.lock.withLock({ self.call?.id == id }) else { return }
-                self.perform(.remoteEnded(reason: reason))
-                self.end(id: id, reason: reason, notifyPeer: false)
-            }
-        }
-        media.onFirstRemoteMedia = { [weak self] in
-            guard let self, self.lock.withLock({ self.call?.id == id }) else { return }
-            self.perform(.mediaFlowing)
-        }
-        return h
-    }
-
-    /// Ends call `id`: stops media, tells the peer (RTCP BYE, DTLS close_notify and, for
-    /// calls we placed, DELETE on the peer's resource).
-    func end(id: String, reason: String, notifyPeer: Bool, outcome: String? = nil) {
-        let c: ActiveCall? = lock.withLock {
-            guard let c = call, c.id == id else { return nil }
-            call = nil
-            return c
-        }
-        guard let c else { return }
-        c.media.stop()
-        metrics.recordSetup(c.pc.stats.timeline, offerSentAt: c.offerSentAt)
-        c.pc.close(reason: reason)
-        if notifyPeer, let url = c.remoteResource {
-            let token = c.remoteToken ?? ""
-            _ = try? HTTPClient.request(method: "DELETE", url: url, headers: [("Authorization", "Bearer \(token)")], timeout: .seconds(1))
-        }
-        lock.withLock { lastCall = CallSummary(id: c.id, peer: c.peerName, endReason: reason) }
-        metrics.callOutcome(outcome ?? Device.outcome(reason))
-        perform(.ended)
-        logger.info("call ended", metadata: ["CALL_ID": "\(c.id)", "PEER": "\(c.peerName)", "STATE": "idle", "REASON": "\(reason)"])
-    }
-
-    static func outcome(_ reason: String) -> String {
-        if reason.hasPrefix("missed") { return "missed" }
-        if reason == "rejected" { return "rejected" }
-        if reason == "cancelled" || reason.hasPrefix("no answer") { return "cancelled" }
-        if reason.contains("failed") || reason.contains("expired") { return "failed" }
-        return "completed"
-    }
-
-    /// Which provisioned peer (or guest) presented this request's bearer token. Every
-    /// token is compared in constant time, and all of them always are.
-    func authorise(_ req: HTTPRequest) -> Caller? {
-        guard let auth = req.header("authorization"), auth.hasPrefix("Bearer ") else { return nil }
-        let presented = Array(auth.dropFirst(7).utf8)
-        let config = self.config
-        var found: Caller? = nil
-        for p in config.peers where !p.acceptToken.isEmpty {
-            if constantTimeEqual(presented, Array(p.acceptToken.utf8)) && found == nil { found = .peer(p) }
-        }
-        if !config.signallingToken.isEmpty && constantTimeEqual(presented, Array(config.signallingToken.utf8)) && found == nil { found = .guest }
-        return found
-    }
-
-    static func offerFingerprint(_ sd: SessionDescription) -> (algorithm: String, digest: [UInt8])? {
-        guard let v = sd.attribute("fingerprint", media: 0) else { return nil }
-        let parts = v.split(separator: " ")
-        guard parts.count == 2, let d = Hex.decode(String(parts[1])) else { return nil }
-        return (parts[0].lowercased(), d)
-    }
-
-    /// Compares a provisioned `sha-256 AB:CD:...` with a fingerprint from SDP.
-    static func sameFingerprint(_ pinned: String, _ fp: (algorithm: String, digest: [UInt8])) -> Bool {
-        let parts = pinned.split(separator: " ")
-        guard parts.count == 2, parts[0].lowercased() == fp.algorithm, let d = Hex.decode(String(parts[1])) else { return false }
-        return constantTimeEqual(d, fp.digest)
-    }
-
     static func describe(_ s: NegotiatedSession) -> String? {
         guard let v = s.video else { return nil }
         return "\(v.codec.name) profile-level-id=\(v.codec.parameter("profile-level-id") ?? "-") pt=\(v.codec.payloadType)"
@@ -815,7 +774,7 @@ public final class Device: @unchecked Sendable {
     /// Returns what could not change without a restart.
     public func reload(_ new: DeviceConfig) -> [String] {
         var needsRestart: [String] = []
-        lock.withLock {
+        let led = lock.withLock { () -> LEDPattern in
             let old = _config
             if old.signallingHost != new.signallingHost || old.signallingPort != new.signallingPort { needsRestart.append("signalling.listen") }
             if old.controlSocket != new.controlSocket { needsRestart.append("control.socket") }
@@ -827,203 +786,16 @@ public final class Device: @unchecked Sendable {
             machine.peers = new.peers.map(\.name)
             machine.autoAnswer = new.autoAnswer
             machine.ringTimeout = .seconds(Int64(new.ringTimeoutSeconds))
+            return machine.led
         }
-        leds.show(lock.withLock { machine.led })
+        leds.show(led)
         return needsRestart
     }
 
-    // MARK: HTTP routes
+    // MARK: Readers
 
-    /// Routes a signalling request.
-    public func handle(_ req: HTTPRequest) -> HTTPResponse {
-        let path = req.path.split(separator: "?").first.map(String.init) ?? req.path
-        var r: HTTPResponse
-        // Bounded work per source: a flood is refused before any parsing.
-        if req.method != "GET" && !rateLimiter.allow(source: req.peer) {
-            return HTTPResponse(status: 429, contentType: "text/plain", text: "too many requests\n", headers: [("Retry-After", "1")])
-        }
-        switch (req.method, path) {
-        case ("OPTIONS", _):
-            r = HTTPResponse(status: 204, headers: [("Access-Control-Allow-Methods", "POST, PATCH, DELETE, GET, OPTIONS"),
-                                                    ("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match"),
-                                                    ("Access-Control-Max-Age", "600")])
-        case ("POST", "/call"):
-            r = acceptOffer(req)
-        case ("DELETE", _) where path.hasPrefix("/call/"):
-            r = deleteCall(id: String(path.dropFirst(6)), req: req)
-        case ("PATCH", _) where path.hasPrefix("/call/"):
-            r = patchCall(id: String(path.dropFirst(6)), req: req)
-        case ("GET", "/"), ("GET", "/index.html"):
-            r = HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", text: DevicePage.html,
-                             headers: [("Cache-Control", "no-store")])
-        case ("GET", "/metrics") where config.metricsListen == nil:
-            r = HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4", text: metrics.render())
-        case ("GET", "/status"):
-            r = HTTPResponse(status: 200, contentType: "application/json", text: statusJSON() + "\n")
-        case (_, "/call"), (_, "/status"):
-            r = HTTPResponse(status: 405, contentType: "text/plain", text: "method not allowed\n")
-        default:
-            r = HTTPResponse(status: 404, contentType: "text/plain", text: "not found\n")
-        }
-        r.headers.append(("Access-Control-Allow-Origin", "*"))
-        r.headers.append(("Access-Control-Expose-Headers", "Location, ETag"))
-        return r
-    }
-
-    /// `PATCH /call/ID` with `application/trickle-ice-sdpfrag` (RFC 8840): remote candidates.
-    func patchCall(id: String, req: HTTPRequest) -> HTTPResponse {
-        guard authorise(req) != nil else { return HTTPResponse(status: 401, contentType: "text/plain", text: "missing or wrong bearer token\n") }
-        guard req.header("content-type")?.lowercased().hasPrefix("application/trickle-ice-sdpfrag") == true else {
-            return HTTPResponse(status: 415, contentType: "text/plain", text: "expected application/trickle-ice-sdpfrag\n")
-        }
-        guard let c = lock.withLock({ call?.id == id ? call : nil }) else {
-            return HTTPResponse(status: 404, contentType: "text/plain", text: "no call \(id)\n")
-        }
-        let pc = c.pc
-        let lines = req.bodyText.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
-        let ufrag = lines.first { $0.hasPrefix("a=ice-ufrag:") }.map { String($0.dropFirst("a=ice-ufrag:".count)) }
-        let pwd = lines.first { $0.hasPrefix("a=ice-pwd:") }.map { String($0.dropFirst("a=ice-pwd:".count)) }
-        var restartHeader: [String] = []
-        if let ufrag, let pwd, ufrag != pc.remoteUfrag {
-            // The peer restarts ICE (RFC 8838 §4.4, RFC 9725 §4.4): so do we, and answer
-            // with our new credentials.
-            logger.info("ICE restart asked for by the peer", metadata: ["CALL_ID": "\(c.id)", "PEER": "\(c.peerName)"])
-            let mine = pc.restartICE()
-            pc.setRemoteCredentials(ufrag: ufrag, pwd: pwd)
-            lock.withLock { c.sentCandidates = [] }
-            restartHeader = ["a=ice-ufrag:\(mine.ufrag)", "a=ice-pwd:\(mine.pwd)"]
-        }
-        for line in lines where line.hasPrefix("a=candidate:") {
-            pc.addRemoteCandidate(String(line.dropFirst(2)))
-        }
-        // Our own candidates the peer has not had (held back from the answer, or found by
-        // gathering since) travel back in the response.
-        let gathered = pc.gathered
-        let ours = restartHeader + unsent(c, pc.localICE.candidates + gathered.candidates).map { "a=candidate:\($0)" }
-        if !ours.isEmpty || gathered.complete {
-            let lines = ours + (gathered.complete ? ["a=end-of-candidates"] : [])
-            return HTTPResponse(status: 200, contentType: "application/trickle-ice-sdpfrag", text: lines.joined(separator: "\r\n") + "\r\n")
-        }
-        return HTTPResponse(status: 204)
-    }
-
-    // MARK: Status
-
-    /// `GET /status`: call state and W3C-named statistics.
-    public func statusJSON() -> String {
-        let (c, last) = lock.withLock { (call, lastCall) }
-        var j = JSONWriter()
-        j.beginObject()
-        j.field("device", config.name)
-        let phase = self.phase
-        j.field("state", phase.name)
-        if let p = phase.peer { j.field("peer", p) }
-        j.field("led", leds.pattern.rawValue)
-        j.beginArray("faults")
-        for f in currentFaults { j.value(f.rawValue) }
-        j.endArray()
-        j.field("fingerprint", "sha-256 " + identity.fingerprint)
-        if let m = mdns?.counters {
-            j.beginObject("mdns")
-            j.field("queriesAnswered", m.queriesAnswered)
-            j.field("namesResolved", m.namesResolved)
-            j.endObject()
-        }
-        if let last {
-            j.beginObject("lastCall")
-            j.field("id", last.id); j.field("peer", last.peer); j.field("endReason", last.endReason)
-            j.endObject()
-        }
-        if let c {
-            let s = c.pc.stats
-            let f = c.media.figures
-            j.beginObject("call")
-            j.field("id", c.id)
-            j.field("peer", c.peerName)
-            j.field("direction", c.outgoing ? "outgoing" : "incoming")
-            j.field("videoCodec", c.videoCodec)
-            j.field("iceState", s.iceState)
-            j.field("dtlsState", s.dtlsState)
-            j.beginObject("setup")
-            let t = s.timeline
-            j.field("signalling", t.milliseconds(t.remoteDescription))
-            j.field("ice", t.milliseconds(t.iceConnected))
-            j.field("dtls", t.milliseconds(t.dtlsConnected))
-            j.field("firstMediaSent", t.milliseconds(t.firstMediaSent))
-            j.field("firstVideoFrameReceived", t.milliseconds(t.firstVideoFrameReceived))
-            j.field("firstAudioReceived", t.milliseconds(t.firstAudioReceived))
-            j.endObject()
-            j.beginArray("stats")
-            for i in s.inbound {
-                j.beginObject()
-                j.field("type", "inbound-rtp"); j.field("kind", i.kind); j.field("ssrc", i.ssrc)
-                j.field("packetsReceived", i.packetsReceived); j.field("packetsLost", i.packetsLost)
-                j.field("jitter", i.jitter); j.field("bytesReceived", i.bytesReceived)
-                if i.kind == "video" {
-                    j.field("framesReceived", i.framesReceived); j.field("framesDropped", i.framesDropped)
-                    j.field("keyFramesReceived", i.keyFramesReceived); j.field("framesPerSecond", i.framesPerSecond)
-                    j.field("nackCount", i.nackCount); j.field("pliCount", i.pliCount)
-                } else {
-                    j.field("packetsDecoded", f.audioPacketsDecoded)
-                    // W3C meanings; the delays are the present values in ms (W3C's are sums).
-                    j.field("concealedSamples", f.audioConcealedSamples)
-                    j.field("packetsDiscarded", f.audioLatePackets + f.audioDiscardedPackets)
-                    j.field("fecPacketsRecovered", f.audioRecoveredByFEC)
-                    j.field("jitterBufferTargetMs", f.jitterBufferTargetMs)
-                    j.field("jitterBufferDelayMs", f.jitterBufferDelayMs)
-                    j.field("audioLevel", (f.audioLevel * 1000).rounded() / 1000)
-                    j.field("speakerUnderruns", f.speakerUnderruns)
-                }
-                j.field("bitrate", i.bitrate)
-                j.endObject()
-            }
-            for o in s.outbound {
-                j.beginObject()
-                j.field("type", "outbound-rtp"); j.field("kind", o.kind); j.field("ssrc", o.ssrc)
-                j.field("packetsSent", o.packetsSent); j.field("bytesSent", o.bytesSent)
-                if o.kind == "video" {
-                    j.field("framesEncoded", o.framesEncoded); j.field("keyFramesEncoded", o.keyFramesEncoded)
-                    j.field("targetBitrate", Double(s.targetVideoBitrateKbps * 1000))
-                    j.field("frameWidth", o.frameWidth); j.field("frameHeight", o.frameHeight)
-                    j.field("framesPerSecond", o.framesPerSecond)
-                    j.field("encoderImplementation", f.encoderImplementation)
-                    j.field("retransmittedPacketsSent", o.retransmittedPacketsSent)
-                    j.field("nackCount", o.nackCount); j.field("pliCount", o.pliCount); j.field("firCount", o.firCount)
-                } else {
-                    j.field("microphoneOverruns", f.microphoneOverruns)
-                }
-                j.field("bitrate", o.bitrate)
-                j.endObject()
-            }
-            j.beginObject()
-            j.field("type", "candidate-pair")
-            j.field("state", s.iceState == "connected" ? "succeeded" : s.iceState)
-            j.field("nominated", s.candidatePair.nominated)
-            j.field("localCandidateType", s.candidatePair.localCandidateType)
-            j.field("remoteCandidateType", s.candidatePair.remoteCandidateType)
-            j.field("localAddress", s.candidatePair.localAddress)
-            j.field("remoteAddress", s.candidatePair.remoteAddress)
-            j.field("currentRoundTripTime", s.candidatePair.currentRoundTripTime)
-            j.field("availableOutgoingBitrate", s.candidatePair.availableOutgoingBitrate)
-            j.endObject()
-            j.endArray()
-            j.beginObject("media")
-            j.field("framesReceived", f.framesReceived)
-            j.field("audioPacketsDecoded", f.audioPacketsDecoded)
-            j.field("audioSamplesPlayed", f.audioSamplesPlayed)
-            j.field("captureToFrameP50Ms", percentile(f.captureToFrameMs, 50))
-            j.field("captureToWireP50Ms", percentile(c.pc.captureToWireSamples, 50))
-            j.field("encodeP50Ms", percentile(f.encodeMs, 50))
-            j.endObject()
-            j.field("mdnsResolved", s.mdnsResolved)
-            j.field("stunIgnored", s.ignoredSTUN)
-            j.field("malformedDatagrams", s.malformedDatagrams)
-            j.field("srtpFailures", s.srtpFailures)
-            j.endObject()
-        }
-        j.endObject()
-        return j.text
-    }
+    /// A snapshot of the call in progress and the last one, for status.
+    var snapshot: (call: ActiveCall?, last: CallSummary?) { lock.withLock { (call, lastCall) } }
 
     /// False when the media pipeline or the transport loop of the call in progress has
     /// stalled for `limit`: the watchdog then stops being fed and systemd restarts us.
@@ -1053,20 +825,3 @@ public func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
 }
 
 func randomHex(_ bytes: Int) -> String { Hex.encode(secureRandomBytes(bytes)) }
-
-/// A part of the board that can fail while the daemon keeps running. Ordered by what the
-/// LED shows first when several fail.
-public enum DeviceFault: String, Comparable, Sendable {
-    case network, camera, button, microphone, speaker
-
-    var pattern: LEDPattern {
-        switch self {
-        case .network: .errorNoNetwork
-        case .camera: .errorCameraMissing
-        case .button, .microphone, .speaker: .errorDevice
-        }
-    }
-
-    private var rank: Int { [.network, .camera, .button, .microphone, .speaker].firstIndex(of: self)! }
-    public static func < (a: DeviceFault, b: DeviceFault) -> Bool { a.rank < b.rank }
-}

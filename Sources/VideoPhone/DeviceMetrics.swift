@@ -1,4 +1,4 @@
-
+import CallControl
 import NetworkCore
 import PeerConnection
 import Prometheus
@@ -18,6 +18,8 @@ public final class DeviceMetrics: @unchecked Sendable {
     private let latencyBuckets: [Duration] = [1, 2, 4, 6, 8, 10, 15, 20, 30, 50, 100].map { .milliseconds($0) }
     private let sampler = Locked(SamplerState())
 
+    public init() { registerCallOutcomes() }
+
     struct SamplerState {
         var lastCPU: Double = 0
         var pairRecorded: String?
@@ -30,19 +32,19 @@ public final class DeviceMetrics: @unchecked Sendable {
         MetricNameDescriptor(namespace: "videophone", metricName: name, unitName: unit, helpText: help)
     }
 
-    private lazy var calls: [String: Prometheus.Counter] = [:]
-    private let callsLock = Lock()
+    private var calls: [CallOutcome: Prometheus.Counter] = [:]
 
-    /// Counts a call by how it ended (`completed`, `rejected`, `missed`, `cancelled`,
-    /// `failed`, `busy`, `refused`, `unauthorised`).
-    public func callOutcome(_ outcome: String) {
-        let c = callsLock.withLock { () -> Prometheus.Counter in
-            if let c = calls[outcome] { return c }
-            let c = registry.makeCounter(descriptor: descriptor("calls", "total", "Calls by how they ended."), labels: [("outcome", outcome)])
-            calls[outcome] = c
-            return c
+    /// Every outcome's counter exists from start-up at zero, so a fresh device's dashboard
+    /// and alerts see the series.
+    func registerCallOutcomes() {
+        for outcome in CallOutcome.allCases {
+            calls[outcome] = registry.makeCounter(descriptor: descriptor("calls", "total", "Calls by how they ended."), labels: [("outcome", outcome.rawValue)])
         }
-        c.increment()
+    }
+
+    /// Counts a call by how it ended.
+    public func callOutcome(_ outcome: CallOutcome) {
+        calls[outcome]?.increment()
     }
 
     /// Records how long each set-up stage took, from the offer (or the connection's birth).

@@ -52,161 +52,38 @@ public struct HTTPError: Error, CustomStringConvertible {
     public init(_ d: String) { description = d }
 }
 
-/// A small blocking HTTP/1.1 server: one accept thread, one short-lived thread per
-/// connection (bounded), `Connection: close`. Requests are size- and time-limited so a
-/// misbehaving client cannot hold the device.
+/// One HTTP port served on its own ``SocketServer`` loop with a synchronous handler (tests,
+/// proxies). The daemon puts all its ports on one loop instead (``Daemon``).
 public final class HTTPServer: @unchecked Sendable {
-    let listenFD: Int32
     public let port: UInt16
-    let handler: @Sendable (HTTPRequest) -> HTTPResponse
-    let active = Locked(0)
-    let maxConnections = 32
-    let maxBody = 256 * 1024
-    private let stopping = Locked(false)
+    let server: SocketServer
 
-    public init(host: String, port: UInt16, handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse) throws {
-        guard let addr = TransportAddress(host: host, port: port) else { throw HTTPError("listen address \(host) is not numeric") }
-        let fd = socket(addr.family == .ipv4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw HTTPError("socket: \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        guard addr.withSockAddr({ bind(fd, $0, $1) }) == 0 else {
-            let e = HTTPError("cannot listen on \(addr): \(String(cString: strerror(errno)))")
-            close(fd)
-            throw e
-        }
-        guard listen(fd, 64) == 0 else { close(fd); throw HTTPError("listen: \(String(cString: strerror(errno)))") }
-        var storage = sockaddr_storage()
-        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        self.port = withUnsafeBytes(of: &storage) { TransportAddress(storage: $0.baseAddress!)?.port } ?? port
-        self.listenFD = fd
-        self.handler = handler
-        _ = startThread(name: "http-accept") { [self] in self.acceptLoop() }
+    public init(host: String, port: UInt16, name: String = "http", handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse) throws {
+        server = SocketServer(name: name)
+        self.port = try server.listenHTTP(host: host, port: port) { req, responder in responder.respond(handler(req)) }
+        server.start()
     }
 
-    public func stop() {
-        stopping.withLock { $0 = true }
-        shutdown(listenFD, Int32(SHUT_RDWR))
-    }
+    public func stop() { server.stop() }
 
-    func acceptLoop() {
-        while !stopping.current {
-            var storage = sockaddr_storage()
-            var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let fd = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listenFD, $0, &len) } }
-            if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                if stopping.current { break }
-                usleep(10_000)
-                continue
-            }
-            let peer = withUnsafeBytes(of: &storage) { TransportAddress(storage: $0.baseAddress!)?.host } ?? "?"
-            let admitted = active.withLock { n -> Bool in if n >= maxConnections { return false }; n += 1; return true }
-            guard admitted else {
-                HTTPServer.write(fd, HTTPResponse(status: 503, contentType: "text/plain", text: "busy\n"))
-                close(fd)
-                continue
-            }
-            _ = startThread(name: "http-conn") { [self] in
-                self.serve(fd, peer: peer)
-                close(fd)
-                self.active.withLock { $0 -= 1 }
-            }
-        }
-        close(listenFD)
-    }
-
-    func serve(_ fd: Int32, peer: String) {
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        switch HTTPServer.readMessage(fd, maxBody: maxBody, isRequest: true) {
-        case .failure(let e):
-            HTTPServer.write(fd, HTTPResponse(status: e.status, contentType: "text/plain", text: e.reason + "\n"))
-        case .success(let (startLine, headers, body)):
-            let parts = startLine.split(separator: " ")
-            guard parts.count == 3 else {
-                HTTPServer.write(fd, HTTPResponse(status: 400, contentType: "text/plain", text: "malformed request line\n"))
-                return
-            }
-            let req = HTTPRequest(method: String(parts[0]), path: String(parts[1]), headers: headers, body: body, peer: peer)
-            HTTPServer.write(fd, handler(req))
-        }
-    }
-
-    struct ReadError: Error { var status: Int; var reason: String }
-
-    /// Reads a start line, headers and a Content-Length body.
-    static func readMessage(_ fd: Int32, maxBody: Int, isRequest: Bool) -> Result<(String, [String: String], [UInt8]), ReadError> {
-        var data: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 8192)
-        var headerEnd: Int? = nil
-        while headerEnd == nil {
-            let n = read(fd, &chunk, chunk.count)
-            if n <= 0 { return .failure(ReadError(status: 400, reason: "connection closed or timed out before the headers ended")) }
-            data += chunk[0..<n]
-            if let i = findHeaderEnd(data) { headerEnd = i }
-            if data.count > 16384 && headerEnd == nil { return .failure(ReadError(status: 413, reason: "headers too large")) }
-        }
-        let head = String(decoding: data[0..<headerEnd!], as: UTF8.self)
-        var lines = head.split(separator: "\r\n", omittingEmptySubsequences: false).map(String.init)
-        let startLine = lines.removeFirst()
-        var headers: [String: String] = [:]
-        for l in lines where !l.isEmpty {
-            guard let colon = l.firstIndex(of: ":") else { continue }
-            headers[l[..<colon].lowercased()] = String(Substring(l[l.index(after: colon)...]).trimmed)
-        }
-        var body = Array(data[(headerEnd! + 4)...])
-        let length: Int
-        if let cl = headers["content-length"] {
-            guard let n = Int(cl), n >= 0 else { return .failure(ReadError(status: 400, reason: "bad Content-Length")) }
-            length = n
-        } else {
-            length = isRequest ? 0 : -1
-        }
-        if length > maxBody { return .failure(ReadError(status: 413, reason: "body larger than \(maxBody) bytes")) }
-        while length < 0 || body.count < length {
-            let n = read(fd, &chunk, chunk.count)
-            if n <= 0 {
-                if length < 0 { break }
-                return .failure(ReadError(status: 400, reason: "body shorter than Content-Length"))
-            }
-            body += chunk[0..<n]
-            if body.count > maxBody { return .failure(ReadError(status: 413, reason: "body too large")) }
-        }
-        if length >= 0 && body.count > length { body.removeLast(body.count - length) }
-        return .success((startLine, headers, body))
-    }
-
-    static func findHeaderEnd(_ d: [UInt8]) -> Int? {
-        guard d.count >= 4 else { return nil }
-        for i in 0...(d.count - 4) where d[i] == 13 && d[i + 1] == 10 && d[i + 2] == 13 && d[i + 3] == 10 { return i }
-        return nil
-    }
-
-    static func write(_ fd: Int32, _ r: HTTPResponse) {
+    /// The bytes of a response, `Connection: close`.
+    static func encode(_ r: HTTPResponse) -> [UInt8] {
         var head = "HTTP/1.1 \(r.status) \(HTTPResponse.reason(r.status))\r\n"
         for (k, v) in r.headers { head += "\(k): \(v)\r\n" }
         head += "Content-Length: \(r.body.count)\r\nConnection: close\r\n\r\n"
-        let bytes = Array(head.utf8) + r.body
-        var sent = 0
-        while sent < bytes.count {
-            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return }
-            sent += n
-        }
+        return Array(head.utf8) + r.body
     }
 }
 
-/// A blocking HTTP/1.1 client for the peer's signalling endpoint (`http://` only).
+/// A blocking HTTP/1.1 client for the peer's signalling endpoint (`http://` only). Each
+/// request has one overall deadline, connection set-up included, so a peer that accepts
+/// and then says nothing cannot hold the caller longer than `timeout`.
 public enum HTTPClient {
     public static func request(method: String, url: String, headers: [(String, String)] = [], body: [UInt8] = [],
                                timeout: Duration = .seconds(5)) throws(HTTPError) -> HTTPResponse {
         guard let u = URLParts(url) else { throw HTTPError("unsupported URL '\(url)' (http://host:port/path)") }
-        let fd = try connect(host: u.host, port: u.port, timeout: timeout)
+        let deadline = Instant.now() + timeout
+        let fd = try connect(host: u.host, port: u.port, deadline: deadline)
         defer { close(fd) }
         var head = "\(method) \(u.path.isEmpty ? "/" : u.path) HTTP/1.1\r\nHost: \(u.host):\(u.port)\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
@@ -214,39 +91,77 @@ public enum HTTPClient {
         let bytes = Array(head.utf8) + body
         var sent = 0
         while sent < bytes.count {
-            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard wait(fd, for: Int16(POLLOUT), until: deadline) else { throw HTTPError("sending to \(u.host):\(u.port) timed out") }
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
             if n <= 0 { throw HTTPError("send to \(u.host):\(u.port) failed: \(String(cString: strerror(errno)))") }
             sent += n
         }
-        switch HTTPServer.readMessage(fd, maxBody: 1 << 20, isRequest: false) {
-        case .failure(let e): throw HTTPError("reading response from \(u.host):\(u.port): \(e.reason)")
-        case .success(let (status, headers, body)):
-            let parts = status.split(separator: " ")
-            guard parts.count >= 2, let code = Int(parts[1]) else { throw HTTPError("malformed status line '\(status)'") }
-            return HTTPResponse(status: code, headers: headers.map { ($0.key, $0.value) }, body: body)
+        var limits = HTTPMessageParser.Limits()
+        limits.body = 1 << 20
+        var parser = HTTPMessageParser(isRequest: false, limits: limits)
+        var chunk = [UInt8](repeating: 0, count: 8192)
+        while true {
+            guard wait(fd, for: Int16(POLLIN), until: deadline) else { throw HTTPError("no response from \(u.host):\(u.port) within \(Int(timeout.seconds * 1000)) ms") }
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+            switch n > 0 ? parser.consume(chunk[0..<n]) : parser.finish() {
+            case .needMore:
+                if n <= 0 { throw HTTPError("connection to \(u.host):\(u.port) closed early") }
+            case .failed(let f):
+                throw HTTPError("reading response from \(u.host):\(u.port): \(f.reason)")
+            case .complete(let m):
+                let parts = m.startLine.split(separator: " ")
+                guard parts.count >= 2, let code = Int(parts[1]) else { throw HTTPError("malformed status line '\(m.startLine.prefix(80))'") }
+                return HTTPResponse(status: code, headers: m.headers.map { ($0.key, $0.value) }, body: m.body)
+            }
         }
     }
 
-    static func connect(host: String, port: UInt16, timeout: Duration) throws(HTTPError) -> Int32 {
+    /// Waits until `fd` is ready for `events` or the deadline passes.
+    static func wait(_ fd: Int32, for events: Int16, until deadline: Instant) -> Bool {
+        while true {
+            let left = deadline - Instant.now()
+            guard left > .zero else { return false }
+            var p = pollfd(fd: fd, events: events, revents: 0)
+            let r = poll(&p, 1, Int32(clamping: Int64(left.milliseconds.rounded(.up))))
+            if r > 0 { return true }
+            if r < 0 && errno == EINTR { continue }
+            if r == 0 { return false }
+            return true  // an error: the next call on the socket reports it
+        }
+    }
+
+    static func connect(host: String, port: UInt16, deadline: Instant) throws(HTTPError) -> Int32 {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        // Numeric hosts only: a name lookup would block past the deadline.
+        hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV
         var res: UnsafeMutablePointer<addrinfo>? = nil
-        guard getaddrinfo(host, String(port), &hints, &res) == 0, let first = res else { throw HTTPError("cannot resolve '\(host)'") }
+        if getaddrinfo(host, String(port), &hints, &res) != 0 {
+            hints.ai_flags = AI_NUMERICSERV
+            guard getaddrinfo(host, String(port), &hints, &res) == 0 else { throw HTTPError("cannot resolve '\(host)'") }
+        }
+        guard let first = res else { throw HTTPError("cannot resolve '\(host)'") }
         defer { freeaddrinfo(res) }
         var ai: UnsafeMutablePointer<addrinfo>? = first
         var lastError = "no address"
         while let a = ai {
             ai = a.pointee.ai_next
-            let fd = socket(a.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let fd = socket(a.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             if fd < 0 { continue }
-            let secs = timeout.nanosecondsInt / 1_000_000_000
-            var tv = timeval(tv_sec: Int(secs), tv_usec: Int((timeout.nanosecondsInt % 1_000_000_000) / 1000))
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             if Glibc.connect(fd, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 { return fd }
-            lastError = String(cString: strerror(errno))
+            if errno == EINPROGRESS && wait(fd, for: Int16(POLLOUT), until: deadline) {
+                var err: Int32 = 0
+                var len = socklen_t(MemoryLayout<Int32>.size)
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+                if err == 0 { return fd }
+                lastError = String(cString: strerror(err))
+            } else {
+                lastError = errno == EINPROGRESS ? "timed out" : String(cString: strerror(errno))
+            }
             close(fd)
         }
         throw HTTPError("cannot connect to \(host):\(port): \(lastError)")

@@ -99,7 +99,7 @@ if let interval = SystemdNotify.watchdogInterval {
     // Fed only while the call's media and transport loops are alive: a stalled pipeline
     // stops the pets and systemd restarts the daemon.
     let device = daemon.device
-    _ = startThread(name: "watchdog") {
+    startProcessThread(name: "watchdog") {
         var complained = false
         while true {
             let health = device.health()

@@ -16,7 +16,7 @@ func run(_ m: inout CallStateMachine, _ steps: [(Double, CallEvent)]) -> [[CallA
         let a = run(&m, [(0, .shortPress), (1, .mediaFlowing), (60, .shortPress), (60.1, .ended)])
         #expect(a[0] == [.placeCall(peer: "grandma"), .setLED(.slowBlink)])
         #expect(a[1] == [.setLED(.steady)])
-        #expect(a[2] == [.hangup(reason: "local hangup"), .setLED(.off)])
+        #expect(a[2] == [.hangup(reason: .localHangup), .setLED(.off)])
         #expect(a[3] == [])
         #expect(m.phase == .idle)
     }
@@ -25,10 +25,10 @@ func run(_ m: inout CallStateMachine, _ steps: [(Double, CallEvent)]) -> [[CallA
         // (event while ringing, expected actions, phase after)
         (CallEvent.shortPress, [CallAction.answer, .setLED(.steady)], CallPhase.inCall(peer: "p")),
         (CallEvent.answerRequested, [CallAction.answer, .setLED(.steady)], CallPhase.inCall(peer: "p")),
-        (CallEvent.longPress, [CallAction.hangup(reason: "rejected"), .setLED(.off)], CallPhase.ending),
-        (CallEvent.hangupRequested, [CallAction.hangup(reason: "rejected"), .setLED(.off)], CallPhase.ending),
-        (CallEvent.remoteEnded(reason: "caller gave up"), [CallAction.setLED(.off)], CallPhase.ending),
-        (CallEvent.incoming(peer: "q", glareWins: false), [CallAction.refuseIncoming(status: 409, reason: "busy: already in a call")], CallPhase.ringing(peer: "p")),
+        (CallEvent.longPress, [CallAction.hangup(reason: .rejected), .setLED(.off)], CallPhase.ending),
+        (CallEvent.hangupRequested, [CallAction.hangup(reason: .rejected), .setLED(.off)], CallPhase.ending),
+        (CallEvent.remoteEnded(reason: .remoteHangup("caller gave up")), [CallAction.setLED(.off)], CallPhase.ending),
+        (CallEvent.incoming(peer: "q", glareWins: false), [CallAction.refuseIncoming(.busy(phase: "ringing"))], CallPhase.ringing(peer: "p")),
     ])
     func ringingTable(event: CallEvent, expected: [CallAction], after: CallPhase) {
         var m = CallStateMachine(peers: ["p"], autoAnswer: false, now: t0)
@@ -40,21 +40,21 @@ func run(_ m: inout CallStateMachine, _ steps: [(Double, CallEvent)]) -> [[CallA
     @Test func longPressCancelsAnOutgoingCall() {
         var m = CallStateMachine(peers: ["p"], autoAnswer: false, now: t0)
         let a = run(&m, [(0, .shortPress), (3, .longPress)])
-        #expect(a[1] == [.hangup(reason: "cancelled"), .setLED(.off)])
+        #expect(a[1] == [.hangup(reason: .cancelled), .setLED(.off)])
     }
 
     @Test func ringingTimesOutOnTheTestClock() {
         var m = CallStateMachine(peers: ["p"], autoAnswer: false, ringTimeout: .seconds(20), now: t0)
         let a = run(&m, [(0, .incoming(peer: "p", glareWins: false)), (19.9, .tick), (20, .tick)])
         #expect(a[1] == [])
-        #expect(a[2] == [.hangup(reason: "missed: not answered within 20 s"), .setLED(.off)])
+        #expect(a[2] == [.hangup(reason: .missed(afterSeconds: 20)), .setLED(.off)])
     }
 
     @Test func outgoingCallGivesUpWithoutAnAnswer() {
         var m = CallStateMachine(peers: ["p"], autoAnswer: false, answerTimeout: .seconds(45), now: t0)
         let a = run(&m, [(0, .dial(peer: nil)), (44, .tick), (45, .tick)])
         #expect(a[1] == [])
-        #expect(a[2].first == .hangup(reason: "no answer within 45 s"))
+        #expect(a[2].first == .hangup(reason: .noAnswer(afterSeconds: 45)))
     }
 
     @Test func autoAnswerGoesStraightIntoTheCall() {
@@ -65,7 +65,7 @@ func run(_ m: inout CallStateMachine, _ steps: [(Double, CallEvent)]) -> [[CallA
     @Test func busyDeviceRefusesASecondCallerWith409() {
         var m = CallStateMachine(peers: ["a", "b"], autoAnswer: true, now: t0)
         _ = m.handle(.incoming(peer: "a", glareWins: false), now: t0)
-        #expect(m.handle(.incoming(peer: "b", glareWins: true), now: t0) == [.refuseIncoming(status: 409, reason: "busy: already in a call")])
+        #expect(m.handle(.incoming(peer: "b", glareWins: true), now: t0) == [.refuseIncoming(.busy(phase: "in-call"))])
     }
 
     /// Both devices press at once. Each sees the other's offer while calling; the same
@@ -79,7 +79,7 @@ func run(_ m: inout CallStateMachine, _ steps: [(Double, CallEvent)]) -> [[CallA
         let atA = a.handle(.incoming(peer: "b", glareWins: winsGlare(ourFingerprint: fa, theirFingerprint: fb)), now: t0)
         let atB = b.handle(.incoming(peer: "a", glareWins: winsGlare(ourFingerprint: fb, theirFingerprint: fa)), now: t0)
         // b's fingerprint sorts higher: b keeps its call and refuses a's; a drops its own and takes b's.
-        #expect(atB == [.refuseIncoming(status: 409, reason: "glare: both devices called at once; keeping ours")])
+        #expect(atB == [.refuseIncoming(.glareOursWins)])
         #expect(atA == [.abandonOutgoing, .acceptIncoming(peer: "b"), .answer, .setLED(.steady)])
         #expect(b.phase == .calling(peer: "a"))
         #expect(a.phase == .inCall(peer: "b"))
@@ -103,10 +103,10 @@ func run(_ m: inout CallStateMachine, _ steps: [(Double, CallEvent)]) -> [[CallA
 
     @Test func pressWithNoPeerIsIgnoredWithAReason() {
         var m = CallStateMachine(peers: [], autoAnswer: false, now: t0)
-        #expect(m.handle(.shortPress, now: t0) == [.ignored("no peer provisioned")])
-        #expect(m.handle(.dial(peer: nil), now: t0) == [.ignored("no peer provisioned")])
+        #expect(m.handle(.shortPress, now: t0) == [.ignored(.noPeerProvisioned)])
+        #expect(m.handle(.dial(peer: nil), now: t0) == [.ignored(.noPeerProvisioned)])
         var n = CallStateMachine(peers: ["a"], autoAnswer: false, now: t0)
-        #expect(n.handle(.dial(peer: "x"), now: t0) == [.ignored("no peer named 'x'")])
+        #expect(n.handle(.dial(peer: "x"), now: t0) == [.ignored(.unknownPeer("x"))])
     }
 }
 

@@ -162,8 +162,8 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
 
     @Test func glareLeavesExactlyOneCall() throws {
         let h = try DaemonHarness()
-        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")], autoAnswer: false)
-        try h.start("b", peers: [("a", "http://127.0.0.1:\(h.port("a"))", "a-token")], autoAnswer: false)
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "a-to-b")], autoAnswer: false, peerExtra: ["b": "accept_token = \"b-to-a\""])
+        try h.start("b", peers: [("a", "http://127.0.0.1:\(h.port("a"))", "b-to-a")], autoAnswer: false, peerExtra: ["a": "accept_token = \"a-to-b\""])
         // Both press at once.
         let ta = Thread { _ = try? h.control("a", "press") }
         let tb = Thread { _ = try? h.control("b", "press") }

@@ -124,8 +124,8 @@ func state(_ s: [String: Any]) -> String { s["state"] as? String ?? "?" }
 @Suite(.serialized) struct TwoDeviceCallTests {
     @Test func callBothWaysMediaArrivesAndHangupReachesTheOtherSide() throws {
         let h = try DaemonHarness()
-        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")])
-        try h.start("b", peers: [("a", "http://127.0.0.1:\(h.port("a"))", "a-token")])
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "a-to-b")], peerExtra: ["b": "accept_token = \"b-to-a\""])
+        try h.start("b", peers: [("a", "http://127.0.0.1:\(h.port("a"))", "b-to-a")], peerExtra: ["a": "accept_token = \"a-to-b\""])
 
         for (caller, callee) in [("a", "b"), ("b", "a")] {
             #expect(try h.control(caller, "call").hasPrefix("ok"))

@@ -91,7 +91,8 @@ addresses = ["{DEVICE_IP}"]
             return False
 
     def status(self):
-        return json.loads(http("GET", self.url + "/status")[2])
+        # With the token: without one the device shows no call details.
+        return json.loads(http("GET", self.url + "/status", headers={"Authorization": f"Bearer {TOKEN}"})[2])
 
     def stat(self, type_, kind, field):
         for s in self.status().get("call", {}).get("stats", []):

@@ -71,7 +71,8 @@ sink = "counting"
 [[peer]]
 name = "board"
 url = "http://192.168.77.2:8080"
-token = "board-in-token"
+token = "peer-to-board"
+accept_token = "board-to-peer"
 CONF
 ip netns exec "$NS" "$BIN/videophoned" --config "$SHARE/peer.toml" 2>"$SHARE/peer.log" &
 PEER_PID=$!

@@ -81,7 +81,8 @@ addresses = ["192.168.77.2"]
 [[peer]]
 name = "peer"
 url = "http://192.168.77.1:8090"
-token = "peer-token"
+token = "board-to-peer"
+accept_token = "peer-to-board"
 CONF
 chmod 0640 /etc/videophone/videophone.toml
 chgrp videophone /etc/videophone/videophone.toml

@@ -1,0 +1,181 @@
+import CallControl
+import Codecs
+import Logging
+import MediaDevices
+import MediaDevicesLinux
+import NetworkCore
+
+/// A part of the board that can fail while the daemon keeps running. Ordered by what the
+/// LED shows first when several fail.
+public enum DeviceFault: String, Comparable, Sendable, CaseIterable {
+    case network, camera, button, microphone, speaker
+
+    var pattern: LEDPattern {
+        switch self {
+        case .network: .errorNoNetwork
+        case .camera: .errorCameraMissing
+        case .button, .microphone, .speaker: .errorDevice
+        }
+    }
+
+    private var rank: Int { Self.allCases.firstIndex(of: self) ?? Self.allCases.count }
+    public static func < (a: DeviceFault, b: DeviceFault) -> Bool { a.rank < b.rank }
+}
+
+/// The board's camera, microphone, speaker and encoder as the config names them: opened
+/// for each call, checked at start, probed while idle when they fail, and the faults they
+/// cause (which the LED shows). No call state lives here.
+final class BoardParts: @unchecked Sendable {
+    let logger: Logger
+    private let faults = Locked<Set<DeviceFault>>([])
+    /// Told the most important fault whenever the set changes (nil: none).
+    let onFaultsChanged: @Sendable (Set<DeviceFault>) -> Void
+    /// The hardware encoder found at start: nil until looked for, then the path or none.
+    private let hardwareEncoder = Locked<String??>(nil)
+
+    init(logger: Logger, onFaultsChanged: @escaping @Sendable (Set<DeviceFault>) -> Void) {
+        self.logger = logger
+        self.onFaultsChanged = onFaultsChanged
+    }
+
+    var current: Set<DeviceFault> { faults.current }
+
+    /// Records that a part failed or works again.
+    func report(_ fault: DeviceFault, failing: Bool) {
+        let (changed, now) = faults.withLock { f -> (Bool, Set<DeviceFault>) in
+            let before = f
+            if failing { f.insert(fault) } else { f.remove(fault) }
+            return (before != f, f)
+        }
+        if changed { onFaultsChanged(now) }
+    }
+
+    /// Opens and closes the configured camera, microphone and speaker once (at start), so
+    /// a missing part shows on the LED before anyone tries to call.
+    func check(_ c: DeviceConfig) {
+        if c.videoSource == "v4l2" { _ = openCamera(c) }
+        if c.audioSource == "alsa" { _ = openMicrophone(c) }
+        if c.audioSink == "alsa" { _ = openSpeaker(c) }
+    }
+
+    /// Tries the failing parts again (while idle, every 5 s), so the LED and status clear
+    /// as soon as one is back; calls open their devices anew anyway.
+    func probeFailed(_ c: DeviceConfig) {
+        for part in faults.current.sorted() {
+            let back: String? = switch part {
+            case .camera where c.videoSource == "v4l2": openCamera(c, quietly: true).map { _ in c.videoDevice }
+            case .microphone where c.audioSource == "alsa": openMicrophone(c, quietly: true).map { _ in c.audioCaptureDevice }
+            case .speaker where c.audioSink == "alsa": openSpeaker(c, quietly: true).map { _ in c.audioPlaybackDevice }
+            default: nil
+            }
+            if let device = back { logger.info("\(part.rawValue) back", metadata: ["device": "\(device)"]) }
+        }
+    }
+
+    /// Opens one part. Either way the fault set learns the outcome; a failure is logged
+    /// with the device and the reason unless `quietly` (idle retries).
+    private func open<Part>(_ part: DeviceFault, _ device: String, unavailable: String, quietly: Bool,
+                            _ make: () throws -> Part) -> Part? {
+        do {
+            let opened = try make()
+            report(part, failing: false)
+            return opened
+        } catch {
+            if !quietly { logger.error("\(unavailable)", metadata: ["device": "\(device)", "REASON": "\(error)"]) }
+            report(part, failing: true)
+            return nil
+        }
+    }
+
+    func openCamera(_ c: DeviceConfig, quietly: Bool = false) -> V4L2Camera? {
+        open(.camera, c.videoDevice, unavailable: "camera unavailable; calls carry audio only", quietly: quietly) {
+            try V4L2Camera(device: c.videoDevice, width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)
+        }
+    }
+
+    func openMicrophone(_ c: DeviceConfig, quietly: Bool = false) -> ALSACapture? {
+        open(.microphone, c.audioCaptureDevice, unavailable: "microphone unavailable; calls go on without it", quietly: quietly) {
+            try ALSACapture(device: c.audioCaptureDevice)
+        }
+    }
+
+    func openSpeaker(_ c: DeviceConfig, quietly: Bool = false) -> ALSAPlayback? {
+        open(.speaker, c.audioPlaybackDevice, unavailable: "speaker unavailable; received audio is decoded but not played", quietly: quietly) {
+            try ALSAPlayback(device: c.audioPlaybackDevice)
+        }
+    }
+
+    /// The camera a call uses. One that cannot be opened is logged and shown on the LED;
+    /// the call goes on with what works (audio).
+    func makeCamera(_ c: DeviceConfig) -> (any VideoSource)? {
+        switch c.videoSource {
+        case "test-pattern":
+            return TestPatternCamera(width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)
+        case "v4l2":
+            guard let cam = openCamera(c) else { return nil }
+            cam.onAvailability = { [weak self] problem in
+                guard let self else { return }
+                if let problem {
+                    logger.error("camera lost; the call goes on with audio while it is retried", metadata: ["device": "\(c.videoDevice)", "REASON": "\(problem)"])
+                } else {
+                    logger.info("camera back; video resumes", metadata: ["device": "\(c.videoDevice)"])
+                }
+                report(.camera, failing: problem != nil)
+            }
+            return cam
+        default:
+            return nil
+        }
+    }
+
+    /// Looks for the board's hardware H.264 encoder once (at start), logging what it found.
+    @discardableResult
+    func detectEncoder(_ c: DeviceConfig) -> String? {
+        if let known = hardwareEncoder.current { return known }
+        var found: String? = nil
+        if c.videoEncoder != "x264" {
+            if let path = c.videoEncoderDevice {
+                found = path
+            } else if let f = V4L2M2MEncoder.find() {
+                logger.info("hardware H.264 encoder found", metadata: ["device": "\(f.path)", "card": "\(f.card)"])
+                found = f.path
+            } else {
+                logger.info("no hardware H.264 encoder; encoding with x264")
+            }
+        }
+        hardwareEncoder.withLock { $0 = .some(found) }
+        return found
+    }
+
+    /// The encoder a call uses: the board's hardware encoder when there is one (and it
+    /// opens), x264 otherwise.
+    func makeEncoder(_ c: DeviceConfig, _ settings: H264EncoderSettings) throws -> any VideoEncoder {
+        if let path = detectEncoder(c) {
+            do {
+                let e = try V4L2M2MEncoder(path: path, settings: settings)
+                if !e.refusedControls.isEmpty {
+                    logger.warning("hardware encoder refused some settings", metadata: ["device": "\(path)", "refused": "\(e.refusedControls.joined(separator: ", "))"])
+                }
+                return e
+            } catch {
+                logger.error("hardware encoder unavailable; using x264", metadata: ["device": "\(path)", "REASON": "\(error)"])
+            }
+        }
+        return try X264Encoder(settings: settings)
+    }
+
+    /// The microphone a call uses (a busy or missing device is logged; the call goes on).
+    func makeMicrophone(_ c: DeviceConfig) -> (any AudioSource)? {
+        switch c.audioSource {
+        case "tone": ToneSource()
+        case "alsa": openMicrophone(c)
+        default: nil
+        }
+    }
+
+    /// The speaker a call plays to; falls back to counting when the device cannot open.
+    func makeSpeaker(_ c: DeviceConfig) -> any AudioSink {
+        guard c.audioSink == "alsa" else { return CountingAudioSink() }
+        return openSpeaker(c) ?? CountingAudioSink()
+    }
+}
