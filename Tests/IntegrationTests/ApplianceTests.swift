@@ -92,7 +92,7 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
         let entry = try #require(journal.entries.first { $0["MESSAGE"] == "call ended" })
         #expect(entry["PRIORITY"] == "6")
         #expect(entry["SYSLOG_IDENTIFIER"] == "videophoned")
-        #expect(entry["CALL_ID"]?.count == 16)
+        #expect(entry["CALL_ID"]?.count == 32)
         #expect(entry["PEER"] == "b")
         #expect(entry["STATE"] == "idle")
         #expect(entry["REASON"] == "local hangup")

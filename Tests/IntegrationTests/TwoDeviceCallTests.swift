@@ -97,7 +97,8 @@ final class DaemonHarness: @unchecked Sendable {
     }
 
     func status(_ name: String) throws -> [String: Any] {
-        let r = try HTTPClient.request(method: "GET", url: "http://127.0.0.1:\(port(name))/status")
+        // With the device's token: without one, status shows no call details.
+        let r = try HTTPClient.request(method: "GET", url: "http://127.0.0.1:\(port(name))/status", headers: [("Authorization", "Bearer \(name)-token")])
         return try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Any]
     }
 
