@@ -92,6 +92,12 @@ public struct ICEAgent {
     public var connectTimeout: Duration = .seconds(30)
     /// Counts of STUN messages dropped as unauthenticated or malformed.
     public private(set) var rejectedMessages = 0
+    /// Signalled remote candidates kept at most; more are ignored (and counted).
+    public var maxRemoteCandidates = 50
+    /// Peer-reflexive candidates learnt from checks, kept at most on top of the signalled ones.
+    public var maxPeerReflexiveCandidates = 10
+    /// Remote candidates ignored because the table was full.
+    public private(set) var ignoredCandidates = 0
 
     public init(controlling: Bool, localUfrag: String = randomICEString(8), localPwd: String = randomICEString(24),
                 tieBreaker: UInt64 = UInt64.random(in: 0...UInt64.max)) {
@@ -131,19 +137,38 @@ public struct ICEAgent {
     }
 
     /// Adds a remote candidate with a numeric address (mDNS names must be resolved first).
-    public mutating func addRemoteCandidate(_ c: ICECandidate, now: Instant) {
-        guard c.component == 1, c.transport == "udp", let addr = c.address else { return }
+    /// Returns false when the candidate was refused because the table is full.
+    @discardableResult
+    public mutating func addRemoteCandidate(_ c: ICECandidate, now: Instant) -> Bool {
+        guard c.component == 1, c.transport == "udp", let addr = c.address else { return true }
         if let i = remoteCandidates.firstIndex(where: { $0.address == addr }) {
             // Signalled after its checks arrived: the peer-reflexive guess becomes what it is.
             if remoteCandidates[i].type == .prflx && c.type != .prflx {
                 remoteCandidates[i] = c
                 for p in pairs.indices where pairs[p].remote == addr { pairs[p].remoteType = c.type }
             }
-            return
+            return true
+        }
+        guard remoteCandidates.count(where: { $0.type != .prflx }) < maxRemoteCandidates else {
+            ignoredCandidates += 1
+            return false
         }
         remoteCandidates.append(c)
         for i in localCandidates.indices { addPair(localIndex: i, remote: addr, type: c.type, priority: c.priority) }
         start(now)
+        return true
+    }
+
+    /// Whether `address` is the remote side of a pair whose connectivity check succeeded
+    /// (an ICE-validated address: DTLS and media are accepted only from these).
+    public func isValidated(_ address: TransportAddress) -> Bool {
+        pairs.contains { $0.remote == address && $0.state == .succeeded }
+    }
+
+    /// Whether `address` is in a candidate pair at all (signalled, or the source of an
+    /// authenticated check): its check may still be under way.
+    public func isKnownRemote(_ address: TransportAddress) -> Bool {
+        pairs.contains { $0.remote == address }
     }
 
     mutating func start(_ now: Instant) {
@@ -300,6 +325,11 @@ public struct ICEAgent {
 
         // A source we do not know is a peer-reflexive candidate (RFC 8445 §7.3.1.3).
         if !remoteCandidates.contains(where: { $0.address == from }) {
+            guard remoteCandidates.count(where: { $0.type == .prflx }) < maxPeerReflexiveCandidates else {
+                // Answered (the peer learns its address), but no new pair: the table is full.
+                ignoredCandidates += 1
+                return
+            }
             let c = ICECandidate(foundation: "prflx\(remoteCandidates.count)", priority: m.priority ?? 0,
                                  host: from.host, port: from.port, type: .prflx)
             remoteCandidates.append(c)
@@ -314,7 +344,7 @@ public struct ICEAgent {
         // Triggered check (RFC 8445 §7.3.1.4).
         if pairs[idx].state != .succeeded && pairs[idx].state != .inProgress {
             pairs[idx].state = .waiting
-            triggered.append(idx)
+            if !triggered.contains(idx) { triggered.append(idx) }
             if remotePwd != nil {
                 start(now)
                 if nextCheckAt.map({ $0 > now }) ?? true { nextCheckAt = now }
@@ -333,7 +363,10 @@ public struct ICEAgent {
     mutating func handleResponse(_ m: STUNMessage, from: TransportAddress, now: Instant) {
         // An answer to nothing we asked: spoofed, or a late duplicate.
         guard let t = transactions[m.transactionID] else { rejectedMessages += 1; return }
-        guard let rpwd = remotePwd, m.verifyIntegrity(key: Array(rpwd.utf8)) || m.errorCode?.code == 401 else {
+        // A success response must carry a valid MESSAGE-INTEGRITY keyed with the peer's
+        // password (RFC 8445 §7.2.5.1); only a 401 error may come unsigned.
+        let unsignedAllowed = m.messageClass == .errorResponse && m.errorCode?.code == 401
+        guard let rpwd = remotePwd, unsignedAllowed || m.verifyIntegrity(key: Array(rpwd.utf8)) else {
             rejectedMessages += 1
             return
         }

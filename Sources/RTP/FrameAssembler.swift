@@ -34,7 +34,14 @@ public struct H264FrameAssembler {
     private let mask: Int
     private var lastDeliveredSeq: UInt16?
     private var waitingForKeyframe = true
+    /// Sequence numbers of packets that start a keyframe, oldest first; at most
+    /// ``maxKeyframeStarts`` (a stream of keyframe starts that never complete cannot grow it).
     private var keyframeStarts: [UInt16] = []
+    public static let maxKeyframeStarts = 32
+    /// Keyframe starts forgotten because the list was full.
+    public private(set) var keyframeStartsDropped = 0
+    /// How many keyframe starts are remembered now (for tests and status).
+    public var keyframeStartCount: Int { keyframeStarts.count }
     private var stalledSince: Instant?
     private var keyframeRequestPending = false
     /// How long a gap may stay open (waiting for retransmission) before giving up on it.
@@ -72,6 +79,12 @@ public struct H264FrameAssembler {
         slots[idx].payload.removeAll(keepingCapacity: true)
         slots[idx].payload.append(contentsOf: packet.payload)
         if H264Payload.startsKeyframe(packet.payload) {
+            // Starts whose packet was since overwritten in the ring can never complete.
+            keyframeStarts.removeAll { s in s == seq || !(slots[Int(s) & mask].valid && slots[Int(s) & mask].seq == s) }
+            if keyframeStarts.count >= H264FrameAssembler.maxKeyframeStarts {
+                keyframeStarts.removeFirst(keyframeStarts.count - H264FrameAssembler.maxKeyframeStarts + 1)
+                keyframeStartsDropped += 1
+            }
             keyframeStarts.append(seq)
         }
         return drain(now: now)

@@ -102,13 +102,16 @@ public struct STUNMessage: Sendable, Equatable {
             let t = bytes.readU16(at: offset)
             let l = Int(bytes.readU16(at: offset + 2))
             guard offset + 4 + l <= 20 + length else { throw STUNError("STUN attribute 0x\(String(t, radix: 16)) of \(l) bytes overruns message") }
-            if t == STUNAttributeType.messageIntegrity { integrityOffset = offset }
+            // Only FINGERPRINT may follow MESSAGE-INTEGRITY; anything else after it is not
+            // covered by the MAC, so it is ignored (RFC 8489 §14.5).
+            let afterIntegrity = integrityOffset != nil && t != STUNAttributeType.fingerprint
+            if t == STUNAttributeType.messageIntegrity && integrityOffset == nil { integrityOffset = offset }
             if t == STUNAttributeType.fingerprint {
                 guard l == 4 else { throw STUNError("STUN FINGERPRINT has \(l) bytes, expected 4") }
                 let expected = CRC32.checksum(bytes[0..<offset]) ^ 0x5354_554E
                 guard bytes.readU32(at: offset + 4) == expected else { throw STUNError("STUN FINGERPRINT does not match") }
             }
-            attributes.append((t, Array(bytes[offset + 4..<offset + 4 + l])))
+            if !afterIntegrity { attributes.append((t, Array(bytes[offset + 4..<offset + 4 + l]))) }
             offset += 4 + ((l + 3) & ~3)
         }
     }

@@ -28,8 +28,28 @@ public struct TURNClient {
     public private(set) var ignoredResponses = 0
     /// Over TCP/TLS the transport retransmits; over UDP we do.
     public var reliableTransport = false
+    /// The server's LIFETIME is taken as at least this, so a LIFETIME of 0 or a few seconds
+    /// cannot make us refresh in a loop; refreshes come at most every half of it.
+    public var minimumLifetime: Duration = .seconds(30)
+    /// Refreshes that fail (error or no answer) in a row before the allocation is given up.
+    public var maxRefreshFailures = 3
+    /// Wait before retrying a failed refresh; doubles each time.
+    public var refreshRetryDelay: Duration = .seconds(5)
+    /// 401/438 answers to one request that are answered with a fresh signed retry, at most
+    /// (a server that keeps asking is refused, not obeyed in a loop).
+    public var maxAuthRetries = 3
+    /// Peers (permissions and channels) kept at most.
+    public var maxPeers = 64
+    /// Refreshes that failed in a row (reset by a success).
+    public private(set) var refreshFailures = 0
+    /// Requests given up because the server kept answering 401/438.
+    public private(set) var authRetriesExhausted = 0
+    /// Peers refused because ``maxPeers`` were held.
+    public private(set) var peersRefused = 0
 
-    enum Kind: Equatable { case allocate, refresh, permission([UInt8]), channelBind(TransportAddress) }
+    enum Kind: Hashable { case allocate, refresh, permission([UInt8]), channelBind(TransportAddress) }
+    /// Credential retries so far, per request kind (reset when one succeeds).
+    private var authRetries: [Kind: Int] = [:]
 
     public init(server: TransportAddress, username: String, password: String) {
         self.server = server
@@ -95,6 +115,7 @@ public struct TURNClient {
             if reliableTransport || p.attempts >= 6 {
                 pending[id] = nil
                 if p.kind == .allocate && state == .allocating { state = .failed("no answer from TURN server \(server)") }
+                if p.kind == .refresh && state == .allocated { refreshFailed("no answer to Refresh", now: now) }
                 continue
             }
             p.attempts += 1
@@ -124,6 +145,7 @@ public struct TURNClient {
         guard state == .allocated else { return [] }
         var out: [[UInt8]] = []
         if permissions[peer.ip] == nil {
+            guard permissions.count < maxPeers else { peersRefused += 1; return [] }
             permissions[peer.ip] = now + .seconds(300)
             out.append(send(.permission(peer.ip), now: now))
         }
@@ -189,10 +211,17 @@ public struct TURNClient {
                     state = .failed("TURN server \(server) asked for credentials without a realm or nonce")
                     return ([], .failed("TURN server \(server) sent \(code) without realm or nonce"))
                 }
-                realm = String(decoding: r, as: UTF8.self)
-                nonce = n
-                key = longTermKey(username: username, realm: realm!, password: password)
-                return ([send(p.kind, now: now)], nil)
+                let retries = authRetries[p.kind, default: 0]
+                if retries < maxAuthRetries {
+                    authRetries[p.kind] = retries + 1
+                    realm = String(decoding: r, as: UTF8.self)
+                    nonce = n
+                    key = longTermKey(username: username, realm: realm!, password: password)
+                    return ([send(p.kind, now: now)], nil)
+                }
+                // The server keeps asking for credentials it was given: treat it as a refusal.
+                authRetries[p.kind] = 0
+                authRetriesExhausted += 1
             }
             let reason = code == 401 && p.kind == .allocate
                 ? "TURN server \(server): wrong credentials for user '\(username)'"
@@ -201,8 +230,13 @@ public struct TURNClient {
                 state = .failed(reason)
                 return ([], .failed(reason))
             }
+            if p.kind == .refresh && state == .allocated {
+                refreshFailed(reason, now: now)
+                if case .failed(let r) = state { return ([], .failed(r)) }
+            }
             return ([], nil)
         }
+        authRetries[p.kind] = nil
         switch p.kind {
         case .allocate:
             guard let relayed = m.xorAddress(STUNAttributeType.xorRelayedAddress) else {
@@ -211,18 +245,47 @@ public struct TURNClient {
             }
             relayedAddress = relayed
             mappedAddress = m.xorMappedAddress
-            if let l = m.attribute(STUNAttributeType.lifetime), l.count == 4 { lifetime = .seconds(Int64(l.readU32(at: 0))) }
-            refreshAt = now + lifetime - .seconds(60)
+            takeLifetime(m)
+            refreshAt = now + refreshDelay
             state = .allocated
             return ([], .allocated(relayed: relayed, mapped: mappedAddress))
         case .refresh:
-            refreshAt = now + lifetime - .seconds(60)
+            takeLifetime(m)
+            refreshFailures = 0
+            refreshAt = now + refreshDelay
         case .permission:
             break
         case .channelBind(let peer):
             channels[peer]?.bound = true
         }
         return ([], nil)
+    }
+
+    /// The server's LIFETIME, if it sent one, floored at ``minimumLifetime``.
+    mutating func takeLifetime(_ m: STUNMessage) {
+        guard let l = m.attribute(STUNAttributeType.lifetime), l.count == 4 else { return }
+        lifetime = max(minimumLifetime, .seconds(Int64(l.readU32(at: 0))))
+    }
+
+    /// The effective allocation lifetime (the server's, floored).
+    public var allocationLifetime: Duration { lifetime }
+
+    /// When to refresh after a success: a minute before the lifetime ends, or halfway
+    /// through a short one.
+    var refreshDelay: Duration {
+        lifetime > .seconds(120) ? lifetime - .seconds(60) : lifetime / 2
+    }
+
+    /// A refresh failed: retry later with back-off, up to ``maxRefreshFailures``, then the
+    /// allocation is given up.
+    mutating func refreshFailed(_ reason: String, now: Instant) {
+        refreshFailures += 1
+        if refreshFailures >= maxRefreshFailures {
+            refreshAt = nil
+            state = .failed("TURN server \(server): refresh failed \(refreshFailures) times (last: \(reason))")
+            return
+        }
+        refreshAt = now + refreshRetryDelay * (1 << min(refreshFailures - 1, 6))
     }
 
     /// The transport to the server broke (TCP/TLS): the allocation is gone.
