@@ -41,7 +41,7 @@ public final class RateLimiter: @unchecked Sendable {
             var b = bucket(&buckets, source, now)
             b.tokens = min(burst, b.tokens + (now - b.last).seconds * rate)
             b.last = now
-            let ok = b.tokens >= cost
+            let ok = b.tokens + 1e-9 >= cost  // sums of 0.1 drift below whole numbers
             if ok { b.tokens -= cost }
             buckets[source] = b
             return ok

@@ -32,7 +32,7 @@ final class SignallingServer: @unchecked Sendable {
             responder.respond(r)
         }
         // Bounded work per source, GETs included: a flood is refused before any parsing.
-        guard device.rateLimiter.allow(source: req.peer, cost: req.method == "GET" ? 0.25 : 1) else {
+        guard device.rateLimiter.allow(source: req.peer, cost: req.method == "GET" ? 0.1 : 1) else {
             respond(Self.text(429, "too many requests", headers: [("Retry-After", "1")]))
             return
         }

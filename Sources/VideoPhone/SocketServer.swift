@@ -207,11 +207,13 @@ public final class SocketServer: @unchecked Sendable {
                 source = withUnsafeBytes(of: &storage) { TransportAddress(storage: $0.baseAddress!)?.host } ?? "?"
             }
             counters.withLock { $0.accepted += 1 }
-            if perSource[source, default: 0] >= limits.maxPerSource {
+            // At a cap, the connection that has been sending its request longest makes room
+            // (from the same address first): a slow sender loses its slot, a caller does not.
+            if perSource[source, default: 0] >= limits.maxPerSource && !evictOldestReader(from: source, for: source) {
                 refuse(fd, source: source, status: 503, reason: "more than \(limits.maxPerSource) connections from one address")
                 continue
             }
-            if connections.count >= limits.maxConnections && !evictOldestReader(for: source) {
+            if connections.count >= limits.maxConnections && !evictOldestReader(from: nil, for: source) {
                 refuse(fd, source: source, status: 503, reason: "more than \(limits.maxConnections) connections")
                 continue
             }
@@ -232,9 +234,10 @@ public final class SocketServer: @unchecked Sendable {
     }
 
     /// Makes room by dropping the connection that has been sending its request longest.
-    private func evictOldestReader(for source: String) -> Bool {
+    private func evictOldestReader(from: String?, for source: String) -> Bool {
         let victim = connections.values.filter {
-            switch $0.phase { case .readingHTTP, .readingCommand: true; default: false }
+            guard from == nil || $0.source == from else { return false }
+            switch $0.phase { case .readingHTTP, .readingCommand: return true; default: return false }
         }.min { $0.accepted < $1.accepted }
         guard let victim else { return false }
         onRefusal?(victim.source, "connection dropped to make room for \(source): its request was still incomplete")
