@@ -64,6 +64,10 @@ public final class DTLSEndpoint {
     /// Largest datagram to emit; records are packed up to this size.
     public var mtu = 1200
     private var scratch = [UInt8](repeating: 0, count: 16384)
+    /// Datagrams dropped before OpenSSL because their records were malformed, and the
+    /// last reason (for a rate-limited log line by the owner).
+    public private(set) var discarded = 0
+    public private(set) var lastDiscardReason: String?
 
     public init(context: DTLSContext, client: Bool, remoteFingerprint: (algorithm: String, digest: [UInt8])) throws(DTLSError) {
         guard let ssl = SSL_new(context.ctx) else { throw DTLSError("SSL_new failed") }
@@ -92,6 +96,11 @@ public final class DTLSEndpoint {
     /// any application data (unused by WebRTC media, kept for completeness).
     public func handle(datagram: [UInt8]) -> [[UInt8]] {
         guard state == .handshaking || state == .connected else { return [] }
+        if let why = DTLSRecordCheck.problem(datagram) {
+            discarded += 1
+            lastDiscardReason = why
+            return []
+        }
         _ = datagram.withUnsafeBytes { BIO_write(rbio, $0.baseAddress, Int32($0.count)) }
         if state == .handshaking {
             step()
