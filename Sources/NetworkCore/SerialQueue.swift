@@ -184,4 +184,17 @@ public final class Semaphore: @unchecked Sendable {
         count -= 1
         pthread_mutex_unlock(mutex)
     }
+
+    /// Waits for a signal up to `timeout`; false if none came.
+    public func wait(timeout: Duration) -> Bool {
+        let deadline = wallClockNanoseconds() + timeout.nanosecondsInt
+        var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while count == 0 {
+            if pthread_cond_timedwait(condition, mutex, &ts) == ETIMEDOUT && count == 0 { return false }
+        }
+        count -= 1
+        return true
+    }
 }

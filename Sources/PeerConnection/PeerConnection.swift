@@ -125,12 +125,25 @@ public final class PeerConnection: @unchecked Sendable {
         var remoteUfrag: String?
         var ignoredSTUN: UInt64 = 0
         var targetVideoKbps = 0
+        var ignoredCandidates: UInt64 = 0
+        var refusedDTLS: UInt64 = 0
     }
+
+    /// Remote candidates taken from one description (offer, answer) or one trickle batch.
+    public static let maxRemoteCandidatesPerDescription = 32
+    /// Remote candidates taken over the connection's life (per ICE generation), `.local`
+    /// names included; the rest are ignored, counted and logged.
+    public static let maxRemoteCandidatesPerConnection = 50
+    /// Signalled candidates taken since the last ICE restart (transport thread).
+    var remoteCandidatesTaken = 0
+    /// Logs what was refused from the network, rate-limited per kind.
+    let refusals: RefusalLog
 
     /// Binds one socket per local address and gathers host candidates.
     public init(configuration: PeerConnectionConfiguration, controlling: Bool, handlers: PeerConnectionHandlers) throws {
         self.controlling = controlling
         self.logger = configuration.logger
+        self.refusals = RefusalLog(logger: configuration.logger)
         self.dtlsContext = configuration.dtls
         bitrateController = BitrateController(startKbps: configuration.maxVideoBitrateKbps, maximumKbps: configuration.maxVideoBitrateKbps)
         shared.withLock { $0.targetVideoKbps = configuration.maxVideoBitrateKbps }
@@ -187,7 +200,7 @@ public final class PeerConnection: @unchecked Sendable {
             pc.shared.withLock { $0.timeline.remoteDescription = now }
             pc.agent.setRemoteCredentials(ufrag: s.remoteUfrag, pwd: s.remotePwd, now: now)
             pc.shared.withLock { $0.remoteUfrag = s.remoteUfrag }
-            for c in s.remoteCandidates { pc.addCandidate(c, now: now) }
+            pc.addCandidates(s.remoteCandidates, now: now, origin: "remote description")
             pc.sender.configure(session: s)
             if let v = s.video, v.receive {
                 pc.videoReceiver = VideoReceiver(payloadType: v.codec.payloadType, absCaptureTimeID: v.extensions[RTPExtensionURI.absCaptureTime])
@@ -202,10 +215,41 @@ public final class PeerConnection: @unchecked Sendable {
 
     /// Adds a trickled remote candidate (`a=candidate` value).
     public func addRemoteCandidate(_ sdp: String) {
-        perform { pc in pc.addCandidate(sdp, now: Instant.now()) }
+        perform { pc in pc.addCandidates([sdp], now: Instant.now(), origin: "trickle") }
+    }
+
+    /// Adds the trickled candidates of one signalling message (a PATCH body): at most
+    /// ``maxRemoteCandidatesPerDescription`` of them are taken.
+    public func addRemoteCandidates(_ sdps: [String]) {
+        perform { pc in pc.addCandidates(sdps, now: Instant.now(), origin: "trickle") }
+    }
+
+    func addCandidates(_ sdps: [String], now: Instant, origin: String) {
+        let limit = PeerConnection.maxRemoteCandidatesPerDescription
+        for c in sdps.prefix(limit) { addCandidate(c, now: now) }
+        if sdps.count > limit {
+            ignoreCandidates(sdps.count - limit, reason: "\(sdps.count) candidates in one \(origin), over the cap of \(limit)", now: now)
+        }
+    }
+
+    func ignoreCandidates(_ n: Int, reason: String, now: Instant) {
+        shared.withLock { $0.ignoredCandidates += UInt64(n) }
+        refusals.refused("remote candidates", source: shared.current.remoteUfrag.map { "peer ufrag \($0)" } ?? "peer", reason: reason, now: now)
+    }
+
+    /// Gives a candidate with a numeric address to the agent, which keeps a bounded table.
+    func addToAgent(_ c: ICECandidate, now: Instant) {
+        if !agent.addRemoteCandidate(c, now: now) {
+            ignoreCandidates(1, reason: "ICE agent holds \(agent.maxRemoteCandidates) remote candidates already; ignored \(c)", now: now)
+        }
     }
 
     func addCandidate(_ sdp: String, now: Instant) {
+        guard remoteCandidatesTaken < PeerConnection.maxRemoteCandidatesPerConnection else {
+            ignoreCandidates(1, reason: "over the cap of \(PeerConnection.maxRemoteCandidatesPerConnection) remote candidates per connection", now: now)
+            return
+        }
+        remoteCandidatesTaken += 1
         guard let c = ICECandidate(sdp: sdp) else {
             logger.notice("ignoring unparsable remote candidate", metadata: ["candidate": "\(sdp.prefix(80))"])
             return
@@ -226,12 +270,12 @@ public final class PeerConnection: @unchecked Sendable {
                     var resolved = c
                     resolved.host = address.host
                     pc.shared.withLock { $0.mdnsResolved += 1 }
-                    pc.agent.addRemoteCandidate(resolved, now: Instant.now())
+                    pc.addToAgent(resolved, now: Instant.now())
                 }
             }
             return
         }
-        agent.addRemoteCandidate(c, now: now)
+        addToAgent(c, now: now)
     }
 
     /// Ends the connection: RTCP BYE and DTLS close_notify tell the peer at once.
@@ -250,7 +294,8 @@ public final class PeerConnection: @unchecked Sendable {
         if var a = s.inboundAudio { a.bitrate = s.audioBitrate.current(now: now) * 8; inbound.append(a) }
         return PeerConnectionStats(iceState: s.iceState, dtlsState: s.dtlsState, inbound: inbound, outbound: sender.stats(now: now),
                                    candidatePair: s.pair, timeline: s.timeline, malformedDatagrams: s.malformed, srtpFailures: s.srtpFailures,
-                                   mdnsResolved: s.mdnsResolved, ignoredSTUN: s.ignoredSTUN, targetVideoBitrateKbps: s.targetVideoKbps)
+                                   mdnsResolved: s.mdnsResolved, ignoredSTUN: s.ignoredSTUN, targetVideoBitrateKbps: s.targetVideoKbps,
+                                   ignoredCandidates: s.ignoredCandidates, refusedDTLS: s.refusedDTLS)
     }
 
     /// Sends one encoded video frame (no-op until SRTP keys exist).
@@ -292,7 +337,8 @@ public final class PeerConnection: @unchecked Sendable {
             fds.removeAll(keepingCapacity: true)
             for s in sockets { fds.append(pollfd(fd: s.fd, events: Int16(POLLIN), revents: 0)) }
             fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
-            let streamRelays = relays.filter { $0.link != nil }
+            // A failed link is left out: its closed socket would wake poll() at once, forever.
+            let streamRelays = relays.filter { r in r.link != nil && r.lock.withLock { r.link!.failure == nil } }
             for r in streamRelays { fds.append(pollfd(fd: r.link!.fd, events: r.lock.withLock { r.link!.events }, revents: 0)) }
             let n = poll(&fds, nfds_t(fds.count), timeoutMS)
             if n > 0 {
@@ -352,6 +398,11 @@ public final class PeerConnection: @unchecked Sendable {
             let out = r.lock.withLock { r.client.poll(now: now) }
             for b in out { r.sendToServer(b) }
             checkRelay(r)
+            let dropped = r.takeNewLinkDrops()
+            if dropped > 0 {
+                refusals.refused("output to TURN server", source: "\(r.server.address)",
+                                 reason: "\(dropped) frames dropped: more than \(StreamLink.maxPendingBytes) bytes waiting on the connection", now: now)
+            }
         }
         if let d = dtls, d.timeout.map({ $0 == .zero }) ?? false {
             for out in d.handleTimeout() { sendOnSelected(out) }
@@ -410,7 +461,16 @@ public final class PeerConnection: @unchecked Sendable {
             }
         }
         if agent.state == .checking { shared.withLock { if $0.iceState == "new" { $0.iceState = "checking" } } }
+        if agent.ignoredCandidates != agentIgnoredCandidates {
+            let n = agent.ignoredCandidates - agentIgnoredCandidates
+            agentIgnoredCandidates = agent.ignoredCandidates
+            ignoreCandidates(n, reason: "peer-reflexive candidate table full (\(agent.maxPeerReflexiveCandidates)); checks from new addresses answered but not paired", now: now)
+        }
+        replayPendingDTLS(now: now)
     }
+
+    /// The agent's count of ignored candidates already reported.
+    var agentIgnoredCandidates = 0
 
     /// Adds a host candidate per socket (an mDNS name instead of the address when asked);
     /// returns the names registered.
@@ -439,13 +499,12 @@ public final class PeerConnection: @unchecked Sendable {
     /// gathering anew. DTLS and SRTP carry on; media resumes on the new pair. Returns the
     /// new credentials and host candidates for the signalling path.
     public func restartICE() -> (ufrag: String, pwd: String, candidates: [String]) {
-        let done = Locked(false)
+        let done = Semaphore()
         perform { pc in
             pc.doRestart(now: Instant.now())
-            done.withLock { $0 = true }
+            done.signal()
         }
-        let end = Instant.now() + .seconds(2)
-        while !done.current && Instant.now() < end { usleep(1_000) }
+        _ = done.wait(timeout: .seconds(2))
         return localICE
     }
 
@@ -478,6 +537,8 @@ public final class PeerConnection: @unchecked Sendable {
         let names = PeerConnection.addHostCandidates(to: &agent, sockets: sockets, mdns: hideAddressesWithMDNS ? mdns : nil)
         mdnsNames.withLock { $0 = names }
         self.agent = agent
+        remoteCandidatesTaken = 0
+        agentIgnoredCandidates = 0
         paths = sockets.indices.map { CandidatePath.socket($0) }
         gatherer = CandidateGatherer()
         shared.withLock { $0.gathered = []; $0.gatheringComplete = false; $0.iceState = "checking" }
@@ -498,7 +559,8 @@ public final class PeerConnection: @unchecked Sendable {
                 r = RelayAllocation(server: server, socket: sockets[i], socketIndex: i)
             } else {
                 do {
-                    r = RelayAllocation(server: server, link: try StreamLink(server: server.address, source: sockets[i].localAddress, tls: server.transport == .tls))
+                    r = RelayAllocation(server: server, link: try StreamLink(server: server.address, source: sockets[i].localAddress, tls: server.transport == .tls,
+                                                                             verify: server.verifyCertificate, caFile: server.caFile, serverName: server.serverName))
                 } catch {
                     logger.warning("TURN allocation failed", metadata: ["server": "\(server.address)", "REASON": "\(error)"])
                     continue
@@ -632,9 +694,7 @@ public final class PeerConnection: @unchecked Sendable {
             return
         }
         // Flights that arrived before we knew the peer (it answered fast).
-        let pending = pendingDTLS
-        pendingDTLS.removeAll()
-        for (bytes, from, _) in pending { handleDTLS(bytes, from: from, now: now) }
+        replayPendingDTLS(now: now)
         startDTLSIfReady(now: now)
     }
 
@@ -645,19 +705,46 @@ public final class PeerConnection: @unchecked Sendable {
         for out in d.start() { sendOnSelected(out) }
     }
 
+    /// DTLS records held until their source is ICE-validated and DTLS is set up.
+    static let maxPendingDTLS = 16
+
+    /// Processes held DTLS records whose source ICE has validated since.
+    func replayPendingDTLS(now: Instant) {
+        guard dtls != nil, !pendingDTLS.isEmpty else { return }
+        let ready = pendingDTLS.filter { agent.isValidated($0.1) }
+        guard !ready.isEmpty else { return }
+        pendingDTLS.removeAll { agent.isValidated($0.1) }
+        for (bytes, from, _) in ready { handleDTLS(bytes, from: from, now: now) }
+    }
+
     var lastDTLSSource: TransportAddress?
     func handleDTLS(_ bytes: [UInt8], from: TransportAddress, now: Instant) {
-        lastDTLSSource = from
-        guard let d = dtls else {
-            if pendingDTLS.count < 16 { pendingDTLS.append((bytes, from, 0)) }
+        // DTLS only from an address ICE has validated (a pair to it succeeded). A record from
+        // an address with a check under way waits for the check; any other is dropped.
+        guard let d = dtls, agent.isValidated(from) else {
+            if agent.isKnownRemote(from) {
+                if pendingDTLS.count >= PeerConnection.maxPendingDTLS {
+                    pendingDTLS.removeFirst()
+                    refuseDTLS(from: from, reason: "more than \(PeerConnection.maxPendingDTLS) records waiting for ICE; dropped the oldest", now: now)
+                }
+                pendingDTLS.append((bytes, from, 0))
+            } else {
+                refuseDTLS(from: from, reason: "not an ICE-validated address", now: now)
+            }
             return
         }
+        lastDTLSSource = from
         let wasConnected = d.state == .connected
         for out in d.handle(datagram: bytes) { sendOnSelected(out, fallback: from) }
         if !wasConnected { checkDTLS(now: now) }
         if d.state == .closed && wasConnected {
             shutdown(reason: "peer closed DTLS (close_notify)", notifyPeer: false, remote: true)
         }
+    }
+
+    func refuseDTLS(from: TransportAddress, reason: String, now: Instant) {
+        shared.withLock { $0.refusedDTLS += 1 }
+        refusals.refused("DTLS record", source: "\(from)", reason: reason, now: now)
     }
 
     func checkDTLS(now: Instant) {
@@ -822,7 +909,13 @@ public final class PeerConnection: @unchecked Sendable {
             case let .receiverReport(_, reports):
                 handleReports(reports)
             case let .nack(_, media, lost):
-                if media == sender.videoSSRC || media == 0 { sender.retransmit(lost) }
+                if media == sender.videoSSRC || media == 0 {
+                    let refused = sender.retransmit(lost, now: now)
+                    if refused.duplicates + refused.overBudget > 0 {
+                        refusals.refused("retransmission", source: "NACK from \(agent.selectedPair.map { "\($0.remote)" } ?? "peer")",
+                                         reason: "\(refused.duplicates) asked again within 100 ms, \(refused.overBudget) over the resend budget", now: now)
+                    }
+                }
             case .pli:
                 sender.countKeyframeRequest(fir: false)
                 handlers.onKeyframeRequest?()
