@@ -33,6 +33,7 @@ test: deps
 	$(SWIFT) test
 	Tests/Interop/run.sh $(DEBUG)
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/NAT
+	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Abuse
 	$(MAKE) board-test
 
 ## bench: call setup, latency, CPU and memory figures (see BENCHMARKS.md).
@@ -41,6 +42,7 @@ bench: release
 	$(RELEASE)/videophone-bench --binary $(RELEASE)/videophoned
 	Tests/Interop/run.sh $(RELEASE) bench
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
+	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py
 
 ## board-smoke: boots the emulated board (QEMU, Debian's kernel, vivid, snd-aloop, gpio-sim)
 ## and checks its drivers. Builds the rootfs once into ~/.cache/videophone-board.

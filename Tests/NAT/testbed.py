@@ -8,20 +8,15 @@ rules for the filtering (endpoint-independent: anyone may send to a mapped port;
 address-dependent: any port of an address the host has sent to; address-and-port-
 dependent: conntrack replies only). Nothing leaves these namespaces."""
 import os
-import subprocess
-import uuid
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from vptest import Namespaces, sh  # noqa: E402,F401  (bench_nat imports sh from here)
 
 # Address-dependent mapping has no kernel equivalent (conntrack maps per connection or
 # not at all); the bed covers the two ends of the range.
 MAPPINGS = ("eim", "apdm")
 FILTERINGS = ("eif", "adf", "apdf")
-
-
-def sh(*cmd, check=True, input=None):
-    r = subprocess.run(cmd, capture_output=True, text=True, input=input)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
-    return r.stdout
 
 
 def nft_rules(mapping, filtering, host_ip, forwarded_tcp=()):
@@ -46,10 +41,9 @@ def nft_rules(mapping, filtering, host_ip, forwarded_tcp=()):
     return "\n".join(lines)
 
 
-class TestBed:
+class TestBed(Namespaces):
     def __init__(self):
-        self.tag = uuid.uuid4().hex[:6]
-        self.namespaces = []
+        super().__init__()
         self.wan = self.ns("wan")
         sh("ip", "-n", self.wan, "link", "set", "lo", "up")
         sh("ip", "-n", self.wan, "addr", "add", "10.200.0.1/32", "dev", "lo")
@@ -62,12 +56,6 @@ class TestBed:
         sh("ip", "-n", self.wan, "link", "set", "void0", "up")
         sh("ip", "-n", void, "link", "set", "void1", "up")
         sh("ip", "-n", self.wan, "route", "add", "default", "dev", "void0")
-
-    def ns(self, name):
-        full = f"vp{name}-{self.tag}"
-        sh("ip", "netns", "add", full)
-        self.namespaces.append(full)
-        return full
 
     def site(self, n, mapping, filtering, forwarded_tcp=()):
         """A host behind its own NAT; returns (host namespace, host address, NAT's public address)."""
@@ -96,13 +84,3 @@ class TestBed:
 table inet vpblock {
   chain out { type filter hook output priority 0; meta l4proto udp drop; }
 }""")
-
-    def close(self):
-        for ns in reversed(self.namespaces):
-            pids = sh("ip", "netns", "pids", ns, check=False).split()
-            for p in pids:
-                try:
-                    os.kill(int(p), 9)
-                except OSError:
-                    pass
-            sh("ip", "netns", "del", ns, check=False)
