@@ -18,7 +18,7 @@ def spread(xs, unit="", scale=1.0):
     xs = sorted(x * scale for x in xs)
     if not xs:
         return "-"
-    q = statistics.quantiles(xs, n=10) if len(xs) > 2 else [xs[0]] * 9
+    q = statistics.quantiles(xs, n=10, method="inclusive") if len(xs) > 1 else [xs[0]] * 9
     return f"median {statistics.median(xs):.1f}{unit} (p10 {q[0]:.1f}, p90 {q[8]:.1f}, min {xs[0]:.1f}, max {xs[-1]:.1f}, n={len(xs)})"
 
 
