@@ -21,6 +21,7 @@ final class MediaSender: @unchecked Sendable {
         var frames: UInt64 = 0
         var keyframes: UInt64 = 0
         var retransmitted: UInt64 = 0
+        var retransmissionsRefused: UInt64 = 0
         var nacks: UInt64 = 0
         var plis: UInt64 = 0
         var firs: UInt64 = 0
@@ -51,6 +52,8 @@ final class MediaSender: @unchecked Sendable {
     /// Protected video packets by sequence number, for NACK (RFC 4585).
     private var ring: [(seq: UInt16, valid: Bool, bytes: [UInt8])]
     private let ringMask = 511
+    /// NACK answers: no resend of one packet within ~a round trip, and a byte budget.
+    private var resendLimiter = RetransmissionLimiter(slots: 512)
     private var stopped = false
     /// Recent capture → wire latencies in ms.
     let captureToWire = Locked<[Double]>([])
@@ -193,18 +196,31 @@ final class MediaSender: @unchecked Sendable {
         }
     }
 
-    /// Resends the protected packets for the NACKed sequence numbers we still hold.
-    func retransmit(_ seqs: [UInt16]) {
+    /// Resends the protected packets for the NACKed sequence numbers we still hold, within
+    /// the limiter's rules; returns how many were refused as repeats and over the budget.
+    @discardableResult
+    func retransmit(_ seqs: [UInt16], now: Instant = Instant.now()) -> (duplicates: Int, overBudget: Int) {
         lock.withLock {
-            guard let socket, let remote else { return }
+            guard let socket, let remote else { return (0, 0) }
             video.nacks += 1
+            var refused = (duplicates: 0, overBudget: 0)
+            // The rate on the wire: payload bytes per second plus ~4 % of headers.
+            let sending = video.bitrate.current(now: now) * 1.04
             for seq in seqs {
                 let i = Int(seq) & ringMask
-                if ring[i].valid && ring[i].seq == seq {
+                guard ring[i].valid && ring[i].seq == seq else { continue }
+                switch resendLimiter.allow(sequence: seq, bytes: ring[i].bytes.count, sendingBytesPerSecond: sending, now: now) {
+                case nil:
                     transmit(ring[i].bytes, socket, remote)
                     video.retransmitted += 1
+                case .duplicate?:
+                    refused.duplicates += 1
+                case .budget?:
+                    refused.overBudget += 1
                 }
             }
+            video.retransmissionsRefused += UInt64(refused.duplicates + refused.overBudget)
+            return refused
         }
     }
 
@@ -244,6 +260,7 @@ final class MediaSender: @unchecked Sendable {
                 var v = OutboundRTPStats(kind: "video", ssrc: video.ssrc)
                 v.packetsSent = video.packets; v.bytesSent = video.octets; v.framesEncoded = video.frames
                 v.keyFramesEncoded = video.keyframes; v.retransmittedPacketsSent = video.retransmitted
+                v.retransmissionsRefused = video.retransmissionsRefused
                 v.nackCount = video.nacks; v.pliCount = video.plis; v.firCount = video.firs
                 v.frameWidth = video.width; v.frameHeight = video.height
                 v.framesPerSecond = video.fps.current(now: now); v.bitrate = video.bitrate.current(now: now) * 8

@@ -9,8 +9,18 @@ public struct TURNServer: Sendable, Equatable {
     public var transport: Transport
     public var username: String
     public var password: String
-    public init(address: TransportAddress, transport: Transport, username: String, password: String) {
+    /// TLS: a PEM file of the CAs that may sign the server's certificate (a private
+    /// server's CA or its self-signed certificate); nil: the system's CA store.
+    public var caFile: String?
+    /// TLS: the DNS name the server's certificate must carry (and SNI); nil: the
+    /// certificate must carry the server's IP address instead.
+    public var serverName: String?
+    /// TLS: check the server's certificate and name (on unless a test turns it off).
+    public var verifyCertificate = true
+    public init(address: TransportAddress, transport: Transport, username: String, password: String,
+                caFile: String? = nil, serverName: String? = nil) {
         self.address = address; self.transport = transport; self.username = username; self.password = password
+        self.caFile = caFile; self.serverName = serverName
     }
 }
 
@@ -76,6 +86,16 @@ final class RelayAllocation: @unchecked Sendable {
     func send(_ bytes: [UInt8], to peer: TransportAddress) {
         bytes.withUnsafeBytes { send($0, to: peer) }
     }
+
+    /// Frames the stream link dropped (its output was full) not yet reported.
+    func takeNewLinkDrops() -> Int {
+        lock.withLock {
+            guard let link else { return 0 }
+            defer { reportedLinkDrops = link.droppedFrames }
+            return link.droppedFrames - reportedLinkDrops
+        }
+    }
+    private var reportedLinkDrops = 0
 
     /// True once, to log an allocation failure a single time per call.
     func shouldReport() -> Bool { lock.withLock { defer { reported = true }; return !reported } }

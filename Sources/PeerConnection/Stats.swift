@@ -40,6 +40,8 @@ public struct OutboundRTPStats: Sendable, Codable {
     public var framesEncoded: UInt64 = 0
     public var keyFramesEncoded: UInt64 = 0
     public var retransmittedPacketsSent: UInt64 = 0
+    /// NACKed packets not resent: asked again within a round trip, or over the resend budget.
+    public var retransmissionsRefused: UInt64 = 0
     public var nackCount: UInt64 = 0
     public var pliCount: UInt64 = 0
     public var firCount: UInt64 = 0
@@ -78,6 +80,10 @@ public struct PeerConnectionStats: Sendable {
     public var ignoredSTUN: UInt64
     /// Congestion control's present video target.
     public var targetVideoBitrateKbps: Int
+    /// Remote candidates ignored: over the per-description or per-connection cap.
+    public var ignoredCandidates: UInt64 = 0
+    /// DTLS records dropped because they came from an address ICE has not validated.
+    public var refusedDTLS: UInt64 = 0
 }
 
 /// A rate meter over a sliding second, for bitrate and fps figures.

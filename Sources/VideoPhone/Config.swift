@@ -29,6 +29,9 @@ public struct TURNConfig: Sendable, Equatable {
     public var transport: String
     public var username: String
     public var credential: String
+    /// `turns:` only: a PEM file of the CAs to trust for the server's certificate (which
+    /// must name the server's IP address); nil: the system's CA store.
+    public var ca: String? = nil
 
     /// Parses a TURN URI (RFC 7065), numeric hosts only.
     static func parse(_ uri: String) -> (host: String, port: UInt16, transport: String)? {
@@ -185,7 +188,7 @@ public struct DeviceConfig: Sendable, Equatable {
     /// Applies parsed entries onto `base` and validates the result.
     static func apply(_ entries: [TOMLEntry], file: String, onto base: DeviceConfig) throws(ConfigError) -> DeviceConfig {
         var c = base
-        struct TURNEntry { var url: (String, UInt16, String)?; var username: String?; var credential: String?; var line: Int }
+        struct TURNEntry { var url: (String, UInt16, String)?; var username: String?; var credential: String?; var ca: String?; var line: Int }
         var turns: [Int: TURNEntry] = [:]
         struct PeerEntry { var name: String?; var url: String?; var token: String?; var acceptToken: String?; var fingerprint: String?; var line: Int }
         var peers: [Int: PeerEntry] = [:]
@@ -291,6 +294,7 @@ public struct DeviceConfig: Sendable, Equatable {
                 turns[e.tableIndex, default: TURNEntry(line: e.line)].url = parsed
             case ("turn", "username"): turns[e.tableIndex, default: TURNEntry(line: e.line)].username = try string(e)
             case ("turn", "credential"): turns[e.tableIndex, default: TURNEntry(line: e.line)].credential = try string(e)
+            case ("turn", "ca"): turns[e.tableIndex, default: TURNEntry(line: e.line)].ca = try string(e)
             case ("peer", "name"): peers[e.tableIndex, default: PeerEntry(line: e.line)].name = try string(e)
             case ("peer", "url"):
                 let u = try string(e)
@@ -328,7 +332,7 @@ public struct DeviceConfig: Sendable, Equatable {
             guard let user = t.username, let cred = t.credential else {
                 throw ConfigError(file: file, line: t.line, key: "turn.username", problem: "TURN server #\(i + 1) needs username and credential")
             }
-            c.turnServers.append(TURNConfig(host: h, port: p, transport: transport, username: user, credential: cred))
+            c.turnServers.append(TURNConfig(host: h, port: p, transport: transport, username: user, credential: cred, ca: t.ca))
         }
         if let g = c.gpio {
             for (key, l) in [("gpio.button", g.button), ("gpio.call_led", g.callLED)] {

@@ -29,7 +29,8 @@ def caller_and_callee(bed, workdir, extra_a, extra_b, nat_a=("eim", "eif"), nat_
 def start_coturn(bed, workdir):
     cert, key = os.path.join(workdir, "turn.crt"), os.path.join(workdir, "turn.key")
     sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-       "-subj", "/CN=turn.videophone.test", "-keyout", key, "-out", cert)
+       "-subj", "/CN=turn.videophone.test", "-addext", "subjectAltName=IP:10.200.0.1,DNS:turn.videophone.test",
+       "-keyout", key, "-out", cert)
     conf = os.path.join(workdir, "turnserver.conf")
     with open(conf, "w") as f:
         f.write(f"""listening-ip=10.200.0.1

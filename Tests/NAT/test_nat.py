@@ -1,5 +1,6 @@
 """Calls across NATs: every pairing of mapping and filtering behaviour, with coturn as the
 STUN server. The selected pair is direct wherever a direct path exists."""
+import os
 import time
 
 import pytest
@@ -116,7 +117,9 @@ def test_unreachable_turn_server_does_not_delay_a_direct_call(bed, workdir):
 def test_with_udp_blocked_turn_over_tcp_and_tls_still_connects(bed, workdir, uri):
     turn = start_coturn(bed, workdir)
     try:
-        a_cfg = f'[[turn]]\nurl = "{uri}"\nusername = "vp"\ncredential = "turn-secret"'
+        # The device checks coturn's self-signed certificate (it names 10.200.0.1) against it.
+        ca = os.path.join(workdir, "turn.crt")
+        a_cfg = f'[[turn]]\nurl = "{uri}"\nusername = "vp"\ncredential = "turn-secret"\nca = "{ca}"'
         types = call_and_check(bed, workdir, ("eim", "apdf"), ("eim", "apdf"), a_cfg, TURN_UDP, block_udp_a=True)
         assert types[0] == "relay", types
     finally:
