@@ -80,16 +80,9 @@ final class PeriodicThread: @unchecked Sendable {
         self.body = body
     }
 
-    func start() {
+    func start(name: String) {
         lock.withLock { running = true }
-        let box = Unmanaged.passRetained(self)
-        var t = pthread_t()
-        pthread_create(&t, nil, { arg in
-            let me = Unmanaged<PeriodicThread>.fromOpaque(arg!).takeRetainedValue()
-            me.run()
-            return nil
-        }, box.toOpaque())
-        thread = t
+        thread = startThread(name: name) { [self] in run() }
     }
 
     func stop() {
@@ -125,14 +118,14 @@ final class PeriodicRunner: @unchecked Sendable {
     private var thread: PeriodicThread?
     private var stopped = false
 
-    func start(interval: Duration, _ body: @escaping (Instant) -> Void) {
+    func start(name: String, interval: Duration, _ body: @escaping (Instant) -> Void) {
         let t = PeriodicThread(interval: interval, body: body)
         let started = lock.withLock { () -> Bool in
             guard !stopped, thread == nil else { return false }
             thread = t
             return true
         }
-        if started { t.start() }
+        if started { t.start(name: name) }
     }
 
     func stop() {

@@ -39,7 +39,7 @@ public final class TestPatternCamera: VideoSource, @unchecked Sendable {
     /// its devices are still starting).
     public func start(_ onFrame: @escaping @Sendable (VideoFrame) -> Void) throws {
         // The thread holds the camera until stop() ends it.
-        runner.start(interval: .nanoseconds(1_000_000_000 / Int64(fps))) { now in
+        runner.start(name: "test-camera", interval: .nanoseconds(1_000_000_000 / Int64(fps))) { now in
             let ntp = NTPTime.now()
             let buf = self.draw()
             onFrame(VideoFrame(width: self.width, height: self.height, buffer: UnsafeRawBufferPointer(buf), captureTime: now, captureNTP: ntp))
@@ -88,7 +88,7 @@ public final class ToneSource: AudioSource, @unchecked Sendable {
     public init(frequency: Double = 440) { self.frequency = frequency }
 
     public func start(_ onSamples: @escaping @Sendable ([Int16], Instant) -> Void) throws {
-        runner.start(interval: .milliseconds(20)) { now in
+        runner.start(name: "tone-mic", interval: .milliseconds(20)) { now in
             var samples = [Int16](repeating: 0, count: 960)
             let step = 2 * Double.pi * self.frequency / 48000
             for i in 0..<960 {
@@ -120,7 +120,7 @@ public final class CountingAudioSink: AudioSink, @unchecked Sendable {
     }
 
     public func start(_ render: @escaping @Sendable (UnsafeMutableBufferPointer<Int16>) -> Bool) throws {
-        runner.start(interval: .milliseconds(20)) { [self] _ in
+        runner.start(name: "sim-speaker", interval: .milliseconds(20)) { [self] _ in
             guard render(frame) else { return }
             var e = 0.0
             for s in frame { e += Double(s) * Double(s) }

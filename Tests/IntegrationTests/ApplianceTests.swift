@@ -85,7 +85,7 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
         try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")], environment: ["VIDEOPHONE_JOURNAL_SOCKET": journal.path])
         try h.start("b", peers: [])
         _ = try h.control("a", "call")
-        sleep(1)
+        h.pause(1)
         _ = try h.control("a", "hangup")
         let ended = h.wait(3) { journal.entries.contains { $0["MESSAGE"] == "call ended" } }
         #expect(ended != nil, "\(journal.texts)")
@@ -106,7 +106,7 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
         try h.start("b", peers: [])
         _ = try h.control("a", "call")
         _ = h.wait(5) { (try? h.status("a")).map { stat($0, type: "inbound-rtp", kind: "video", "framesReceived") > 30 } ?? false }
-        sleep(2)
+        h.pause(2)
         let r = try HTTPClient.request(method: "GET", url: "http://127.0.0.1:\(h.port("a-metrics"))/metrics")
         #expect(r.status == 200)
         let text = r.bodyText
@@ -119,7 +119,7 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
             #expect(text.contains(name), "\(name) missing from /metrics")
         }
         _ = try h.control("a", "hangup")
-        sleep(1)
+        h.pause(1)
         let after = try HTTPClient.request(method: "GET", url: "http://127.0.0.1:\(h.port("a-metrics"))/metrics").bodyText
         #expect(after.contains("videophone_calls_total{outcome=\"completed\"} 1"))
         #expect(after.contains("videophone_call_setup_seconds_bucket{stage=\"dtls\""))
@@ -173,7 +173,7 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
             return state(sa) == "in-call" && state(sb) == "in-call"
         }
         #expect(both != nil, "a: \((try? h.status("a"))?["state"] ?? "?"), b: \((try? h.status("b"))?["state"] ?? "?")\n\(h.log("a"))\n\(h.log("b"))")
-        sleep(1)
+        h.pause(1)
         let sa = try h.status("a"), sb = try h.status("b")
         #expect(stat(sa, type: "inbound-rtp", kind: "video", "framesReceived") > 10)
         #expect(stat(sb, type: "inbound-rtp", kind: "video", "framesReceived") > 10)
@@ -189,7 +189,7 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
         _ = try h.control("a", "call")
         #expect(h.wait(2) { (try? h.status("b")).map { state($0) == "ringing" && $0["led"] as? String == "fast-blink" } ?? false } != nil)
         #expect((try h.status("a"))["led"] as? String == "slow-blink")
-        sleep(1)
+        h.pause(1)
         // No media flows to the caller before the answer.
         #expect(stat(try h.status("a"), type: "inbound-rtp", kind: "video", "framesReceived") == 0)
         #expect(try h.control("b", "press").contains("in-call"))
@@ -215,7 +215,7 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
         let before = stat(try h.status("b"), type: "inbound-rtp", kind: "video", "framesReceived")
         kill(h.processes["a"]!.processIdentifier, SIGHUP)
         #expect(h.wait(2) { h.log("a").contains("configuration reloaded") } != nil)
-        sleep(1)
+        h.pause(1)
         #expect(state(try h.status("a")) == "in-call")
         #expect(stat(try h.status("b"), type: "inbound-rtp", kind: "video", "framesReceived") > before + 20)
         _ = try h.control("a", "hangup")

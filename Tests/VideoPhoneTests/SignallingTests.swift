@@ -142,9 +142,9 @@ import Glibc
 
     @Test func aFullQueueRefusesWork() {
         let q = SerialQueue(name: "test-full", capacity: 4)
-        let gate = Semaphore()
-        q.async { gate.wait() }
-        usleep(20_000)
+        let gate = Semaphore(), started = Semaphore()
+        q.async { started.signal(); gate.wait() }
+        started.wait()
         let accepted = (0..<10).filter { _ in q.async {} }.count
         #expect(accepted == 4)
         gate.signal()
@@ -192,6 +192,8 @@ import Glibc
             #expect(readAll(fd).hasPrefix("HTTP/1.1 408"))
             close(fd)
         }
+        // The loop counts just after it answers: give it a moment.
+        for _ in 0..<100 where server.counters.current.open > 0 { usleep(10_000) }
         #expect(server.counters.current.timedOut == 10)
         #expect(server.counters.current.open == 0)
     }
