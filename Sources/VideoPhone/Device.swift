@@ -143,7 +143,7 @@ public final class Device: @unchecked Sendable {
         if ifaces.isEmpty {
             mdns = nil
         } else {
-            do { mdns = try MDNSService(interfaces: ifaces) } catch {
+            do { mdns = try MDNSService(interfaces: ifaces, logger: logger) } catch {
                 logger.warning("mDNS unavailable: .local candidates will rely on peer-reflexive discovery", metadata: ["REASON": "\(error)"])
                 mdns = nil
             }
@@ -505,10 +505,10 @@ public final class Device: @unchecked Sendable {
                     log.warning("trickle PATCH refused", metadata: ["status": "\(r.status)"])
                     c.trickle.active = false
                 case .success(let r):
-                    for line in fragmentLines(r.bodyText) {
-                        if line.hasPrefix("a=candidate:") { c.pc.addRemoteCandidate(String(line.dropFirst(2))) }
-                        if line.hasPrefix("a=end-of-candidates") { c.trickle.peerDone = true }
-                    }
+                    let lines = fragmentLines(r.bodyText)
+                    let candidates = lines.filter { $0.hasPrefix("a=candidate:") }.map { String($0.dropFirst(2)) }
+                    if !candidates.isEmpty { c.pc.addRemoteCandidates(candidates) }
+                    if lines.contains(where: { $0.hasPrefix("a=end-of-candidates") }) { c.trickle.peerDone = true }
                     self.trickle(c)
                 }
             }
@@ -546,9 +546,7 @@ public final class Device: @unchecked Sendable {
                     if let u = lines.first(where: { $0.hasPrefix("a=ice-ufrag:") }), let p = lines.first(where: { $0.hasPrefix("a=ice-pwd:") }) {
                         c.pc.setRemoteCredentials(ufrag: String(u.dropFirst("a=ice-ufrag:".count)), pwd: String(p.dropFirst("a=ice-pwd:".count)))
                     }
-                    for line in lines.prefix(SignallingServer.maxCandidatesPerMessage) where line.hasPrefix("a=candidate:") {
-                        c.pc.addRemoteCandidate(String(line.dropFirst(2)))
-                    }
+                    c.pc.addRemoteCandidates(lines.filter { $0.hasPrefix("a=candidate:") }.map { String($0.dropFirst(2)) })
                 }
                 c.trickle.active = true
                 c.trickle.gatherDeadline = Instant.now() + .seconds(10)
@@ -640,7 +638,8 @@ public final class Device: @unchecked Sendable {
             c.sentCandidates = []
             restartLines = ["a=ice-ufrag:\(mine.ufrag)", "a=ice-pwd:\(mine.pwd)"]
         }
-        for candidate in candidates { pc.addRemoteCandidate(candidate) }
+        // One batch, so the connection's per-message cap applies as well as its total.
+        if !candidates.isEmpty { pc.addRemoteCandidates(candidates) }
         // Our own candidates the peer has not had (held back from the answer, or found by
         // gathering since) travel back in the response.
         let gathered = pc.gathered
@@ -741,7 +740,8 @@ public final class Device: @unchecked Sendable {
         c.stunServers = config.stunServers.compactMap { splitHostPort($0).flatMap { TransportAddress(host: $0.0, port: $0.1) } }
         c.turnServers = config.turnServers.compactMap { t in
             TransportAddress(host: t.host, port: t.port).map {
-                TURNServer(address: $0, transport: TURNServer.Transport(rawValue: t.transport) ?? .udp, username: t.username, password: t.credential)
+                TURNServer(address: $0, transport: TURNServer.Transport(rawValue: t.transport) ?? .udp, username: t.username, password: t.credential,
+                           caFile: t.ca)
             }
         }
         return c

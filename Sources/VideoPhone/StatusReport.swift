@@ -89,6 +89,7 @@ extension Device {
                     j.field("framesPerSecond", o.framesPerSecond)
                     j.field("encoderImplementation", f.encoderImplementation)
                     j.field("retransmittedPacketsSent", o.retransmittedPacketsSent)
+                    j.field("retransmissionsRefused", o.retransmissionsRefused)
                     j.field("nackCount", o.nackCount); j.field("pliCount", o.pliCount); j.field("firCount", o.firCount)
                 } else {
                     j.field("microphoneOverruns", f.microphoneOverruns)
@@ -120,6 +121,8 @@ extension Device {
             j.field("stunIgnored", s.ignoredSTUN)
             j.field("malformedDatagrams", s.malformedDatagrams)
             j.field("srtpFailures", s.srtpFailures)
+            j.field("ignoredCandidates", s.ignoredCandidates)
+            j.field("refusedDTLS", s.refusedDTLS)
             j.endObject()
         }
         j.endObject()
