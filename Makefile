@@ -7,7 +7,7 @@ SWIFT ?= swift
 RELEASE := .build/release
 DEBUG := .build/debug
 
-.PHONY: all deps build release run test bench board-smoke board-test clean
+.PHONY: all deps build release run test bench board-smoke board-test clean fuzz fuzz-smoke
 
 all: build
 
@@ -31,6 +31,7 @@ test: deps
 	@toolchain/install-test-deps.sh
 	$(SWIFT) build
 	$(SWIFT) test
+	$(MAKE) fuzz-smoke
 	Tests/Interop/run.sh $(DEBUG)
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/NAT
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Abuse
@@ -43,6 +44,15 @@ bench: release
 	Tests/Interop/run.sh $(RELEASE) bench
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py
+
+## fuzz: every libFuzzer target (Sources/videophone-fuzz) for 10^6 runs from the seed corpus
+## (Tests/Fuzz/corpus); prints runs and exec/s per target. FUZZ_RUNS=N to change the count.
+fuzz: deps
+	toolchain/fuzz.sh long
+
+## fuzz-smoke: each fuzz target for 20 000 runs (part of make test).
+fuzz-smoke: deps
+	toolchain/fuzz.sh smoke
 
 ## board-smoke: boots the emulated board (QEMU, Debian's kernel, vivid, snd-aloop, gpio-sim)
 ## and checks its drivers. Builds the rootfs once into ~/.cache/videophone-board.

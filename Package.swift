@@ -65,6 +65,11 @@ let package = Package(
             "VideoPhone", .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "videophonectl", dependencies: ["VideoPhone"]),
+        // libFuzzer targets for every parser of network or user input (Tests/Fuzz, toolchain/fuzz.sh);
+        // built plainly it replays the seed corpus instead.
+        .executableTarget(name: "videophone-fuzz", dependencies: [
+            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "VideoPhone",
+        ]),
         .executableTarget(name: "videophone-bench", dependencies: [
             "VideoPhone", "Codecs", "MediaDevices", "RTP", "SRTP",
             .product(name: "Logging", package: "swift-log"),

@@ -140,7 +140,7 @@ public enum JSEP {
     /// Reads the answer to our offer.
     public static func acceptAnswer(_ answer: SessionDescription, local: LocalParameters) throws(SDPError) -> NegotiatedSession {
         let transport = try remoteTransport(answer)
-        let setup = answer.attribute("setup", media: 0) ?? "active"
+        let setup = answer.attribute("setup", media: transportSection(answer)) ?? "active"
         guard setup == "active" || setup == "passive" else { throw SDPError("answer has a=setup:\(setup); expected active or passive") }
         var audio: NegotiatedMedia? = nil
         var video: NegotiatedMedia? = nil
@@ -220,12 +220,26 @@ public enum JSEP {
         var candidates: [String]
     }
 
-    /// ICE credentials, fingerprint and candidates of the first (BUNDLE-tagged) section.
+    /// The section whose transport the BUNDLE group uses: the first mid of `a=group:BUNDLE`
+    /// when a section has it, else the first section not rejected (port 0 without
+    /// bundle-only), else the first. An answer that rejects the first offered section
+    /// carries no ICE credentials there (JSEP §5.3.1).
+    static func transportSection(_ sd: SessionDescription) -> Int {
+        if let group = sd.values("group").first(where: { $0.hasPrefix("BUNDLE ") }),
+           let tag = group.split(separator: " ").dropFirst().first,
+           let i = sd.media.firstIndex(where: { $0.mid == String(tag) }) {
+            return i
+        }
+        return sd.media.firstIndex { $0.port != 0 || $0.has("bundle-only") } ?? 0
+    }
+
+    /// ICE credentials, fingerprint and candidates of the BUNDLE-tagged section.
     static func remoteTransport(_ sd: SessionDescription) throws(SDPError) -> RemoteTransport {
         guard !sd.media.isEmpty else { throw SDPError("no m= sections") }
-        guard let ufrag = sd.attribute("ice-ufrag", media: 0), !ufrag.isEmpty else { throw SDPError("no a=ice-ufrag") }
-        guard let pwd = sd.attribute("ice-pwd", media: 0), pwd.count >= 22 else { throw SDPError("no a=ice-pwd of at least 22 characters") }
-        guard let fp = sd.attribute("fingerprint", media: 0) else { throw SDPError("no a=fingerprint: DTLS cannot be authenticated") }
+        let t = transportSection(sd)
+        guard let ufrag = sd.attribute("ice-ufrag", media: t), !ufrag.isEmpty else { throw SDPError("no a=ice-ufrag") }
+        guard let pwd = sd.attribute("ice-pwd", media: t), pwd.count >= 22 else { throw SDPError("no a=ice-pwd of at least 22 characters") }
+        guard let fp = sd.attribute("fingerprint", media: t) else { throw SDPError("no a=fingerprint: DTLS cannot be authenticated") }
         let parts = fp.split(separator: " ")
         guard parts.count == 2, let digest = decodeHex(String(parts[1])), digest.count >= 20 else {
             throw SDPError("malformed a=fingerprint '\(fp)'")

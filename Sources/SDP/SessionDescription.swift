@@ -68,8 +68,8 @@ public struct MediaDescription: Equatable, Sendable {
         for v in values("extmap") {
             let parts = v.split(separator: " ")
             guard parts.count >= 2 else { continue }
-            let idPart = parts[0].split(separator: "/")[0]
-            if let id = UInt8(idPart) { out[String(parts[1])] = id }
+            // "a=extmap:/ uri" splits into nothing: no ID, not a trap.
+            if let idPart = parts[0].split(separator: "/").first, let id = UInt8(idPart) { out[String(parts[1])] = id }
         }
         return out
     }
@@ -155,7 +155,10 @@ public struct SessionDescription: Equatable, Sendable {
         var lineNumber = 0
         for raw in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             lineNumber += 1
-            let line = raw.hasSuffix("\r") ? raw.dropLast() : raw
+            // Every trailing CR goes ("a=x\r\r\n"): values never end in one, so the text
+            // this description serializes to parses back to it.
+            var line = raw
+            while line.hasSuffix("\r") { line = line.dropLast() }
             if line.isEmpty { continue }
             guard line.count >= 2, line.dropFirst().first == "=", let type = line.first else {
                 throw SDPError(line: lineNumber, "expected 'x=value', got '\(line.prefix(40))'")
