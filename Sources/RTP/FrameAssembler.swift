@@ -207,6 +207,9 @@ public struct NACKGenerator {
     public var maxRetries = 10
     public var retryInterval: Duration = .milliseconds(50)
     public var maxAge: Duration = .milliseconds(1000)
+    /// At most this many sequence numbers are tracked: a peer skipping ahead again and
+    /// again starts the table over instead of growing it (and the NACKs) to 65 536.
+    public var maxMissing = 1000
 
     public init() {}
 
@@ -217,6 +220,7 @@ public struct NACKGenerator {
         let d = SequenceNumber.distance(from: h, to: seq)
         if d > 0 {
             if d > 1 && d < 1000 {
+                if missing.count + d - 1 > maxMissing { missing.removeAll() }
                 var s = h &+ 1
                 while s != seq { missing[s] = Missing(firstSeen: now, lastSent: nil, retries: 0); s &+= 1 }
             } else if d >= 1000 {

@@ -118,8 +118,9 @@ public enum RTCPPacket: Equatable, Sendable {
                     guard let len = r.u8(), let text = r.take(Int(len)) else { throw fail("SDES item") }
                     if itemType == 1 { cname = String(decoding: text, as: UTF8.self) }
                 }
-                // Chunks are padded to a 32-bit boundary.
-                while (r.offset - chunkStart) % 4 != 0 { _ = r.u8() }
+                // Chunks are padded to a 32-bit boundary (a packet may end before it: its
+                // padding field can cut the chunk anywhere; reading stops at the end).
+                while (r.offset - chunkStart) % 4 != 0, r.u8() != nil {}
                 chunks.append((ssrc, cname))
             }
             return .sourceDescription(chunks)

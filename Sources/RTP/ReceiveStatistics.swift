@@ -75,7 +75,7 @@ public struct ReceiveStatistics: Sendable {
         }
         let lost = max(-0x80_0000, min(0x7F_FFFF, packetsLost))
         return ReceptionReport(ssrc: ssrc, fractionLost: fraction, cumulativeLost: Int32(lost),
-                               highestSequence: extendedHighestSequence, jitter: UInt32(jitterQ4),
+                               highestSequence: extendedHighestSequence, jitter: UInt32(min(jitterQ4, Double(UInt32.max))),
                                lastSR: lastSR, delaySinceLastSR: dlsr)
     }
 }
