@@ -52,6 +52,23 @@ public struct ICECandidate: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Why a signalled candidate is not one a peer could mean (RFC 8839 §5.1), or nil:
+    /// component 1–256, UDP or TCP, a non-zero priority and port, and a numeric address
+    /// or an mDNS `.local` name.
+    public var problem: String? {
+        guard (1...256).contains(component) else { return "component \(component) out of 1–256" }
+        guard transport == "udp" || transport == "tcp" else { return "transport '\(transport.prefix(10))' is not UDP or TCP" }
+        guard priority > 0 else { return "priority 0" }
+        guard port > 0 || transport == "tcp" else { return "port 0" }
+        guard foundation.utf8.count <= 32, !foundation.isEmpty else { return "foundation of \(foundation.utf8.count) characters" }
+        if isMDNS {
+            guard host.utf8.count <= 255, host.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return "malformed .local name" }
+        } else if address == nil {
+            return "address '\(host.prefix(64))' is neither numeric nor .local"
+        }
+        return nil
+    }
+
     /// The `a=candidate` value (without `candidate:`).
     public var sdpValue: String {
         var s = "\(foundation) \(component) \(transport) \(priority) \(host) \(port) typ \(type.rawValue)"

@@ -20,7 +20,7 @@ public final class SerialQueue: @unchecked Sendable {
     // Heap-allocated: pthread objects must not move, and a class property may.
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var items: [Work] = []
+    private var items: [Work?] = []
     private var head = 0
     private var timers: [Timer] = []
     private var nextTimerID: UInt64 = 1
@@ -123,14 +123,16 @@ public final class SerialQueue: @unchecked Sendable {
         while true {
             if head < items.count {
                 let work = items[head]
+                items[head] = nil  // what the work captured goes when it has run, not later
                 head += 1
                 // Compact now and then, so the array does not grow with the total ever queued.
                 if head >= 64 && head * 2 >= items.count { items.removeFirst(head); head = 0 }
                 pthread_mutex_unlock(mutex)
-                work()
+                work?()
                 pthread_mutex_lock(mutex)
                 continue
             }
+            if head > 0 { items.removeAll(keepingCapacity: true); head = 0 }
             if stopping { break }
             let now = Instant.now()
             if let i = timers.indices.min(by: { timers[$0].deadline < timers[$1].deadline }) {

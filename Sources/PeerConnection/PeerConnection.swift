@@ -81,6 +81,9 @@ public final class PeerConnection: @unchecked Sendable {
     var srtpIn: SRTPSession?
     var session: NegotiatedSession?
     var videoReceiver: VideoReceiver?
+    /// The SSRCs the video and audio streams take (signalled, or the first seen).
+    var videoSSRCs = SSRCFilter()
+    var audioSSRCs = SSRCFilter()
     var audioStats: ReceiveStatistics?
     var nextRTCP: Instant?
     var lastReportSent: Instant?
@@ -127,6 +130,7 @@ public final class PeerConnection: @unchecked Sendable {
         var targetVideoKbps = 0
         var ignoredCandidates: UInt64 = 0
         var refusedDTLS: UInt64 = 0
+        var refusedSSRCPackets: UInt64 = 0
     }
 
     /// Remote candidates taken from one description (offer, answer) or one trickle batch.
@@ -204,8 +208,12 @@ public final class PeerConnection: @unchecked Sendable {
             pc.sender.configure(session: s)
             if let v = s.video, v.receive {
                 pc.videoReceiver = VideoReceiver(payloadType: v.codec.payloadType, absCaptureTimeID: v.extensions[RTPExtensionURI.absCaptureTime])
+                pc.videoSSRCs = SSRCFilter(signalled: v.remoteSSRCs)
             }
-            if s.audio?.receive == true { pc.audioStats = nil }
+            if let a = s.audio, a.receive {
+                pc.audioStats = nil
+                pc.audioSSRCs = SSRCFilter(signalled: a.remoteSSRCs)
+            }
             // Checks first: DTLS may have a queued ClientHello whose answer costs a signature.
             pc.agent.poll(now: now)
             pc.flushICE(now: now)
@@ -295,7 +303,7 @@ public final class PeerConnection: @unchecked Sendable {
         return PeerConnectionStats(iceState: s.iceState, dtlsState: s.dtlsState, inbound: inbound, outbound: sender.stats(now: now),
                                    candidatePair: s.pair, timeline: s.timeline, malformedDatagrams: s.malformed, srtpFailures: s.srtpFailures,
                                    mdnsResolved: s.mdnsResolved, ignoredSTUN: s.ignoredSTUN, targetVideoBitrateKbps: s.targetVideoKbps,
-                                   ignoredCandidates: s.ignoredCandidates, refusedDTLS: s.refusedDTLS)
+                                   ignoredCandidates: s.ignoredCandidates, refusedDTLS: s.refusedDTLS, refusedSSRCPackets: s.refusedSSRCPackets)
     }
 
     /// Sends one encoded video frame (no-op until SRTP keys exist).
@@ -852,6 +860,7 @@ public final class PeerConnection: @unchecked Sendable {
     func handleRTP(_ p: RTPPacket, now: Instant) {
         guard let s = session else { return }
         if let v = s.video, p.payloadType == v.codec.payloadType, let receiver = videoReceiver {
+            guard videoSSRCs.accept(p.ssrc, now: now) else { refusedSSRC(p, kind: "video", now: now); return }
             let frames = receiver.receive(p, now: now)
             shared.withLock {
                 if $0.inboundVideo == nil { $0.inboundVideo = InboundRTPStats(kind: "video", ssrc: p.ssrc) }
@@ -864,6 +873,7 @@ public final class PeerConnection: @unchecked Sendable {
             }
             deliver(frames, now: now)
         } else if let a = s.audio, p.payloadType == a.codec.payloadType {
+            guard audioSSRCs.accept(p.ssrc, now: now) else { refusedSSRC(p, kind: "audio", now: now); return }
             if audioStats == nil { audioStats = ReceiveStatistics(ssrc: p.ssrc, clockRate: 48000) }
             audioStats!.received(sequence: p.sequenceNumber, rtpTimestamp: p.timestamp, payloadBytes: p.payload.count, arrival: now)
             let st = audioStats!
@@ -878,6 +888,12 @@ public final class PeerConnection: @unchecked Sendable {
             }
             handlers.onAudioPacket?(p.payload, p.sequenceNumber, p.timestamp)
         }
+    }
+
+    /// Media from an SSRC the stream does not take: counted and logged (rate-limited).
+    func refusedSSRC(_ p: RTPPacket, kind: String, now: Instant) {
+        shared.withLock { $0.refusedSSRCPackets += 1 }
+        refusals.refused("\(kind) RTP", source: "peer", reason: "SSRC \(p.ssrc) is not the stream's (payload type \(p.payloadType))", now: now)
     }
 
     func deliver(_ frames: [AssembledFrame], now: Instant) {

@@ -84,6 +84,8 @@ public struct PeerConnectionStats: Sendable {
     public var ignoredCandidates: UInt64 = 0
     /// DTLS records dropped because they came from an address ICE has not validated.
     public var refusedDTLS: UInt64 = 0
+    /// Media packets dropped because their SSRC is not the stream's.
+    public var refusedSSRCPackets: UInt64 = 0
 }
 
 /// A rate meter over a sliding second, for bitrate and fps figures.

@@ -239,6 +239,13 @@ public enum JSEP {
         let t = transportSection(sd)
         guard let ufrag = sd.attribute("ice-ufrag", media: t), !ufrag.isEmpty else { throw SDPError("no a=ice-ufrag") }
         guard let pwd = sd.attribute("ice-pwd", media: t), pwd.count >= 22 else { throw SDPError("no a=ice-pwd of at least 22 characters") }
+        // RFC 8839 §5.4: 4–256 (ufrag) and 22–256 (pwd) ice-chars; they go into every STUN
+        // USERNAME and key, so nothing else is taken.
+        guard isICEChars(ufrag, 4...256) else { throw SDPError("a=ice-ufrag must be 4 to 256 of A-Z a-z 0-9 + / (got \(ufrag.utf8.count) bytes)") }
+        guard isICEChars(pwd, 22...256) else { throw SDPError("a=ice-pwd must be 22 to 256 of A-Z a-z 0-9 + / (got \(pwd.utf8.count) bytes)") }
+        if let setup = sd.attribute("setup", media: t), !["actpass", "active", "passive"].contains(setup) {
+            throw SDPError("a=setup:\(setup.prefix(20)) is not actpass, active or passive")
+        }
         guard let fp = sd.attribute("fingerprint", media: t) else { throw SDPError("no a=fingerprint: DTLS cannot be authenticated") }
         let parts = fp.split(separator: " ")
         guard parts.count == 2, let digest = decodeHex(String(parts[1])), digest.count >= 20 else {
@@ -258,5 +265,12 @@ public enum JSEP {
             out.append(b)
         }
         return out
+    }
+}
+
+/// Whether `s` is `range` ice-chars long (RFC 8839: ALPHA / DIGIT / "+" / "/").
+public func isICEChars(_ s: String, _ range: ClosedRange<Int>) -> Bool {
+    range.contains(s.utf8.count) && s.utf8.allSatisfy { b in
+        (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2B || b == 0x2F
     }
 }

@@ -1,4 +1,5 @@
 import CallControl
+import ICE
 import Logging
 import NetworkCore
 import SDP
@@ -263,11 +264,19 @@ public struct TrickleFragment: Equatable, Sendable {
     public static func parse(_ text: String, maxCandidates: Int) -> Result<TrickleFragment, Problem> {
         var f = TrickleFragment()
         for line in fragmentLines(text) {
+            // Every line is an SDP line (RFC 8840 fragments carry a=, m= and the like).
+            guard line.utf8.count >= 2, line.utf8.dropFirst().first == UInt8(ascii: "="), line.first?.isLetter == true else {
+                return .failure(Problem(description: "'\(line.prefix(40))' is not an SDP line"))
+            }
             if line.hasPrefix("a=candidate:") {
                 guard f.candidates.count < maxCandidates else {
                     return .failure(Problem(description: "more than \(maxCandidates) candidates"))
                 }
                 guard line.utf8.count <= 512 else { return .failure(Problem(description: "candidate line longer than 512 bytes")) }
+                guard let c = ICECandidate(sdp: String(line.dropFirst(2))) else {
+                    return .failure(Problem(description: "malformed candidate '\(line.prefix(80))'"))
+                }
+                if let why = c.problem { return .failure(Problem(description: "candidate '\(line.prefix(80))': \(why)")) }
                 f.candidates.append(String(line.dropFirst(2)))
             } else if line.hasPrefix("a=ice-ufrag:") {
                 f.ufrag = String(line.dropFirst("a=ice-ufrag:".count))
@@ -278,8 +287,9 @@ public struct TrickleFragment: Equatable, Sendable {
             }
         }
         if (f.ufrag == nil) != (f.pwd == nil) { return .failure(Problem(description: "ice-ufrag and ice-pwd must come together")) }
-        if let u = f.ufrag, !(4...256).contains(u.utf8.count) { return .failure(Problem(description: "ice-ufrag of \(u.utf8.count) characters (4 to 256)")) }
-        if let p = f.pwd, !(22...256).contains(p.utf8.count) { return .failure(Problem(description: "ice-pwd of \(p.utf8.count) characters (22 to 256)")) }
+        if let u = f.ufrag, !isICEChars(u, 4...256) { return .failure(Problem(description: "ice-ufrag must be 4 to 256 of A-Z a-z 0-9 + / (\(u.utf8.count) bytes)")) }
+        if let p = f.pwd, !isICEChars(p, 22...256) { return .failure(Problem(description: "ice-pwd must be 22 to 256 of A-Z a-z 0-9 + / (\(p.utf8.count) bytes)")) }
         return .success(f)
     }
 }
+

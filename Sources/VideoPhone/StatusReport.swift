@@ -123,6 +123,7 @@ extension Device {
             j.field("srtpFailures", s.srtpFailures)
             j.field("ignoredCandidates", s.ignoredCandidates)
             j.field("refusedDTLS", s.refusedDTLS)
+            j.field("refusedSSRCPackets", s.refusedSSRCPackets)
             j.endObject()
         }
         j.endObject()

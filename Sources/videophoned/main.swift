@@ -46,6 +46,11 @@ while let a = args.popFirst() {
 // Two malloc arenas, however many threads: each extra glibc arena keeps megabytes
 // resident, and the board's memory is the product's (systemd's unit says the same).
 _ = clinux_limit_malloc_arenas(2)
+// Blocks of 1 MiB and more (a call's encoder buffers) are mapped and unmapped on their own.
+// glibc would otherwise raise this threshold after the first call freed them, serve the
+// next call's from the heap, and keep the heap's high-water mark: measured at 720p, 20 MB
+// more resident after 24 calls, against flat with the threshold fixed.
+_ = clinux_set_mmap_threshold(1 << 20)
 
 let config: DeviceConfig
 do {

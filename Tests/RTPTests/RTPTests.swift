@@ -193,3 +193,26 @@ import Testing
         #expect(r.fractionLost == 51)  // 1 of 5 → 256/5
     }
 }
+
+@Suite struct SSRCFilterTests {
+    let t0 = Instant(nanoseconds: 5_000_000_000)
+
+    @Test func signalledSSRCsOnly() {
+        var f = SSRCFilter(signalled: [10, 11])
+        do { let ok = f.accept(10, now: t0); #expect(ok) }
+        do { let ok = f.accept(11, now: t0); #expect(ok) }
+        do { let ok = f.accept(12, now: t0); #expect(!ok) }
+        #expect(f.refused == 1)
+    }
+
+    @Test func withoutSignallingTheFirstIsKeptUntilItFallsSilent() {
+        var f = SSRCFilter()
+        do { let ok = f.accept(1, now: t0); #expect(ok) }
+        do { let ok = f.accept(2, now: t0 + .milliseconds(500)); #expect(!ok) }
+        do { let ok = f.accept(1, now: t0 + .seconds(1)); #expect(ok) }
+        do { let ok = f.accept(2, now: t0 + .milliseconds(2900)); #expect(!ok) }
+        do { let ok = f.accept(2, now: t0 + .seconds(3) + .milliseconds(1)); #expect(ok) }
+        #expect(f.current == 2)
+        #expect(f.refused == 2)
+    }
+}

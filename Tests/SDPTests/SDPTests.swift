@@ -104,3 +104,41 @@ let local = LocalParameters(iceUfrag: "abcd", icePwd: "0123456789012345678901234
         #expect(session.audio?.codec.payloadType == 111)
     }
 }
+
+@Suite struct MalformedOfferTests {
+    static let base = """
+    v=0\r
+    o=- 1 2 IN IP4 127.0.0.1\r
+    s=-\r
+    t=0 0\r
+    a=group:BUNDLE 0\r
+    m=video 9 UDP/TLS/RTP/SAVPF 96\r
+    c=IN IP4 0.0.0.0\r
+    a=mid:0\r
+    a=ice-ufrag:UFRAG\r
+    a=ice-pwd:PWD\r
+    a=fingerprint:sha-256 AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89\r
+    a=setup:SETUP\r
+    a=rtcp-mux\r
+    a=sendrecv\r
+    a=rtpmap:96 H264/90000\r
+    a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r
+
+    """
+
+    /// A token holder's broken offers are refused before any ICE or DTLS work.
+    @Test(arguments: [
+        ("abcd", String(repeating: "p", count: 22), "passive-aggressive"),
+        (String(repeating: "u", count: 20_000), String(repeating: "p", count: 22), "actpass"),
+        ("ab\u{0}d", String(repeating: "p", count: 22), "actpass"),
+        ("abcd", String(repeating: "p", count: 21) + "\u{0}", "actpass"),
+        ("ab cd", String(repeating: "p", count: 22), "actpass"),
+    ])
+    func refused(ufrag: String, pwd: String, setup: String) throws {
+        let text = Self.base.replacingOccurrences(of: "UFRAG", with: ufrag).replacingOccurrences(of: "PWD", with: pwd).replacingOccurrences(of: "SETUP", with: setup)
+        guard let offer = try? SessionDescription(parsing: text) else { return }  // refused by the parser: fine too
+        let local = LocalParameters(iceUfrag: "mine", icePwd: String(repeating: "x", count: 22), fingerprint: "AB", candidates: [], endOfCandidates: true,
+                                    audioSSRC: 1, videoSSRC: 2, cname: "c", streamID: "s")
+        #expect(throws: SDPError.self) { try JSEP.answer(offer: offer, local: local, sessionID: 1) }
+    }
+}

@@ -243,3 +243,29 @@ import Glibc
         #expect(try controlRequest(path: path, command: "status --json") == "ok status --json\n")
     }
 }
+
+@Suite struct MalformedTrickleTests {
+    /// What a token holder might send in a PATCH: each is refused, with what was wrong.
+    @Test(arguments: [
+        "hello, this is not SDP\r\n",
+        "a=candidate:foo\r\n",
+        "a=candidate:1 1 udp 100 10.0.0.1 99999 typ host\r\n",
+        "a=candidate:1 1 udp 100 999.1.1.1 5000 typ host\r\n",
+        "a=candidate:1 1 udp -5 10.0.0.1 5000 typ host\r\n",
+        "a=candidate:1 0 udp 100 10.0.0.1 5000 typ host\r\n",
+        "a=candidate:1 1 udp 100 10.0.0.1 5000 typ bogus\r\n",
+        "a=candidate:1 1 sctp 100 10.0.0.1 5000 typ host\r\n",
+        "\u{1}\u{2}\u{ff}binary\r\n",
+        "a=ice-ufrag:ab\u{0}cd\r\na=ice-pwd:0123456789012345678901\r\n",
+    ])
+    func refused(body: String) {
+        #expect((try? TrickleFragment.parse(body, maxCandidates: 40).get()) == nil)
+    }
+
+    @Test func anRFC8840FragmentIsTaken() throws {
+        let body = "a=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=candidate:1 1 udp 2122260223 abcd-ef.local 5000 typ host\r\na=end-of-candidates\r\n"
+        let f = try TrickleFragment.parse(body, maxCandidates: 40).get()
+        #expect(f.candidates.count == 1)
+        #expect(f.endOfCandidates)
+    }
+}
