@@ -7,7 +7,7 @@ SWIFT ?= swift
 RELEASE := .build/release
 DEBUG := .build/debug
 
-.PHONY: all deps build release run test bench board-smoke board-test clean fuzz fuzz-smoke
+.PHONY: all deps build release run test test-tsan bench board-smoke board-test clean fuzz fuzz-smoke
 
 all: build
 
@@ -31,11 +31,18 @@ test: deps
 	@toolchain/install-test-deps.sh
 	$(SWIFT) build
 	$(SWIFT) test
+	$(MAKE) test-tsan
 	$(MAKE) fuzz-smoke
 	Tests/Interop/run.sh $(DEBUG)
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/NAT
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Abuse
 	$(MAKE) board-test
+
+## test-tsan: the unit and integration tests again under ThreadSanitizer (their daemons are
+## instrumented too; a race in a daemon's log fails its test). Timing-bound waits are
+## doubled for the slower build.
+test-tsan: deps
+	VIDEOPHONE_TEST_TIME_SCALE=2 $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 
 ## bench: call setup, latency, CPU and memory figures (see BENCHMARKS.md).
 bench: release
@@ -66,4 +73,4 @@ board-test: release
 	board/qemu/board-test.sh $(RELEASE)
 
 clean:
-	rm -rf .build .state
+	rm -rf .build .build-tsan .build-fuzz .state
