@@ -68,7 +68,7 @@ let package = Package(
         // libFuzzer targets for every parser of network or user input (Tests/Fuzz, toolchain/fuzz.sh);
         // built plainly it replays the seed corpus instead.
         .executableTarget(name: "videophone-fuzz", dependencies: [
-            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "VideoPhone",
+            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "VideoPhone",
         ]),
         .executableTarget(name: "videophone-bench", dependencies: [
             "VideoPhone", "Codecs", "MediaDevices", "RTP", "SRTP",

@@ -77,7 +77,9 @@ public struct HTTPMessageParser: Sendable {
 
     private mutating func advance(ended: Bool) -> Progress {
         if head == nil {
-            guard let end = headerEnd() else {
+            guard let end = headerEnd(), end <= limits.headerBytes else {
+                // The same verdict however the bytes were split: headers past the limit are
+                // refused whether or not their end has arrived yet.
                 if buffer.count > limits.headerBytes { return fail(431, "request headers larger than \(limits.headerBytes) bytes") }
                 if ended { return fail(400, buffer.isEmpty ? "connection closed before a request" : "connection closed before the headers ended") }
                 return .needMore(headersDone: false)

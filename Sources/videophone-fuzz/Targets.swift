@@ -21,6 +21,10 @@ let fuzzTargets: [(name: String, run: @Sendable ([UInt8]) -> Void)] = [
     ("jitterbuffer", fuzzJitterBuffer),     // audio jitter buffer fed packets and playout ticks
     ("mdns", fuzzMDNS),                     // mDNS messages, round trip
     ("toml", fuzzTOML),                     // TOML reader and config validation
+    ("http", fuzzHTTP),                     // HTTP request/response parser, in pieces and whole
+    ("trickle", fuzzTrickle),               // trickle-ICE fragments from a PATCH
+    ("control", fuzzControl),               // control-socket command lines
+    ("dtls-records", fuzzDTLSRecords),      // the record check in front of OpenSSL
 ]
 
 /// Stops the run when a property does not hold: the fuzzer reports it like a crash and
