@@ -121,7 +121,8 @@ def mdns(bed, total=200_000):
               f"{ab.describe(after[n])}; growth {g} kB (target ≤ {RSS_TARGET_KB}: {verdict(g <= RSS_TARGET_KB)})")
 
 
-def calls(bed, total=1000, warmup=20):
+def calls(bed, total=1000, warmup=20, hold=1.0):
+    """`total` calls of `hold` seconds each (the issue's figure: 1 000 calls of 1 s)."""
     a, b = bed.pair()
     setups, failures = [], 0
     before, marks = None, []
@@ -134,6 +135,7 @@ def calls(bed, total=1000, warmup=20):
         t, _ = ab.call_once(a, b)
         if t:
             setups.append(t)
+            time.sleep(max(0.0, hold - t))
         else:
             failures += 1
         if not ab.hang_up(a, b):
@@ -142,7 +144,7 @@ def calls(bed, total=1000, warmup=20):
             print(f"  a daemon died after {i + 1} calls")
             return
     after = {d.name: ab.settled_footprint(d) for d in (a, b)}
-    print(f"{total} calls in a row ({time.monotonic() - t0:.0f} s): set-up {spread(setups, ' ms', 1000)}; {failures} failed")
+    print(f"{total} calls of {hold:g} s in a row ({time.monotonic() - t0:.0f} s): set-up {spread(setups, ' ms', 1000)}; {failures} failed")
     print("  VmRSS kB every 100 calls (a, b): " + ", ".join(f"{n}: {x}/{y}" for n, x, y in marks))
     for n in before:
         g = after[n]["rss_kb"] - before[n]["rss_kb"]
