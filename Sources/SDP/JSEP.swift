@@ -91,8 +91,14 @@ public enum JSEP {
         var video: NegotiatedMedia? = nil
         var mids: [String] = []
         var reasons: [String] = []
+        // mids name the sections (BUNDLE, RTP mid header extension): they must be unique
+        // (RFC 8843 §9.1), or the BUNDLE tag could name a section we reject.
+        let offeredMids = offer.media.enumerated().map { $1.mid ?? String($0) }
+        guard Set(offeredMids).count == offeredMids.count else {
+            throw SDPError("offer has duplicate a=mid values [\(offeredMids.joined(separator: ", "))]")
+        }
         for (index, m) in offer.media.enumerated() {
-            let mid = m.mid ?? String(index)
+            let mid = offeredMids[index]
             let offeredExt = m.headerExtensions
             let ext = extensionsOffered.compactMap { (_, uri) -> (UInt8, String)? in offeredExt[uri].map { ($0, uri) } }
             let peerSends = m.direction == "sendrecv" || m.direction == "sendonly"

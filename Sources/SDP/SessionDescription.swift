@@ -171,7 +171,8 @@ public struct SessionDescription: Equatable, Sendable {
             case "o": origin = value
             case "s": name = value
             case "m":
-                let parts = value.split(separator: " ")
+                // A stray CR ends a field too: "96 97\r " would otherwise keep it in a format.
+                let parts = value.split { $0 == " " || $0 == "\r" }
                 guard parts.count >= 3, let port = parts[1].split(separator: "/").first.flatMap({ Int($0) }), port >= 0, port <= 65535 else {
                     throw SDPError(line: lineNumber, "malformed m= line '\(value)'")
                 }

@@ -66,4 +66,38 @@ import Testing
         #expect(back.remoteUfrag == local.iceUfrag)
         #expect(!back.dtlsClient)
     }
+
+    /// fuzz target sdp: "m=video 9 RTP/AVP 96 97x\r " kept the CR in the last format; the
+    /// serialized line then ended in it and it was stripped as a line ending.
+    @Test func mLineWithAStrayCarriageReturnRoundTrips() throws {
+        let sd = try SessionDescription(parsing: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nm=video 9 RTP/AVP 96 97x\r \r\n")
+        #expect(sd.media[0].formats == ["96", "97x"])
+        #expect(try SessionDescription(parsing: sd.text) == sd)
+    }
+
+    /// fuzz target jsep: two sections with the same mid (the BUNDLE tag naming a section we
+    /// reject and one we accept) gave an answer our own offerer side could not read.
+    @Test func offerWithDuplicateMidsIsRefused() throws {
+        let offer = try SessionDescription(parsing: try fixture("chrome-offer").replacingOccurrences(of: "a=mid:1", with: "a=mid:0"))
+        #expect(throws: SDPError.self) { try JSEP.answer(offer: offer, local: local, sessionID: 1) }
+    }
+
+    /// Every input the fuzzer reported (kept as seeds in Tests/Fuzz/corpus/{sdp,jsep}/regress-*)
+    /// keeps the properties the targets check.
+    @Test(arguments: ["sdp", "jsep"])
+    func reportedFuzzInputsKeepTheirProperties(target: String) throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../Fuzz/corpus/\(target)").standardizedFileURL
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("regress-") }
+        #expect(!files.isEmpty)
+        for name in files {
+            let data = try Data(contentsOf: dir.appendingPathComponent(name))
+            guard let sd = try? SessionDescription(parsing: String(decoding: data, as: UTF8.self)) else { continue }
+            #expect(try SessionDescription(parsing: sd.text) == sd, "\(name)")
+            if target == "jsep", let (answer, session) = try? JSEP.answer(offer: sd, local: local, sessionID: 7) {
+                let back = try JSEP.acceptAnswer(try SessionDescription(parsing: answer.text), local: local)
+                #expect((back.audio == nil) == (session.audio == nil) && (back.video == nil) == (session.video == nil), "\(name)")
+            }
+        }
+    }
 }
