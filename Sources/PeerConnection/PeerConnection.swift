@@ -131,6 +131,7 @@ public final class PeerConnection: @unchecked Sendable {
         var ignoredCandidates: UInt64 = 0
         var refusedDTLS: UInt64 = 0
         var refusedSSRCPackets: UInt64 = 0
+        var droppedCommands: UInt64 = 0
     }
 
     /// Remote candidates taken from one description (offer, answer) or one trickle batch.
@@ -288,7 +289,7 @@ public final class PeerConnection: @unchecked Sendable {
 
     /// Ends the connection: RTCP BYE and DTLS close_notify tell the peer at once.
     public func close(reason: String = "hangup") {
-        perform { pc in pc.shutdown(reason: reason, notifyPeer: true, remote: false) }
+        perform(essential: true) { pc in pc.shutdown(reason: reason, notifyPeer: true, remote: false) }
         join(thread)
         thread = nil
     }
@@ -327,8 +328,23 @@ public final class PeerConnection: @unchecked Sendable {
 
     // MARK: - Transport thread
 
-    func perform(_ command: @escaping (PeerConnection) -> Void) {
-        commands.withLock { $0.append(command) }
+    /// Commands that may wait for the transport thread at once. Signalling is rate-limited
+    /// long before this; the bound is for a bug or a flood that got past it.
+    static let maxQueuedCommands = 256
+
+    /// Queues `command` for the transport thread. Past ``maxQueuedCommands`` it is dropped
+    /// (and counted), except `essential` ones (closing), which always go in.
+    func perform(essential: Bool = false, _ command: @escaping (PeerConnection) -> Void) {
+        let queued = commands.withLock { c -> Bool in
+            guard essential || c.count < PeerConnection.maxQueuedCommands else { return false }
+            c.append(command)
+            return true
+        }
+        guard queued else {
+            shared.withLock { $0.droppedCommands += 1 }
+            refusals.refused("transport command", source: "local", reason: "\(PeerConnection.maxQueuedCommands) commands already wait for the transport thread", now: Instant.now())
+            return
+        }
         var one: UInt8 = 1
         _ = write(wakeWrite, &one, 1)
     }
