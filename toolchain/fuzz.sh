@@ -37,9 +37,9 @@ echo "== building videophone-fuzz (release, libFuzzer + ASan) in $SCRATCH"
 # --sanitize=fuzzer is still needed so SwiftPM links libFuzzer's main instead of ours.
 $SWIFT build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address \
   --scratch-path "$SCRATCH" --product videophone-fuzz \
-  2>&1 | grep -Ev "Cannot export local symbol|prohibited flag" || true
+  2>&1 | grep -Ev "Cannot export local symbol|prohibited flag"
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "build failed (an older binary would fuzz stale code)" >&2; exit 1; }
 BIN="$SCRATCH/release/videophone-fuzz"
-[ -x "$BIN" ] || { echo "build failed: no $BIN" >&2; exit 1; }
 
 # The Swift runtime's backtracer would hold the fuzzer's output open after a crash.
 export SWIFT_BACKTRACE=enable=no
