@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "MDNS", "NetworkCore"]),
         .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
-        .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore"]),
+        .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore", "DTLS"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore"]),
     ]
 )

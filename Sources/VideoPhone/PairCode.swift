@@ -63,8 +63,9 @@ public struct PairCode: Equatable, Sendable {
         }
         let payload = text.dropFirst(PairCode.prefix.count)
         let bytes: [UInt8]
+        let canonical: Bool
         switch Base64URL.decode(String(payload)) {
-        case .success(let b): bytes = b
+        case .success(let b): (bytes, canonical) = b
         case .failure(let bad):
             let position = bad.position
             let ch = payload[payload.index(payload.startIndex, offsetBy: position)]
@@ -80,6 +81,9 @@ public struct PairCode: Equatable, Sendable {
         }
         if bytes.count > expected {
             throw Problem(description: "\(text.count - expectedChars) characters too many at the end: mistyped or two codes pasted together?")
+        }
+        guard canonical else {
+            throw Problem(description: "checksum mismatch: the last character was mistyped or changed on the way")
         }
         let crc = CRC32.checksum(Array(bytes[..<(expected - 4)]))
         let stored = bytes[(expected - 4)...].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
@@ -129,8 +133,9 @@ public enum Base64URL {
     /// Where a text stops being base64url.
     public struct BadCharacter: Error { public var position: Int }
 
-    /// The bytes, or the position of the first character that cannot be in base64url.
-    public static func decode(_ text: String) -> Result<[UInt8], BadCharacter> {
+    /// The bytes and whether the text was their canonical encoding, or the position of
+    /// the first character that cannot be in base64url.
+    public static func decode(_ text: String) -> Result<(bytes: [UInt8], canonical: Bool), BadCharacter> {
         var out: [UInt8] = []
         var acc: UInt32 = 0, bits = 0
         for (i, c) in text.utf8.enumerated() {
@@ -142,7 +147,9 @@ public enum Base64URL {
                 out.append(UInt8(acc >> UInt32(bits) & 0xFF))
             }
         }
-        return .success(out)
+        // The last character's unused bits are zero in a canonical encoding, and a lone
+        // sixth of a byte cannot end one: anything else was changed on the way.
+        return .success((out, bits < 6 && acc & ((1 << UInt32(bits)) - 1) == 0))
     }
 }
 
