@@ -7,7 +7,7 @@ SWIFT ?= swift
 RELEASE := .build/release
 DEBUG := .build/debug
 
-.PHONY: all deps build release run test test-tsan bench board-smoke board-test clean fuzz fuzz-smoke
+.PHONY: all deps build release run test test-tsan bench board-smoke board-test clean fuzz fuzz-smoke install toml-difftest fuzz-toml
 
 all: build
 
@@ -33,9 +33,11 @@ test: deps
 	$(SWIFT) test
 	$(MAKE) test-tsan
 	$(MAKE) fuzz-smoke
+	$(MAKE) toml-difftest BIN=$(DEBUG)
 	Tests/Interop/run.sh $(DEBUG)
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/NAT
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Abuse
+	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Pairing
 	$(MAKE) board-test
 
 ## test-tsan: the unit and integration tests again under ThreadSanitizer (their daemons are
@@ -51,11 +53,50 @@ bench: release
 	Tests/Interop/run.sh $(RELEASE) bench
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py
+	$(MAKE) fuzz-toml BIN=$(RELEASE)
+
+## toml-difftest: our TOML parser against Python's tomllib on 5 000 generated documents,
+## fixed seed (part of make test). TOML_SEED and TOML_COUNT change them.
+BIN ?= $(DEBUG)
+TOML_SEED ?= 15
+TOML_COUNT ?= 5000
+toml-difftest:
+	$(SWIFT) build --product videophone-toml $(if $(filter $(RELEASE),$(BIN)),-c release --static-swift-stdlib,)
+	python3 Tests/TOML/difftest.py --binary $(BIN)/videophone-toml --count $(TOML_COUNT) --seed $(TOML_SEED)
+
+## fuzz-toml: the same differential test as a fuzzer: 100 000 documents from a random seed
+## (printed; FUZZ_TOML_SEED=N replays it). Part of make bench and make fuzz; figure in BENCHMARKS.md.
+FUZZ_TOML_COUNT ?= 100000
+fuzz-toml:
+	$(SWIFT) build --product videophone-toml $(if $(filter $(RELEASE),$(BIN)),-c release --static-swift-stdlib,)
+	python3 Tests/TOML/difftest.py --binary $(BIN)/videophone-toml --count $(FUZZ_TOML_COUNT) $(if $(FUZZ_TOML_SEED),--seed $(FUZZ_TOML_SEED),)
+
+## install: binaries, systemd units, board profiles and shell completions under DESTDIR/PREFIX
+## (a package's staging directory, or / on the board). The config stays the user's.
+PREFIX ?= /usr
+DESTDIR ?=
+install: release
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/videophone/boards $(DESTDIR)/etc/systemd/system \
+	  $(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)/etc/udev/rules.d \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions \
+	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 0755 $(RELEASE)/videophoned $(RELEASE)/videophonectl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 board/profiles/*.toml $(DESTDIR)$(PREFIX)/share/videophone/boards/
+	install -m 0644 systemd/videophoned.service $(DESTDIR)/etc/systemd/system/
+	install -m 0644 systemd/videophone.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/videophone.conf
+	install -m 0644 systemd/60-videophone-gpio.rules $(DESTDIR)/etc/udev/rules.d/
+	for tool in videophoned videophonectl; do \
+	  $(RELEASE)/$$tool --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$tool; \
+	  $(RELEASE)/$$tool --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_$$tool; \
+	  $(RELEASE)/$$tool --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$tool.fish; \
+	done
+	install -d -m 0750 $(DESTDIR)/etc/videophone/peers.d
 
 ## fuzz: every libFuzzer target (Sources/videophone-fuzz) for 10^6 runs from the seed corpus
 ## (Tests/Fuzz/corpus); prints runs and exec/s per target. FUZZ_RUNS=N to change the count.
 fuzz: deps
 	toolchain/fuzz.sh long
+	$(MAKE) fuzz-toml
 
 ## fuzz-smoke: each fuzz target for 20 000 runs (part of make test).
 fuzz-smoke: deps

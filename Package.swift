@@ -13,11 +13,13 @@ let package = Package(
         .executable(name: "videophoned", targets: ["videophoned"]),
         .executable(name: "videophonectl", targets: ["videophonectl"]),
         .executable(name: "videophone-bench", targets: ["videophone-bench"]),
+        .executable(name: "videophone-toml", targets: ["videophone-toml"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
     ],
     targets: [
         // C libraries, found through pkg-config; shim.h wraps macros and variadic calls.
@@ -32,6 +34,11 @@ let package = Package(
 
         // Shared value types with no I/O: bytes, addresses, clocks.
         .target(name: "NetworkCore", dependencies: ["CLinux"]),
+        // The version and the git commit (GitCommit plugin), for --version.
+        .plugin(name: "GitCommit", capability: .buildTool()),
+        .target(name: "BuildInfo", plugins: ["GitCommit"]),
+        // TOML 1.0 with line numbers (the config file and its drop-ins). No I/O.
+        .target(name: "TOML"),
         // I/O-free protocol modules.
         .target(name: "RTP", dependencies: ["NetworkCore"]),
         .target(name: "STUN", dependencies: ["NetworkCore", "COpenSSL"]),
@@ -55,16 +62,21 @@ let package = Package(
         ]),
         // The device application: config, signalling, call control, status.
         .target(name: "VideoPhone", dependencies: [
-            "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "SDP", "RTP", "CallControl",
+            "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "SDP", "RTP", "CallControl", "TOML",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "videophoned", dependencies: [
             "NetworkCore", "CLinux",
-            "VideoPhone", .product(name: "Logging", package: "swift-log"),
+            "VideoPhone", "BuildInfo", .product(name: "Logging", package: "swift-log"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "videophonectl", dependencies: ["VideoPhone"]),
+        .executableTarget(name: "videophonectl", dependencies: [
+            "VideoPhone", "BuildInfo", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // TOML to toml-test JSON: the firmware's half of the differential test (Tests/TOML).
+        .executableTarget(name: "videophone-toml", dependencies: ["TOML"]),
         // libFuzzer targets for every parser of network or user input (Tests/Fuzz, toolchain/fuzz.sh);
         // built plainly it replays the seed corpus instead.
         .executableTarget(name: "videophone-fuzz", dependencies: [
@@ -76,6 +88,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "RTPTests", dependencies: ["RTP"]),
+        .testTarget(name: "TOMLTests", dependencies: ["TOML"]),
         .testTarget(name: "TURNTests", dependencies: ["TURN", "STUN", "NetworkCore"]),
         .testTarget(name: "CallControlTests", dependencies: ["CallControl", "NetworkCore"]),
         .testTarget(name: "STUNTests", dependencies: ["STUN", "NetworkCore"]),
@@ -83,7 +96,7 @@ let package = Package(
         .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "MDNS", "NetworkCore"]),
         .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
-        .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore"]),
+        .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore", "DTLS"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore"]),
     ]
 )

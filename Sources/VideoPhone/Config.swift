@@ -15,10 +15,24 @@ public struct PeerConfig: Sendable, Equatable {
     /// The peer's pinned certificate fingerprint, `sha-256 AB:CD:...` (`videophonectl
     /// identity` on the peer prints it); nil accepts any certificate the SDP names.
     public var fingerprint: String?
+    /// Where it was defined, `FILE:LINE` (the main file or a `peers.d` drop-in).
+    public var source: String?
 
-    public init(name: String, url: String, token: String, acceptToken: String = "", fingerprint: String? = nil) {
+    public init(name: String, url: String, token: String, acceptToken: String = "", fingerprint: String? = nil, source: String? = nil) {
         self.name = name; self.url = url; self.token = token; self.acceptToken = acceptToken; self.fingerprint = fingerprint
+        self.source = source
     }
+}
+
+/// A pairing code this device handed out (`videophonectl pair-code`) whose other half
+/// (`videophonectl add-peer`) has not come yet: kept as a `[[pending]]` drop-in.
+public struct PendingPairing: Sendable, Equatable {
+    /// Short id (hex), also in the drop-in's file name `pending-ID.toml`.
+    public var id: String
+    /// The token the peer will present when it calls us.
+    public var acceptToken: String
+    /// The drop-in file.
+    public var file: String
 }
 
 /// A TURN server: `turn:HOST:PORT?transport=udp|tcp` or `turns:HOST:PORT` (TLS).
@@ -92,6 +106,9 @@ public struct DeviceConfig: Sendable, Equatable {
     public var signallingPort: UInt16 = 8080
     /// Bearer token callers must present; empty refuses every call.
     public var signallingToken = ""
+    /// The URL peers reach this device at (`signalling.url`), for pairing codes; nil: made
+    /// from `signalling.listen` or the first address.
+    public var signallingURL: String? = nil
     public var controlSocket = "/run/videophone/control.sock"
     /// Host candidate addresses; nil means every interface that is up.
     public var networkAddresses: [String]? = nil
@@ -124,6 +141,10 @@ public struct DeviceConfig: Sendable, Equatable {
     public var peers: [PeerConfig] = []
     /// The board profile named by `device.board`, if any.
     public var board: String? = nil
+    /// Pairing codes handed out and not completed yet (`peers.d/pending-*.toml`).
+    public var pendingPairings: [PendingPairing] = []
+    /// The drop-in files read, in order.
+    public var dropIns: [String] = []
 
     public init() {}
 
@@ -135,9 +156,20 @@ public struct DeviceConfig: Sendable, Equatable {
     /// The tables a board profile may set: the hardware, never identity, peers or secrets.
     static let profileTables: Set<String> = ["video", "audio", "gpio"]
 
-    /// Reads and validates `path`. Errors name the file, line and key.
-    public static func load(path: String) throws(ConfigError) -> DeviceConfig {
-        try parse(readText(path), file: path)
+    /// Reads and validates `path`, then the `peers.d/*.toml` drop-ins beside it (see
+    /// ``DropIns``). Errors name the file, line and key.
+    public static func load(path: String, boardsDirectory: String = DeviceConfig.boardsDirectory) throws(ConfigError) -> DeviceConfig {
+        var c = try parse(readText(path), file: path, boardsDirectory: boardsDirectory)
+        for file in DropIns.files(beside: path) {
+            let entries = try TOMLReader.parse(readText(file), file: file)
+            if let e = entries.first(where: { !DropIns.tables.contains($0.table) }) {
+                throw ConfigError(file: file, line: e.line, key: TOMLReader.displayKey(e.table, e.key),
+                                  problem: "a peers.d drop-in sets only [[peer]] (and [[pending]])")
+            }
+            c = try apply(entries, file: file, onto: c)
+            c.dropIns.append(file)
+        }
+        return c
     }
 
     static func readText(_ path: String) throws(ConfigError) -> String {
@@ -164,6 +196,10 @@ public struct DeviceConfig: Sendable, Equatable {
     /// keys override them.
     public static func parse(_ text: String, file: String, boardsDirectory: String = DeviceConfig.boardsDirectory) throws(ConfigError) -> DeviceConfig {
         let entries = try TOMLReader.parse(text, file: file)
+        if let e = entries.first(where: { $0.table == "pending" }) {
+            throw ConfigError(file: file, line: e.line, key: TOMLReader.displayKey(e.table, e.key),
+                              problem: "[[pending]] belongs in peers.d (videophonectl pair-code writes it)")
+        }
         var base = DeviceConfig()
         if let b = entries.first(where: { $0.table == "device" && $0.key == "board" }) {
             guard case .string(let name) = b.value, !name.isEmpty else {
@@ -190,8 +226,11 @@ public struct DeviceConfig: Sendable, Equatable {
         var c = base
         struct TURNEntry { var url: (String, UInt16, String)?; var username: String?; var credential: String?; var ca: String?; var line: Int }
         var turns: [Int: TURNEntry] = [:]
-        struct PeerEntry { var name: String?; var url: String?; var token: String?; var acceptToken: String?; var fingerprint: String?; var line: Int }
+        struct PeerEntry { var name: String?; var url: String?; var token: String?; var acceptToken: String?; var fingerprint: String?; var line: Int; var nameLine: Int? }
         var peers: [Int: PeerEntry] = [:]
+        struct PendingEntry { var id: String?; var acceptToken: String?; var line: Int }
+        var pending: [Int: PendingEntry] = [:]
+        var sizeLine: Int?
         func err(_ e: TOMLEntry, _ problem: String) -> ConfigError {
             ConfigError(file: file, line: e.line, key: TOMLReader.displayKey(e.table, e.key), problem: problem)
         }
@@ -243,6 +282,10 @@ public struct DeviceConfig: Sendable, Equatable {
                 c.signallingHost = host
                 c.signallingPort = port
             case ("signalling", "token"): c.signallingToken = try string(e)
+            case ("signalling", "url"):
+                let u = try string(e)
+                guard URLParts(u) != nil else { throw err(e, "expected 'http://host:port' (how peers reach this device), got '\(u)'") }
+                c.signallingURL = u
             case ("control", "socket"): c.controlSocket = try string(e)
             case ("network", "addresses"):
                 guard case .array(let items) = e.value else { throw err(e, "expected an array of addresses") }
@@ -269,8 +312,8 @@ public struct DeviceConfig: Sendable, Equatable {
                 c.stunServers = list
             case ("video", "source"): c.videoSource = try oneOf(e, ["test-pattern", "v4l2", "none"])
             case ("video", "device"): c.videoDevice = try string(e)
-            case ("video", "width"): c.videoWidth = try int(e, 160...3840)
-            case ("video", "height"): c.videoHeight = try int(e, 120...2160)
+            case ("video", "width"): c.videoWidth = try int(e, 160...3840); sizeLine = e.line
+            case ("video", "height"): c.videoHeight = try int(e, 120...2160); sizeLine = e.line
             case ("video", "fps"): c.videoFPS = try int(e, 1...60)
             case ("video", "bitrate_kbps"): c.videoBitrateKbps = try int(e, 50...20000)
             case ("video", "encoder"): c.videoEncoder = try oneOf(e, ["auto", "x264", "v4l2"])
@@ -295,7 +338,15 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("turn", "username"): turns[e.tableIndex, default: TURNEntry(line: e.line)].username = try string(e)
             case ("turn", "credential"): turns[e.tableIndex, default: TURNEntry(line: e.line)].credential = try string(e)
             case ("turn", "ca"): turns[e.tableIndex, default: TURNEntry(line: e.line)].ca = try string(e)
-            case ("peer", "name"): peers[e.tableIndex, default: PeerEntry(line: e.line)].name = try string(e)
+            case ("peer", "name"):
+                let n = try string(e)
+                guard !n.isEmpty else { throw err(e, "a peer needs a name") }
+                peers[e.tableIndex, default: PeerEntry(line: e.line)].name = n
+                peers[e.tableIndex]!.nameLine = e.line
+            case ("pending", "id"): pending[e.tableIndex, default: PendingEntry(line: e.line)].id = try string(e)
+            case ("pending", "accept_token"): pending[e.tableIndex, default: PendingEntry(line: e.line)].acceptToken = try string(e)
+            case ("pending", "created"):
+                guard case .dateTime = e.value else { throw err(e, "expected a date-time, got \(e.value.typeName)") }
             case ("peer", "url"):
                 let u = try string(e)
                 guard URLParts(u) != nil else { throw err(e, "expected 'http://host:port', got '\(u)'") }
@@ -311,7 +362,7 @@ public struct DeviceConfig: Sendable, Equatable {
                 }
                 peers[e.tableIndex, default: PeerEntry(line: e.line)].fingerprint = f
             default:
-                let known = ["device", "signalling", "control", "network", "ice", "turn", "video", "audio", "gpio", "peer", "metrics"]
+                let known = ["device", "signalling", "control", "network", "ice", "turn", "video", "audio", "gpio", "peer", "metrics", "pending"]
                 if e.table.isEmpty { throw err(e, "unknown key at top level (keys belong in a [table])") }
                 if !known.contains(e.table) { throw err(e, "unknown table [\(e.table)]") }
                 throw err(e, "unknown key")
@@ -321,10 +372,19 @@ public struct DeviceConfig: Sendable, Equatable {
             let p = peers[i]!
             guard let name = p.name else { throw ConfigError(file: file, line: p.line, key: "peer.name", problem: "peer #\(i + 1) has no name") }
             guard let url = p.url else { throw ConfigError(file: file, line: p.line, key: "peer.url", problem: "peer '\(name)' has no url") }
-            guard !c.peers.contains(where: { $0.name == name }) else {
-                throw ConfigError(file: file, line: p.line, key: "peer.name", problem: "peer '\(name)' defined twice")
+            let here = "\(file):\(p.nameLine ?? p.line)"
+            if let other = c.peers.first(where: { $0.name == name }) {
+                throw ConfigError(file: file, line: p.nameLine ?? p.line, key: "peer.name",
+                                  problem: "peer '\(name)' defined twice: here and at \(other.source ?? file)")
             }
-            c.peers.append(PeerConfig(name: name, url: url, token: p.token ?? "", acceptToken: p.acceptToken ?? "", fingerprint: p.fingerprint))
+            c.peers.append(PeerConfig(name: name, url: url, token: p.token ?? "", acceptToken: p.acceptToken ?? "", fingerprint: p.fingerprint, source: here))
+        }
+        for i in pending.keys.sorted() {
+            let p = pending[i]!
+            guard let id = p.id, let token = p.acceptToken, !token.isEmpty else {
+                throw ConfigError(file: file, line: p.line, key: "pending.accept_token", problem: "a pending pairing needs id and accept_token")
+            }
+            c.pendingPairings.append(PendingPairing(id: id, acceptToken: token, file: file))
         }
         for i in turns.keys.sorted() {
             let t = turns[i]!
@@ -342,7 +402,8 @@ public struct DeviceConfig: Sendable, Equatable {
             }
         }
         if c.videoWidth % 2 != 0 || c.videoHeight % 2 != 0 {
-            throw ConfigError(file: file, line: nil, key: "video.width/height", problem: "must be even")
+            throw ConfigError(file: file, line: sizeLine, key: c.videoWidth % 2 != 0 ? "video.width" : "video.height",
+                              problem: "must be even (\(c.videoWidth)x\(c.videoHeight))")
         }
         return c
     }

@@ -9,13 +9,15 @@ import Glibc
 /// control and reply when it is done.
 public enum ControlCommands {
     /// What the control socket understands, for errors and `--help`.
-    public static let summary = "status [--json], call [PEER], answer, hangup, press [--long], identity"
+    public static let summary = "status [--json], call [PEER], answer, hangup, press [--long], identity, reload"
 
     /// A parsed command line. No I/O; the fuzzer drives it.
     public enum Command: Equatable, Sendable {
         case status(json: Bool)
         case call(peer: String?)
         case answer, hangup, identity
+        /// Re-read the config file and its drop-ins, as SIGHUP does.
+        case reload
         case press(long: Bool)
     }
 
@@ -37,6 +39,7 @@ public enum ControlCommands {
         case "answer": return noArguments(.answer)
         case "hangup": return noArguments(.hangup)
         case "identity": return noArguments(.identity)
+        case "reload": return noArguments(.reload)
         case "press":
             guard rest.allSatisfy({ $0 == "--long" }) else { return .failure(HTTPError("press takes only --long")) }
             return .success(.press(long: !rest.isEmpty))
@@ -46,7 +49,7 @@ public enum ControlCommands {
     }
 
     /// Runs one command line for `device`; the reply starts with `ok` or `error`.
-    public static func execute(_ line: String, device: Device, _ responder: CommandResponder) {
+    public static func execute(_ line: String, device: Device, reload: (@Sendable () -> String)? = nil, _ responder: CommandResponder) {
         switch parse(line) {
         case .failure(let e):
             responder.respond("error \(e.description)\n")
@@ -62,6 +65,8 @@ public enum ControlCommands {
             device.press(long: long) { result in responder.respond("ok \(result)\n") }
         case .success(.identity):
             responder.respond("ok\nsha-256 \(device.identity.fingerprint)\n")
+        case .success(.reload):
+            responder.respond(reload?() ?? "error this daemon was started without a config file to reload\n")
         }
     }
 }

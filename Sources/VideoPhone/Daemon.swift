@@ -17,9 +17,15 @@ public final class Daemon: @unchecked Sendable {
     /// The board's button and LED, when `[gpio]` names them.
     let button: CallButtonWatcher?
     let gpioLED: GPIOCallLED?
+    /// The file the configuration came from (with its `peers.d`), for reloads.
+    public let configPath: String?
+    let logger: Logger
+    private let reloading = Lock()
 
     /// Loads (or creates) the identity and starts the servers.
-    public init(config: DeviceConfig, logger: Logger) throws {
+    public init(config: DeviceConfig, configPath: String? = nil, logger: Logger) throws {
+        self.configPath = configPath
+        self.logger = logger
         try Daemon.makeDirectory(config.stateDirectory, mode: 0o700)
         let (identity, created) = try DTLSCertificate.loadOrCreate(path: config.stateDirectory + "/identity.pem")
         logger.info(created ? "created device identity" : "loaded device identity", metadata: ["fingerprint": "sha-256 \(identity.fingerprint)"])
@@ -65,11 +71,41 @@ public final class Daemon: @unchecked Sendable {
         }
         let dir = config.controlSocket.split(separator: "/").dropLast().joined(separator: "/")
         try Daemon.makeDirectory((config.controlSocket.hasPrefix("/") ? "/" : "") + dir, mode: 0o750)
+        var reload: (@Sendable () -> String)? = nil
+        if configPath != nil { reload = { @Sendable [unowned self] () -> String in
+            switch self.reloadConfiguration() {
+            case .success(let restart):
+                return "ok reloaded" + (restart.isEmpty ? "" : "; restart needed for \(restart.joined(separator: ", "))") + "\n"
+            case .failure(let e):
+                return "error reload failed, keeping the running configuration: \(e)\n"
+            }
+        } }
+        let reloadCommand = reload
         try server.listenCommands(path: config.controlSocket) { line, responder in
-            ControlCommands.execute(line, device: device, responder)
+            ControlCommands.execute(line, device: device, reload: reloadCommand, responder)
         }
         server.start()
         logger.info("videophoned ready", metadata: ["signalling": "\(config.signallingHost):\(signallingPort)", "control": "\(config.controlSocket)"])
+    }
+
+    /// Re-reads the config file and its drop-ins (SIGHUP, `videophonectl reload`). A file
+    /// with an error leaves the running configuration in place; the journal says why.
+    /// Returns what needs a restart to change.
+    public func reloadConfiguration() -> Result<[String], ConfigError> {
+        guard let configPath else { return .failure(ConfigError(file: "-", line: nil, key: nil, problem: "no config file")) }
+        return reloading.withLock { () -> Result<[String], ConfigError> in
+            do throws(ConfigError) {
+                let fresh = try DeviceConfig.load(path: configPath)
+                let restart = device.reload(fresh)
+                logger.notice("configuration reloaded", metadata: [
+                    "peers": "\(fresh.peers.count)", "drop_ins": "\(fresh.dropIns.count)",
+                ].merging(restart.isEmpty ? [:] : ["restart_needed_for": "\(restart.joined(separator: ", "))"]) { a, _ in a })
+                return .success(restart)
+            } catch {
+                logger.error("configuration reload failed; keeping the running configuration", metadata: ["REASON": "\(error)"])
+                return .failure(error)
+            }
+        }
     }
 
     public func stop() {

@@ -57,3 +57,15 @@ public enum EncoderCheck {
         return (lines.joined(separator: "\n"), ok)
     }
 }
+
+extension EncoderCheck {
+    /// The encoder a call would use with config `c` (nil: no config could be read), in
+    /// words for `--version`.
+    public static func inUse(_ c: DeviceConfig?) -> String {
+        guard let c else { return "x264, or the board's V4L2 H.264 encoder when one is found (config not readable)" }
+        if c.videoEncoder == "x264" { return "x264 (video.encoder = \"x264\")" }
+        if let path = c.videoEncoderDevice { return "V4L2 mem2mem \(path) (video.encoder_device)" }
+        if let f = V4L2M2MEncoder.find() { return "V4L2 mem2mem \(f.path) (\(f.card))" }
+        return c.videoEncoder == "v4l2" ? "none: video.encoder = \"v4l2\" and no V4L2 H.264 encoder found" : "x264 (no V4L2 H.264 encoder found)"
+    }
+}

@@ -2,6 +2,12 @@ import NetworkCore
 
 /// The device's status for people and dashboards: JSON for `GET /status` and the control
 /// socket, readable lines for `videophonectl status` (see StatusText.swift).
+/// The version of the `status --json` format (docs/STATUS-JSON.md): raised only when a
+/// field is removed or changes meaning; new fields come without a change.
+public enum StatusFormat {
+    public static let version = 1
+}
+
 extension Device {
     /// `GET /status` and `videophonectl status --json`: call state and W3C-named
     /// statistics. Without `full` (a request with no valid token) it says only what the
@@ -10,6 +16,7 @@ extension Device {
         let (c, last) = snapshot
         var j = JSONWriter()
         j.beginObject()
+        j.field("format", StatusFormat.version)
         j.field("device", config.name)
         let phase = self.phase
         j.field("state", phase.name)

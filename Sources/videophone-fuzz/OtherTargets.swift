@@ -31,6 +31,13 @@ func fuzzMDNS(_ data: [UInt8]) {
 /// naming a path is skipped so the fuzzer never opens files.
 func fuzzTOML(_ data: [UInt8]) {
     guard let text = String(validating: data, as: UTF8.self) else { return }
+    // The TOML 1.0 reader: a document it reads, written back by TOMLWriter, reads the same.
+    // (Its agreement with Python's tomllib is the differential test, Tests/TOML/difftest.py.)
+    if let document = try? TOMLParser.parse(text) {
+        let written = document.entries.map { "\(TOMLWriter.key($0.key)) = \(TOMLWriter.value($0.value))\n" }.joined()
+        let again = try? TOMLParser.parse(written)
+        require(again == document, "TOML: the document written back reads differently:\n\(written)")
+    }
     guard let entries = try? TOMLReader.parse(text, file: "fuzz.toml") else { return }
     let lines = text.utf8.count + 1
     for e in entries { require(e.line >= 1 && e.line <= lines, "TOML entry on line \(e.line)") }

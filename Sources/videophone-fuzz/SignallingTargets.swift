@@ -55,6 +55,7 @@ func fuzzControl(_ data: [UInt8]) {
     case .answer: "answer"
     case .hangup: "hangup"
     case .identity: "identity"
+    case .reload: "reload"
     case .press(let long): long ? "press --long" : "press"
     }
     require((try? ControlCommands.parse(text).get()) == c, "control: '\(text)' does not read back")

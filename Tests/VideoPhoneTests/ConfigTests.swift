@@ -118,6 +118,11 @@ import Testing
         ("name = \"x\"\n", "cfg.toml:1: name: unknown key at top level"),
         ("[device]\nname = \"x\n", "cfg.toml:2: device.name: unterminated string"),
         ("[device]\nname = x\n", "cfg.toml:2: device.name: cannot read value 'x' (strings need quotes)"),
+        ("[device]\nname = 0x1F\n", "cfg.toml:2: device.name: expected a string, got integer"),
+        ("[video.extra]\nx = 1\n", "cfg.toml:1: video.extra: unknown key"),
+        ("[video]\nwidth = 641\n", "cfg.toml:2: video.width: must be even"),
+        ("[video]\nwidth = { a = 1 }\n", "cfg.toml:2: video.width: expected an integer, got table"),
+        ("[[pending]]\nid = \"x\"\n", "cfg.toml:2: pending.id: [[pending]] belongs in peers.d"),
         ("[device]\nname = \"a\"\nname = \"b\"\n", "cfg.toml:3: device.name: key defined twice"),
         ("[signalling]\nlisten = \"localhost\"\n", "cfg.toml:2: signalling.listen: expected 'host:port'"),
         ("[signalling]\nlisten = \"example.org:80\"\n", "is not a numeric IP address"),
@@ -128,13 +133,13 @@ import Testing
         ("[gpio]\nbutton_bias = \"up\"\n", "cfg.toml:2: gpio.button_bias: 'up' is not one of pull-up"),
         ("[audio]\nsink = \"hdmi\"\n", "cfg.toml:2: audio.sink: 'hdmi' is not one of alsa, counting"),
         ("[[peer]]\nname = \"p\"\nurl = \"ftp://x\"\n", "cfg.toml:3: peer.url: expected 'http://host:port'"),
-        ("[device\n", "cfg.toml:1: unterminated table header"),
-        ("just words\n", "cfg.toml:1: expected 'key = value'"),
-        ("[device]\n[device]\n", "cfg.toml:2: table [device] defined twice"),
+        ("[device\n", "cfg.toml:1: device: expected ']' to end the table header"),
+        ("just words\n", "cfg.toml:1: just: expected '=' after the key, got 'w'"),
+        ("[device]\n[device]\n", "cfg.toml:2: device: table [device] defined twice"),
         ("[device]\nring_timeout_s = 1\n", "cfg.toml:2: device.ring_timeout_s: 1 is out of range 5...600"),
         ("[metrics]\nlisten = \"localhost\"\n", "cfg.toml:2: metrics.listen: expected a numeric 'host:port'"),
         ("[[peer]]\nname = \"p\"\nurl = \"http://1.2.3.4:1\"\nfingerprint = \"md5 00\"\n", "cfg.toml:4: peer.fingerprint: expected 'sha-256 AB:CD:...'"),
-        ("[[peer]]\nname = \"p\"\nurl = \"http://1.2.3.4:1\"\n[[peer]]\nname = \"p\"\nurl = \"http://1.2.3.4:2\"\n", "peer.name: peer 'p' defined twice"),
+        ("[[peer]]\nname = \"p\"\nurl = \"http://1.2.3.4:1\"\n[[peer]]\nname = \"p\"\nurl = \"http://1.2.3.4:2\"\n", "cfg.toml:5: peer.name: peer 'p' defined twice: here and at cfg.toml:2"),
     ])
     func mistakesNameTheirLineAndKey(text: String, expected: String) {
         #expect { try DeviceConfig.parse(text, file: "cfg.toml") } throws: { e in
@@ -142,6 +147,25 @@ import Testing
             if !d.contains(expected) { Issue.record("got '\(d)', expected '\(expected)'") }
             return true
         }
+    }
+
+    /// What issue #15 listed: a file any TOML tool reads, the device reads too.
+    @Test func tomlAsTheGuidesWriteIt() throws {
+        let c = try DeviceConfig.parse("""
+        device = { name = "caf\\u00e9", ring_timeout_s = 0x1E }
+        "signalling".token = \"\"\"
+        multi\\
+           line\"\"\"
+        [ice]
+        stun_servers = [
+          "192.0.2.10:3478",  # primary
+          "192.0.2.11:3478",
+        ]
+        [video]
+        'width' = 640
+        """, file: "cfg.toml")
+        #expect(c.name == "café" && c.ringTimeoutSeconds == 30 && c.signallingToken == "multiline")
+        #expect(c.stunServers == ["192.0.2.10:3478", "192.0.2.11:3478"] && c.videoWidth == 640)
     }
 
     @Test func missingFileIsNamed() {
