@@ -171,6 +171,9 @@ public enum H264Payload {
             out.append(contentsOf: p)
             return true
         case H264NALType.stapA:
+            // A STAP-A without a single aggregation unit carries nothing: malformed, or the
+            // frame it completes would be empty.
+            guard p.count > 1 else { return false }
             var i = p.startIndex + 1
             while i < p.endIndex {
                 guard i + 2 <= p.endIndex else { return false }

@@ -48,4 +48,20 @@ import Testing
         nack.received(seq &+ 3, now: now)
         #expect(nack.due(now: now + .milliseconds(100)).contains(seq &+ 1))
     }
+
+    /// fuzz target h264-assembler: a frame whose only packet was a STAP-A holding no
+    /// aggregation unit (just the 0x78 header byte) was delivered as an empty access unit.
+    @Test func emptySTAPAIsMalformedAndCompletesNoFrame() {
+        var out: [UInt8] = []
+        var open = false
+        #expect(!H264Payload.depacketize([0x78][...], into: &out, fuOpen: &open))
+        #expect(out.isEmpty)
+        var assembler = H264FrameAssembler()
+        let now = Instant(nanoseconds: 1_000_000_000)
+        let idr = RTPPacket(marker: true, payloadType: 102, sequenceNumber: 1, timestamp: 3000, ssrc: 1, payload: [0x65, 1, 2][...])
+        #expect(assembler.insert(idr, now: now).count == 1)
+        let empty = RTPPacket(marker: true, payloadType: 102, sequenceNumber: 2, timestamp: 6000, ssrc: 1, payload: [0x78][...])
+        #expect(assembler.insert(empty, now: now).isEmpty)
+        #expect(assembler.framesDropped == 1)
+    }
 }
