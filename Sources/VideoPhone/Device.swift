@@ -491,25 +491,32 @@ public final class Device: @unchecked Sendable {
     }
 
     private func sendTrickle(_ c: ActiveCall, _ lines: [String], to resource: String) {
+        callLogger(c).debug("trickle PATCH", metadata: ["lines": "\(lines.joined(separator: " | "))"])
+        patch(c, lines, to: resource, what: "trickle PATCH", accepted: [200, 204], failed: { c.trickle.active = false }) { [weak self] lines in
+            let candidates = lines.filter { $0.hasPrefix("a=candidate:") }.map { String($0.dropFirst(2)) }
+            if !candidates.isEmpty { c.pc.addRemoteCandidates(candidates) }
+            if lines.contains(where: { $0.hasPrefix("a=end-of-candidates") }) { c.trickle.peerDone = true }
+            self?.trickle(c)
+        }
+    }
+
+    /// Sends fragment `lines` to the callee's resource; back on call control, `answered`
+    /// gets the lines of an accepted answer, or the failure is logged and `failed` runs.
+    private func patch(_ c: ActiveCall, _ lines: [String], to resource: String, what: String, accepted: Set<Int>,
+                       failed: @escaping @Sendable () -> Void, answered: @escaping @Sendable ([Substring]) -> Void) {
         let log = callLogger(c)
-        log.debug("trickle PATCH", metadata: ["lines": "\(lines.joined(separator: " | "))"])
         signalling.patch(lines, to: resource, token: c.remoteToken ?? "") { [weak self] result in
-            guard let self else { return }
-            onControl {
+            self?.onControl {
                 c.trickle.inFlight = false
                 switch result {
                 case .failure(let e):
-                    log.warning("trickle PATCH failed", metadata: ["REASON": "\(e)"])
-                    c.trickle.active = false
-                case .success(let r) where r.status != 200 && r.status != 204:
-                    log.warning("trickle PATCH refused", metadata: ["status": "\(r.status)"])
-                    c.trickle.active = false
+                    log.warning("\(what) failed", metadata: ["REASON": "\(e)"])
+                    failed()
+                case .success(let r) where !accepted.contains(r.status):
+                    log.warning("\(what) refused by the peer", metadata: ["status": "\(r.status)"])
+                    failed()
                 case .success(let r):
-                    let lines = fragmentLines(r.bodyText)
-                    let candidates = lines.filter { $0.hasPrefix("a=candidate:") }.map { String($0.dropFirst(2)) }
-                    if !candidates.isEmpty { c.pc.addRemoteCandidates(candidates) }
-                    if lines.contains(where: { $0.hasPrefix("a=end-of-candidates") }) { c.trickle.peerDone = true }
-                    self.trickle(c)
+                    answered(fragmentLines(r.bodyText))
                 }
             }
         }
@@ -524,35 +531,21 @@ public final class Device: @unchecked Sendable {
             logger.notice("addresses changed; the peer placed this call and must restart ICE", metadata: ["CALL_ID": "\(c.id)", "REASON": "\(reason)"])
             return
         }
-        let log = callLogger(c)
-        log.info("ICE restart", metadata: ["REASON": "\(reason)"])
+        callLogger(c).info("ICE restart", metadata: ["REASON": "\(reason)"])
         let mine = c.pc.restartICE()
         c.sentCandidates = Set(mine.candidates)
         c.trickle = .init(active: false, inFlight: true, skipHost: true)
         let lines = ["a=ice-ufrag:\(mine.ufrag)", "a=ice-pwd:\(mine.pwd)"] + mine.candidates.map { "a=candidate:\($0)" }
-        signalling.patch(lines, to: resource, token: c.remoteToken ?? "") { [weak self] result in
+        patch(c, lines, to: resource, what: "ICE restart PATCH", accepted: [200], failed: {}) { [weak self] lines in
             guard let self else { return }
-            onControl {
-                c.trickle.inFlight = false
-                switch result {
-                case .failure(let e):
-                    log.warning("ICE restart PATCH failed", metadata: ["REASON": "\(e)"])
-                    return
-                case .success(let r) where r.status != 200:
-                    log.warning("ICE restart refused by the peer", metadata: ["status": "\(r.status)"])
-                    return
-                case .success(let r):
-                    let lines = fragmentLines(r.bodyText)
-                    if let u = lines.first(where: { $0.hasPrefix("a=ice-ufrag:") }), let p = lines.first(where: { $0.hasPrefix("a=ice-pwd:") }) {
-                        c.pc.setRemoteCredentials(ufrag: String(u.dropFirst("a=ice-ufrag:".count)), pwd: String(p.dropFirst("a=ice-pwd:".count)))
-                    }
-                    c.pc.addRemoteCandidates(lines.filter { $0.hasPrefix("a=candidate:") }.map { String($0.dropFirst(2)) })
-                }
-                c.trickle.active = true
-                c.trickle.gatherDeadline = Instant.now() + .seconds(10)
-                self.trickle(c)
-                self.control.after(.seconds(10)) { [weak self] in self?.trickle(c) }
+            if let u = lines.first(where: { $0.hasPrefix("a=ice-ufrag:") }), let p = lines.first(where: { $0.hasPrefix("a=ice-pwd:") }) {
+                c.pc.setRemoteCredentials(ufrag: String(u.dropFirst("a=ice-ufrag:".count)), pwd: String(p.dropFirst("a=ice-pwd:".count)))
             }
+            c.pc.addRemoteCandidates(lines.filter { $0.hasPrefix("a=candidate:") }.map { String($0.dropFirst(2)) })
+            c.trickle.active = true
+            c.trickle.gatherDeadline = Instant.now() + .seconds(10)
+            trickle(c)
+            control.after(.seconds(10)) { [weak self] in self?.trickle(c) }
         }
     }
 
