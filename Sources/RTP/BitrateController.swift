@@ -11,6 +11,10 @@ import NetworkCore
 /// one report brings it under the link, where GCC's gentler cut (half the loss fraction)
 /// takes several and freezes the picture meanwhile. Measured from the real sending rate,
 /// reports that still describe the queue before a cut do not cut again and again.
+/// With transport-wide feedback the delay-based estimate (``DelayBasedEstimator``) caps
+/// the target too: it sees the queue of a bottleneck grow before the first drop, so the
+/// rate comes down before the picture freezes.
+///
 /// I/O-free: reports come in with their time, the new target comes out.
 public struct BitrateController: Sendable {
     public let minimumKbps: Int
@@ -21,6 +25,8 @@ public struct BitrateController: Sendable {
     private var rembKbps: Int?
     private var lastIncrease: Instant?
     private var lastDecrease: Instant?
+    /// Present once transport-wide feedback arrives (the peer negotiated transport-cc).
+    public private(set) var delayBased: DelayBasedEstimator?
 
     public init(startKbps: Int, minimumKbps: Int = 100, maximumKbps: Int) {
         self.minimumKbps = minimumKbps
@@ -52,6 +58,16 @@ public struct BitrateController: Sendable {
         return update()
     }
 
+    /// One transport-wide feedback message, paired with what was sent.
+    public mutating func receivedTransportFeedback(_ results: [SendHistory.Result], now: Instant) -> Int? {
+        if delayBased == nil {
+            delayBased = DelayBasedEstimator(startBps: Double(targetKbps) * 1000, minimumBps: Double(minimumKbps) * 1000,
+                                             maximumBps: Double(maximumKbps) * 1000)
+        }
+        delayBased!.update(results: results, now: now)
+        return update()
+    }
+
     /// A REMB message (the receiver's delay-based estimate), in bits per second.
     public mutating func receivedREMB(bitsPerSecond: UInt64) -> Int? {
         rembKbps = Int(min(bitsPerSecond / 1000, UInt64(Int32.max)))
@@ -61,6 +77,7 @@ public struct BitrateController: Sendable {
     private mutating func update() -> Int? {
         var t = Int(lossBasedKbps.rounded())
         if let remb = rembKbps { t = min(t, remb) }
+        if let d = delayBased { t = min(t, Int(d.estimateBps / 1000)) }
         t = min(max(t, minimumKbps), maximumKbps)
         guard t != targetKbps else { return nil }
         targetKbps = t

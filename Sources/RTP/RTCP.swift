@@ -49,6 +49,8 @@ public enum RTCPPacket: Equatable, Sendable {
     case fir(sender: UInt32, entries: [(ssrc: UInt32, sequence: UInt8)])
     /// Receiver Estimated Maximum Bitrate (PSFB FMT 15, "REMB").
     case remb(sender: UInt32, bitrate: UInt64, ssrcs: [UInt32])
+    /// Transport-wide congestion control feedback (RTPFB FMT 15).
+    case transportFeedback(TransportFeedback)
     /// A packet type this stack does not interpret (kept so compound parsing goes on).
     case other(type: UInt8, count: UInt8)
 
@@ -66,6 +68,7 @@ public enum RTCPPacket: Equatable, Sendable {
             return a1 == b1 && x.count == y.count && zip(x, y).allSatisfy { $0.ssrc == $1.ssrc && $0.sequence == $1.sequence }
         case let (.remb(a1, a2, a3), .remb(b1, b2, b3)): return a1 == b1 && a2 == b2 && a3 == b3
         case let (.other(a1, a2), .other(b1, b2)): return a1 == b1 && a2 == b2
+        case let (.transportFeedback(x), .transportFeedback(y)): return x == y
         default: return false
         }
     }
@@ -141,6 +144,7 @@ public enum RTCPPacket: Equatable, Sendable {
                 }
                 return .nack(sender: sender, media: media, lost: lost)
             }
+            if count == 15 { return .transportFeedback(try TransportFeedback(senderSSRC: sender, mediaSSRC: media, reader: &r)) }
             return .other(type: type, count: count)
         case 206:
             guard let sender = r.u32(), let media = r.u32() else { throw fail("PSFB") }
@@ -216,6 +220,10 @@ public enum RTCPPacket: Equatable, Sendable {
             while mantissa > 0x3FFFF { mantissa >>= 1; exp += 1 }
             b.appendU24(exp << 18 | UInt32(mantissa))
             for s in ssrcs { b.appendU32(s) }
+        case let .transportFeedback(fb):
+            header(15, 205)
+            b.appendU32(fb.senderSSRC); b.appendU32(fb.mediaSSRC)
+            fb.serializeFCI(into: &b)
         case .other:
             return
         }

@@ -36,6 +36,12 @@ public struct NegotiatedMedia: Equatable, Sendable {
     /// Whether we send and receive on this section.
     public var send: Bool
     public var receive: Bool
+
+    /// Whether both sides use transport-wide congestion control feedback on this section:
+    /// the header extension and `a=rtcp-fb:* transport-cc`.
+    public var transportCC: Bool { codec.feedback.contains("transport-cc") && extensions[JSEP.transportWideCCURI] != nil }
+    /// Whether the peer answers and sends generic NACKs.
+    public var nack: Bool { codec.feedback.contains("nack") }
 }
 
 /// The result of offer/answer: what the transport and media need to know about the peer.
@@ -59,7 +65,12 @@ public enum JSEP {
     static let extensionsOffered: [(UInt8, String)] = [
         (1, "urn:ietf:params:rtp-hdrext:sdes:mid"),
         (2, "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time"),
+        (3, transportWideCCURI),
     ]
+    /// The transport-wide sequence number header extension (congestion control feedback).
+    public static let transportWideCCURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+    /// The feedback this stack sends and acts on.
+    static let videoFeedback = ["nack", "nack pli", "ccm fir", "transport-cc"]
     static let opusPT: UInt8 = 111
     static let h264FirstPT: UInt8 = 102
 
@@ -68,13 +79,13 @@ public enum JSEP {
         var sd = SessionDescription(origin: "- \(sessionID) 2 IN IP4 127.0.0.1")
         sd.attributes = [SDPAttribute("group", "BUNDLE 0 1"), SDPAttribute("msid-semantic", " WMS \(local.streamID)")]
         let opus = Codec(payloadType: opusPT, name: "opus", clockRate: 48000, channels: 2,
-                         parameters: [("minptime", "10"), ("useinbandfec", "1")], feedback: [])
+                         parameters: [("minptime", "10"), ("useinbandfec", "1")], feedback: ["transport-cc"])
         sd.media.append(section(kind: "audio", mid: "0", codecs: [opus], local: local, setup: "actpass",
                                 extensions: extensionsOffered, ssrc: local.audioSSRC, direction: direction(local.sendAudio, true)))
         let h264 = local.h264Profiles.enumerated().map { i, p in
             Codec(payloadType: h264FirstPT + UInt8(i) * 2, name: "H264", clockRate: 90000,
                   parameters: [("level-asymmetry-allowed", "1"), ("packetization-mode", "1"), ("profile-level-id", p)],
-                  feedback: ["nack", "nack pli", "ccm fir"])
+                  feedback: videoFeedback)
         }
         sd.media.append(section(kind: "video", mid: "1", codecs: h264, local: local, setup: "actpass",
                                 extensions: extensionsOffered, ssrc: local.videoSSRC, direction: direction(local.sendVideo, true)))
@@ -118,7 +129,10 @@ public enum JSEP {
                 continue
             }
             let weSend = m.kind == "audio" ? local.sendAudio : local.sendVideo
-            codec.feedback = codec.feedback.filter { ["nack", "nack pli", "ccm fir"].contains($0) }
+            // transport-cc only with its header extension: one without the other is useless.
+            codec.feedback = codec.feedback.filter { fb in
+                videoFeedback.contains(fb) && (fb != "transport-cc" || offeredExt[transportWideCCURI] != nil) && (m.kind == "video" || fb == "transport-cc")
+            }
             if m.kind == "audio" {
                 codec.parameters = [("minptime", "10"), ("useinbandfec", "1")]
             } else {

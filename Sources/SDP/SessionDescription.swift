@@ -55,8 +55,13 @@ public struct MediaDescription: Equatable, Sendable {
             guard parts.count >= 2, let rate = UInt32(parts[1]) else { return nil }
             let channels = parts.count > 2 ? Int(parts[2]) ?? 1 : 1
             let fmtp = values("fmtp").first { $0.hasPrefix("\(fmt) ") }.map { String($0.dropFirst(fmt.count + 1)) } ?? ""
-            let fb = values("rtcp-fb").filter { $0.hasPrefix("\(fmt) ") || $0.hasPrefix("* ") }
-                .map { String($0.drop(while: { $0 != " " }).dropFirst()) }
+            // "nack", "NACK ", "nack  pli": one meaning, whatever the spacing and case
+            // (a popular Go stack writes a trailing space).
+            let fb = values("rtcp-fb").compactMap { v -> String? in
+                let tokens = v.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+                guard let pt = tokens.first, pt == fmt || pt == "*", tokens.count > 1 else { return nil }
+                return tokens.dropFirst().map { $0.lowercased() }.joined(separator: " ")
+            }
             return Codec(payloadType: pt, name: String(parts[0]), clockRate: rate, channels: channels,
                          parameters: Codec.parseParameters(fmtp), feedback: fb)
         }

@@ -51,6 +51,34 @@ let local = LocalParameters(iceUfrag: "abcd", icePwd: "0123456789012345678901234
         #expect(!back.dtlsClient)
     }
 
+    @Test func chromeOfferGetsTransportWideCongestionControlOnBothSections() throws {
+        let offer = try SessionDescription(parsing: try fixture("chrome-offer"))
+        let (answer, session) = try JSEP.answer(offer: offer, local: local, sessionID: 1)
+        #expect(session.video?.transportCC == true)
+        #expect(session.audio?.transportCC == true)
+        #expect(session.video?.nack == true)
+        #expect(session.video?.extensions[JSEP.transportWideCCURI] == 3)
+        #expect(answer.text.contains("a=rtcp-fb:102 transport-cc"))
+        #expect(answer.text.contains("a=rtcp-fb:111 transport-cc"))
+        #expect(answer.text.contains("a=extmap:3 \(JSEP.transportWideCCURI)"))
+    }
+
+    /// A popular Go stack writes `a=rtcp-fb:102 nack ` (trailing space): spacing, case and
+    /// parameter order must not change what is negotiated.
+    @Test(arguments: [("nack ", "nack pli"), ("NACK", "Nack  PLI"), ("nack\t", "nack pli ")])
+    func feedbackIsReadWhateverTheSpacingAndCase(nack: String, pli: String) throws {
+        var text = try fixture("chrome-offer")
+        text = text.replacingOccurrences(of: "a=rtcp-fb:102 nack\r\n", with: "a=rtcp-fb:102 \(nack)\r\n")
+        text = text.replacingOccurrences(of: "a=rtcp-fb:102 nack pli\r\n", with: "a=rtcp-fb:102 \(pli)\r\n")
+        text = text.replacingOccurrences(of: "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+                                         with: "a=fmtp:102 profile-level-id=42001F; Packetization-Mode=1;level-asymmetry-allowed=1")
+        let (answer, session) = try JSEP.answer(offer: try SessionDescription(parsing: text), local: local, sessionID: 1)
+        #expect(session.video?.codec.payloadType == 102)
+        #expect(session.video?.nack == true)
+        #expect(answer.text.contains("a=rtcp-fb:102 nack\r\n"))
+        #expect(answer.text.contains("a=rtcp-fb:102 nack pli\r\n"))
+    }
+
     @Test func firefoxOfferWithSessionLevelFingerprintIsAnswered() throws {
         let offer = try SessionDescription(parsing: try fixture("firefox-offer"))
         let (_, session) = try JSEP.answer(offer: offer, local: local, sessionID: 1)

@@ -1,0 +1,300 @@
+import NetworkCore
+
+/// The delay-based half of Google Congestion Control (draft-ietf-rmcat-gcc-02 §5), fed by
+/// transport-wide feedback on the sender: packets grouped by send time, a trendline
+/// filter over the one-way delay variation, an overuse detector with an adaptive
+/// threshold, and AIMD rate control around a link capacity estimate.
+///
+/// A bottleneck shows as a growing queue (delay) long before it drops packets, so this
+/// estimate falls while the loss-based one still sees a clean link. I/O-free: every input
+/// carries its own time.
+public struct DelayBasedEstimator: Sendable {
+    public enum Usage: String, Sendable { case normal, overusing, underusing }
+    enum RateState { case hold, increase, decrease }
+
+    struct Group { var firstSend: Int64; var firstArrival: Int64; var lastSend: Int64; var lastArrival: Int64 }
+
+    public let minimumBps: Double
+    public let maximumBps: Double
+    /// The rate the path takes without queueing, as far as delay tells.
+    public private(set) var estimateBps: Double
+    public private(set) var usage: Usage = .normal
+    /// The last trend (ms of queueing delay growth per ms), for status and tests.
+    public private(set) var trend = 0.0
+    public private(set) var threshold = 12.5
+    /// Overuse events since the start.
+    public private(set) var overuseEvents = 0
+
+    private var current: Group?
+    private var previous: Group?
+    // Trendline filter (window of 20 smoothed delay samples).
+    private var samples: [(x: Double, y: Double)] = []
+    private var sampleStart = 0
+    private static let windowSize = 20
+    private var accumulatedDelay = 0.0
+    private var smoothedDelay = 0.0
+    private var firstArrivalMs: Double?
+    private var numDeltas = 0
+    private var previousTrend = 0.0
+    // Overuse detector.
+    private var overuseTimeMs = -1.0
+    private var overuseCounter = 0
+    private var lastThresholdUpdateMs: Double?
+    // AIMD.
+    private var state = RateState.increase
+    private var lastRateUpdateMs: Double?
+    private var lastDecreaseMs: Double?
+    private var capacityKbps: Double?
+    private var capacityDeviation = 0.4
+    // Acknowledged bitrate: (arrival µs, bytes) of recent acked packets, a bounded ring.
+    private var acked: [(arrival: Int64, size: Int)] = []
+    private var ackedStart = 0
+    private static let ackedWindowMicros: Int64 = 300_000
+    private static let maxAcked = 2048
+    public private(set) var ackedBps: Double?
+
+    /// Growth per second far from the last known capacity. libwebrtc grows 8 % a second
+    /// and probes for headroom; without probes, a faster climb finds a lifted cap in
+    /// seconds, and the early delay signal keeps the overshoot small.
+    public var multiplicativeGrowthPerSecond = 1.20
+
+    public init(startBps: Double, minimumBps: Double, maximumBps: Double) {
+        self.minimumBps = minimumBps
+        self.maximumBps = max(minimumBps, maximumBps)
+        estimateBps = min(max(startBps, minimumBps), self.maximumBps)
+        samples.reserveCapacity(Self.windowSize)
+        acked.reserveCapacity(Self.maxAcked)
+    }
+
+    /// One feedback message's results (any order); `now` is the sender's clock. Returns
+    /// the new estimate in bit/s.
+    @discardableResult
+    public mutating func update(results: [SendHistory.Result], now: Instant) -> Double {
+        let nowMs = Double(now.nanoseconds) / 1e6
+        var received = results.filter { $0.arrivalMicros != nil }
+        received.sort { $0.sendMicros < $1.sendMicros }
+        for r in received {
+            recordAcked(arrival: r.arrivalMicros!, size: r.size)
+            packet(send: r.sendMicros, arrival: r.arrivalMicros!)
+        }
+        updateAckedRate()
+        updateRate(nowMs: nowMs)
+        return estimateBps
+    }
+
+    // MARK: Grouping and trendline
+
+    private mutating func packet(send: Int64, arrival: Int64) {
+        guard var g = current else {
+            current = Group(firstSend: send, firstArrival: arrival, lastSend: send, lastArrival: arrival)
+            return
+        }
+        // Reordered behind the group: its send time says nothing new.
+        if send < g.firstSend { return }
+        let sameBurst = send - g.firstSend <= 5_000
+        // Packets that queued behind each other arrive back to back: one group too.
+        let arrivalDelta = arrival - g.lastArrival
+        let queuedBurst = arrivalDelta >= 0 && arrivalDelta < 5_000 && arrivalDelta - (send - g.lastSend) < 0
+        if sameBurst || queuedBurst {
+            g.lastSend = max(g.lastSend, send)
+            g.lastArrival = max(g.lastArrival, arrival)
+            current = g
+            return
+        }
+        standingQueue(g)
+        if let p = previous {
+            let sendDeltaMs = Double(g.lastSend - p.lastSend) / 1000
+            let arrivalDeltaMs = Double(g.lastArrival - p.lastArrival) / 1000
+            // A clock jump or a reset on the far side: start over rather than act on it.
+            if arrivalDeltaMs > 3000 || arrivalDeltaMs < -1000 {
+                resetTrend()
+            } else {
+                trendline(arrivalDeltaMs: arrivalDeltaMs, sendDeltaMs: sendDeltaMs, arrivalMs: Double(g.lastArrival) / 1000)
+            }
+        }
+        previous = g
+        current = Group(firstSend: send, firstArrival: arrival, lastSend: send, lastArrival: arrival)
+    }
+
+    private mutating func resetTrend() {
+        samples.removeAll(keepingCapacity: true)
+        sampleStart = 0
+        accumulatedDelay = 0; smoothedDelay = 0; firstArrivalMs = nil; numDeltas = 0
+        overuseTimeMs = -1; overuseCounter = 0
+    }
+
+    private mutating func trendline(arrivalDeltaMs: Double, sendDeltaMs: Double, arrivalMs: Double) {
+        numDeltas = min(numDeltas + 1, 1000)
+        accumulatedDelay += arrivalDeltaMs - sendDeltaMs
+        smoothedDelay = 0.9 * smoothedDelay + 0.1 * accumulatedDelay
+        let first = firstArrivalMs ?? arrivalMs
+        firstArrivalMs = first
+        let sample = (x: arrivalMs - first, y: smoothedDelay)
+        if samples.count < Self.windowSize {
+            samples.append(sample)
+        } else {
+            samples[sampleStart] = sample
+            sampleStart = (sampleStart + 1) % Self.windowSize
+        }
+        if samples.count == Self.windowSize, let slope = Self.slope(samples) { trend = slope }
+        detect(sendDeltaMs: sendDeltaMs, nowMs: arrivalMs)
+    }
+
+    // MARK: Standing queue
+
+    /// One-way delay of each group's first packet (its own burst does not delay it), less
+    /// the smallest seen in the last ten seconds: the queue the path holds for us. The
+    /// trend reacts within a few hundred ms; a shallow bottleneck buffer (100 ms in a home
+    /// router) overflows sooner, so a queue past a jitter-scaled bound is overuse at once.
+    private mutating func standingQueue(_ g: Group) {
+        let owd = Double(g.firstArrival - g.firstSend) / 1000
+        let second = g.firstArrival / 1_000_000
+        if let last = baseBuckets.last, last.second == second {
+            baseBuckets[baseBuckets.count - 1].minimum = min(last.minimum, owd)
+        } else {
+            baseBuckets.append((second, owd))
+            if baseBuckets.count > 10 { baseBuckets.removeFirst() }
+        }
+        let base = baseBuckets.reduce(Double.infinity) { min($0, $1.minimum) }
+        let q = owd - base
+        if let previousQueue = queueDelayMs { queueJitterMs += (abs(q - previousQueue) - queueJitterMs) / 16 }
+        queueDelayMs = q
+        queueOverThreshold = q > queueThresholdMs ? queueOverThreshold + 1 : 0
+    }
+
+    /// Queueing past this reads as overuse: 40 ms plus three times the delay jitter.
+    public var queueThresholdMs: Double { min(40 + 3 * queueJitterMs, 200) }
+    /// The standing queue at the last group, ms.
+    public private(set) var queueDelayMs: Double?
+    private var queueJitterMs = 0.0
+    private var queueOverThreshold = 0
+    private var baseBuckets: [(second: Int64, minimum: Double)] = []
+
+    /// Least-squares slope of y over x.
+    static func slope(_ points: [(x: Double, y: Double)]) -> Double? {
+        let n = Double(points.count)
+        let mx = points.reduce(0) { $0 + $1.x } / n
+        let my = points.reduce(0) { $0 + $1.y } / n
+        var num = 0.0, den = 0.0
+        for p in points { num += (p.x - mx) * (p.y - my); den += (p.x - mx) * (p.x - mx) }
+        return den == 0 ? nil : num / den
+    }
+
+    private mutating func detect(sendDeltaMs: Double, nowMs: Double) {
+        guard numDeltas >= 2 else { usage = .normal; return }
+        let modified = Double(min(numDeltas, 60)) * trend * 4
+        if modified > threshold {
+            overuseTimeMs = overuseTimeMs < 0 ? sendDeltaMs / 2 : overuseTimeMs + sendDeltaMs
+            overuseCounter += 1
+            if overuseTimeMs > 10 && overuseCounter > 1 && trend >= previousTrend {
+                overuseTimeMs = 0
+                overuseCounter = 0
+                if usage != .overusing { overuseEvents += 1 }
+                usage = .overusing
+            }
+        } else if modified < -threshold {
+            overuseTimeMs = -1; overuseCounter = 0
+            usage = .underusing
+        } else {
+            overuseTimeMs = -1; overuseCounter = 0
+            usage = .normal
+        }
+        if queueOverThreshold >= 2 && usage != .overusing {
+            overuseEvents += 1
+            usage = .overusing
+        }
+        previousTrend = trend
+        // The threshold follows the trend slowly, so a path with steady jitter (a WLAN)
+        // does not read as overuse, while a real queue still crosses it (GCC §5.4).
+        let last = lastThresholdUpdateMs ?? nowMs
+        lastThresholdUpdateMs = nowMs
+        if abs(modified) > threshold + 15 { return }
+        let k = abs(modified) < threshold ? 0.039 : 0.0087
+        threshold += k * (abs(modified) - threshold) * min(max(nowMs - last, 0), 100)
+        threshold = min(max(threshold, 6), 600)
+    }
+
+    // MARK: Acknowledged rate
+
+    private mutating func recordAcked(arrival: Int64, size: Int) {
+        if acked.count < Self.maxAcked {
+            acked.append((arrival, size))
+        } else {
+            acked[ackedStart] = (arrival, size)
+            ackedStart = (ackedStart + 1) % Self.maxAcked
+        }
+    }
+
+    private mutating func updateAckedRate() {
+        guard let latest = acked.max(by: { $0.arrival < $1.arrival })?.arrival else { return }
+        var bytes = 0
+        var earliest = latest
+        for a in acked where a.arrival > latest - Self.ackedWindowMicros {
+            bytes += a.size
+            earliest = min(earliest, a.arrival)
+        }
+        // Under 100 ms of arrivals says little about a rate.
+        let span = max(latest - earliest, 0)
+        guard span >= 100_000 else { return }
+        ackedBps = Double(bytes) * 8 / (Double(span) / 1e6)
+    }
+
+    // MARK: AIMD
+
+    private mutating func updateRate(nowMs: Double) {
+        let dt = min(max(nowMs - (lastRateUpdateMs ?? nowMs), 0), 1000) / 1000
+        lastRateUpdateMs = nowMs
+        switch usage {
+        case .overusing:
+            // One cut per response time: feedback in the next 200 ms still shows the queue
+            // the last cut is draining.
+            if lastDecreaseMs.map({ nowMs - $0 >= 200 }) ?? true { state = .decrease }
+        case .underusing: state = .hold
+        case .normal: if state == .hold { state = .increase }
+        }
+        switch state {
+        case .hold:
+            break
+        case .increase:
+            if let a = ackedBps, let c = capacityKbps, a / 1000 > c + 3 * (capacityDeviation * c).squareRoot() {
+                // The path got faster than what we learned: forget it, climb fast.
+                capacityKbps = nil
+            }
+            if capacityKbps != nil, let last = lastDecreaseMs, nowMs - last < 2000 {
+                // Near the capacity just learnt: about one packet more per response time.
+                // Past two quiet seconds the path may have changed: climb again.
+                let responseSeconds = 0.2
+                estimateBps += max(1000, 1200 * 8 / responseSeconds * dt)
+            } else {
+                estimateBps *= pow(multiplicativeGrowthPerSecond, dt)
+            }
+            // Never far above what actually gets through: an encoder sending less than
+            // the estimate (a still picture) must not let it run away.
+            if let a = ackedBps { estimateBps = min(estimateBps, 1.5 * a + 10_000) }
+        case .decrease:
+            if let a = ackedBps {
+                let akbps = a / 1000
+                estimateBps = min(estimateBps, 0.85 * a)
+                // Learn the capacity where the queue started (an exponential average).
+                if let c = capacityKbps {
+                    let alpha = 0.05
+                    let updated = (1 - alpha) * c + alpha * akbps
+                    let error = updated - akbps
+                    capacityDeviation = min(max((1 - alpha) * capacityDeviation + alpha * error * error / max(updated, 1), 0.4), 2.5)
+                    capacityKbps = updated
+                } else {
+                    capacityKbps = akbps
+                }
+            } else {
+                estimateBps *= 0.85
+            }
+            state = .hold
+            lastDecreaseMs = nowMs
+        }
+        estimateBps = min(max(estimateBps, minimumBps), maximumBps)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

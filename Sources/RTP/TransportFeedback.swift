@@ -1,0 +1,297 @@
+import NetworkCore
+
+/// The transport-wide sequence number header extension and its RTCP feedback
+/// (draft-holmer-rmcat-transport-wide-cc-extensions-01): every RTP packet of the BUNDLE
+/// carries one 16-bit counter, and the receiver reports when each arrived, so the sender
+/// sees queueing delay build up before a bottleneck drops anything.
+public enum TransportWideCC {
+    public static let uri = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+    /// Receive deltas are counted in 250 µs ticks; the reference time in 64 ms units.
+    public static let tickMicroseconds: Int64 = 250
+    public static let referenceMicroseconds: Int64 = 64_000
+}
+
+/// One transport-wide feedback message (RTPFB, FMT 15).
+///
+/// Only the received packets are kept (lost ones are implied by `statusCount`), so a
+/// message's memory is bounded by its size on the wire, whatever its status count claims.
+public struct TransportFeedback: Equatable, Sendable {
+    public var senderSSRC: UInt32
+    public var mediaSSRC: UInt32
+    public var baseSequence: UInt16
+    /// Packets covered, from `baseSequence` on.
+    public var statusCount: UInt16
+    /// 24-bit signed, in 64 ms units.
+    public var referenceTime: Int32
+    public var feedbackCount: UInt8
+    /// The packets that arrived: offset from `baseSequence`, arrival in 250 µs ticks from
+    /// the reference time. Ascending offsets.
+    public var received: [(offset: UInt16, ticks: Int64)]
+
+    public init(senderSSRC: UInt32, mediaSSRC: UInt32, baseSequence: UInt16, statusCount: UInt16, referenceTime: Int32,
+                feedbackCount: UInt8, received: [(offset: UInt16, ticks: Int64)]) {
+        self.senderSSRC = senderSSRC; self.mediaSSRC = mediaSSRC; self.baseSequence = baseSequence
+        self.statusCount = statusCount; self.referenceTime = referenceTime; self.feedbackCount = feedbackCount
+        self.received = received
+    }
+
+    public static func == (a: TransportFeedback, b: TransportFeedback) -> Bool {
+        a.senderSSRC == b.senderSSRC && a.mediaSSRC == b.mediaSSRC && a.baseSequence == b.baseSequence && a.statusCount == b.statusCount
+            && a.referenceTime == b.referenceTime && a.feedbackCount == b.feedbackCount
+            && a.received.map(\.offset) == b.received.map(\.offset) && a.received.map(\.ticks) == b.received.map(\.ticks)
+    }
+
+    /// Status symbols: not received, small delta (1 byte), large or negative delta (2 bytes).
+    enum Symbol: UInt8 { case notReceived = 0, small = 1, large = 2 }
+
+    /// Parses the FCI after the two SSRCs. Throws on truncation, reserved symbols and
+    /// deltas that would not fit; a status count past the chunks is an error too.
+    init(senderSSRC: UInt32, mediaSSRC: UInt32, reader r: inout ByteReader) throws(RTPParseError) {
+        func fail(_ what: String) -> RTPParseError { RTPParseError("RTCP transport feedback \(what)") }
+        guard let base = r.u16(), let count = r.u16(), let ref = r.u24(), let fbCount = r.u8() else { throw fail("header truncated") }
+        self.senderSSRC = senderSSRC; self.mediaSSRC = mediaSSRC
+        baseSequence = base; statusCount = count; feedbackCount = fbCount
+        referenceTime = ref & 0x80_0000 != 0 ? Int32(bitPattern: ref | 0xFF00_0000) : Int32(ref)
+        // Symbols of the received packets only, with their offsets.
+        var symbols: [(offset: UInt16, symbol: Symbol)] = []
+        var covered = 0
+        while covered < Int(count) {
+            guard let chunk = r.u16() else { throw fail("chunks end after \(covered) of \(count) packets") }
+            if chunk & 0x8000 == 0 {
+                // Run length: one symbol, up to 8191 times.
+                guard let s = Symbol(rawValue: UInt8(chunk >> 13 & 3)) else { throw fail("reserved status symbol") }
+                let run = min(Int(chunk & 0x1FFF), Int(count) - covered)
+                guard run > 0 else { throw fail("empty run-length chunk") }
+                if s != .notReceived {
+                    // Each received packet needs a delta byte: a run longer than what is left
+                    // of the message is a lie, refused before it can grow memory.
+                    guard run <= r.remaining else { throw fail("run of \(run) received packets overruns the message") }
+                    for k in 0..<run { symbols.append((UInt16(covered + k), s)) }
+                }
+                covered += run
+            } else if chunk & 0x4000 == 0 {
+                // Fourteen one-bit symbols.
+                for k in 0..<14 where covered < Int(count) {
+                    if chunk >> (13 - k) & 1 == 1 { symbols.append((UInt16(covered), .small)) }
+                    covered += 1
+                }
+            } else {
+                // Seven two-bit symbols.
+                for k in 0..<7 where covered < Int(count) {
+                    guard let s = Symbol(rawValue: UInt8(chunk >> (12 - 2 * k) & 3)) else { throw fail("reserved status symbol") }
+                    if s != .notReceived { symbols.append((UInt16(covered), s)) }
+                    covered += 1
+                }
+            }
+            // Every received packet needs at least one delta byte after the chunks.
+            guard symbols.count <= r.remaining else { throw fail("\(symbols.count) received packets but \(r.remaining) bytes left") }
+        }
+        var ticks: Int64 = 0
+        received = []
+        received.reserveCapacity(symbols.count)
+        for (offset, s) in symbols {
+            if s == .small {
+                guard let d = r.u8() else { throw fail("receive deltas truncated") }
+                ticks += Int64(d)
+            } else {
+                guard let d = r.u16() else { throw fail("receive deltas truncated") }
+                ticks += Int64(Int16(bitPattern: d))
+            }
+            received.append((offset, ticks))
+        }
+    }
+
+    /// Appends the FCI (after the SSRCs) to `b`, padded to 32 bits. Deltas must fit in a
+    /// signed 16-bit tick count (the generator splits messages where they would not).
+    func serializeFCI(into b: inout [UInt8]) {
+        b.appendU16(baseSequence)
+        b.appendU16(statusCount)
+        b.appendU24(UInt32(bitPattern: referenceTime) & 0xFF_FFFF)
+        b.append(feedbackCount)
+        // Symbols for every covered packet, then the chunks: two-bit vectors of seven
+        // where any large delta is present, one-bit vectors of fourteen otherwise, and
+        // run lengths for long stretches of one symbol (a loss burst).
+        var symbols = [Symbol](repeating: .notReceived, count: Int(statusCount))
+        var deltas: [Int64] = []
+        deltas.reserveCapacity(received.count)
+        var last: Int64 = 0
+        for (offset, ticks) in received where Int(offset) < symbols.count {
+            let d = ticks - last
+            last = ticks
+            symbols[Int(offset)] = (0...255).contains(d) ? .small : .large
+            deltas.append(d)
+        }
+        var i = 0
+        while i < symbols.count {
+            var run = 1
+            while i + run < symbols.count, symbols[i + run] == symbols[i], run < 8191 { run += 1 }
+            if run >= 14 {
+                b.appendU16(UInt16(symbols[i].rawValue) << 13 | UInt16(run))
+                i += run
+                continue
+            }
+            let window = symbols[i..<min(i + 14, symbols.count)]
+            if !window.contains(.large) {
+                var chunk: UInt16 = 0x8000
+                for (k, s) in window.enumerated() where s == .small { chunk |= 1 << (13 - k) }
+                b.appendU16(chunk)
+                i += window.count
+            } else {
+                var chunk: UInt16 = 0xC000
+                let seven = symbols[i..<min(i + 7, symbols.count)]
+                for (k, s) in seven.enumerated() { chunk |= UInt16(s.rawValue) << (12 - 2 * k) }
+                b.appendU16(chunk)
+                i += seven.count
+            }
+        }
+        for d in deltas {
+            if (0...255).contains(d) { b.append(UInt8(d)) } else { b.appendU16(UInt16(bitPattern: Int16(clamping: d))) }
+        }
+        while b.count % 4 != 0 { b.append(0) }
+    }
+}
+
+/// The receiver's side: records when each transport-wide sequence number arrived and,
+/// every `interval`, turns them into feedback messages. I/O-free; arrivals come in with
+/// their time. Holds at most ``maxPending`` arrivals between messages.
+public struct TransportFeedbackGenerator: Sendable {
+    public static let maxPending = 1024
+    /// Packets per message: keeps a message well inside one datagram.
+    static let maxPerMessage = 400
+    public var interval: Duration
+    private var pending: [(sequence: Int64, arrivalMicros: Int64)] = []
+    private var unwrapper = SequenceUnwrapper()
+    /// The first sequence number not yet reported.
+    private var nextBase: Int64?
+    private var feedbackCount: UInt8 = 0
+    private var lastSent: Instant?
+    /// Arrivals dropped because ``maxPending`` were waiting (a flood between messages).
+    public private(set) var overflowed = 0
+
+    public init(interval: Duration = .milliseconds(50)) {
+        self.interval = interval
+        pending.reserveCapacity(TransportFeedbackGenerator.maxPending)
+    }
+
+    /// A packet carrying transport-wide sequence number `sequence` arrived at `now`.
+    public mutating func received(sequence: UInt16, now: Instant) {
+        let s = unwrapper.unwrap(sequence)
+        // Reordered packets older than what was reported are too late to report.
+        if let base = nextBase, s < base { return }
+        guard pending.count < TransportFeedbackGenerator.maxPending else { overflowed += 1; return }
+        pending.append((s, Int64(now.nanoseconds / 1000)))
+    }
+
+    /// When feedback is next due (nil: nothing to report).
+    public var nextDeadline: Instant? {
+        guard !pending.isEmpty else { return nil }
+        return lastSent.map { $0 + interval } ?? Instant(nanoseconds: 0)
+    }
+
+    /// Feedback messages when due, oldest first.
+    public mutating func poll(now: Instant, senderSSRC: UInt32, mediaSSRC: UInt32) -> [TransportFeedback] {
+        guard !pending.isEmpty, lastSent.map({ now - $0 >= interval }) ?? true else { return [] }
+        lastSent = now
+        pending.sort { $0.sequence < $1.sequence }
+        var out: [TransportFeedback] = []
+        var i = 0
+        while i < pending.count {
+            // Duplicates report once.
+            if i > 0 && pending[i].sequence == pending[i - 1].sequence { i += 1; continue }
+            let base = max(nextBase ?? pending[i].sequence, pending[i].sequence - 8000)
+            let reference = pending[i].arrivalMicros / TransportWideCC.referenceMicroseconds
+            var received: [(offset: UInt16, ticks: Int64)] = []
+            var lastTicks: Int64 = 0
+            var end = i
+            while end < pending.count, received.count < TransportFeedbackGenerator.maxPerMessage {
+                let p = pending[end]
+                if end > i && p.sequence == pending[end - 1].sequence { end += 1; continue }
+                let offset = p.sequence - base
+                guard offset < 0xFFFF else { break }
+                let ticks = (p.arrivalMicros - reference * TransportWideCC.referenceMicroseconds) / TransportWideCC.tickMicroseconds
+                // A gap too long for one delta starts the next message.
+                if !received.isEmpty && !(Int64(Int16.min)...Int64(Int16.max)).contains(ticks - lastTicks) { break }
+                received.append((UInt16(offset), ticks))
+                lastTicks = ticks
+                end += 1
+            }
+            let count = UInt16(pending[end - 1].sequence - base + 1)
+            out.append(TransportFeedback(senderSSRC: senderSSRC, mediaSSRC: mediaSSRC, baseSequence: UInt16(truncatingIfNeeded: base),
+                                         statusCount: count, referenceTime: Int32(truncatingIfNeeded: reference) & 0x7F_FFFF,
+                                         feedbackCount: feedbackCount, received: received))
+            feedbackCount &+= 1
+            nextBase = pending[end - 1].sequence + 1
+            i = end
+        }
+        pending.removeAll(keepingCapacity: true)
+        return out
+    }
+}
+
+/// Extends 16-bit sequence numbers to a monotonic 64-bit count (RFC 3550 A.1 style).
+public struct SequenceUnwrapper: Sendable {
+    private var last: Int64?
+    public init() {}
+    public mutating func unwrap(_ s: UInt16) -> Int64 {
+        guard let last else { self.last = Int64(s); return Int64(s) }
+        let delta = Int64(Int16(bitPattern: s &- UInt16(truncatingIfNeeded: last)))
+        let v = last + delta
+        if v > last { self.last = v }
+        return v
+    }
+}
+
+/// What the sender remembers of each packet it sent with a transport-wide sequence number,
+/// to pair feedback with send times. A fixed ring: the newest ``capacity`` packets.
+public struct SendHistory: Sendable {
+    public static let capacity = 4096
+    struct Entry { var sequence: Int64 = -1; var sendMicros: Int64 = 0; var size: Int = 0; var acked = false }
+    private var ring = [Entry](repeating: Entry(), count: SendHistory.capacity)
+    private var unwrapper = SequenceUnwrapper()
+    /// The highest sequence number sent (unwrapped).
+    public private(set) var highest: Int64 = -1
+
+    public init() {}
+
+    public mutating func sent(sequence: UInt16, size: Int, at now: Instant) {
+        let s = unwrapper.unwrap(sequence)
+        highest = max(highest, s)
+        ring[Int(s & Int64(SendHistory.capacity - 1))] = Entry(sequence: s, sendMicros: Int64(now.nanoseconds / 1000), size: size)
+    }
+
+    /// One packet's fate, from a feedback message.
+    public struct Result: Sendable, Equatable {
+        public var sendMicros: Int64
+        public var size: Int
+        /// Arrival on the receiver's clock in µs (nil: reported lost).
+        public var arrivalMicros: Int64?
+    }
+
+    /// Pairs a feedback message with what was sent. Packets we never sent (or forgot) and
+    /// packets already acknowledged are skipped and counted in `unknown`.
+    public mutating func results(for fb: TransportFeedback) -> (results: [Result], unknown: Int) {
+        guard highest >= 0 else { return ([], Int(fb.statusCount)) }
+        // The base's unwrapped value: the one nearest to what we have sent.
+        let base = highest + Int64(Int16(bitPattern: fb.baseSequence &- UInt16(truncatingIfNeeded: highest)))
+        let reference = Int64(fb.referenceTime) * TransportWideCC.referenceMicroseconds
+        var out: [Result] = []
+        out.reserveCapacity(min(Int(fb.statusCount), SendHistory.capacity))
+        var unknown = 0
+        var r = 0
+        for k in 0..<Int(fb.statusCount) {
+            var arrival: Int64? = nil
+            if r < fb.received.count && Int(fb.received[r].offset) == k {
+                arrival = reference + fb.received[r].ticks * TransportWideCC.tickMicroseconds
+                r += 1
+            }
+            let s = base + Int64(k)
+            let i = Int(s & Int64(SendHistory.capacity - 1))
+            guard s <= highest, s > highest - Int64(SendHistory.capacity), ring[i].sequence == s else { unknown += 1; continue }
+            // Overlapping messages report a packet twice: the first word counts.
+            if ring[i].acked { continue }
+            if arrival != nil { ring[i].acked = true }
+            out.append(Result(sendMicros: ring[i].sendMicros, size: ring[i].size, arrivalMicros: arrival))
+        }
+        return (out, unknown)
+    }
+}

@@ -1,0 +1,170 @@
+import NetworkCore
+import Testing
+@testable import RTP
+
+@Suite struct TransportFeedbackTests {
+    let t0 = Instant(nanoseconds: 10_000_000_000)
+    func at(ms: Double) -> Instant { t0 + .nanoseconds(Int64(ms * 1e6)) }
+
+    func roundTrip(_ fb: TransportFeedback) throws -> TransportFeedback {
+        let bytes = RTCPPacket.compound([.transportFeedback(fb)])
+        let parsed = try RTCPPacket.parseCompound(bytes)
+        guard case .transportFeedback(let back)? = parsed.first else { Issue.record("not feedback: \(parsed)"); return fb }
+        return back
+    }
+
+    @Test func generatorReportsArrivalsAndLossesThatSurviveTheWire() throws {
+        var g = TransportFeedbackGenerator()
+        // 0..9 arrive 1 ms apart, 4 and 7 lost; one arrives 70 ms late (a large delta).
+        for s in 0..<10 where s != 4 && s != 7 { g.received(sequence: UInt16(truncatingIfNeeded: 65530 + s), now: at(ms: Double(s))) }
+        g.received(sequence: 65530 &+ 10, now: at(ms: 80))
+        let out = g.poll(now: at(ms: 100), senderSSRC: 1, mediaSSRC: 2)
+        #expect(out.count == 1)
+        let fb = try roundTrip(out[0])
+        #expect(fb == out[0])
+        #expect(fb.baseSequence == 65530)
+        #expect(fb.statusCount == 11)
+        #expect(fb.received.map(\.offset) == [0, 1, 2, 3, 5, 6, 8, 9, 10])
+        // Deltas are kept to the tick (250 µs).
+        let ticks = fb.received.map(\.ticks)
+        #expect(ticks[1] - ticks[0] == 4)
+        #expect(ticks[8] - ticks[7] == 71 * 4)
+        // Nothing new: no message; the next one starts after what was reported.
+        #expect(g.poll(now: at(ms: 300), senderSSRC: 1, mediaSSRC: 2).isEmpty)
+        g.received(sequence: 65530 &+ 12, now: at(ms: 310))
+        let next = g.poll(now: at(ms: 400), senderSSRC: 1, mediaSSRC: 2)
+        #expect(next.first?.baseSequence == 65530 &+ 11)
+        #expect(next.first?.received.map(\.offset) == [1])
+        #expect(next.first?.feedbackCount == 1)
+    }
+
+    @Test func longLossBurstsUseRunLengthsAndNegativeDeltasTwoBytes() throws {
+        let fb = TransportFeedback(senderSSRC: 9, mediaSSRC: 0, baseSequence: 100, statusCount: 300, referenceTime: -3,
+                                   feedbackCount: 7, received: [(0, 10), (1, 8), (250, 2000), (299, 2001)])
+        let back = try roundTrip(fb)
+        #expect(back == fb)
+        var bytes: [UInt8] = []
+        RTCPPacket.transportFeedback(fb).serialize(into: &bytes)
+        #expect(bytes.count < 40)   // run lengths, not 300 symbols
+    }
+
+    @Test func senderPairsFeedbackWithSendTimesOnce() {
+        var h = SendHistory()
+        for s in 0..<5 { h.sent(sequence: UInt16(truncatingIfNeeded: 65534 + s), size: 1000 + s, at: at(ms: Double(s * 10))) }
+        let fb = TransportFeedback(senderSSRC: 1, mediaSSRC: 0, baseSequence: 65534, statusCount: 5, referenceTime: 0,
+                                   feedbackCount: 0, received: [(0, 0), (1, 40), (3, 80)])
+        let (r, unknown) = h.results(for: fb)
+        #expect(unknown == 0)
+        #expect(r.map(\.size) == [1000, 1001, 1002, 1003, 1004])
+        #expect(r.map { $0.arrivalMicros } == [0, 10_000, nil, 20_000, nil])
+        // The same message again: acknowledged packets are not counted twice.
+        #expect(h.results(for: fb).results.count == 2)
+    }
+
+    @Test func lyingFeedbackIsBoundedAndCounted() throws {
+        var h = SendHistory()
+        h.sent(sequence: 5, size: 100, at: t0)
+        // Feedback for packets never sent.
+        let fb = TransportFeedback(senderSSRC: 1, mediaSSRC: 0, baseSequence: 30000, statusCount: 65535, referenceTime: 0,
+                                   feedbackCount: 0, received: [(0, 0)])
+        let (r, unknown) = h.results(for: fb)
+        #expect(r.isEmpty)
+        #expect(unknown == 65535)
+        // A run claiming 8 000 received packets in a 20-byte message is refused while parsing.
+        var bytes: [UInt8] = [0x8F, 205, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x1F, 0x40, 0, 0, 0, 0, 0x3F, 0x40, 1, 2]
+        bytes.writeU16(UInt16(bytes.count / 4 - 1), at: 2)
+        #expect(throws: RTPParseError.self) { try RTCPPacket.parseCompound(bytes) }
+    }
+}
+
+/// A bottleneck on virtual time: frames leave at the controller's target, queue at the
+/// link's rate (dropped past 100 ms of queue, as `tc tbf latency 100ms` does) and the
+/// receiver's feedback comes back every 100 ms.
+struct Bottleneck {
+    var capBps: Double
+    var oneWayMs = 20.0
+    var maxQueueMs = 100.0
+    var linkFreeAtMs = 0.0
+    var lost = 0
+    var lossTimesMs: [Double] = []
+    var sent = 0
+    var maxQueueSeenMs = 0.0
+
+    /// Arrival time in ms, or nil when the queue was full.
+    mutating func send(bytes: Int, atMs t: Double) -> Double? {
+        sent += 1
+        let start = max(t, linkFreeAtMs)
+        let queued = start - t
+        guard queued <= maxQueueMs else { lost += 1; lossTimesMs.append(t); return nil }
+        maxQueueSeenMs = max(maxQueueSeenMs, queued)
+        linkFreeAtMs = start + Double(bytes * 8) / capBps * 1000
+        return linkFreeAtMs + oneWayMs
+    }
+}
+
+@Suite struct DelayBasedEstimatorTests {
+    let t0 = Instant(nanoseconds: 10_000_000_000)
+
+    /// Runs `seconds` of a 30 fps call through `link` whose cap follows `cap(t)`; returns
+    /// the target over time (ms, kbps).
+    func run(seconds: Double, cap: (Double) -> Double, controller c: inout BitrateController, link: inout Bottleneck) -> [(Double, Int)] {
+        var history = SendHistory()
+        var generator = TransportFeedbackGenerator()
+        var seq: UInt16 = 0
+        var inFlight: [(arrivalMs: Double, seq: UInt16)] = []
+        var trace: [(Double, Int)] = []
+        var t = 0.0
+        var nextFrame = 0.0
+        while t < seconds * 1000 {
+            link.capBps = cap(t)
+            if t >= nextFrame {
+                nextFrame += 1000.0 / 30
+                var bytes = c.targetKbps * 1000 / 8 / 30
+                while bytes > 0 {
+                    let size = min(1200, bytes)
+                    bytes -= size
+                    history.sent(sequence: seq, size: size, at: t0 + .nanoseconds(Int64(t * 1e6)))
+                    if let a = link.send(bytes: size, atMs: t) { inFlight.append((a, seq)) }
+                    seq &+= 1
+                }
+            }
+            for p in inFlight where p.arrivalMs <= t { generator.received(sequence: p.seq, now: t0 + .nanoseconds(Int64(p.arrivalMs * 1e6))) }
+            inFlight.removeAll { $0.arrivalMs <= t }
+            for fb in generator.poll(now: t0 + .nanoseconds(Int64(t * 1e6)), senderSSRC: 1, mediaSSRC: 0) {
+                // The feedback takes the return trip; applying it now, 20 ms early, is close enough.
+                _ = c.receivedTransportFeedback(history.results(for: fb).results, now: t0 + .nanoseconds(Int64((t + link.oneWayMs) * 1e6)))
+            }
+            trace.append((t, c.targetKbps))
+            t += 1
+        }
+        return trace
+    }
+
+    @Test func aStepFromTwoToOneMegabitIsFollowedBeforeTheQueueOverflows() {
+        var c = BitrateController(startKbps: 2000, maximumKbps: 2000)
+        var link = Bottleneck(capBps: 2_500_000)
+        let trace = run(seconds: 20, cap: { $0 < 5000 ? 2_500_000 : ($0 < 12000 ? 1_000_000 : 2_500_000) }, controller: &c, link: &link)
+        // Under the cap within a second of the step.
+        let under = trace.first { $0.0 >= 5000 && $0.1 < 1000 }?.0
+        #expect(under != nil && under! - 5000 <= 1000, "under the cap after \(under.map { $0 - 5000 } ?? -1) ms")
+        // Losses only while the queue of the step is being found, then the sawtooth of
+        // the delay-based estimate stays below the 100 ms buffer.
+        let late = link.lossTimesMs.filter { $0 > 5500 }
+        #expect(late.count <= 3, "lost after the first 500 ms: \(late)")
+        #expect(link.lost < 40, "\(link.lost) packets lost of \(link.sent)")
+        // Stays near the cap, not starved.
+        let held = trace.filter { $0.0 > 8000 && $0.0 < 12000 }.map(\.1)
+        #expect(held.min()! >= 700, "target fell to \(held.min()!) kbit/s under a 1 Mbit/s cap")
+        // Back over 1.5 Mbit/s within 5 s of the cap lifting.
+        let up = trace.first { $0.0 >= 12000 && $0.1 >= 1500 }?.0
+        #expect(up != nil && up! - 12000 <= 5000, "back over 1.5 Mbit/s after \(up.map { $0 - 12000 } ?? -1) ms")
+    }
+
+    @Test func aSteadyLinkWithRoomIsNotReadAsOveruse() {
+        var c = BitrateController(startKbps: 1500, maximumKbps: 1500)
+        var link = Bottleneck(capBps: 5_000_000)
+        let trace = run(seconds: 10, cap: { _ in 5_000_000 }, controller: &c, link: &link)
+        #expect(trace.map(\.1).min()! >= 1400)
+        #expect(c.delayBased?.overuseEvents == 0)
+    }
+}
