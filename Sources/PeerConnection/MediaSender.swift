@@ -3,9 +3,15 @@ import RTP
 import SDP
 import SRTP
 
-/// The send side: RTP packetization, SRTP protection, the retransmission ring, sender
-/// reports. Media threads call in directly; one lock covers everything here because
-/// libsrtp's outbound context is not thread-safe. The hot path reuses its buffers.
+/// The send side: RTP packetization, pacing, SRTP protection, transport-wide sequence
+/// numbers, the retransmission ring and sender reports.
+///
+/// Media threads only hand frames and audio packets over (``queueVideo(_:)``,
+/// ``queueAudio(_:samples:)``): a short lock around a bounded queue, no packetizing, no
+/// SRTP, no `sendto`. The transport thread does the rest in ``service(now:)``: audio goes
+/// out at once, video packets leave at the pacer's rate, each stamped with its
+/// transport-wide sequence number and protected just before it is sent. The hot path
+/// reuses its buffers: a fixed pool of packet buffers, one scratch buffer, the NACK ring.
 final class MediaSender: @unchecked Sendable {
     struct Stream {
         var ssrc: UInt32
@@ -31,6 +37,47 @@ final class MediaSender: @unchecked Sendable {
         var bitrate = RateMeter()
     }
 
+    /// An encoded frame handed over by the camera thread.
+    struct VideoFrame {
+        var data: [UInt8]
+        var isKeyframe: Bool
+        var width: Int
+        var height: Int
+        var captureTime: Instant
+        var captureNTP: UInt64
+    }
+
+    struct AudioPacket {
+        var payload: [UInt8]
+        var samples: Int
+    }
+
+    /// What media threads hand over; bounded, emptied by the transport thread.
+    struct Handoff {
+        var video: [VideoFrame] = []
+        var audio: [AudioPacket] = []
+        var droppedFrames: UInt64 = 0
+        var droppedAudio: UInt64 = 0
+    }
+    /// Frames waiting for the transport thread. More means it is stuck or far behind:
+    /// the oldest is dropped (the receiver asks for a keyframe if it needs one).
+    static let maxQueuedFrames = 4
+    static let maxQueuedAudio = 16
+    let handoff = Locked(Handoff())
+
+    /// A packet waiting for the pacer: an unprotected RTP packet in a pooled buffer.
+    struct Queued {
+        var buffer: Int
+        var length: Int
+        /// Where the transport-wide sequence number goes (nil: not negotiated).
+        var twccOffset: Int?
+        var sequence: UInt16
+        /// The first packet of a frame: its capture time, for capture → wire latency.
+        var captureTime: Instant?
+    }
+    /// Packets the pacer holds at most; a frame that does not fit goes out unpaced.
+    static let poolSize = 512
+
     let lock = Lock()
     let videoSSRC = UInt32.random(in: 1...UInt32.max)
     let audioSSRC = UInt32.random(in: 1...UInt32.max)
@@ -44,25 +91,49 @@ final class MediaSender: @unchecked Sendable {
     private var relay: RelayAllocation?
     private var midID: UInt8?
     private var absCaptureID: UInt8?
+    private var twccID: UInt8?
     private var videoMid: [UInt8] = []
     private var audioMid: [UInt8] = []
-    private var packetizer = H264Packetizer(maxPayloadSize: 1200 - 12 - 24 - 16)
+    private var packetizer = H264Packetizer(maxPayloadSize: 1200 - 12 - 28 - 16)
     private var scratch: [UInt8] = []
     private var audioStart: Instant?
-    /// Protected video packets by sequence number, for NACK (RFC 4585).
-    private var ring: [(seq: UInt16, valid: Bool, bytes: [UInt8])]
+    // The pacer's queue: a ring of indices into a pool of reused buffers.
+    private var pool: [[UInt8]]
+    private var queue: [Queued]
+    private var queueHead = 0
+    private var queueCount = 0
+    private var queuedBytes = 0
+    private var pacer: Pacer
+    private var taken: [VideoFrame] = []
+    private var takenAudio: [AudioPacket] = []
+    /// Transport-wide sequence numbers and what was sent with them.
+    private var twccSequence = UInt16.random(in: 0...UInt16.max)
+    private var history = SendHistory()
+    /// Protected video packets by sequence number, for NACK (RFC 4585), with the
+    /// transport-wide sequence number they went out with.
+    private var ring: [(seq: UInt16, valid: Bool, twcc: UInt16?, bytes: [UInt8])]
     private let ringMask = 511
     /// NACK answers: no resend of one packet within ~a round trip, and a byte budget.
     private var resendLimiter = RetransmissionLimiter(slots: 512)
     private var stopped = false
+    private var unpacedFrames: UInt64 = 0
+    /// Off until the peer's first RTCP report: the first keyframe (time to first frame)
+    /// leaves at once, before anything is known of the path.
+    private var pacing = false
     /// Recent capture → wire latencies in ms.
     let captureToWire = Locked<[Double]>([])
 
-    init() {
+    init(targetKbps: Int) {
         video = Stream(ssrc: videoSSRC, clockRate: 90000)
         audio = Stream(ssrc: audioSSRC, clockRate: 48000)
-        ring = Array(repeating: (0, false, []), count: 512)
+        ring = Array(repeating: (0, false, nil, []), count: 512)
         scratch.reserveCapacity(1500 + SRTPSession.maxTrailer)
+        pool = (0..<MediaSender.poolSize).map { _ in var b = [UInt8](); b.reserveCapacity(1500); return b }
+        queue = Array(repeating: Queued(buffer: 0, length: 0, twccOffset: nil, sequence: 0, captureTime: nil), count: MediaSender.poolSize)
+        pacer = Pacer(targetBps: Double(targetKbps) * 1000)
+        taken.reserveCapacity(MediaSender.maxQueuedFrames)
+        takenAudio.reserveCapacity(MediaSender.maxQueuedAudio)
+        handoff.withLock { $0.video.reserveCapacity(MediaSender.maxQueuedFrames); $0.audio.reserveCapacity(MediaSender.maxQueuedAudio) }
     }
 
     func configure(session: NegotiatedSession) {
@@ -72,16 +143,21 @@ final class MediaSender: @unchecked Sendable {
                 video.active = v.send
                 midID = v.extensions[RTPExtensionURI.mid]
                 absCaptureID = v.extensions[RTPExtensionURI.absCaptureTime]
+                if v.transportCC { twccID = v.extensions[TransportWideCC.uri] }
                 videoMid = Array(v.mid.utf8)
             }
             if let a = session.audio {
                 audio.payloadType = a.codec.payloadType
                 audio.active = a.send
                 if midID == nil { midID = a.extensions[RTPExtensionURI.mid] }
+                if twccID == nil, a.transportCC { twccID = a.extensions[TransportWideCC.uri] }
                 audioMid = Array(a.mid.utf8)
             }
         }
     }
+
+    /// Whether sent packets carry transport-wide sequence numbers.
+    var usesTransportCC: Bool { lock.withLock { twccID != nil } }
 
     func setKeys(suite: SRTPSuite, keyAndSalt: [UInt8]) throws {
         let s = try SRTPSession(suite: suite, keyAndSalt: keyAndSalt, inbound: false)
@@ -92,108 +168,200 @@ final class MediaSender: @unchecked Sendable {
         lock.withLock { self.socket = socket; self.remote = remote; self.relay = relay }
     }
 
+    /// The congestion controller's target: the pacer follows it.
+    func setTarget(kbps: Int) { lock.withLock { pacer.setTarget(bps: Double(kbps) * 1000) } }
+
+    func stop() { lock.withLock { stopped = true } }
+
+    /// The peer reports on what it receives: from now on the pacer spreads video.
+    func enablePacing() { lock.withLock { pacing = true } }
+
+    // MARK: Media threads
+
+    /// Hands one access unit to the transport thread; false when nothing can be sent yet
+    /// (no keys, no destination, not negotiated).
+    func queueVideo(_ frame: VideoFrame) -> Bool {
+        guard lock.withLock({ !stopped && video.active && srtp != nil && socket != nil }) else { return false }
+        handoff.withLock { h in
+            if h.video.count >= MediaSender.maxQueuedFrames { h.video.removeFirst(); h.droppedFrames += 1 }
+            h.video.append(frame)
+        }
+        return true
+    }
+
+    func queueAudio(_ payload: [UInt8], samples: Int) -> Bool {
+        guard lock.withLock({ !stopped && audio.active && srtp != nil && socket != nil }) else { return false }
+        handoff.withLock { h in
+            if h.audio.count >= MediaSender.maxQueuedAudio { h.audio.removeFirst(); h.droppedAudio += 1 }
+            h.audio.append(AudioPacket(payload: payload, samples: samples))
+        }
+        return true
+    }
+
+    // MARK: Transport thread
+
+    /// Sends what is due: handed-over audio at once, then video as the pacer allows.
+    /// Returns when to call again (nil: nothing queued) and whether anything went out.
+    func service(now: Instant) -> (next: Instant?, sent: Bool) {
+        handoff.withLock { h in
+            swap(&taken, &h.video)
+            swap(&takenAudio, &h.audio)
+        }
+        return lock.withLock {
+            guard !stopped, srtp != nil, let socket, let remote else {
+                taken.removeAll(keepingCapacity: true)
+                takenAudio.removeAll(keepingCapacity: true)
+                return (nil, false)
+            }
+            var sent = false
+            for a in takenAudio { sent = sendAudioNow(a, now: now, socket, remote) || sent }
+            takenAudio.removeAll(keepingCapacity: true)
+            for f in taken { packetize(f, now: now) }
+            taken.removeAll(keepingCapacity: true)
+            while queueCount > 0, !pacing || pacer.maySend(now: now, queuedBytes: queuedBytes) {
+                sent = sendQueued(now: now, socket, remote) || sent
+            }
+            return (queueCount > 0 ? pacer.nextSend(now: now, queuedBytes: queuedBytes) : nil, sent)
+        }
+    }
+
+    /// Writes the RTP header and extensions into `b`. Returns where the transport-wide
+    /// sequence number goes. Call with the lock held.
+    private func writeHeader(into b: inout [UInt8], _ s: Stream, marker: Bool, timestamp: UInt32, mid: [UInt8], captureNTP: UInt64?) -> Int? {
+        var extBytes = 0
+        if midID != nil, !mid.isEmpty { extBytes += 1 + mid.count }
+        if absCaptureID != nil && captureNTP != nil { extBytes += 9 }
+        if twccID != nil { extBytes += 3 }
+        let hasExt = extBytes > 0
+        b.append(hasExt ? 0x90 : 0x80)
+        b.append((marker ? 0x80 : 0) | s.payloadType)
+        b.appendU16(s.sequence)
+        b.appendU32(timestamp)
+        b.appendU32(s.ssrc)
+        var twccOffset: Int? = nil
+        if hasExt {
+            let words = (extBytes + 3) / 4
+            b.appendU16(0xBEDE)
+            b.appendU16(UInt16(words))
+            if let id = midID, !mid.isEmpty {
+                b.append(id << 4 | UInt8(mid.count - 1))
+                b.append(contentsOf: mid)
+            }
+            if let id = absCaptureID, let ntp = captureNTP {
+                b.append(id << 4 | 7)
+                b.appendU64(ntp)
+            }
+            if let id = twccID {
+                b.append(id << 4 | 1)
+                twccOffset = b.count
+                b.appendU16(0)
+            }
+            for _ in extBytes..<(words * 4) { b.append(0) }
+        }
+        return twccOffset
+    }
+
     /// One datagram out, directly or through the relay. Call with the lock held.
     private func transmit(_ bytes: [UInt8], _ socket: UDPSocket, _ remote: TransportAddress) {
         if let relay { relay.send(bytes, to: remote) } else { socket.send(bytes, to: remote) }
     }
 
-    func stop() { lock.withLock { stopped = true } }
-
-    /// Writes header, extensions and payload into `scratch`, protects and sends it.
-    /// Call with the lock held.
-    private func emit(_ s: inout Stream, marker: Bool, timestamp: UInt32, payload: ArraySlice<UInt8>, mid: [UInt8], captureNTP: UInt64?) -> Bool {
-        guard let srtp, let socket, let remote else { return false }
-        scratch.removeAll(keepingCapacity: true)
-        var hasExt = false
-        var extBytes = 0
-        if midID != nil, !mid.isEmpty { hasExt = true; extBytes += 1 + mid.count }
-        if absCaptureID != nil && captureNTP != nil { hasExt = true; extBytes += 9 }
-        scratch.append(hasExt ? 0x90 : 0x80)
-        scratch.append((marker ? 0x80 : 0) | s.payloadType)
-        scratch.appendU16(s.sequence)
-        scratch.appendU32(timestamp)
-        scratch.appendU32(s.ssrc)
-        if hasExt {
-            let words = (extBytes + 3) / 4
-            scratch.appendU16(0xBEDE)
-            scratch.appendU16(UInt16(words))
-            if let id = midID, !mid.isEmpty {
-                scratch.append(id << 4 | UInt8(mid.count - 1))
-                scratch.append(contentsOf: mid)
-            }
-            if let id = absCaptureID, let ntp = captureNTP {
-                scratch.append(id << 4 | 7)
-                scratch.appendU64(ntp)
-            }
-            for _ in extBytes..<(words * 4) { scratch.append(0) }
+    /// Stamps the transport-wide sequence number at `offset` of `scratch`, protects and
+    /// sends it. Call with the lock held.
+    private func protectAndSend(twccOffset: Int?, now: Instant, _ socket: UDPSocket, _ remote: TransportAddress) -> (ok: Bool, twcc: UInt16?) {
+        var twcc: UInt16? = nil
+        if let o = twccOffset {
+            twcc = twccSequence
+            scratch.writeU16(twccSequence, at: o)
+            twccSequence &+= 1
         }
-        scratch.append(contentsOf: payload)
-        do { try srtp.protectRTP(&scratch) } catch { return false }
+        guard let srtp else { return (false, nil) }
+        do { try srtp.protectRTP(&scratch) } catch { return (false, nil) }
         transmit(scratch, socket, remote)
-        if s.ssrc == videoSSRC {
-            let i = Int(s.sequence) & ringMask
-            ring[i].seq = s.sequence
-            ring[i].valid = true
-            ring[i].bytes.removeAll(keepingCapacity: true)
-            ring[i].bytes.append(contentsOf: scratch)
+        if let twcc { history.sent(sequence: twcc, size: scratch.count, at: now) }
+        return (true, twcc)
+    }
+
+    private func sendAudioNow(_ a: AudioPacket, now: Instant, _ socket: UDPSocket, _ remote: TransportAddress) -> Bool {
+        guard audio.active else { return false }
+        if audioStart == nil { audioStart = now; audio.lastRTPTimestamp = audio.timestampOffset }
+        let ts = audio.lastRTPTimestamp
+        scratch.removeAll(keepingCapacity: true)
+        let offset = writeHeader(into: &scratch, audio, marker: audio.packets == 0, timestamp: ts, mid: audioMid, captureNTP: nil)
+        scratch.append(contentsOf: a.payload)
+        let ok = protectAndSend(twccOffset: offset, now: now, socket, remote).ok
+        audio.sequence &+= 1
+        audio.packets += 1
+        audio.octets += UInt64(a.payload.count)
+        audio.lastRTPTimestamp = ts &+ UInt32(a.samples)
+        audio.lastNTP = NTPTime.now()
+        audio.bitrate.add(Double(a.payload.count), now: now)
+        return ok
+    }
+
+    /// Packetizes a frame into the pacer's queue (or, when the pool is full, straight onto
+    /// the wire: a stuck pacer must not lose frames).
+    private func packetize(_ f: VideoFrame, now: Instant) {
+        guard video.active else { return }
+        let ts = video.timestampOffset &+ UInt32(truncatingIfNeeded: f.captureTime.nanoseconds * 9 / 100_000)
+        var first = true
+        var stream = video
+        let mid = videoMid
+        packetizer.packetize(accessUnit: f.data) { payload, last in
+            if queueCount == MediaSender.poolSize, let socket, let remote {
+                unpacedFrames += 1
+                while queueCount > 0 { _ = sendQueued(now: now, socket, remote) }
+            }
+            let slot = (queueHead + queueCount) % MediaSender.poolSize
+            let buffer = slot
+            pool[buffer].removeAll(keepingCapacity: true)
+            let offset = writeHeader(into: &pool[buffer], stream, marker: last, timestamp: ts, mid: mid, captureNTP: f.captureNTP)
+            pool[buffer].append(contentsOf: payload)
+            queue[slot] = Queued(buffer: buffer, length: pool[buffer].count, twccOffset: offset, sequence: stream.sequence,
+                                 captureTime: first ? f.captureTime : nil)
+            queueCount += 1
+            queuedBytes += pool[buffer].count
+            stream.sequence &+= 1
+            stream.octets += UInt64(payload.count)
+            first = false
         }
-        s.sequence &+= 1
-        s.packets += 1
-        s.octets += UInt64(payload.count)
+        video = stream
+        video.frames += 1
+        if f.isKeyframe { video.keyframes += 1 }
+        video.width = f.width
+        video.height = f.height
+        video.lastRTPTimestamp = ts
+        video.lastNTP = f.captureNTP
+        video.fps.add(1, now: now)
+        video.bitrate.add(Double(f.data.count), now: now)
+    }
+
+    /// Sends the packet at the head of the pacer's queue. Call with the lock held.
+    private func sendQueued(now: Instant, _ socket: UDPSocket, _ remote: TransportAddress) -> Bool {
+        let q = queue[queueHead]
+        queueHead = (queueHead + 1) % MediaSender.poolSize
+        queueCount -= 1
+        queuedBytes -= q.length
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(contentsOf: pool[q.buffer])
+        let (ok, twcc) = protectAndSend(twccOffset: q.twccOffset, now: now, socket, remote)
+        pacer.sent(bytes: scratch.count)
+        guard ok else { return false }
+        let i = Int(q.sequence) & ringMask
+        ring[i].seq = q.sequence
+        ring[i].valid = true
+        ring[i].twcc = twcc
+        ring[i].bytes.removeAll(keepingCapacity: true)
+        ring[i].bytes.append(contentsOf: scratch)
+        video.packets += 1
+        if let t = q.captureTime {
+            let ms = (now - t).milliseconds
+            captureToWire.withLock { s in
+                if s.count >= 4096 { s.removeFirst(1024) }
+                s.append(ms)
+            }
+        }
         return true
-    }
-
-    /// Packetizes and sends one access unit; returns true when anything went out.
-    func sendVideo(_ data: [UInt8], isKeyframe: Bool, width: Int, height: Int, captureTime: Instant, captureNTP: UInt64) -> Bool {
-        lock.withLock {
-            guard !stopped, video.active, srtp != nil, socket != nil else { return false }
-            let ts = video.timestampOffset &+ UInt32(truncatingIfNeeded: captureTime.nanoseconds * 9 / 100_000)
-            var sent = false
-            var firstSentAt: Instant? = nil
-            var stream = video
-            let mid = videoMid
-            packetizer.packetize(accessUnit: data) { payload, last in
-                if emit(&stream, marker: last, timestamp: ts, payload: payload, mid: mid, captureNTP: captureNTP) {
-                    sent = true
-                    if firstSentAt == nil { firstSentAt = Instant.now() }
-                }
-            }
-            video = stream
-            guard sent else { return false }
-            let now = Instant.now()
-            video.frames += 1
-            if isKeyframe { video.keyframes += 1 }
-            video.width = width
-            video.height = height
-            video.lastRTPTimestamp = ts
-            video.lastNTP = captureNTP
-            video.fps.add(1, now: now)
-            video.bitrate.add(Double(data.count), now: now)
-            if let first = firstSentAt {
-                let ms = (first - captureTime).milliseconds
-                captureToWire.withLock { s in
-                    if s.count >= 4096 { s.removeFirst(1024) }
-                    s.append(ms)
-                }
-            }
-            return true
-        }
-    }
-
-    func sendAudio(_ payload: [UInt8], samples: Int) -> Bool {
-        lock.withLock {
-            guard !stopped, audio.active, srtp != nil, socket != nil else { return false }
-            let now = Instant.now()
-            if audioStart == nil { audioStart = now; audio.lastRTPTimestamp = audio.timestampOffset }
-            let ts = audio.lastRTPTimestamp
-            var stream = audio
-            let ok = emit(&stream, marker: stream.packets == 0, timestamp: ts, payload: payload[...], mid: audioMid, captureNTP: nil)
-            audio = stream
-            audio.lastRTPTimestamp = ts &+ UInt32(samples)
-            audio.lastNTP = NTPTime.now()
-            audio.bitrate.add(Double(payload.count), now: now)
-            return ok
-        }
     }
 
     /// Resends the protected packets for the NACKed sequence numbers we still hold, within
@@ -212,6 +380,9 @@ final class MediaSender: @unchecked Sendable {
                 switch resendLimiter.allow(sequence: seq, bytes: ring[i].bytes.count, sendingBytesPerSecond: sending, now: now) {
                 case nil:
                     transmit(ring[i].bytes, socket, remote)
+                    // The copy carries the first one's transport-wide number: its feedback
+                    // would pair a late arrival with the first send time (a false queue).
+                    if let t = ring[i].twcc { history.forget(sequence: t) }
                     video.retransmitted += 1
                 case .duplicate?:
                     refused.duplicates += 1
@@ -222,6 +393,11 @@ final class MediaSender: @unchecked Sendable {
             video.retransmissionsRefused += UInt64(refused.duplicates + refused.overBudget)
             return refused
         }
+    }
+
+    /// Pairs transport-wide feedback with what was sent.
+    func feedbackResults(_ fb: TransportFeedback) -> (results: [SendHistory.Result], unknown: Int) {
+        lock.withLock { history.results(for: fb) }
     }
 
     func countKeyframeRequest(fir: Bool) {
@@ -254,7 +430,8 @@ final class MediaSender: @unchecked Sendable {
     }
 
     func stats(now: Instant) -> [OutboundRTPStats] {
-        lock.withLock {
+        let dropped = handoff.withLock { ($0.droppedFrames, $0.droppedAudio) }
+        return lock.withLock {
             var out: [OutboundRTPStats] = []
             if video.active {
                 var v = OutboundRTPStats(kind: "video", ssrc: video.ssrc)
@@ -264,12 +441,16 @@ final class MediaSender: @unchecked Sendable {
                 v.nackCount = video.nacks; v.pliCount = video.plis; v.firCount = video.firs
                 v.frameWidth = video.width; v.frameHeight = video.height
                 v.framesPerSecond = video.fps.current(now: now); v.bitrate = video.bitrate.current(now: now) * 8
+                v.framesDroppedBeforeSend = dropped.0
+                v.pacingRate = pacer.rateBps
+                v.pacerQueueBytes = queuedBytes
                 out.append(v)
             }
             if audio.active {
                 var a = OutboundRTPStats(kind: "audio", ssrc: audio.ssrc)
                 a.packetsSent = audio.packets; a.bytesSent = audio.octets
                 a.bitrate = audio.bitrate.current(now: now) * 8
+                a.framesDroppedBeforeSend = dropped.1
                 out.append(a)
             }
             return out

@@ -132,6 +132,9 @@ public final class PeerConnection: @unchecked Sendable {
         var refusedDTLS: UInt64 = 0
         var refusedSSRCPackets: UInt64 = 0
         var droppedCommands: UInt64 = 0
+        var unknownFeedbackPackets: UInt64 = 0
+        var delayBasedKbps: Int?
+        var queueDelayMs: Double?
     }
 
     /// Remote candidates taken from one description (offer, answer) or one trickle batch.
@@ -172,7 +175,7 @@ public final class PeerConnection: @unchecked Sendable {
         self.turnServers = configuration.turnServers
         self.mdns = configuration.mdns
         self.mdnsNames = Locked(names)
-        self.sender = MediaSender()
+        self.sender = MediaSender(targetKbps: configuration.maxVideoBitrateKbps)
         var pipeFDs: [Int32] = [0, 0]
         guard pipe(&pipeFDs) == 0 else { throw SocketError("pipe") }
         for fd in pipeFDs { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
@@ -207,6 +210,7 @@ public final class PeerConnection: @unchecked Sendable {
             pc.shared.withLock { $0.remoteUfrag = s.remoteUfrag }
             pc.addCandidates(s.remoteCandidates, now: now, origin: "remote description")
             pc.sender.configure(session: s)
+            pc.remoteTWCCID = [s.video, s.audio].compactMap { m in m.flatMap { $0.transportCC ? $0.extensions[TransportWideCC.uri] : nil } }.first
             if let v = s.video, v.receive {
                 pc.videoReceiver = VideoReceiver(payloadType: v.codec.payloadType, absCaptureTimeID: v.extensions[RTPExtensionURI.absCaptureTime])
                 pc.videoSSRCs = SSRCFilter(signalled: v.remoteSSRCs)
@@ -307,16 +311,23 @@ public final class PeerConnection: @unchecked Sendable {
                                    ignoredCandidates: s.ignoredCandidates, refusedDTLS: s.refusedDTLS, refusedSSRCPackets: s.refusedSSRCPackets)
     }
 
-    /// Sends one encoded video frame (no-op until SRTP keys exist).
+    /// Hands one encoded video frame to the transport thread, which paces it out (no-op
+    /// until SRTP keys exist). Returns at once: no packetizing, SRTP or `sendto` here.
     public func sendVideo(_ data: [UInt8], isKeyframe: Bool, width: Int, height: Int, captureTime: Instant, captureNTP: UInt64) {
-        if sender.sendVideo(data, isKeyframe: isKeyframe, width: width, height: height, captureTime: captureTime, captureNTP: captureNTP) {
-            markFirstMediaSent()
-        }
+        let frame = MediaSender.VideoFrame(data: data, isKeyframe: isKeyframe, width: width, height: height, captureTime: captureTime, captureNTP: captureNTP)
+        if sender.queueVideo(frame) { wake() }
     }
 
-    /// Sends one Opus packet of `samples` samples.
+    /// Hands one Opus packet of `samples` samples to the transport thread, which sends it
+    /// ahead of queued video.
     public func sendAudio(_ payload: [UInt8], samples: Int) {
-        if sender.sendAudio(payload, samples: samples) { markFirstMediaSent() }
+        if sender.queueAudio(payload, samples: samples) { wake() }
+    }
+
+    /// Wakes the transport thread's poll.
+    func wake() {
+        var one: UInt8 = 1
+        _ = write(wakeWrite, &one, 1)
     }
 
     /// Latency from capture to the first packet of each frame on the wire, in ms, recent frames.
@@ -345,8 +356,7 @@ public final class PeerConnection: @unchecked Sendable {
             refusals.refused("transport command", source: "local", reason: "\(PeerConnection.maxQueuedCommands) commands already wait for the transport thread", now: Instant.now())
             return
         }
-        var one: UInt8 = 1
-        _ = write(wakeWrite, &one, 1)
+        wake()
     }
 
     func run() {
@@ -385,9 +395,20 @@ public final class PeerConnection: @unchecked Sendable {
             let queued = commands.withLock { c -> [(PeerConnection) -> Void] in defer { c.removeAll() }; return c }
             for c in queued { c(self) }
             if closed { break }
-            runTimers(now: Instant.now())
+            let later = Instant.now()
+            runTimers(now: later)
+            sendMedia(now: later)
         }
     }
+
+    /// Media handed over by the media threads, and what the pacer lets out now.
+    func sendMedia(now: Instant) {
+        let (next, sent) = sender.service(now: now)
+        nextPacedSend = next
+        if sent { markFirstMediaSent() }
+    }
+    /// When the pacer has the next packet due (nil: its queue is empty).
+    var nextPacedSend: Instant?
 
     /// Reads frames from a TCP/TLS link to a TURN server.
     func serviceLink(_ r: RelayAllocation) {
@@ -407,6 +428,8 @@ public final class PeerConnection: @unchecked Sendable {
         for r in relays { consider(r.lock.withLock { r.client.nextDeadline }) }
         if let t = dtls?.timeout { consider(now + t) }
         consider(nextRTCP)
+        consider(nextPacedSend)
+        consider(feedbackGenerator.nextDeadline)
         if let v = videoReceiver, v.hasWork { consider(now + .milliseconds(10)) }
         return d
     }
@@ -446,6 +469,10 @@ public final class PeerConnection: @unchecked Sendable {
                     if early < t { nextRTCP = early }
                 }
             }
+        }
+        if srtpIn != nil, let d = feedbackGenerator.nextDeadline, d <= now {
+            let messages = feedbackGenerator.poll(now: now, senderSSRC: sender.videoSSRC, mediaSSRC: videoReceiver?.remoteSSRC ?? 0)
+            if !messages.isEmpty { sendRTCP(messages.map { .transportFeedback($0) }) }
         }
         if let t = nextRTCP, t <= now {
             sendReports(now: now)
@@ -875,8 +902,10 @@ public final class PeerConnection: @unchecked Sendable {
 
     func handleRTP(_ p: RTPPacket, now: Instant) {
         guard let s = session else { return }
+
         if let v = s.video, p.payloadType == v.codec.payloadType, let receiver = videoReceiver {
             guard videoSSRCs.accept(p.ssrc, now: now) else { refusedSSRC(p, kind: "video", now: now); return }
+            recordTransportSequence(p, now: now)
             let frames = receiver.receive(p, now: now)
             shared.withLock {
                 if $0.inboundVideo == nil { $0.inboundVideo = InboundRTPStats(kind: "video", ssrc: p.ssrc) }
@@ -890,6 +919,7 @@ public final class PeerConnection: @unchecked Sendable {
             deliver(frames, now: now)
         } else if let a = s.audio, p.payloadType == a.codec.payloadType {
             guard audioSSRCs.accept(p.ssrc, now: now) else { refusedSSRC(p, kind: "audio", now: now); return }
+            recordTransportSequence(p, now: now)
             if audioStats == nil { audioStats = ReceiveStatistics(ssrc: p.ssrc, clockRate: 48000) }
             audioStats!.received(sequence: p.sequenceNumber, rtpTimestamp: p.timestamp, payloadBytes: p.payload.count, arrival: now)
             let st = audioStats!
@@ -904,6 +934,12 @@ public final class PeerConnection: @unchecked Sendable {
             }
             handlers.onAudioPacket?(p.payload, p.sequenceNumber, p.timestamp)
         }
+    }
+
+    /// Transport-wide sequence numbers are reported for every stream of the BUNDLE.
+    func recordTransportSequence(_ p: RTPPacket, now: Instant) {
+        guard let id = remoteTWCCID, let ext = p.extension(id), ext.count >= 2 else { return }
+        feedbackGenerator.received(sequence: UInt16(ext[0]) << 8 | UInt16(ext[1]), now: now)
     }
 
     /// Media from an SSRC the stream does not take: counted and logged (rate-limited).
@@ -932,6 +968,10 @@ public final class PeerConnection: @unchecked Sendable {
             shared.withLock { $0.malformed += 1 }
             return
         }
+        if !pacingEnabled, packets.contains(where: { if case .receiverReport = $0 { return true }; if case .senderReport = $0 { return true }; if case .transportFeedback = $0 { return true }; return false }) {
+            pacingEnabled = true
+            sender.enablePacing()
+        }
         for p in packets {
             switch p {
             case let .senderReport(ssrc, ntp, _, _, _, reports):
@@ -954,6 +994,16 @@ public final class PeerConnection: @unchecked Sendable {
             case .fir:
                 sender.countKeyframeRequest(fir: true)
                 handlers.onKeyframeRequest?()
+            case let .transportFeedback(fb):
+                let (results, unknown) = sender.feedbackResults(fb)
+                if unknown > 0 {
+                    shared.withLock { $0.unknownFeedbackPackets += UInt64(unknown) }
+                    refusals.refused("transport feedback", source: "peer", reason: "\(unknown) packets reported that we never sent (or long ago)", now: now)
+                }
+                if !results.isEmpty, let kbps = bitrateController.receivedTransportFeedback(results, now: now) { targetBitrateChanged(kbps) }
+                if let d = bitrateController.delayBased {
+                    shared.withLock { $0.delayBasedKbps = Int(d.estimateBps / 1000); $0.queueDelayMs = d.queueDelayMs }
+                }
             case let .remb(_, bitrate, _):
                 shared.withLock { $0.pair.availableOutgoingBitrate = Double(bitrate) }
                 if let kbps = bitrateController.receivedREMB(bitsPerSecond: bitrate) { targetBitrateChanged(kbps) }
@@ -971,9 +1021,15 @@ public final class PeerConnection: @unchecked Sendable {
 
     /// Congestion control for video (transport thread only).
     var bitrateController: BitrateController
+    var pacingEnabled = false
+    /// Transport-wide feedback for what we receive (transport thread only).
+    var feedbackGenerator = TransportFeedbackGenerator()
+    /// The peer's transport-wide sequence number extension ID, when negotiated.
+    var remoteTWCCID: UInt8?
 
     func targetBitrateChanged(_ kbps: Int) {
         shared.withLock { $0.targetVideoKbps = kbps }
+        sender.setTarget(kbps: kbps)
         handlers.onTargetBitrate?(kbps)
     }
 

@@ -49,6 +49,11 @@ public struct OutboundRTPStats: Sendable, Codable {
     public var frameHeight: Int = 0
     public var framesPerSecond: Double = 0
     public var bitrate: Double = 0
+    /// Frames (audio packets) the transport thread fell too far behind to take.
+    public var framesDroppedBeforeSend: UInt64 = 0
+    /// The pacer's rate (bit/s) and what waits in its queue (bytes).
+    public var pacingRate: Double = 0
+    public var pacerQueueBytes: Int = 0
 }
 
 /// W3C `candidate-pair` (the selected one).

@@ -259,6 +259,11 @@ public struct SendHistory: Sendable {
         ring[Int(s & Int64(SendHistory.capacity - 1))] = Entry(sequence: s, sendMicros: Int64(now.nanoseconds / 1000), size: size)
     }
 
+    /// Leaves `sequence` out of feedback from now on (a retransmission reused it).
+    public mutating func forget(sequence: UInt16) {
+        for i in [Int(sequence) & (SendHistory.capacity - 1)] where ring[i].sequence & 0xFFFF == Int64(sequence) { ring[i].acked = true }
+    }
+
     /// One packet's fate, from a feedback message.
     public struct Result: Sendable, Equatable {
         public var sendMicros: Int64

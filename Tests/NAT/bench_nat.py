@@ -11,6 +11,8 @@ from conftest import caller_and_callee, start_coturn, wait  # noqa: E402
 from testbed import TestBed  # noqa: E402
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+# `bench_nat.py N rate` runs only the rate adaptation part.
+ONLY = sys.argv[2] if len(sys.argv) > 2 else None
 STUN = 'stun_servers = ["10.200.0.1:3478"]'
 TURN_UDP = STUN + '\n\n[[turn]]\nurl = "turn:10.200.0.1:3478?transport=udp"\nusername = "vp"\ncredential = "turn-secret"'
 TURN_TLS = '[[turn]]\nurl = "turns:10.200.0.1:5349"\nusername = "vp"\ncredential = "turn-secret"'
@@ -158,9 +160,10 @@ def rate_adaptation_under_a_bottleneck(runs):
 
 
 if __name__ == "__main__":
-    print(f"\n## Call set-up per topology on the NAT test bed ({RUNS} calls each; coturn on the WAN)")
-    for t in TOPOLOGIES:
-        measure(*t)
-    media_back_after_address_change(RUNS)
+    if ONLY != "rate":
+        print(f"\n## Call set-up per topology on the NAT test bed ({RUNS} calls each; coturn on the WAN)")
+        for t in TOPOLOGIES:
+            measure(*t)
+        media_back_after_address_change(RUNS)
     print(f"\n## Rate adaptation: a 1 Mbit/s bottleneck in a 2 Mbit/s 720p call ({min(RUNS, 3)} drops)")
     rate_adaptation_under_a_bottleneck(min(RUNS, 3))

@@ -168,3 +168,39 @@ struct Bottleneck {
         #expect(c.delayBased?.overuseEvents == 0)
     }
 }
+
+@Suite struct PacerTests {
+    let t0 = Instant(nanoseconds: 10_000_000_000)
+
+    /// A 30 kB keyframe at a 1 Mbit/s target leaves over ~100 ms (2.5 Mbit/s), not at once.
+    @Test func aKeyframeIsSpreadAtTheMultipleOfTheTarget() {
+        var p = Pacer(targetBps: 1_000_000)
+        var queued = 25 * 1200
+        var t = t0
+        var sentAt: [Double] = []
+        while queued > 0 {
+            if p.maySend(now: t, queuedBytes: queued) {
+                p.sent(bytes: 1200)
+                queued -= 1200
+                sentAt.append((t - t0).seconds * 1000)
+            } else {
+                t = max(p.nextSend(now: t, queuedBytes: queued), t + .microseconds(100))
+            }
+        }
+        #expect(sentAt.last! > 80 && sentAt.last! < 120, "last packet after \(sentAt.last!) ms")
+        // Never more than the burst allowance at once.
+        #expect(sentAt.filter { $0 < 1 }.count <= 3)
+    }
+
+    /// A queue that would take longer than 250 ms drains faster than the pacing rate.
+    @Test func aLongQueueDrainsWithinItsBound() {
+        var p = Pacer(targetBps: 100_000)
+        var queued = 100 * 1200
+        var t = t0
+        while queued > 0 {
+            if p.maySend(now: t, queuedBytes: queued) { p.sent(bytes: 1200); queued -= 1200 }
+            else { t = max(p.nextSend(now: t, queuedBytes: queued), t + .microseconds(100)) }
+        }
+        #expect((t - t0).seconds < 0.3)
+    }
+}
