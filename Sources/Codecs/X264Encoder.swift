@@ -20,7 +20,9 @@ public struct H264EncoderSettings: Sendable {
     public var height: Int
     public var fps: Int
     public var bitrateKbps: Int
-    /// Keyframe interval in frames (~2 s by default).
+    /// Keyframe interval in frames: a safety net of 60 s by default. Receivers ask for
+    /// keyframes with PLI when they need one (as WebRTC stacks do); periodic ones every
+    /// few seconds cost bandwidth and their bursts overflow a bottleneck queue.
     public var keyframeInterval: Int
     /// The negotiated profile-level-id (e.g. `42e01f`); the SPS is made to say exactly this.
     public var profileLevelID: String
@@ -30,7 +32,7 @@ public struct H264EncoderSettings: Sendable {
     public init(width: Int = 1280, height: Int = 720, fps: Int = 30, bitrateKbps: Int = 2000,
                 keyframeInterval: Int? = nil, profileLevelID: String = "42e01f", threads: Int = 1, preset: String = "ultrafast") {
         self.width = width; self.height = height; self.fps = fps; self.bitrateKbps = bitrateKbps
-        self.keyframeInterval = keyframeInterval ?? fps * 2
+        self.keyframeInterval = keyframeInterval ?? fps * 60
         self.profileLevelID = profileLevelID; self.threads = threads; self.preset = preset
     }
 }

@@ -260,17 +260,22 @@ public struct DelayBasedEstimator: Sendable {
                 // The path got faster than what we learned: forget it, climb fast.
                 capacityKbps = nil
             }
+            var grown = estimateBps
             if capacityKbps != nil, let last = lastDecreaseMs, nowMs - last < 2000 {
                 // Near the capacity just learnt: about one packet more per response time.
                 // Past two quiet seconds the path may have changed: climb again.
                 let responseSeconds = 0.2
-                estimateBps += max(1000, 1200 * 8 / responseSeconds * dt)
+                grown += max(1000, 1200 * 8 / responseSeconds * dt)
             } else {
-                estimateBps *= pow(multiplicativeGrowthPerSecond, dt)
+                grown *= pow(multiplicativeGrowthPerSecond, dt)
             }
-            // Never far above what actually gets through: an encoder sending less than
-            // the estimate (a still picture) must not let it run away.
-            if let a = ackedBps { estimateBps = min(estimateBps, 1.5 * a + 10_000) }
+            // Not far above what actually gets through while the encoder fills the
+            // estimate. An encoder well under it (a still picture) proves nothing either
+            // way: then growth goes on, and the delay signal reins in a later burst.
+            if let a = ackedBps, a > 0.5 * estimateBps {
+                grown = max(estimateBps, min(grown, 1.5 * a + 10_000))
+            }
+            estimateBps = grown
         case .decrease:
             if let a = ackedBps {
                 let akbps = a / 1000
