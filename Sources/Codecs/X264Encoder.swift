@@ -83,7 +83,13 @@ public final class X264Encoder: VideoEncoder {
         p.b_annexb = 1
         p.b_aud = 0
         p.i_log_level = X264_LOG_NONE
-        p.rc.i_rc_method = X264_RC_ABR
+        // Capped CRF: constant quality, held under the target by a VBV of ~1.5 frames.
+        // ABR would keep a long account of the bits it owes: after congestion control
+        // cuts the target it first overshoots, then starves the picture to pay back.
+        // A capped CRF follows a new cap from the next frame, and spends less than the
+        // cap on a picture that needs less.
+        p.rc.i_rc_method = X264_RC_CRF
+        p.rc.f_rf_constant = 23
         p.rc.i_bitrate = Int32(settings.bitrateKbps)
         p.rc.i_vbv_max_bitrate = Int32(settings.bitrateKbps)
         // About 1.5 frames of VBV buffer: frame sizes stay even, so does latency.

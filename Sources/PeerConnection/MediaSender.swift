@@ -34,7 +34,8 @@ final class MediaSender: @unchecked Sendable {
         var width = 0
         var height = 0
         var fps = RateMeter()
-        var bitrate = RateMeter()
+        /// Quarter-second windows: congestion control and its benchmark read this rate.
+        var bitrate = RateMeter(window: 0.25)
     }
 
     /// An encoded frame handed over by the camera thread.

@@ -135,6 +135,7 @@ public final class PeerConnection: @unchecked Sendable {
         var unknownFeedbackPackets: UInt64 = 0
         var delayBasedKbps: Int?
         var queueDelayMs: Double?
+        var lossBasedKbps = 0
     }
 
     /// Remote candidates taken from one description (offer, answer) or one trickle batch.
@@ -308,7 +309,9 @@ public final class PeerConnection: @unchecked Sendable {
         return PeerConnectionStats(iceState: s.iceState, dtlsState: s.dtlsState, inbound: inbound, outbound: sender.stats(now: now),
                                    candidatePair: s.pair, timeline: s.timeline, malformedDatagrams: s.malformed, srtpFailures: s.srtpFailures,
                                    mdnsResolved: s.mdnsResolved, ignoredSTUN: s.ignoredSTUN, targetVideoBitrateKbps: s.targetVideoKbps,
-                                   ignoredCandidates: s.ignoredCandidates, refusedDTLS: s.refusedDTLS, refusedSSRCPackets: s.refusedSSRCPackets)
+                                   ignoredCandidates: s.ignoredCandidates, refusedDTLS: s.refusedDTLS, refusedSSRCPackets: s.refusedSSRCPackets,
+                                   lossBasedKbps: s.lossBasedKbps, delayBasedKbps: s.delayBasedKbps, queueDelayMs: s.queueDelayMs,
+                                   unknownFeedbackPackets: s.unknownFeedbackPackets)
     }
 
     /// Hands one encoded video frame to the transport thread, which paces it out (no-op
@@ -1028,7 +1031,7 @@ public final class PeerConnection: @unchecked Sendable {
     var remoteTWCCID: UInt8?
 
     func targetBitrateChanged(_ kbps: Int) {
-        shared.withLock { $0.targetVideoKbps = kbps }
+        shared.withLock { $0.targetVideoKbps = kbps; $0.lossBasedKbps = Int(bitrateController.lossBasedKbps) }
         sender.setTarget(kbps: kbps)
         handlers.onTargetBitrate?(kbps)
     }

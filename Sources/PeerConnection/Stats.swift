@@ -91,18 +91,28 @@ public struct PeerConnectionStats: Sendable {
     public var refusedDTLS: UInt64 = 0
     /// Media packets dropped because their SSRC is not the stream's.
     public var refusedSSRCPackets: UInt64 = 0
+    /// The two halves of congestion control: the loss-based and (with transport-wide
+    /// feedback) the delay-based estimate, kbit/s, and the standing queue seen, ms.
+    public var lossBasedKbps: Int = 0
+    public var delayBasedKbps: Int? = nil
+    public var queueDelayMs: Double? = nil
+    /// Packets in transport feedback that we never sent (a lying or confused peer).
+    public var unknownFeedbackPackets: UInt64 = 0
 }
 
-/// A rate meter over a sliding second, for bitrate and fps figures.
+/// A rate meter over consecutive windows (a second by default), for bitrate and fps.
 struct RateMeter {
+    let window: Double
     private var windowStart: Instant?
     private var count = 0.0
     private(set) var rate = 0.0
 
+    init(window: Double = 1) { self.window = window }
+
     mutating func add(_ amount: Double, now: Instant) {
         guard let start = windowStart else { windowStart = now; count = amount; return }
         let elapsed = (now - start).seconds
-        if elapsed >= 1 {
+        if elapsed >= window {
             rate = count / elapsed
             windowStart = now
             count = amount

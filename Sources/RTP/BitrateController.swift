@@ -1,4 +1,7 @@
 import NetworkCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The video send rate, from what the receiver reports: loss-based control after the
 /// loss half of Google Congestion Control (draft-ietf-rmcat-gcc-02 §6), capped by the
@@ -21,7 +24,8 @@ public struct BitrateController: Sendable {
     public let maximumKbps: Int
     /// What the encoder should aim for now.
     public private(set) var targetKbps: Int
-    private var lossBasedKbps: Double
+    /// The loss-based half's present value.
+    public private(set) var lossBasedKbps: Double
     private var rembKbps: Int?
     private var lastIncrease: Instant?
     private var lastDecrease: Instant?
@@ -49,7 +53,13 @@ public struct BitrateController: Sendable {
             lastDecrease = now
         } else if loss < 0.02 {
             // Grow at most once a second, however often reports come.
-            if lastIncrease.map({ now - $0 >= .seconds(1) }) ?? true {
+            // With delay-based control beside it, a queue is found before loss, so the
+            // loss-based half may climb as fast as the delay-based one (25 %/s).
+            if delayBased != nil, let last = lastIncrease {
+                let dt = min((now - last).seconds, 1)
+                lossBasedKbps *= pow(delayBased!.multiplicativeGrowthPerSecond, dt)
+                lastIncrease = now
+            } else if lastIncrease.map({ now - $0 >= .seconds(1) }) ?? true {
                 lossBasedKbps = lossBasedKbps * 1.08 + 1
                 lastIncrease = now
             }

@@ -56,7 +56,7 @@ public struct DelayBasedEstimator: Sendable {
     /// Growth per second far from the last known capacity. libwebrtc grows 8 % a second
     /// and probes for headroom; without probes, a faster climb finds a lifted cap in
     /// seconds, and the early delay signal keeps the overshoot small.
-    public var multiplicativeGrowthPerSecond = 1.20
+    public var multiplicativeGrowthPerSecond = 1.25
 
     public init(startBps: Double, minimumBps: Double, maximumBps: Double) {
         self.minimumBps = minimumBps
@@ -157,7 +157,11 @@ public struct DelayBasedEstimator: Sendable {
         }
         let base = baseBuckets.reduce(Double.infinity) { min($0, $1.minimum) }
         let q = owd - base
-        if let previousQueue = queueDelayMs { queueJitterMs += (abs(q - previousQueue) - queueJitterMs) / 16 }
+        // Jitter is learnt while the queue is calm: a queue that builds would otherwise
+        // raise its own threshold as it grows.
+        if let previousQueue = queueDelayMs, q < queueThresholdMs / 2, previousQueue < queueThresholdMs / 2 {
+            queueJitterMs += (min(abs(q - previousQueue), 50) - queueJitterMs) / 16
+        }
         queueDelayMs = q
         queueOverThreshold = q > queueThresholdMs ? queueOverThreshold + 1 : 0
     }
@@ -261,9 +265,9 @@ public struct DelayBasedEstimator: Sendable {
                 capacityKbps = nil
             }
             var grown = estimateBps
-            if capacityKbps != nil, let last = lastDecreaseMs, nowMs - last < 2000 {
+            if capacityKbps != nil, let last = lastDecreaseMs, nowMs - last < 1000 {
                 // Near the capacity just learnt: about one packet more per response time.
-                // Past two quiet seconds the path may have changed: climb again.
+                // After a quiet second the path may have changed: climb again.
                 let responseSeconds = 0.2
                 grown += max(1000, 1200 * 8 / responseSeconds * dt)
             } else {
@@ -279,7 +283,10 @@ public struct DelayBasedEstimator: Sendable {
         case .decrease:
             if let a = ackedBps {
                 let akbps = a / 1000
-                estimateBps = min(estimateBps, 0.85 * a)
+                // Below what gets through by 15 % (GCC), and further by the standing queue,
+                // so that it drains in about a second instead of delaying every frame.
+                let queueSeconds = max(0, (queueDelayMs ?? 0) - queueThresholdMs / 2) / 1000
+                estimateBps = min(estimateBps, a * max(0.5, 0.85 - queueSeconds))
                 // Learn the capacity where the queue started (an exponential average).
                 if let c = capacityKbps {
                     let alpha = 0.05

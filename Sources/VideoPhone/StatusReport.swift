@@ -92,6 +92,11 @@ extension Device {
                 if o.kind == "video" {
                     j.field("framesEncoded", o.framesEncoded); j.field("keyFramesEncoded", o.keyFramesEncoded)
                     j.field("targetBitrate", Double(s.targetVideoBitrateKbps * 1000))
+                    j.field("lossBasedEstimate", Double(s.lossBasedKbps * 1000))
+                    j.field("delayBasedEstimate", s.delayBasedKbps.map { Double($0 * 1000) })
+                    j.field("queueDelayMs", s.queueDelayMs)
+                    j.field("pacingRate", o.pacingRate); j.field("pacerQueueBytes", o.pacerQueueBytes)
+                    j.field("framesDroppedBeforeSend", o.framesDroppedBeforeSend)
                     j.field("frameWidth", o.frameWidth); j.field("frameHeight", o.frameHeight)
                     j.field("framesPerSecond", o.framesPerSecond)
                     j.field("encoderImplementation", f.encoderImplementation)
