@@ -177,11 +177,13 @@ public struct ICEAgent {
     }
 
     @discardableResult
-    mutating func addPair(localIndex: Int, remote: TransportAddress, type: ICECandidateType, priority: UInt32) -> Int {
+    mutating func addPair(localIndex: Int, remote: TransportAddress, type: ICECandidateType, priority: UInt32, fromCheck: Bool = false) -> Int {
         if let existing = pairs.firstIndex(where: { $0.localIndex == localIndex && $0.remote == remote }) { return existing }
         guard localCandidates[localIndex].base.family == remote.family else { return -1 }
-        // Loopback only pairs with loopback: a check between the two would be answered from the other interface.
-        guard localCandidates[localIndex].base.isLoopback == remote.isLoopback else { return -1 }
+        // From candidates, loopback only pairs with loopback: such a check would mostly be
+        // answered from the other interface. A check that arrived has proven its path, so
+        // its pair exists whatever the addresses (RFC 8445 §7.3.1.4): the peer may nominate it.
+        guard fromCheck || localCandidates[localIndex].base.isLoopback == remote.isLoopback else { return -1 }
         var p = Pair(localIndex: localIndex, remote: remote, remoteType: type, remotePriority: priority)
         p.priority = pairPriority(local: localCandidates[localIndex].candidate.priority, remote: priority)
         pairs.append(p)
@@ -335,7 +337,7 @@ public struct ICEAgent {
             remoteCandidates.append(c)
         }
         let type = remoteCandidates.first { $0.address == from }?.type ?? .prflx
-        let idx = addPair(localIndex: localIndex, remote: from, type: type, priority: m.priority ?? 0)
+        let idx = addPair(localIndex: localIndex, remote: from, type: type, priority: m.priority ?? 0, fromCheck: true)
         guard idx >= 0 else { return }
         if m.useCandidate && !controlling {
             pairs[idx].nominated = true

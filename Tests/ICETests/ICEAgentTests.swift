@@ -7,15 +7,19 @@ import Testing
 struct Harness {
     var a: ICEAgent
     var b: ICEAgent
-    let aAddr = TransportAddress(host: "10.0.0.1", port: 5000)!
-    let bAddr = TransportAddress(host: "10.0.0.2", port: 6000)!
+    let aAddr: TransportAddress
+    let bAddr: TransportAddress
     var now = Instant(nanoseconds: 1_000_000_000)
     /// Drop predicate: (from, to, bytes) → true to lose the datagram.
     var drop: (TransportAddress, TransportAddress, [UInt8]) -> Bool = { _, _, _ in false }
     var aEvents: [ICEEvent] = []
     var bEvents: [ICEEvent] = []
 
-    init(aControlling: Bool = true, bControlling: Bool = false) {
+    init(aControlling: Bool = true, bControlling: Bool = false,
+         aAddr: TransportAddress = TransportAddress(host: "10.0.0.1", port: 5000)!,
+         bAddr: TransportAddress = TransportAddress(host: "10.0.0.2", port: 6000)!) {
+        self.aAddr = aAddr
+        self.bAddr = bAddr
         a = ICEAgent(controlling: aControlling, tieBreaker: 100)
         b = ICEAgent(controlling: bControlling, tieBreaker: 200)
         let ca = ICECandidate(foundation: "1", priority: ICECandidate.priority(type: .host, localPreference: 65535), host: aAddr.host, port: aAddr.port, type: .host)
@@ -67,6 +71,34 @@ struct Harness {
         #expect(h.b.state == .connected)
         #expect(h.aEvents.contains { if case .selectedPair(_, _, _, _, true) = $0 { return true }; return false })
         #expect(h.bEvents.contains { if case .selectedPair(_, _, _, _, true) = $0 { return true }; return false })
+    }
+
+    /// RFC 8445 §7.3.1.5: the pair the controlling peer nominates, through a check we
+    /// answered, is the pair we use, even loopback to a LAN address (one host, two
+    /// interfaces), which we would never have paired from candidates ourselves.
+    @Test func aNominationOfALoopbackToLANPairIsTheSelectedPair() {
+        var h = Harness(aAddr: TransportAddress(host: "192.168.7.2", port: 5000)!, bAddr: TransportAddress(host: "127.0.0.1", port: 6000)!)
+        h.exchangeCredentials(candidates: false)
+        // a's stack (a browser, say) pairs its LAN address with b's loopback one and
+        // nominates it at once (aggressive nomination), a check we would never send.
+        var check = STUNMessage(method: .binding, class: .request)
+        check.add(STUNAttributeType.username, Array("\(h.b.localUfrag):\(h.a.localUfrag)".utf8))
+        var priority: [UInt8] = []
+        priority.appendU32(ICECandidate.priority(type: .prflx, localPreference: 65535))
+        check.add(STUNAttributeType.priority, priority)
+        var tieBreaker: [UInt8] = []
+        tieBreaker.appendU64(1)
+        check.add(STUNAttributeType.iceControlling, tieBreaker)
+        check.add(STUNAttributeType.useCandidate, [])
+        let bytes = check.serialize(integrityKey: Array(h.b.localPwd.utf8))
+        h.b.handle(try! STUNMessage(parsing: bytes), from: h.aAddr, localIndex: 0, now: h.now)
+        // b answered, and its triggered check on that pair goes through the harness.
+        h.run(for: .milliseconds(20))
+        #expect(h.b.state == .connected)
+        let last = h.bEvents.last { if case .selectedPair = $0 { return true }; return false }
+        guard case let .selectedPair(_, remote, _, _, nominated)? = last else { Issue.record("b selected nothing: \(h.bEvents)"); return }
+        #expect(remote == h.aAddr)
+        #expect(nominated)
     }
 
     @Test func checkArrivingBeforeTheAnswerBecomesPeerReflexiveThenConnectsAtOnce() {
