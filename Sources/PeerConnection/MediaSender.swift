@@ -121,6 +121,9 @@ final class MediaSender: @unchecked Sendable {
     /// Off until the peer's first RTCP report: the first keyframe (time to first frame)
     /// leaves at once, before anything is known of the path.
     private var pacing = false
+    private var probe: (cluster: ProbeController.Cluster, sent: Int, next: Instant)?
+    private var probesStarted: UInt64 = 0
+    private var paddingBytes: UInt64 = 0
     /// Recent capture → wire latencies in ms.
     let captureToWire = Locked<[Double]>([])
 
@@ -222,7 +225,13 @@ final class MediaSender: @unchecked Sendable {
             while queueCount > 0, !pacing || pacer.maySend(now: now, queuedBytes: queuedBytes) {
                 sent = sendQueued(now: now, socket, remote) || sent
             }
-            return (queueCount > 0 ? pacer.nextSend(now: now, queuedBytes: queuedBytes) : nil, sent)
+            while let p = probe, p.next <= now {
+                sendPadding(p.cluster, now: now, socket, remote)
+                probe = p.sent + 1 < p.cluster.packets ? (p.cluster, p.sent + 1, p.next + p.cluster.interval) : nil
+            }
+            var next = queueCount > 0 ? pacer.nextSend(now: now, queuedBytes: queuedBytes) : nil
+            if let p = probe { next = next.map { min($0, p.next) } ?? p.next }
+            return (next, sent)
         }
     }
 
@@ -269,7 +278,7 @@ final class MediaSender: @unchecked Sendable {
 
     /// Stamps the transport-wide sequence number at `offset` of `scratch`, protects and
     /// sends it. Call with the lock held.
-    private func protectAndSend(twccOffset: Int?, now: Instant, _ socket: UDPSocket, _ remote: TransportAddress) -> (ok: Bool, twcc: UInt16?) {
+    private func protectAndSend(twccOffset: Int?, now: Instant, probe: Int = -1, _ socket: UDPSocket, _ remote: TransportAddress) -> (ok: Bool, twcc: UInt16?) {
         var twcc: UInt16? = nil
         if let o = twccOffset {
             twcc = twccSequence
@@ -279,7 +288,7 @@ final class MediaSender: @unchecked Sendable {
         guard let srtp else { return (false, nil) }
         do { try srtp.protectRTP(&scratch) } catch { return (false, nil) }
         transmit(scratch, socket, remote)
-        if let twcc { history.sent(sequence: twcc, size: scratch.count, at: now) }
+        if let twcc { history.sent(sequence: twcc, size: scratch.count, at: now, probe: probe) }
         return (true, twcc)
     }
 
@@ -365,6 +374,39 @@ final class MediaSender: @unchecked Sendable {
         return true
     }
 
+    /// Starts a probe cluster: padding-only packets on the video stream, at the cluster's
+    /// rate, between frames (their sequence numbers follow the last frame packetized).
+    func startProbe(_ c: ProbeController.Cluster, now: Instant) {
+        lock.withLock {
+            guard probe == nil, video.active, video.frames > 0, twccID != nil else { return }
+            probe = (c, 0, now)
+            probesStarted += 1
+        }
+    }
+
+    /// One padding-only packet of a probe. Kept in the NACK ring like media: a lost one
+    /// is resent, so the receiver's frame assembly never waits on it. Lock held.
+    private func sendPadding(_ c: ProbeController.Cluster, now: Instant, _ socket: UDPSocket, _ remote: TransportAddress) {
+        scratch.removeAll(keepingCapacity: true)
+        let offset = writeHeader(into: &scratch, video, marker: false, timestamp: video.lastRTPTimestamp, mid: videoMid, captureNTP: nil)
+        scratch[0] |= 0x20
+        let padding = min(max(c.packetSize, 1), 255)
+        for _ in 1..<padding { scratch.append(0) }
+        scratch.append(UInt8(padding))
+        let seq = video.sequence
+        video.sequence &+= 1
+        let (ok, twcc) = protectAndSend(twccOffset: offset, now: now, probe: c.id, socket, remote)
+        guard ok else { return }
+        let i = Int(seq) & ringMask
+        ring[i].seq = seq
+        ring[i].valid = true
+        ring[i].twcc = twcc
+        ring[i].bytes.removeAll(keepingCapacity: true)
+        ring[i].bytes.append(contentsOf: scratch)
+        video.packets += 1
+        paddingBytes += UInt64(padding)
+    }
+
     /// Resends the protected packets for the NACKed sequence numbers we still hold, within
     /// the limiter's rules; returns how many were refused as repeats and over the budget.
     @discardableResult
@@ -445,6 +487,8 @@ final class MediaSender: @unchecked Sendable {
                 v.framesDroppedBeforeSend = dropped.0
                 v.pacingRate = pacer.rateBps
                 v.pacerQueueBytes = queuedBytes
+                v.probeClusters = probesStarted
+                v.paddingBytesSent = paddingBytes
                 out.append(v)
             }
             if audio.active {

@@ -473,6 +473,9 @@ public final class PeerConnection: @unchecked Sendable {
                 }
             }
         }
+        if srtpIn != nil, pacingEnabled, let cluster = bitrateController.probeCluster(now: now) {
+            sender.startProbe(cluster, now: now)
+        }
         if srtpIn != nil, let d = feedbackGenerator.nextDeadline, d <= now {
             let messages = feedbackGenerator.poll(now: now, senderSSRC: sender.videoSSRC, mediaSSRC: videoReceiver?.remoteSSRC ?? 0)
             if !messages.isEmpty { sendRTCP(messages.map { .transportFeedback($0) }) }

@@ -54,6 +54,9 @@ public struct OutboundRTPStats: Sendable, Codable {
     /// The pacer's rate (bit/s) and what waits in its queue (bytes).
     public var pacingRate: Double = 0
     public var pacerQueueBytes: Int = 0
+    /// Bandwidth probes sent (padding-only clusters) and their padding bytes.
+    public var probeClusters: UInt64 = 0
+    public var paddingBytesSent: UInt64 = 0
 }
 
 /// W3C `candidate-pair` (the selected one).

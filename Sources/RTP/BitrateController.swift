@@ -53,13 +53,8 @@ public struct BitrateController: Sendable {
             lastDecrease = now
         } else if loss < 0.02 {
             // Grow at most once a second, however often reports come.
-            // With delay-based control beside it, a queue is found before loss, so the
-            // loss-based half may climb as fast as the delay-based one (25 %/s).
-            if delayBased != nil, let last = lastIncrease {
-                let dt = min((now - last).seconds, 1)
-                lossBasedKbps *= pow(delayBased!.multiplicativeGrowthPerSecond, dt)
-                lastIncrease = now
-            } else if lastIncrease.map({ now - $0 >= .seconds(1) }) ?? true {
+            // Grow at most once a second, however often reports come.
+            if lastIncrease.map({ now - $0 >= .seconds(1) }) ?? true {
                 lossBasedKbps = lossBasedKbps * 1.08 + 1
                 lastIncrease = now
             }
@@ -75,7 +70,22 @@ public struct BitrateController: Sendable {
                                              maximumBps: Double(maximumKbps) * 1000)
         }
         delayBased!.update(results: results, now: now)
+        if let proved = prober.feedback(results, now: now) {
+            delayBased!.probed(bps: proved)
+            // A path proved to carry more lifts the loss-based half too (it only cuts on
+            // heavy loss, and climbs 8 % a second).
+            lossBasedKbps = min(max(lossBasedKbps, proved / 1000), Double(maximumKbps))
+        }
         return update()
+    }
+
+    /// Finds headroom while the delay-based estimate holds steady.
+    public private(set) var prober = ProbeController()
+
+    /// A probe cluster to send now, when one is due (transport-wide feedback only).
+    public mutating func probeCluster(now: Instant) -> ProbeController.Cluster? {
+        guard let d = delayBased else { return nil }
+        return prober.cluster(now: now, estimateBps: Double(targetKbps) * 1000, maximumBps: Double(maximumKbps) * 1000, calm: d.isCalm(now: now))
     }
 
     /// A REMB message (the receiver's delay-based estimate), in bits per second.

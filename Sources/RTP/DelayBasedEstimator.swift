@@ -53,10 +53,9 @@ public struct DelayBasedEstimator: Sendable {
     private static let maxAcked = 2048
     public private(set) var ackedBps: Double?
 
-    /// Growth per second far from the last known capacity. libwebrtc grows 8 % a second
-    /// and probes for headroom; without probes, a faster climb finds a lifted cap in
-    /// seconds, and the early delay signal keeps the overshoot small.
-    public var multiplicativeGrowthPerSecond = 1.25
+    /// Growth per second far from any known capacity (GCC's 8 %); near it the estimate
+    /// grows a packet per response time, and probes find headroom quickly.
+    public var multiplicativeGrowthPerSecond = 1.08
 
     public init(startBps: Double, minimumBps: Double, maximumBps: Double) {
         self.minimumBps = minimumBps
@@ -80,6 +79,23 @@ public struct DelayBasedEstimator: Sendable {
         updateAckedRate()
         updateRate(nowMs: nowMs)
         return estimateBps
+    }
+
+    /// Whether the estimate holds steady: no overuse, no cut in the last second, a calm
+    /// queue. Probing only then says something about headroom.
+    public func isCalm(now: Instant) -> Bool {
+        let nowMs = Double(now.nanoseconds) / 1e6
+        return usage == .normal && state != .decrease && (queueDelayMs ?? 0) < queueThresholdMs / 2
+            && (lastDecreaseMs.map { nowMs - $0 > 1000 } ?? true)
+    }
+
+    /// A probe proved the path carries `bps`: a higher estimate is taken at once, and
+    /// the capacity learnt before is forgotten (the path changed).
+    public mutating func probed(bps: Double) {
+        guard bps > estimateBps else { return }
+        estimateBps = min(bps, maximumBps)
+        capacityKbps = nil
+        state = .increase
     }
 
     // MARK: Grouping and trendline
@@ -265,9 +281,8 @@ public struct DelayBasedEstimator: Sendable {
                 capacityKbps = nil
             }
             var grown = estimateBps
-            if capacityKbps != nil, let last = lastDecreaseMs, nowMs - last < 1000 {
-                // Near the capacity just learnt: about one packet more per response time.
-                // After a quiet second the path may have changed: climb again.
+            if capacityKbps != nil {
+                // Near the capacity learnt at the last overuse: a packet more per response time.
                 let responseSeconds = 0.2
                 grown += max(1000, 1200 * 8 / responseSeconds * dt)
             } else {
@@ -287,8 +302,12 @@ public struct DelayBasedEstimator: Sendable {
                 // so that it drains in about a second instead of delaying every frame.
                 let queueSeconds = max(0, (queueDelayMs ?? 0) - queueThresholdMs / 2) / 1000
                 estimateBps = min(estimateBps, a * max(0.5, 0.85 - queueSeconds))
-                // Learn the capacity where the queue started (an exponential average).
-                if let c = capacityKbps {
+                // Learn the capacity where the queue started (an exponential average); a
+                // rate far under what was learnt means the path changed: start again.
+                if let c = capacityKbps, akbps < c - 3 * (capacityDeviation * c).squareRoot() {
+                    capacityKbps = akbps
+                    capacityDeviation = 0.4
+                } else if let c = capacityKbps {
                     let alpha = 0.05
                     let updated = (1 - alpha) * c + alpha * akbps
                     let error = updated - akbps

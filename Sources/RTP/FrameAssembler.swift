@@ -28,6 +28,8 @@ public struct H264FrameAssembler {
         var valid = false
         var captureNTP: UInt64? = nil
         var payload: [UInt8] = []
+        /// A padding-only packet (a bandwidth probe): it holds a sequence number, no media.
+        var padding = false
     }
 
     private var slots: [Slot]
@@ -76,6 +78,7 @@ public struct H264FrameAssembler {
         slots[idx].marker = packet.marker
         slots[idx].valid = true
         slots[idx].captureNTP = captureNTP
+        slots[idx].padding = packet.payload.isEmpty
         slots[idx].payload.removeAll(keepingCapacity: true)
         slots[idx].payload.append(contentsOf: packet.payload)
         if H264Payload.startsKeyframe(packet.payload) {
@@ -155,6 +158,8 @@ public struct H264FrameAssembler {
     private func completeFrame(from start: UInt16) -> UInt16? {
         let first = slots[Int(start) & mask]
         guard first.valid, first.seq == start else { return nil }
+        // Padding between frames completes on its own (and yields no frame).
+        if first.padding { return start }
         var seq = start
         var count = 0
         while count < slots.count {
@@ -168,6 +173,11 @@ public struct H264FrameAssembler {
     }
 
     private mutating func emit(from start: UInt16, to end: UInt16, into out: inout [AssembledFrame]) {
+        if start == end && slots[Int(start) & mask].padding {
+            slots[Int(start) & mask].valid = false
+            lastDeliveredSeq = end
+            return
+        }
         var data: [UInt8] = []
         var fuOpen = false
         var ok = true

@@ -245,7 +245,7 @@ public struct SequenceUnwrapper: Sendable {
 /// to pair feedback with send times. A fixed ring: the newest ``capacity`` packets.
 public struct SendHistory: Sendable {
     public static let capacity = 4096
-    struct Entry { var sequence: Int64 = -1; var sendMicros: Int64 = 0; var size: Int = 0; var acked = false }
+    struct Entry { var sequence: Int64 = -1; var sendMicros: Int64 = 0; var size: Int = 0; var acked = false; var probe: Int = -1 }
     private var ring = [Entry](repeating: Entry(), count: SendHistory.capacity)
     private var unwrapper = SequenceUnwrapper()
     /// The highest sequence number sent (unwrapped).
@@ -253,10 +253,11 @@ public struct SendHistory: Sendable {
 
     public init() {}
 
-    public mutating func sent(sequence: UInt16, size: Int, at now: Instant) {
+    /// A packet left; `probe` names the probe cluster it belongs to (-1: media).
+    public mutating func sent(sequence: UInt16, size: Int, at now: Instant, probe: Int = -1) {
         let s = unwrapper.unwrap(sequence)
         highest = max(highest, s)
-        ring[Int(s & Int64(SendHistory.capacity - 1))] = Entry(sequence: s, sendMicros: Int64(now.nanoseconds / 1000), size: size)
+        ring[Int(s & Int64(SendHistory.capacity - 1))] = Entry(sequence: s, sendMicros: Int64(now.nanoseconds / 1000), size: size, probe: probe)
     }
 
     /// Leaves `sequence` out of feedback from now on (a retransmission reused it).
@@ -270,6 +271,8 @@ public struct SendHistory: Sendable {
         public var size: Int
         /// Arrival on the receiver's clock in µs (nil: reported lost).
         public var arrivalMicros: Int64?
+        /// The probe cluster it was sent in (-1: media).
+        public var probe: Int = -1
     }
 
     /// Pairs a feedback message with what was sent. Packets we never sent (or forgot) and
@@ -295,7 +298,7 @@ public struct SendHistory: Sendable {
             // Overlapping messages report a packet twice: the first word counts.
             if ring[i].acked { continue }
             if arrival != nil { ring[i].acked = true }
-            out.append(Result(sendMicros: ring[i].sendMicros, size: ring[i].size, arrivalMicros: arrival))
+            out.append(Result(sendMicros: ring[i].sendMicros, size: ring[i].size, arrivalMicros: arrival, probe: ring[i].probe))
         }
         return (out, unknown)
     }

@@ -97,6 +97,7 @@ extension Device {
                     j.field("queueDelayMs", s.queueDelayMs)
                     j.field("pacingRate", o.pacingRate); j.field("pacerQueueBytes", o.pacerQueueBytes)
                     j.field("framesDroppedBeforeSend", o.framesDroppedBeforeSend)
+                    j.field("probeClusters", o.probeClusters); j.field("paddingBytesSent", o.paddingBytesSent)
                     j.field("frameWidth", o.frameWidth); j.field("frameHeight", o.frameHeight)
                     j.field("framesPerSecond", o.framesPerSecond)
                     j.field("encoderImplementation", f.encoderImplementation)

@@ -112,6 +112,29 @@ import Testing
         #expect(frame.data == expected)
     }
 
+    /// Bandwidth probes are padding-only packets between frames: they take sequence
+    /// numbers, complete nothing, and a late (retransmitted) one does not stall the stream.
+    @Test func paddingBetweenFramesIsSkippedEvenWhenItArrivesLate() {
+        let key = Self.packets(Self.accessUnit(sliceSize: 3000), firstSeq: 65534, ts: 9000)
+        var seq = key.last!.sequenceNumber &+ 1
+        let padding = (0..<3).map { k in RTPPacket(payloadType: 102, sequenceNumber: seq &+ UInt16(k), timestamp: 9000, ssrc: 1, payload: []) }
+        seq &+= 3
+        let delta = Self.packets(Self.accessUnit(sliceSize: 2000, idr: false), firstSeq: seq, ts: 12000)
+        var asm = H264FrameAssembler(gapTimeout: .milliseconds(100))
+        let now = Instant(nanoseconds: 1_000_000)
+        var frames: [AssembledFrame] = []
+        for p in key { frames += asm.insert(p, now: now) }
+        // The middle padding packet is late: the next frame waits for it, then completes.
+        for p in [padding[0], padding[2]] + delta { frames += asm.insert(p, now: now) }
+        #expect(frames.count == 1)
+        frames += asm.insert(padding[1], now: now + .milliseconds(20))
+        #expect(frames.count == 2)
+        #expect(frames.map(\.isKeyframe) == [true, false])
+        #expect(asm.framesDropped == 0)
+        let asked = asm.takeKeyframeRequest()
+        #expect(!asked)
+    }
+
     @Test func spsAndPpsTravelTogetherInOneSTAPA() {
         let pkts = Self.packets(Self.accessUnit(sliceSize: 3000), firstSeq: 1, ts: 1)
         #expect(pkts[0].payload.first! & 0x1F == H264NALType.stapA)

@@ -113,6 +113,7 @@ struct Bottleneck {
         var seq: UInt16 = 0
         var inFlight: [(arrivalMs: Double, seq: UInt16)] = []
         var trace: [(Double, Int)] = []
+        var probe: (ProbeController.Cluster, Int, Double)? = nil
         var t = 0.0
         var nextFrame = 0.0
         while t < seconds * 1000 {
@@ -127,6 +128,13 @@ struct Bottleneck {
                     if let a = link.send(bytes: size, atMs: t) { inFlight.append((a, seq)) }
                     seq &+= 1
                 }
+            }
+            if probe == nil, let cluster = c.probeCluster(now: t0 + .nanoseconds(Int64(t * 1e6))) { probe = (cluster, 0, t) }
+            while let (cluster, sentCount, nextMs) = probe, nextMs <= t {
+                history.sent(sequence: seq, size: cluster.packetSize + 40, at: t0 + .nanoseconds(Int64(nextMs * 1e6)), probe: cluster.id)
+                if let a = link.send(bytes: cluster.packetSize + 40, atMs: nextMs) { inFlight.append((a, seq)) }
+                seq &+= 1
+                probe = sentCount + 1 < cluster.packets ? (cluster, sentCount + 1, nextMs + cluster.interval.seconds * 1000) : nil
             }
             for p in inFlight where p.arrivalMs <= t { generator.received(sequence: p.seq, now: t0 + .nanoseconds(Int64(p.arrivalMs * 1e6))) }
             inFlight.removeAll { $0.arrivalMs <= t }
@@ -158,6 +166,8 @@ struct Bottleneck {
         // Back over 1.5 Mbit/s within 5 s of the cap lifting.
         let up = trace.first { $0.0 >= 12000 && $0.1 >= 1500 }?.0
         #expect(up != nil && up! - 12000 <= 5000, "back over 1.5 Mbit/s after \(up.map { $0 - 12000 } ?? -1) ms")
+        // Found by a probe, not by growing a few percent a second into the free link.
+        #expect(c.prober.probesSucceeded >= 1)
     }
 
     @Test func aSteadyLinkWithRoomIsNotReadAsOveruse() {
