@@ -70,6 +70,12 @@ public struct DelayBasedEstimator: Sendable {
     @discardableResult
     public mutating func update(results: [SendHistory.Result], now: Instant) -> Double {
         let nowMs = Double(now.nanoseconds) / 1e6
+        // Loss with a queue behind it is the queue overflowing: overuse now, without
+        // waiting for the trend (random loss on a calm path is the loss-based half's).
+        let media = results.filter { $0.probe < 0 }
+        let lost = media.count(where: { $0.arrivalMicros == nil })
+        recentLoss = 0.7 * recentLoss + 0.3 * (media.isEmpty ? 0 : Double(lost) / Double(media.count))
+        queueLoss = recentLoss > 0.05 && (queueDelayMs ?? 0) > queueThresholdMs / 2
         var received = results.filter { $0.arrivalMicros != nil }
         received.sort { $0.sendMicros < $1.sendMicros }
         for r in received {
@@ -187,6 +193,8 @@ public struct DelayBasedEstimator: Sendable {
     /// The standing queue at the last group, ms.
     public private(set) var queueDelayMs: Double?
     private var queueJitterMs = 0.0
+    private var recentLoss = 0.0
+    private var queueLoss = false
     private var queueOverThreshold = 0
     private var baseBuckets: [(second: Int64, minimum: Double)] = []
 
@@ -219,7 +227,7 @@ public struct DelayBasedEstimator: Sendable {
             overuseTimeMs = -1; overuseCounter = 0
             usage = .normal
         }
-        if queueOverThreshold >= 2 && usage != .overusing {
+        if (queueOverThreshold >= 2 || queueLoss) && usage != .overusing {
             overuseEvents += 1
             usage = .overusing
         }

