@@ -26,6 +26,18 @@ func fuzzRTCP(_ data: [UInt8]) {
         require(false, "RTCP: our serialization of parsed packets does not parse: \(error)")
         return
     }
+    // Transport feedback from a peer drives congestion control: whatever it claims, pairing
+    // it with a send history and feeding the estimators must not trap.
+    for p in packets {
+        guard case .transportFeedback(let fb) = p else { continue }
+        var history = SendHistory()
+        for k in 0..<64 { history.sent(sequence: fb.baseSequence &+ UInt16(k), size: 1200, at: Instant(nanoseconds: 1_000_000_000 + UInt64(k) * 1_000_000)) }
+        var controller = BitrateController(startKbps: 1000, maximumKbps: 2000)
+        let (results, unknown) = history.results(for: fb)
+        require(results.count + unknown <= Int(fb.statusCount), "TWCC: more results than packets reported")
+        _ = controller.receivedTransportFeedback(results, now: Instant(nanoseconds: 2_000_000_000))
+        require((100...2000).contains(controller.targetKbps), "TWCC: target left its bounds")
+    }
     let kept = packets.filter { if case .other = $0 { return false }; return true }
     require(again.count == kept.count, "RTCP round trip changed the packet count")
     for (a, b) in zip(kept, again) {

@@ -147,6 +147,9 @@ func writeSeeds(into root: String) -> Bool {
     put("rtcp", "nack-pli-fir", RTCPPacket.compound([.nack(sender: 1, media: 22, lost: [10, 11, 13, 40]), .pli(sender: 1, media: 22),
                                                      .fir(sender: 1, entries: [(ssrc: 22, sequence: 3)])]))
     put("rtcp", "bye", RTCPPacket.compound([.bye(ssrcs: [11, 22], reason: "hung up")]))
+    var twcc = TransportFeedbackGenerator()
+    for k in 0..<40 where k % 7 != 3 { twcc.received(sequence: UInt16(65520 + k % 16) &+ UInt16(k / 16 * 16), now: Instant(nanoseconds: 1_000_000_000 + UInt64(k) * 700_000)) }
+    put("rtcp", "transport-feedback", RTCPPacket.compound(twcc.poll(now: Instant(nanoseconds: 2_000_000_000), senderSSRC: 1, mediaSSRC: 22).map { .transportFeedback($0) }))
     put("rtcp", "xr-unknown", [0x80, 207, 0, 2, 0, 0, 0, 1, 4, 0, 0, 0])
 
     // H.264: a mode byte (bit 0: FU-A open; the rest: payload size), then the bytes.
