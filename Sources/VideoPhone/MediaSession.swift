@@ -56,6 +56,8 @@ public final class MediaSession: @unchecked Sendable {
         var keyframesReceived: UInt64 = 0
         var captureToFrame: [Double] = []
         var encodeMs: [Double] = []
+        /// What the encoder is set to now (the ladder's rung).
+        var encodedSize: (width: Int, height: Int, fps: Int)?
     }
 
     public init(logger: Logger, camera: (any VideoSource)?, microphone: (any AudioSource)?, speaker: any AudioSink,
@@ -93,7 +95,10 @@ public final class MediaSession: @unchecked Sendable {
             settings.width = camera.width
             settings.height = camera.height
             let enc = try makeEncoder(settings)
-            encoderLock.withLock { encoder = enc }
+            encoderLock.withLock {
+                encoder = enc
+                ladder = EncodingLadder(width: camera.width, height: camera.height, fps: videoSettings.fps)
+            }
             encoderName.withLock { $0 = enc.name }
             try camera.start { [weak self] frame in self?.capturedVideo(frame) }
         }
@@ -145,14 +150,11 @@ public final class MediaSession: @unchecked Sendable {
         let s = state.current
         if s.stopped { return }
         encoderLock.withLock {
-            // A camera that came back at another size: a new encoder, starting with a keyframe.
-            if let e = encoder, e.settings.width != frame.width || e.settings.height != frame.height {
-                var settings = e.settings
-                settings.width = frame.width
-                settings.height = frame.height
-                encoder = try? makeEncoder(settings)
-                encoderName.withLock { $0 = encoder?.name }
-                state.withLock { $0.forceKeyframe = true }
+            // A camera that came back at another size: a new ladder and encoder, starting
+            // with a keyframe.
+            if ladder.rungs[0].width != frame.width || ladder.rungs[0].height != frame.height {
+                ladder = EncodingLadder(width: frame.width, height: frame.height, fps: videoSettings.fps)
+                reopenEncoder(ladder.current)
             }
             if !(s.mediaReady && s.sendingAllowed) {
                 // Keep a fresh keyframe ready: every frame during connection setup (tens of
@@ -174,7 +176,7 @@ public final class MediaSession: @unchecked Sendable {
                 }
                 pendingKeyframe = nil
             }
-            encodeAndSend(frame.buffer, captureTime: frame.captureTime, captureNTP: frame.captureNTP)
+            encodeAndSend(frame)
         }
     }
 
@@ -194,13 +196,58 @@ public final class MediaSession: @unchecked Sendable {
     func setVideoBitrate(_ kbps: Int) { pendingBitrate.withLock { $0 = kbps } }
     private let pendingBitrate = Locked<Int?>(nil)
 
+    /// Picture size and frame rate from the target (encoder thread, `encoderLock` held).
+    private var ladder = EncodingLadder(width: 2, height: 2, fps: 30)
+    private var scaler = I420Scaler()
+    private var targetKbps: Int?
+    private var framesSeen = 0
+
+    /// A new encoder for `rung` at the present target; the next frame is a keyframe.
     /// Call with `encoderLock` held.
-    private func encodeAndSend(_ buffer: UnsafeRawBufferPointer, captureTime: Instant, captureNTP: UInt64) {
-        guard let encoder, let pc else { return }
-        if let kbps = pendingBitrate.withLock({ p -> Int? in defer { p = nil }; return p }) { encoder.setBitrate(kbps: kbps) }
+    private func reopenEncoder(_ rung: EncodingLadder.Rung) {
+        guard let e = encoder else { return }
+        var settings = e.settings
+        settings.width = rung.width
+        settings.height = rung.height
+        settings.fps = rung.fps
+        if let t = targetKbps { settings.bitrateKbps = t }
+        do {
+            encoder = try makeEncoder(settings)
+        } catch {
+            logger.warning("encoder did not reopen for a new size; keeping the old one", metadata: ["size": "\(rung.width)x\(rung.height)@\(rung.fps)", "REASON": "\(error)"])
+            return
+        }
+        encoderName.withLock { $0 = encoder?.name }
+        state.withLock { $0.forceKeyframe = true; $0.encodedSize = (rung.width, rung.height, rung.fps) }
+    }
+
+    /// Call with `encoderLock` held.
+    private func encodeAndSend(_ frame: VideoFrame) {
+        guard encoder != nil, let pc else { return }
+        if let kbps = pendingBitrate.withLock({ p -> Int? in defer { p = nil }; return p }) {
+            targetKbps = kbps
+            encoder!.setBitrate(kbps: kbps)
+        }
+        if let t = targetKbps, let rung = ladder.update(targetKbps: t, seconds: Double(frame.captureTime.nanoseconds) / 1e9) {
+            logger.info("video adapts to the network", metadata: ["size": "\(rung.width)x\(rung.height)", "fps": "\(rung.fps)", "targetKbps": "\(t)"])
+            reopenEncoder(rung)
+        }
+        let rung = ladder.current
+        framesSeen += 1
+        // Half the frame rate: every other captured frame.
+        if rung.fps < ladder.rungs[0].fps, framesSeen % max(1, ladder.rungs[0].fps / rung.fps) != 0 { return }
+        guard let encoder else { return }
+        let captureTime = frame.captureTime, captureNTP = frame.captureNTP
         let force = state.withLock { s -> Bool in defer { s.forceKeyframe = false }; return s.forceKeyframe }
         let t0 = Instant.now()
-        guard let out = encoder.encode(i420: buffer, forceKeyframe: force) else { return }
+        let encoded: EncodedVideoFrame?
+        if encoder.settings.width == frame.width && encoder.settings.height == frame.height {
+            encoded = encoder.encode(i420: frame.buffer, forceKeyframe: force)
+        } else {
+            scaler.scale(frame.buffer, width: frame.width, height: frame.height, toWidth: encoder.settings.width, toHeight: encoder.settings.height)
+            encoded = scaler.output.withUnsafeBytes { encoder.encode(i420: $0, forceKeyframe: force) }
+        }
+        guard let out = encoded else { return }
         let ms = (Instant.now() - t0).milliseconds
         state.withLock { s in
             if s.encodeMs.count >= 600 { s.encodeMs.removeFirst(300) }

@@ -1,0 +1,40 @@
+import Testing
+@testable import Codecs
+
+@Suite struct EncodingLadderTests {
+    @Test func rungsFollowTheTargetDownAndUpWithHysteresis() {
+        var l = EncodingLadder(width: 1280, height: 720, fps: 30)
+        #expect(l.rungs.map { "\($0.width)x\($0.height)@\($0.fps)" } == ["1280x720@30", "960x540@30", "640x360@30", "640x360@15"])
+        #expect(l.update(targetKbps: 2000, seconds: 0) == nil)
+        // 600 kbit/s: 720p gets 0.022 bit per pixel, 540p 0.039: 540p.
+        #expect(l.update(targetKbps: 600, seconds: 1)?.height == 540)
+        // Within the hold time nothing changes, however low the target.
+        #expect(l.update(targetKbps: 100, seconds: 2) == nil)
+        // 300 kbit/s: 540p would get 0.019, 360p30 0.043: 360p at full rate.
+        #expect(l.update(targetKbps: 300, seconds: 3.5)?.height == 360)
+        #expect(l.current.fps == 30)
+        // 150 kbit/s: half the frames.
+        #expect(l.update(targetKbps: 150, seconds: 6)?.fps == 15)
+        // Back up only when the higher rung gets 0.036 bit per pixel: 720p at 1 Mbit/s.
+        #expect(l.update(targetKbps: 900, seconds: 9)?.height == 540)
+        #expect(l.update(targetKbps: 1000, seconds: 12)?.height == 720)
+    }
+
+    @Test func smallCamerasHaveNoSmallerRungs() {
+        let l = EncodingLadder(width: 320, height: 240, fps: 15)
+        #expect(l.rungs.count == 1)
+    }
+
+    @Test func scalerAveragesAndKeepsTheLayout() {
+        // 4x4 I420: Y rows of 0,100,200,... ; U = 50, V = 150.
+        var src = [UInt8](repeating: 0, count: 4 * 4 * 3 / 2)
+        for y in 0..<4 { for x in 0..<4 { src[y * 4 + x] = UInt8(y < 2 ? (x < 2 ? 10 : 30) : (x < 2 ? 50 : 70)) } }
+        for i in 16..<20 { src[i] = 50 }
+        for i in 20..<24 { src[i] = 150 }
+        var s = I420Scaler()
+        src.withUnsafeBytes { s.scale($0, width: 4, height: 4, toWidth: 2, toHeight: 2) }
+        #expect(Array(s.output[0..<4]) == [10, 30, 50, 70])
+        #expect(s.output[4] == 50)
+        #expect(s.output[5] == 150)
+    }
+}
