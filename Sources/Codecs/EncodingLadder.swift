@@ -41,19 +41,32 @@ public struct EncodingLadder: Sendable, Equatable {
     }
 
     /// The rung for `targetKbps` at time `seconds` (any monotonic clock); returns the new
-    /// rung when it changed.
+    /// rung when it changed. A rung changes only when the target has called for it for a
+    /// while (``downAfterSeconds`` down, ``upAfterSeconds`` up): congestion control's brief
+    /// dips, as it drains a queue, must not cost the receiver two keyframes.
     public mutating func update(targetKbps: Int, seconds: Double) -> Rung? {
-        if let last = lastChangeSeconds, seconds - last < Self.minimumHoldSeconds { return nil }
         var i = index
         while i + 1 < rungs.count, Self.bitsPerPixel(targetKbps, rungs[i]) < Self.downBitsPerPixel { i += 1 }
         if i == index {
             while i > 0, Self.bitsPerPixel(targetKbps, rungs[i - 1]) >= Self.upBitsPerPixel { i -= 1 }
         }
-        guard i != index else { return nil }
+        guard i != index else { wanted = nil; return nil }
+        let direction = i > index ? 1 : -1
+        if wanted?.direction != direction { wanted = (direction, seconds) }
+        let held = seconds - wanted!.since
+        guard held >= (direction > 0 ? Self.downAfterSeconds : Self.upAfterSeconds) else { return nil }
+        if let last = lastChangeSeconds, seconds - last < Self.minimumHoldSeconds { return nil }
         index = i
         lastChangeSeconds = seconds
+        wanted = nil
         return rungs[i]
     }
+
+    public static let downAfterSeconds = 1.5
+    public static let upAfterSeconds = 4.0
+    private var wanted: (direction: Int, since: Double)?
+
+    public static func == (a: EncodingLadder, b: EncodingLadder) -> Bool { a.rungs == b.rungs && a.index == b.index }
 }
 
 /// Downscales I420 pictures (≥ 1/2 per axis) by averaging the 2×2 source block under each

@@ -6,18 +6,27 @@ import Testing
         var l = EncodingLadder(width: 1280, height: 720, fps: 30)
         #expect(l.rungs.map { "\($0.width)x\($0.height)@\($0.fps)" } == ["1280x720@30", "960x540@30", "640x360@30", "640x360@15"])
         #expect(l.update(targetKbps: 2000, seconds: 0) == nil)
-        // 600 kbit/s: 720p gets 0.022 bit per pixel, 540p 0.039: 540p.
-        #expect(l.update(targetKbps: 600, seconds: 1)?.height == 540)
-        // Within the hold time nothing changes, however low the target.
-        #expect(l.update(targetKbps: 100, seconds: 2) == nil)
-        // 300 kbit/s: 540p would get 0.019, 360p30 0.043: 360p at full rate.
-        #expect(l.update(targetKbps: 300, seconds: 3.5)?.height == 360)
+        // 600 kbit/s: 720p gets 0.022 bit per pixel, 540p 0.039: 540p, once it lasts 1.5 s.
+        #expect(l.update(targetKbps: 600, seconds: 1) == nil)
+        #expect(l.update(targetKbps: 600, seconds: 2) == nil)
+        #expect(l.update(targetKbps: 600, seconds: 2.6)?.height == 540)
+        // A dip shorter than 1.5 s changes nothing.
+        #expect(l.update(targetKbps: 100, seconds: 5) == nil)
+        #expect(l.update(targetKbps: 700, seconds: 6) == nil)
+        #expect(l.update(targetKbps: 100, seconds: 6.5) == nil)
+        // 300 kbit/s for long: 540p would get 0.019, 360p30 0.043: 360p at full rate.
+        #expect(l.update(targetKbps: 300, seconds: 7) == nil)
+        #expect(l.update(targetKbps: 300, seconds: 8.6)?.height == 360)
         #expect(l.current.fps == 30)
-        // 150 kbit/s: half the frames.
-        #expect(l.update(targetKbps: 150, seconds: 6)?.fps == 15)
-        // Back up only when the higher rung gets 0.036 bit per pixel: 720p at 1 Mbit/s.
-        #expect(l.update(targetKbps: 900, seconds: 9)?.height == 540)
-        #expect(l.update(targetKbps: 1000, seconds: 12)?.height == 720)
+        // 150 kbit/s: half the frames (after the 2 s hold since the last change).
+        #expect(l.update(targetKbps: 150, seconds: 9) == nil)
+        #expect(l.update(targetKbps: 150, seconds: 10.6)?.fps == 15)
+        // Back up only when the higher rung gets 0.036 bit per pixel, held for 4 s.
+        #expect(l.update(targetKbps: 900, seconds: 11) == nil)
+        #expect(l.update(targetKbps: 900, seconds: 14) == nil)
+        #expect(l.update(targetKbps: 900, seconds: 15.1)?.height == 540)
+        #expect(l.update(targetKbps: 1000, seconds: 16) == nil)
+        #expect(l.update(targetKbps: 1000, seconds: 20.2)?.height == 720)
     }
 
     @Test func smallCamerasHaveNoSmallerRungs() {
