@@ -40,21 +40,30 @@ public struct EncodingLadder: Sendable, Equatable {
         Double(kbps) * 1000 / Double(r.width * r.height * r.fps)
     }
 
+    /// Halving the frame rate is the last resort: only under half the size rungs' bound
+    /// (about 85 kbit/s for 360p30), so that a 300 kbit/s link keeps its 30 frames.
+    static func downBound(_ from: Rung, _ to: Rung) -> Double {
+        to.fps < from.fps ? downBitsPerPixel / 2 : downBitsPerPixel
+    }
+
     /// The rung for `targetKbps` at time `seconds` (any monotonic clock); returns the new
     /// rung when it changed. A rung changes only when the target has called for it for a
     /// while (``downAfterSeconds`` down, ``upAfterSeconds`` up): congestion control's brief
     /// dips, as it drains a queue, must not cost the receiver two keyframes.
     public mutating func update(targetKbps: Int, seconds: Double) -> Rung? {
         var i = index
-        while i + 1 < rungs.count, Self.bitsPerPixel(targetKbps, rungs[i]) < Self.downBitsPerPixel { i += 1 }
+        while i + 1 < rungs.count, Self.bitsPerPixel(targetKbps, rungs[i]) < Self.downBound(rungs[i], rungs[i + 1]) { i += 1 }
         if i == index {
-            while i > 0, Self.bitsPerPixel(targetKbps, rungs[i - 1]) >= Self.upBitsPerPixel { i -= 1 }
+            while i > 0, Self.bitsPerPixel(targetKbps, rungs[i - 1]) >= Self.upBitsPerPixel * (rungs[i - 1].fps > rungs[i].fps ? 0.5 : 1) { i -= 1 }
         }
         guard i != index else { wanted = nil; return nil }
         let direction = i > index ? 1 : -1
         if wanted?.direction != direction { wanted = (direction, seconds) }
         let held = seconds - wanted!.since
-        guard held >= (direction > 0 ? Self.downAfterSeconds : Self.upAfterSeconds) else { return nil }
+        // A collapse (under half the bound) goes down at once: a keyframe at the old size
+        // would take seconds to cross the link.
+        let collapse = direction > 0 && Self.bitsPerPixel(targetKbps, rungs[index]) < Self.downBound(rungs[index], rungs[index + 1]) / 2
+        guard collapse || held >= (direction > 0 ? Self.downAfterSeconds : Self.upAfterSeconds) else { return nil }
         if let last = lastChangeSeconds, seconds - last < Self.minimumHoldSeconds { return nil }
         index = i
         lastChangeSeconds = seconds

@@ -11,22 +11,31 @@ import Testing
         #expect(l.update(targetKbps: 600, seconds: 2) == nil)
         #expect(l.update(targetKbps: 600, seconds: 2.6)?.height == 540)
         // A dip shorter than 1.5 s changes nothing.
-        #expect(l.update(targetKbps: 100, seconds: 5) == nil)
+        #expect(l.update(targetKbps: 300, seconds: 5) == nil)
         #expect(l.update(targetKbps: 700, seconds: 6) == nil)
-        #expect(l.update(targetKbps: 100, seconds: 6.5) == nil)
+        #expect(l.update(targetKbps: 300, seconds: 6.5) == nil)
         // 300 kbit/s for long: 540p would get 0.019, 360p30 0.043: 360p at full rate.
         #expect(l.update(targetKbps: 300, seconds: 7) == nil)
-        #expect(l.update(targetKbps: 300, seconds: 8.6)?.height == 360)
+        #expect(l.update(targetKbps: 300, seconds: 8.1)?.height == 360)
         #expect(l.current.fps == 30)
-        // 150 kbit/s: half the frames (after the 2 s hold since the last change).
-        #expect(l.update(targetKbps: 150, seconds: 9) == nil)
-        #expect(l.update(targetKbps: 150, seconds: 10.6)?.fps == 15)
+        // 150 kbit/s keeps 30 frames; 60 kbit/s (0.0087 bit per pixel) halves them.
+        #expect(l.update(targetKbps: 150, seconds: 11) == nil)
+        #expect(l.update(targetKbps: 150, seconds: 13) == nil)
+        #expect(l.update(targetKbps: 60, seconds: 14) == nil)
+        #expect(l.update(targetKbps: 60, seconds: 15.6)?.fps == 15)
         // Back up only when the higher rung gets 0.036 bit per pixel, held for 4 s.
-        #expect(l.update(targetKbps: 900, seconds: 11) == nil)
-        #expect(l.update(targetKbps: 900, seconds: 14) == nil)
-        #expect(l.update(targetKbps: 900, seconds: 15.1)?.height == 540)
-        #expect(l.update(targetKbps: 1000, seconds: 16) == nil)
-        #expect(l.update(targetKbps: 1000, seconds: 20.2)?.height == 720)
+        #expect(l.update(targetKbps: 900, seconds: 16) == nil)
+        #expect(l.update(targetKbps: 900, seconds: 19) == nil)
+        #expect(l.update(targetKbps: 900, seconds: 20.1)?.height == 540)
+        #expect(l.update(targetKbps: 1000, seconds: 21) == nil)
+        #expect(l.update(targetKbps: 1000, seconds: 25.2)?.height == 720)
+    }
+
+    /// A collapse of the target (a 2 Mbit/s call behind a 300 kbit/s link) changes the
+    /// picture at once, before a keyframe at the old size clogs the link.
+    @Test func aCollapseGoesDownAtOnce() {
+        var l = EncodingLadder(width: 1280, height: 720, fps: 30)
+        #expect(l.update(targetKbps: 250, seconds: 10)?.height == 360)
     }
 
     @Test func smallCamerasHaveNoSmallerRungs() {
