@@ -1,5 +1,6 @@
 import CAudioProcessing
 import NetworkCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -70,6 +71,8 @@ public struct AudioProcessingFigures: Sendable {
     public var clippedFrames: UInt64 = 0
     /// Frames the library refused (it then passed the microphone through).
     public var errors: UInt64 = 0
+
+    public init(library: String) { self.library = library }
 }
 
 /// The stage between the microphone and the Opus encoder: acoustic echo cancellation
@@ -135,8 +138,10 @@ public final class AudioProcessor: @unchecked Sendable {
         output = [Int16](repeating: 0, count: 960)
         times = .allocate(capacity: 500)
         times.initialize(repeating: 0)
-        shared = AudioProcessingFigures(library: Self.library, echoCancellation: settings.echoCancellation,
-                                        noiseSuppression: settings.noiseSuppression, gainControl: settings.gainControl)
+        shared = AudioProcessingFigures(library: Self.library)
+        shared.echoCancellation = settings.echoCancellation
+        shared.noiseSuppression = settings.noiseSuppression
+        shared.gainControl = settings.gainControl
     }
 
     deinit {
@@ -151,9 +156,16 @@ public final class AudioProcessor: @unchecked Sendable {
 
     /// Speaker thread: the frame about to be written to the card (silence included), and
     /// how long until its first sample is heard.
-    public func referenceWillPlay(_ frame: UnsafeBufferPointer<Int16>, playbackDelay: Duration) {
+    /// `discontinuities`: the speaker's underrun and reopen count.
+    public func referenceWillPlay(_ frame: UnsafeBufferPointer<Int16>, playbackDelay: Duration, discontinuities: Int = 0) {
+        speakerDiscontinuities.store(discontinuities, ordering: .relaxed)
         ring.write(frame, delaySamples: Int(playbackDelay.nanosecondsInt / 20_833))
     }
+
+    /// Any thread: the devices were (re)started; the backlog is rebuilt before the next frame.
+    public func restart() { restartRequests.add(1, ordering: .relaxed) }
+    private let speakerDiscontinuities = Atomic<Int>(0)
+    private let restartRequests = Atomic<Int>(0)
 
     /// Microphone thread: processes a chunk (a multiple of 10 ms) and returns the result.
     /// The returned array is the stage's own buffer: use it before the next call.
@@ -161,8 +173,9 @@ public final class AudioProcessor: @unchecked Sendable {
     public func process(_ samples: [Int16], captureDelay: Duration, discontinuities: Int = 0) -> [Int16] {
         let n = samples.count - samples.count % Self.frameSamples
         if output.count != samples.count { output = [Int16](repeating: 0, count: samples.count) }
-        if discontinuities != lastDiscontinuities {
-            lastDiscontinuities = discontinuities
+        let all = discontinuities &+ speakerDiscontinuities.load(ordering: .relaxed) &+ restartRequests.load(ordering: .relaxed)
+        if all != lastDiscontinuities {
+            lastDiscontinuities = all
             realign()
         }
         output.withUnsafeMutableBufferPointer { out in

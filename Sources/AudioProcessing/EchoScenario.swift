@@ -1,4 +1,5 @@
 import Foundation
+import MediaDevices
 import NetworkCore
 
 /// Speech from Debian's espeak-ng (a real talker's spectrum and pauses, generated when

@@ -26,6 +26,7 @@ extension Device {
         for f in currentFaults { j.value(f.rawValue) }
         j.endArray()
         j.field("fingerprint", "sha-256 " + identity.fingerprint)
+        audioProcessingJSON(&j)
         if let m = mdns?.counters {
             j.beginObject("mdns")
             j.field("queriesAnswered", m.queriesAnswered)

@@ -1,3 +1,4 @@
+import NetworkCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -66,18 +67,21 @@ public struct EchoPath: Sendable {
         }
     }
 
-    /// The echo of the speaker for the microphone's next `out.count` samples, added onto
-    /// `out` (which holds the near-end sound). Sample k of `out` is heard at the same moment
-    /// as the last `out.count - k` samples played... i.e. the microphone runs in step with
-    /// the speaker: call `played` then `addEcho` for the same stretch of time.
-    public mutating func addEcho(into out: UnsafeMutableBufferPointer<Int16>) {
+    /// Samples played so far.
+    public var samplesPlayed: Int { written }
+
+    /// Adds the speaker's echo onto `out` (which holds the near-end sound), for the
+    /// stretch of time whose last sample is played sample `end` − 1 (default: the latest
+    /// played; the microphone then runs in step with the speaker: call `played` then
+    /// `addEcho` for the same stretch of time).
+    public mutating func addEcho(into out: UnsafeMutableBufferPointer<Int16>, endingAt end: Int? = nil) {
         let n = history.count
-        let start = written - out.count
+        let start = (end ?? written) - out.count
         for k in 0..<out.count {
             var acc: Float = 0
             for (d, g) in room.taps {
                 let idx = start + k - room.delaySamples - d
-                if idx >= 0 && idx > written - n { acc += g * history[idx % n] }
+                if idx >= 0 && idx > written - n && idx < written { acc += g * history[idx % n] }
             }
             lp = lp * room.lowPass + acc * (1 - room.lowPass)
             let v = Float(out[k]) + lp
@@ -120,4 +124,61 @@ public func loadSpeechWAV(_ bytes: [UInt8], gainDB: Double = 0) -> [Int16]? {
         i += 8 + size + (size & 1)
     }
     return nil
+}
+
+/// The simulator's acoustics for one device: its speaker plays into the room, its
+/// microphone hears a near-end talker (a WAV, looped) plus the speaker's echo. Shared by
+/// the speaker's and the microphone's threads under one short lock (simulated devices
+/// only; the real ones share nothing).
+public final class SimulatedRoom: @unchecked Sendable {
+    private let lock = Lock()
+    private var path: EchoPath
+    private let talker: [Int16]
+    private var talkerPosition = 0
+    private var readPosition: Int?
+
+    /// `talker`: 48 kHz mono near-end speech (empty: none).
+    public init(room: RoomResponse, talker: [Int16]) {
+        path = EchoPath(room: room)
+        self.talker = talker
+    }
+
+    /// Speaker thread: a frame played (silence included).
+    public func speakerPlayed(_ frame: UnsafeBufferPointer<Int16>) { lock.withLock { path.played(frame) } }
+
+    /// Microphone thread: the next `out.count` samples the microphone hears. The
+    /// microphone keeps its own position in the speaker's timeline, so the echo delay stays
+    /// constant whatever the two threads' phases; a gap of more than 60 ms re-syncs it.
+    public func capture(into out: UnsafeMutableBufferPointer<Int16>) {
+        for k in 0..<out.count {
+            out[k] = talker.isEmpty ? 0 : talker[talkerPosition]
+            talkerPosition = talker.isEmpty ? 0 : (talkerPosition + 1) % talker.count
+        }
+        lock.withLock {
+            let latest = path.samplesPlayed
+            var end = (readPosition ?? latest) + out.count
+            if end > latest || latest - end > 2880 { end = latest }
+            readPosition = end
+            path.addEcho(into: out, endingAt: end)
+        }
+    }
+}
+
+/// A microphone for the simulator: the ``SimulatedRoom``'s near-end talker and echo,
+/// 20 ms at a time, on its own thread.
+public final class TalkerMicrophone: AudioSource, @unchecked Sendable {
+    private let runner = PeriodicRunner()
+    private let room: SimulatedRoom
+
+    public init(room: SimulatedRoom) { self.room = room }
+
+    public func start(_ onSamples: @escaping @Sendable ([Int16], Instant) -> Void) throws {
+        var chunk = [Int16](repeating: 0, count: 960)
+        runner.start(name: "talker-mic", interval: .milliseconds(20)) { [room] now in
+            chunk.withUnsafeMutableBufferPointer { room.capture(into: $0) }
+            onSamples(chunk, now)
+        }
+    }
+
+    public func stop() { runner.stop() }
 }
