@@ -13,7 +13,7 @@ public struct AudioProcessingSettings: Sendable, Equatable {
     public enum NoiseLevel: String, CaseIterable, Sendable { case low, moderate, high, veryHigh = "very-high" }
 
     public var echoCancellation = false
-    public var echoLevel = EchoLevel.high
+    public var echoLevel = EchoLevel.moderate
     public var noiseSuppression = false
     public var noiseLevel = NoiseLevel.moderate
     public var gainControl = false

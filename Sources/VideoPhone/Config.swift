@@ -144,7 +144,7 @@ public struct DeviceConfig: Sendable, Equatable {
     public var audioNoiseSuppression: Bool? = nil
     public var audioGainControl: Bool? = nil
     /// `low`, `moderate`, `high` (how hard residual echo is suppressed).
-    public var audioEchoCancellationLevel = "high"
+    public var audioEchoCancellationLevel = "moderate"
     /// `low`, `moderate`, `high`, `very-high`.
     public var audioNoiseSuppressionLevel = "moderate"
     /// The level the gain control aims for, dB below full scale (0...31).
@@ -162,7 +162,7 @@ public struct DeviceConfig: Sendable, Equatable {
         s.echoCancellation = audioEchoCancellation ?? onByDefault
         s.noiseSuppression = audioNoiseSuppression ?? onByDefault
         s.gainControl = audioGainControl ?? onByDefault
-        s.echoLevel = AudioProcessingSettings.EchoLevel(rawValue: audioEchoCancellationLevel) ?? .high
+        s.echoLevel = AudioProcessingSettings.EchoLevel(rawValue: audioEchoCancellationLevel) ?? .moderate
         s.noiseLevel = AudioProcessingSettings.NoiseLevel(rawValue: audioNoiseSuppressionLevel) ?? .moderate
         s.gainTargetDBFS = audioGainControlLevel
         return s

@@ -277,6 +277,8 @@ public final class MediaSession: @unchecked Sendable {
         public var jitterBufferTargetMs: Double
         public var jitterBufferDelayMs: Double
         public var audioLevel: Double
+        public var totalAudioEnergy: Double
+        public var totalSamplesDuration: Double
         /// W3C encoderImplementation: `x264` or the hardware encoder's node and card.
         public var encoderImplementation: String?
         public var microphoneOverruns: Int
@@ -294,6 +296,7 @@ public final class MediaSession: @unchecked Sendable {
                        audioConcealedSamples: a.concealedSamples, audioRecoveredByFEC: a.recoveredByFEC,
                        audioLatePackets: a.counters.late, audioDiscardedPackets: a.counters.discarded,
                        jitterBufferTargetMs: a.targetDelayMs, jitterBufferDelayMs: a.currentDelayMs, audioLevel: a.audioLevel,
+                       totalAudioEnergy: a.totalAudioEnergy, totalSamplesDuration: a.totalSamplesDuration,
                        encoderImplementation: encoderName.current,
                        microphoneOverruns: microphone?.overruns ?? 0, speakerUnderruns: speaker.underruns,
                        captureToFrameMs: s.captureToFrame, encodeMs: s.encodeMs)
