@@ -50,6 +50,7 @@ test-tsan: deps
 bench: release
 	@toolchain/install-test-deps.sh
 	$(RELEASE)/videophone-bench --binary $(RELEASE)/videophoned
+	$(RELEASE)/videophone-bench --aec 10
 	Tests/Interop/run.sh $(RELEASE) bench
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py

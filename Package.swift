@@ -97,7 +97,7 @@ let package = Package(
             "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "VideoPhone",
         ]),
         .executableTarget(name: "videophone-bench", dependencies: [
-            "VideoPhone", "Codecs", "MediaDevices", "RTP", "SRTP",
+            "VideoPhone", "Codecs", "MediaDevices", "RTP", "SRTP", "AudioProcessing",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
