@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "MDNS", "NetworkCore"]),
         .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
-        .testTarget(name: "AudioProcessingTests", dependencies: ["AudioProcessing", "Codecs", "MediaDevices"]),
+        .testTarget(name: "AudioProcessingTests", dependencies: ["AudioProcessing", "Codecs", "MediaDevices", "NetworkCore"]),
         .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore", "DTLS"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore", "AudioProcessing"]),
     ],

@@ -72,7 +72,7 @@ static bool configure(vp_apm *a, const vp_apm_settings *s, char *err, size_t n) 
     webrtc::ProcessingConfig pc = {{a->stream, a->stream, a->stream, a->stream}};
     int r = a->apm->Initialize(pc);
     if (r != 0) { snprintf(err, n, "Initialize: error %d", r); return false; }
-    a->apm->high_pass_filter()->Enable(true);
+    a->apm->high_pass_filter()->Enable(s->echo_cancellation || s->noise_suppression || s->gain_control);
     if (s->echo_cancellation) {
         auto *ec = a->apm->echo_cancellation();
         static const webrtc::EchoCancellation::SuppressionLevel levels[] = {
@@ -110,7 +110,7 @@ static bool configure(vp_apm *a, const vp_apm_settings *s, char *err, size_t n) 
     if (!a->apm) { snprintf(err, n, "AudioProcessingBuilder::Create failed"); return false; }
     webrtc::AudioProcessing::Config c;
     c.pipeline.maximum_internal_processing_rate = 48000;
-    c.high_pass_filter.enabled = true;
+    c.high_pass_filter.enabled = s->echo_cancellation || s->noise_suppression || s->gain_control;
     c.echo_canceller.enabled = s->echo_cancellation != 0;
     c.echo_canceller.mobile_mode = false;
     c.noise_suppression.enabled = s->noise_suppression != 0;
