@@ -48,7 +48,9 @@ public struct EchoScenario: Sendable {
     public var far: [Int16]
     public var near: [Int16]
     public var roomA = RoomResponse(delayMs: 60, attenuationDB: 6, seed: 3)
-    public var roomB = RoomResponse(delayMs: 95, attenuationDB: 4, seed: 11)
+    /// After the change: another response and level at the same bulk delay (someone moved,
+    /// the box was turned). `videophone-bench --aec` also jumps the bulk delay.
+    public var roomB = RoomResponse(delayMs: 60, attenuationDB: 3, seed: 11)
     /// What the devices report: the speaker's queue and the microphone's.
     public var playbackDelay = Duration.milliseconds(20)
     public var captureDelay = Duration.milliseconds(10)
