@@ -26,7 +26,6 @@ extension Device {
         for f in currentFaults { j.value(f.rawValue) }
         j.endArray()
         j.field("fingerprint", "sha-256 " + identity.fingerprint)
-        audioProcessingJSON(&j)
         if let m = mdns?.counters {
             j.beginObject("mdns")
             j.field("queriesAnswered", m.queriesAnswered)
@@ -38,6 +37,7 @@ extension Device {
             j.endObject()
             return j.text
         }
+        audioProcessingJSON(&j)
         if let last {
             j.beginObject("lastCall")
             j.field("id", last.id); j.field("peer", last.peer); j.field("endReason", last.endReason)
