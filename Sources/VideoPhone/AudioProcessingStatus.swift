@@ -47,9 +47,8 @@ extension DeviceMetrics {
         gauge("echo_delay_estimated", "seconds", "Speaker-to-microphone delay the canceller estimated.").set(f.estimatedDelayMs / 1000)
         gauge("echo_delay_reported", "seconds", "Speaker-to-microphone delay from the sound cards' queues.").set(f.systemDelayMs / 1000)
         gauge("residual_echo_likelihood", "", "Residual echo likelihood, 0-1 (webrtc-audio-processing 1.x; 0 with 0.3).").set(f.residualEchoLikelihood ?? 0)
-        for (q, v) in [("0.5", f.processingMsMedian), ("0.99", f.processingMsP99)] {
-            gauge("audio_processing_frame_time", "seconds", "Time to process one 10 ms microphone frame (recent frames).", [("quantile", q)]).set(v / 1000)
-        }
+        gauge("audio_processing_frame_time_median", "seconds", "Median time to process one 10 ms microphone frame (recent frames).").set(f.processingMsMedian / 1000)
+        gauge("audio_processing_frame_time_p99", "seconds", "99th percentile time to process one 10 ms microphone frame (recent frames).").set(f.processingMsP99 / 1000)
         gauge("audio_processing_frames", "", "10 ms microphone frames processed since start.").set(Double(f.framesProcessed))
         gauge("audio_reference_missing_frames", "", "Frames processed without the speaker's reference since start.").set(Double(f.referenceMissingFrames))
         gauge("audio_processing_realignments", "", "Times the stage re-aligned (call start, xrun, reopen).").set(Double(f.realignments))

@@ -60,6 +60,8 @@ final class BoardParts: @unchecked Sendable {
         if c.videoSource == "v4l2" { _ = openCamera(c) }
         if c.audioSource == "alsa" { _ = openMicrophone(c) }
         if c.audioSink == "alsa" { _ = openSpeaker(c) }
+        // The processing library starts now: a failure shows in status before any call.
+        _ = audioProcessor(c)
     }
 
     /// Tries the failing parts again (while idle, every 5 s), so the LED and status clear
