@@ -94,7 +94,7 @@ let package = Package(
         // libFuzzer targets for every parser of network or user input (Tests/Fuzz, toolchain/fuzz.sh);
         // built plainly it replays the seed corpus instead.
         .executableTarget(name: "videophone-fuzz", dependencies: [
-            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "VideoPhone",
+            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "VideoPhone", "MediaDevices",
         ]),
         .executableTarget(name: "videophone-bench", dependencies: [
             "VideoPhone", "Codecs", "MediaDevices", "RTP", "SRTP", "AudioProcessing",

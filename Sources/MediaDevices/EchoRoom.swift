@@ -91,7 +91,8 @@ public struct EchoPath: Sendable {
 }
 
 /// 16-bit mono PCM from a WAV file (espeak-ng writes 22 050 Hz), resampled to 48 kHz
-/// (linear interpolation: enough for speech as a test signal). nil when unreadable.
+/// (linear interpolation: enough for speech as a test signal); the first channel of a
+/// multi-channel file. nil when it is not a 16-bit PCM WAV at 8–192 kHz.
 public func loadSpeechWAV(_ bytes: [UInt8], gainDB: Double = 0) -> [Int16]? {
     func u32(_ i: Int) -> Int { Int(bytes[i]) | Int(bytes[i + 1]) << 8 | Int(bytes[i + 2]) << 16 | Int(bytes[i + 3]) << 24 }
     func u16(_ i: Int) -> Int { Int(bytes[i]) | Int(bytes[i + 1]) << 8 }
@@ -102,9 +103,10 @@ public func loadSpeechWAV(_ bytes: [UInt8], gainDB: Double = 0) -> [Int16]? {
         let id = String(decoding: bytes[i..<i + 4], as: UTF8.self)
         var size = u32(i + 4)
         if id == "fmt " {
+            guard i + 24 <= bytes.count else { return nil }
             channels = u16(i + 10); rate = u32(i + 12); bits = u16(i + 22)
         } else if id == "data" {
-            guard rate > 0, bits == 16, channels >= 1 else { return nil }
+            guard (8_000...192_000).contains(rate), bits == 16, channels >= 1 else { return nil }
             if size > bytes.count - i - 8 || size == 0 { size = bytes.count - i - 8 }
             let frames = size / (2 * channels)
             var src = [Float](repeating: 0, count: frames)
