@@ -46,7 +46,7 @@ test: deps
 test-tsan: deps
 	VIDEOPHONE_TEST_TIME_SCALE=2 $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 
-## bench: call setup, latency, CPU and memory figures (see BENCHMARKS.md).
+## bench: call setup, latency, CPU and memory figures, and the echo canceller's (see BENCHMARKS.md).
 bench: release
 	@toolchain/install-test-deps.sh
 	$(RELEASE)/videophone-bench --binary $(RELEASE)/videophoned
