@@ -46,10 +46,11 @@ test: deps
 test-tsan: deps
 	VIDEOPHONE_TEST_TIME_SCALE=2 $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 
-## bench: call setup, latency, CPU and memory figures (see BENCHMARKS.md).
+## bench: call setup, latency, CPU and memory figures, and the echo canceller's (see BENCHMARKS.md).
 bench: release
 	@toolchain/install-test-deps.sh
 	$(RELEASE)/videophone-bench --binary $(RELEASE)/videophoned
+	$(RELEASE)/videophone-bench --aec 10
 	Tests/Interop/run.sh $(RELEASE) bench
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py

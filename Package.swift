@@ -1,5 +1,14 @@
 // swift-tools-version:6.0
 import PackageDescription
+import Foundation
+
+/// webrtc-audio-processing's pkg-config name: 1.x (Debian 13) when installed, else 0.3
+/// (Debian 12). VP_APM_PKGCONFIG overrides. The shim compiles against either.
+let apmPkgConfig: String = {
+    if let forced = ProcessInfo.processInfo.environment["VP_APM_PKGCONFIG"], !forced.isEmpty { return forced }
+    let dirs = ["/usr/lib/x86_64-linux-gnu/pkgconfig", "/usr/lib/aarch64-linux-gnu/pkgconfig", "/usr/lib/pkgconfig", "/usr/share/pkgconfig", "/usr/local/lib/pkgconfig"]
+    return dirs.contains { FileManager.default.fileExists(atPath: $0 + "/webrtc-audio-processing-1.pc") } ? "webrtc-audio-processing-1" : "webrtc-audio-processing"
+}()
 
 /// The videophone firmware: one daemon (`videophoned`), its control tool
 /// (`videophonectl`) and a benchmark runner, over an embedded WebRTC-compatible stack.
@@ -31,6 +40,9 @@ let package = Package(
         .systemLibrary(name: "CV4L2", pkgConfig: "libv4l2", providers: [.apt(["libv4l-dev"])]),
         .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
         .systemLibrary(name: "CLinux"),
+        .systemLibrary(name: "CWebRTCAPM", pkgConfig: apmPkgConfig, providers: [.apt(["libwebrtc-audio-processing-dev"])]),
+        // C API over webrtc-audio-processing 0.3 or 1.x (C++): echo cancellation, NS, AGC.
+        .target(name: "CAudioProcessing", dependencies: ["CWebRTCAPM"], linkerSettings: [.linkedLibrary("stdc++")]),
 
         // Shared value types with no I/O: bytes, addresses, clocks.
         .target(name: "NetworkCore", dependencies: ["CLinux"]),
@@ -53,6 +65,8 @@ let package = Package(
         // Codecs and capture/playback devices.
         .target(name: "Codecs", dependencies: ["CX264", "COpus"]),
         .target(name: "MediaDevices", dependencies: ["NetworkCore"]),
+        // The microphone's processing stage (AEC → NS → AGC) and the simulator's echo room.
+        .target(name: "AudioProcessing", dependencies: ["CAudioProcessing", "MediaDevices", "NetworkCore"]),
         // Real devices: V4L2 cameras (libv4l2), ALSA capture and playback.
         .target(name: "MediaDevicesLinux", dependencies: ["MediaDevices", "NetworkCore", "Codecs", "CV4L2", "CALSA", "CGPIOD"]),
         // Sockets, demultiplexing and the W3C-shaped peer connection.
@@ -62,7 +76,7 @@ let package = Package(
         ]),
         // The device application: config, signalling, call control, status.
         .target(name: "VideoPhone", dependencies: [
-            "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "SDP", "RTP", "CallControl", "TOML",
+            "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "AudioProcessing", "SDP", "RTP", "CallControl", "TOML",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -80,10 +94,10 @@ let package = Package(
         // libFuzzer targets for every parser of network or user input (Tests/Fuzz, toolchain/fuzz.sh);
         // built plainly it replays the seed corpus instead.
         .executableTarget(name: "videophone-fuzz", dependencies: [
-            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "VideoPhone",
+            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "VideoPhone", "MediaDevices",
         ]),
         .executableTarget(name: "videophone-bench", dependencies: [
-            "VideoPhone", "Codecs", "MediaDevices", "RTP", "SRTP",
+            "VideoPhone", "Codecs", "MediaDevices", "RTP", "SRTP", "AudioProcessing",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -96,7 +110,9 @@ let package = Package(
         .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "MDNS", "NetworkCore"]),
         .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
-        .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore", "DTLS"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore"]),
-    ]
+        .testTarget(name: "AudioProcessingTests", dependencies: ["AudioProcessing", "Codecs", "MediaDevices", "NetworkCore"]),
+        .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore", "DTLS", "AudioProcessing"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore", "AudioProcessing"]),
+    ],
+    cxxLanguageStandard: .cxx17
 )

@@ -5,7 +5,7 @@
 # and Selenium, aiortc and pytest from PyPI. A no-op when present.
 set -eu
 
-"$(dirname "$0")/apt-ensure.sh" chromium chromium-driver iproute2 prometheus systemd coturn nftables openssl
+"$(dirname "$0")/apt-ensure.sh" chromium chromium-driver iproute2 prometheus systemd coturn nftables openssl espeak-ng
 
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c "import selenium, aiortc, pytest" 2>/dev/null; then

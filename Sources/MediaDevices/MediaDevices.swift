@@ -40,6 +40,23 @@ extension AudioSource {
     public var overruns: Int { 0 }
 }
 
+/// What the echo canceller needs from a microphone beyond its samples. Read from the
+/// microphone's own thread inside `onSamples`; implementations keep them lock-free.
+public protocol AudioSourceTiming: Sendable {
+    /// How long ago, on average, the chunk just delivered was captured (the card's queue).
+    var captureDelay: Duration { get }
+    /// Overruns and reopens so far: a change means samples went missing.
+    var discontinuities: Int { get }
+}
+
+/// The same for a speaker, read from the speaker's thread inside `render`.
+public protocol AudioSinkTiming: Sendable {
+    /// How long until the first sample of the frame being rendered is heard (the card's queue).
+    var playbackDelay: Duration { get }
+    /// Underruns and reopens so far.
+    var discontinuities: Int { get }
+}
+
 /// A speaker. Its own clock paces playout: from `start` until `stop` it asks `render`
 /// for each 20 ms frame (960 samples of 48 kHz mono) just before playing it. `render`
 /// fills the buffer and returns whether it held sound from the peer (false: silence).

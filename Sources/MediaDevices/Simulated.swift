@@ -111,8 +111,13 @@ public final class CountingAudioSink: AudioSink, @unchecked Sendable {
     private var played = 0
     private var energy = 0.0
     private let frame = UnsafeMutableBufferPointer<Int16>.allocate(capacity: 960)
+    /// Where the sound goes (the simulator's echo path), silence included.
+    private let room: SimulatedRoom?
 
-    public init() { frame.initialize(repeating: 0) }
+    public init(room: SimulatedRoom? = nil) {
+        self.room = room
+        frame.initialize(repeating: 0)
+    }
 
     deinit {
         runner.stop()
@@ -121,7 +126,12 @@ public final class CountingAudioSink: AudioSink, @unchecked Sendable {
 
     public func start(_ render: @escaping @Sendable (UnsafeMutableBufferPointer<Int16>) -> Bool) throws {
         runner.start(name: "sim-speaker", interval: .milliseconds(20)) { [self] _ in
-            guard render(frame) else { return }
+            let sound = render(frame)
+            if let room {
+                if !sound { frame.update(repeating: 0) }
+                room.speakerPlayed(UnsafeBufferPointer(frame))
+            }
+            guard sound else { return }
             var e = 0.0
             for s in frame { e += Double(s) * Double(s) }
             lock.withLock {

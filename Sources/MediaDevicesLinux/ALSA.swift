@@ -1,6 +1,7 @@
 import CALSA
 import MediaDevices
 import NetworkCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,13 +57,18 @@ private func openPCM(_ device: String, capture: Bool, periods: Int) throws(Sound
 
 /// An ALSA microphone (`default`, `plughw:CARD=...`): one 20 ms chunk per period on its
 /// own thread; overruns are counted and recovered.
-public final class ALSACapture: AudioSource, @unchecked Sendable {
+public final class ALSACapture: AudioSource, AudioSourceTiming, @unchecked Sendable {
     public let device: String
     private let pcm: OpaquePointer
     private let loop = DeviceThread()
-    private let xruns = Locked(0)
+    private let xruns = Atomic<Int>(0)
+    private let queuedFrames = Atomic<Int>(0)
     /// Times capture overran (the thread was late) and was restarted.
-    public var overruns: Int { xruns.current }
+    public var overruns: Int { xruns.load(ordering: .relaxed) }
+    public var discontinuities: Int { overruns }
+    /// The card's queue after the last read (`snd_pcm_delay`) plus half a period: the
+    /// average age of a 10 ms frame of the chunk just delivered.
+    public var captureDelay: Duration { .microseconds((queuedFrames.load(ordering: .relaxed) + periodFrames / 2) * 1000 / 48) }
 
     public init(device: String) throws(SoundError) {
         self.device = device
@@ -87,13 +93,15 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
                     snd_pcm_readi(pcm, p.baseAddress! + filled, snd_pcm_uframes_t(periodFrames - filled))
                 }
                 if n < 0 {
-                    xruns.withLock { $0 += 1 }
+                    xruns.add(1, ordering: .relaxed)
                     filled = 0
                     if snd_pcm_recover(pcm, Int32(n), 1) < 0 { usleep(20_000) } else { snd_pcm_start(pcm) }
                     continue
                 }
                 filled += Int(n)
                 if filled == periodFrames {
+                    var queued = snd_pcm_sframes_t(0)
+                    if snd_pcm_delay(pcm, &queued) == 0 { queuedFrames.store(max(0, Int(queued)), ordering: .relaxed) }
                     onSamples(chunk, Instant.now())
                     filled = 0
                 }
@@ -108,14 +116,19 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
 /// An ALSA speaker. A thread pulls each 20 ms frame from the call's playout just before
 /// the card needs it, so the card's clock paces playout; underruns are counted and
 /// recovered with a period of silence.
-public final class ALSAPlayback: AudioSink, @unchecked Sendable {
+public final class ALSAPlayback: AudioSink, AudioSinkTiming, @unchecked Sendable {
     public let device: String
     private let pcm: OpaquePointer
     private let loop = DeviceThread()
     private let counts = Locked((played: 0, underruns: 0))
+    private let xruns = Atomic<Int>(0)
+    private let queuedFrames = Atomic<Int>(0)
     public var samplesPlayed: Int { counts.current.played }
     /// Times the card ran out of samples and was restarted.
     public var underruns: Int { counts.current.underruns }
+    public var discontinuities: Int { xruns.load(ordering: .relaxed) }
+    /// What the card had queued (`snd_pcm_delay`) just before the frame being rendered.
+    public var playbackDelay: Duration { .microseconds(queuedFrames.load(ordering: .relaxed) * 1000 / 48) }
 
     public init(device: String) throws(SoundError) {
         self.device = device
@@ -136,6 +149,8 @@ public final class ALSAPlayback: AudioSink, @unchecked Sendable {
             // One period of silence ahead of the first real one: the start threshold.
             writeAll(frame)
             while loop.isRunning {
+                var queued = snd_pcm_sframes_t(0)
+                if snd_pcm_delay(pcm, &queued) == 0 { queuedFrames.store(max(0, Int(queued)), ordering: .relaxed) }
                 let sound = render(frame)
                 if !sound { frame.update(repeating: 0) }
                 writeAll(frame)
@@ -151,6 +166,7 @@ public final class ALSAPlayback: AudioSink, @unchecked Sendable {
             let n = snd_pcm_writei(pcm, frame.baseAddress! + offset, snd_pcm_uframes_t(frame.count - offset))
             if n < 0 {
                 counts.withLock { $0.underruns += 1 }
+                xruns.add(1, ordering: .relaxed)
                 if snd_pcm_recover(pcm, Int32(n), 1) < 0 { usleep(20_000); return }
                 continue
             }

@@ -25,6 +25,10 @@ final class AudioPlayout: @unchecked Sendable {
         var jitterMs = 0.0
         /// RMS of the last frame played from the peer, 0...1 (W3C audioLevel).
         var audioLevel = 0.0
+        /// W3C totalAudioEnergy / totalSamplesDuration: Σ level² × seconds over frames played
+        /// from the peer, and their seconds (mean power over a stretch = Δenergy / Δduration).
+        var totalAudioEnergy = 0.0
+        var totalSamplesDuration = 0.0
     }
 
     init() { decoder = try? OpusDecoder(channels: 1) }
@@ -72,6 +76,9 @@ final class AudioPlayout: @unchecked Sendable {
             }
             if n < out.count { (out.baseAddress! + n).update(repeating: 0, count: out.count - n) }
             figures.audioLevel = (energy / Double(out.count)).squareRoot() / 32768
+            let seconds = Double(out.count) / 48_000
+            figures.totalAudioEnergy += energy / Double(out.count) / (32768 * 32768) * seconds
+            figures.totalSamplesDuration += seconds
             return true
         }
     }

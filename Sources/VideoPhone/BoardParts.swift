@@ -1,3 +1,7 @@
+import AudioProcessing
+#if canImport(Glibc)
+import Glibc
+#endif
 import CallControl
 import Codecs
 import Logging
@@ -56,6 +60,8 @@ final class BoardParts: @unchecked Sendable {
         if c.videoSource == "v4l2" { _ = openCamera(c) }
         if c.audioSource == "alsa" { _ = openMicrophone(c) }
         if c.audioSink == "alsa" { _ = openSpeaker(c) }
+        // The processing library starts now: a failure shows in status before any call.
+        _ = audioProcessor(c)
     }
 
     /// Tries the failing parts again (while idle, every 5 s), so the LED and status clear
@@ -169,13 +175,79 @@ final class BoardParts: @unchecked Sendable {
         switch c.audioSource {
         case "tone": ToneSource()
         case "alsa": openMicrophone(c)
+        case "talker": simulatedRoom(c).map { TalkerMicrophone(room: $0) }
         default: nil
         }
     }
 
     /// The speaker a call plays to; falls back to counting when the device cannot open.
+    /// With the simulated talker, the counting speaker plays into the same room.
     func makeSpeaker(_ c: DeviceConfig) -> any AudioSink {
-        guard c.audioSink == "alsa" else { return CountingAudioSink() }
-        return openSpeaker(c) ?? CountingAudioSink()
+        let counting = { CountingAudioSink(room: c.audioSource == "talker" ? self.simulatedRoom(c) ?? nil : nil) }
+        guard c.audioSink == "alsa" else { return counting() }
+        return openSpeaker(c) ?? counting()
+    }
+
+    /// The simulator's room (`audio.source = "talker"`): one per daemon, so the echo path
+    /// stays the same from call to call. nil (logged) when the talker file is unreadable.
+    private let room = Locked<(key: String, room: SimulatedRoom?)?>(nil)
+
+    func simulatedRoom(_ c: DeviceConfig) -> SimulatedRoom? {
+        let key = "\(c.audioTalkerFile ?? "")|\(c.audioEchoDelayMs)|\(c.audioEchoAttenuationDB)"
+        return room.withLock { r in
+            if let r, r.key == key { return r.room }
+            let file = c.audioTalkerFile ?? ""
+            var made: SimulatedRoom?
+            if let f = fopen(file, "rb") {
+                var bytes: [UInt8] = []
+                var buf = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = fread(&buf, 1, buf.count, f)
+                    if n <= 0 { break }
+                    bytes += buf[0..<n]
+                }
+                fclose(f)
+                if let pcm = loadSpeechWAV(bytes) {
+                    made = SimulatedRoom(room: RoomResponse(delayMs: Double(c.audioEchoDelayMs), attenuationDB: Double(c.audioEchoAttenuationDB)), talker: pcm)
+                }
+            }
+            if made == nil { logger.error("simulated talker unavailable; calls go on without a microphone", metadata: ["file": "\(file)", "REASON": "not a 16-bit PCM WAV file"]) }
+            r = (key, made)
+            return made
+        }
+    }
+
+    /// The microphone's processing stage: one per daemon (the canceller keeps what it
+    /// learnt of the room from call to call), made again when its settings change. A
+    /// library that fails to start leaves calls unprocessed, with the reason in status.
+    private let processing = Locked<(settings: AudioProcessingSettings, processor: AudioProcessor?, fault: String?)?>(nil)
+
+    func audioProcessor(_ c: DeviceConfig) -> AudioProcessor? {
+        let settings = c.audioProcessing
+        guard settings.anyEnabled, c.audioSource != "none" else { return nil }
+        let logger = self.logger
+        return processing.withLock { p in
+            if let p, p.settings == settings { return p.processor }
+            do {
+                let a = try AudioProcessor(settings: settings)
+                a.onEvent = { logger.warning("\($0)") }
+                p = (settings, a, nil)
+                logger.info("microphone processing", metadata: ["library": "\(AudioProcessor.library)", "echo_cancellation": "\(settings.echoCancellation)",
+                                                                "noise_suppression": "\(settings.noiseSuppression)", "gain_control": "\(settings.gainControl)"])
+                return a
+            } catch {
+                logger.error("microphone processing unavailable; calls send the microphone unprocessed", metadata: ["REASON": "\(error)"])
+                p = (settings, nil, "\(error)")
+                return nil
+            }
+        }
+    }
+
+    /// The stage's figures (zero before the first call) and its fault, if any.
+    func audioProcessingStatus(_ c: DeviceConfig) -> (settings: AudioProcessingSettings, figures: AudioProcessingFigures?, fault: String?) {
+        let settings = c.audioProcessing
+        let p = processing.current
+        guard settings.anyEnabled, c.audioSource != "none" else { return (settings, nil, nil) }
+        return (settings, p?.processor?.figures, p?.fault)
     }
 }

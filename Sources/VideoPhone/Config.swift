@@ -1,3 +1,4 @@
+import AudioProcessing
 import NetworkCore
 #if canImport(Glibc)
 import Glibc
@@ -137,6 +138,35 @@ public struct DeviceConfig: Sendable, Equatable {
     /// ALSA device names for `audio.source = "alsa"` / `audio.sink = "alsa"`.
     public var audioCaptureDevice = "default"
     public var audioPlaybackDevice = "default"
+    /// The microphone's processing stage; nil: on for a real or simulated microphone
+    /// that hears the speaker (`alsa`, `talker`), off for the tone.
+    public var audioEchoCancellation: Bool? = nil
+    public var audioNoiseSuppression: Bool? = nil
+    public var audioGainControl: Bool? = nil
+    /// `low`, `moderate`, `high` (how hard residual echo is suppressed).
+    public var audioEchoCancellationLevel = "moderate"
+    /// `low`, `moderate`, `high`, `very-high`.
+    public var audioNoiseSuppressionLevel = "moderate"
+    /// The level the gain control aims for, dB below full scale (0...31).
+    public var audioGainControlLevel = 3
+    /// `audio.source = "talker"` (simulator): the near-end talker (a 16-bit mono WAV,
+    /// e.g. from espeak-ng) and the echo path from the device's own speaker.
+    public var audioTalkerFile: String? = nil
+    public var audioEchoDelayMs = 60
+    public var audioEchoAttenuationDB = 6
+
+    /// The stage's settings as configured (defaults applied).
+    public var audioProcessing: AudioProcessingSettings {
+        let onByDefault = audioSource == "alsa" || audioSource == "talker"
+        var s = AudioProcessingSettings()
+        s.echoCancellation = audioEchoCancellation ?? onByDefault
+        s.noiseSuppression = audioNoiseSuppression ?? onByDefault
+        s.gainControl = audioGainControl ?? onByDefault
+        s.echoLevel = AudioProcessingSettings.EchoLevel(rawValue: audioEchoCancellationLevel) ?? .moderate
+        s.noiseLevel = AudioProcessingSettings.NoiseLevel(rawValue: audioNoiseSuppressionLevel) ?? .moderate
+        s.gainTargetDBFS = audioGainControlLevel
+        return s
+    }
     public var gpio: GPIOConfig? = nil
     public var peers: [PeerConfig] = []
     /// The board profile named by `device.board`, if any.
@@ -253,6 +283,7 @@ public struct DeviceConfig: Sendable, Equatable {
             return s
         }
         var gpioLine: Int?
+        var talkerLine: Int?
         func line(_ e: TOMLEntry) throws(ConfigError) -> GPIOLineName {
             gpioLine = gpioLine ?? e.line
             switch e.value {
@@ -318,7 +349,18 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("video", "bitrate_kbps"): c.videoBitrateKbps = try int(e, 50...20000)
             case ("video", "encoder"): c.videoEncoder = try oneOf(e, ["auto", "x264", "v4l2"])
             case ("video", "encoder_device"): c.videoEncoderDevice = try string(e)
-            case ("audio", "source"): c.audioSource = try oneOf(e, ["alsa", "tone", "none"])
+            case ("audio", "source"): c.audioSource = try oneOf(e, ["alsa", "tone", "talker", "none"])
+            case ("audio", "echo_cancellation"): c.audioEchoCancellation = try bool(e)
+            case ("audio", "noise_suppression"): c.audioNoiseSuppression = try bool(e)
+            case ("audio", "gain_control"): c.audioGainControl = try bool(e)
+            case ("audio", "echo_cancellation_level"):
+                c.audioEchoCancellationLevel = try oneOf(e, AudioProcessingSettings.EchoLevel.allCases.map(\.rawValue))
+            case ("audio", "noise_suppression_level"):
+                c.audioNoiseSuppressionLevel = try oneOf(e, AudioProcessingSettings.NoiseLevel.allCases.map(\.rawValue))
+            case ("audio", "gain_control_level"): c.audioGainControlLevel = try int(e, 0...31)
+            case ("audio", "talker_file"): c.audioTalkerFile = try string(e); talkerLine = e.line
+            case ("audio", "echo_delay_ms"): c.audioEchoDelayMs = try int(e, 0...500)
+            case ("audio", "echo_attenuation_db"): c.audioEchoAttenuationDB = try int(e, 0...80)
             case ("audio", "sink"): c.audioSink = try oneOf(e, ["alsa", "counting"])
             case ("gpio", "chip"): c.gpio = c.gpio ?? GPIOConfig(); c.gpio!.chip = try string(e)
             case ("gpio", "button"): c.gpio = c.gpio ?? GPIOConfig(); c.gpio!.button = try line(e)
@@ -400,6 +442,10 @@ public struct DeviceConfig: Sendable, Equatable {
                     throw ConfigError(file: file, line: gpioLine, key: key, problem: "an offset needs gpio.chip (or name the line instead)")
                 }
             }
+        }
+        if c.audioSource == "talker" && c.audioTalkerFile == nil {
+            throw ConfigError(file: file, line: talkerLine, key: "audio.talker_file",
+                              problem: "audio.source = \"talker\" needs a talker_file (a 16-bit mono WAV, e.g. from espeak-ng -w)")
         }
         if c.videoWidth % 2 != 0 || c.videoHeight % 2 != 0 {
             throw ConfigError(file: file, line: sizeLine, key: c.videoWidth % 2 != 0 ? "video.width" : "video.height",

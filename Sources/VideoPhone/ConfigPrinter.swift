@@ -56,6 +56,18 @@ extension DeviceConfig {
         line("capture_device", q(audioCaptureDevice))
         line("sink", q(audioSink))
         line("playback_device", q(audioPlaybackDevice))
+        let ap = audioProcessing
+        line("echo_cancellation", "\(ap.echoCancellation)")
+        line("echo_cancellation_level", q(audioEchoCancellationLevel))
+        line("noise_suppression", "\(ap.noiseSuppression)")
+        line("noise_suppression_level", q(audioNoiseSuppressionLevel))
+        line("gain_control", "\(ap.gainControl)")
+        line("gain_control_level", "\(audioGainControlLevel)")
+        if audioSource == "talker" {
+            line("talker_file", q(audioTalkerFile ?? ""))
+            line("echo_delay_ms", "\(audioEchoDelayMs)")
+            line("echo_attenuation_db", "\(audioEchoAttenuationDB)")
+        }
         if let g = gpio {
             out += "\n[gpio]\n"
             func lineName(_ l: GPIOLineName) -> String {

@@ -645,7 +645,7 @@ public final class Device: @unchecked Sendable {
         let parts = self.parts
         return MediaSession(logger: logger, camera: parts.makeCamera(config), microphone: parts.makeMicrophone(config), speaker: parts.makeSpeaker(config),
                             videoSettings: videoSettings, sendingAllowed: sendingAllowed,
-                            makeEncoder: { try parts.makeEncoder(config, $0) })
+                            makeEncoder: { try parts.makeEncoder(config, $0) }, audioProcessor: parts.audioProcessor(config))
     }
 
     /// Opens encoders and starts capture off call control: the offer or answer goes out

@@ -75,6 +75,7 @@ public final class DeviceMetrics: @unchecked Sendable {
             gauge("device_fault", "", "1 while a part of the board cannot be used (the journal says why).", [("part", part.rawValue)])
                 .set(to: faults.contains(part) ? 1 : 0)
         }
+        sampleAudioProcessing(device)
         guard let (pc, media, _) = device.currentCall else {
             gauge("in_call", "", "1 while a call is in progress.").set(to: 0)
             return

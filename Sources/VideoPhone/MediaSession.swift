@@ -1,3 +1,4 @@
+import AudioProcessing
 import Codecs
 import Logging
 import MediaDevices
@@ -19,6 +20,11 @@ public final class MediaSession: @unchecked Sendable {
     let camera: (any VideoSource)?
     let microphone: (any AudioSource)?
     let speaker: any AudioSink
+    /// Echo cancellation, noise suppression and gain control between the microphone and
+    /// Opus (nil: none configured or the library failed). Shared by the device's calls.
+    let audioProcessor: AudioProcessor?
+    private let micTiming: (any AudioSourceTiming)?
+    private let speakerTiming: (any AudioSinkTiming)?
     let videoSettings: H264EncoderSettings
     private let encoderLock = Lock()
     private var encoder: (any VideoEncoder)?
@@ -62,8 +68,12 @@ public final class MediaSession: @unchecked Sendable {
 
     public init(logger: Logger, camera: (any VideoSource)?, microphone: (any AudioSource)?, speaker: any AudioSink,
                 videoSettings: H264EncoderSettings, sendingAllowed: Bool,
-                makeEncoder: @escaping (H264EncoderSettings) throws -> any VideoEncoder = { try X264Encoder(settings: $0) }) {
+                makeEncoder: @escaping (H264EncoderSettings) throws -> any VideoEncoder = { try X264Encoder(settings: $0) },
+                audioProcessor: AudioProcessor? = nil) {
         self.logger = logger
+        self.audioProcessor = audioProcessor
+        micTiming = microphone as? any AudioSourceTiming
+        speakerTiming = speaker as? any AudioSinkTiming
         self.makeEncoder = makeEncoder
         self.camera = camera
         self.microphone = microphone
@@ -102,11 +112,23 @@ public final class MediaSession: @unchecked Sendable {
             encoderName.withLock { $0 = enc.name }
             try camera.start { [weak self] frame in self?.capturedVideo(frame) }
         }
+        // A new call's devices: the reference backlog starts again (the canceller keeps its filter).
+        audioProcessor?.restart()
         if let microphone {
             try microphone.start { [weak self] samples, _ in self?.capturedAudio(samples) }
         }
         let playout = self.playout
-        try speaker.start { playout.render(into: $0) }
+        let processor = audioProcessor, timing = speakerTiming
+        try speaker.start { out in
+            let sound = playout.render(into: out)
+            if let processor {
+                // The far-end reference is exactly what the card gets, silence included.
+                if !sound { out.update(repeating: 0) }
+                processor.referenceWillPlay(UnsafeBufferPointer(out), playbackDelay: timing?.playbackDelay ?? .zero,
+                                            discontinuities: timing?.discontinuities ?? 0)
+            }
+            return sound
+        }
     }
 
     public func stop() {
@@ -260,8 +282,12 @@ public final class MediaSession: @unchecked Sendable {
     func capturedAudio(_ samples: [Int16]) {
         if camera == nil { captureClock.withLock { $0 = Instant.now() } }
         let s = state.current
-        guard !s.stopped, s.mediaReady, s.sendingAllowed, let opus, let pc = audioPeer.current else { return }
-        if let packet = opus.encode(samples) { pc.sendAudio(packet, samples: OpusEncoder.frameSamples) }
+        if s.stopped { return }
+        // Processed even before media flows: the canceller converges on the ringing call.
+        let pcm = audioProcessor?.process(samples, captureDelay: micTiming?.captureDelay ?? .zero,
+                                          discontinuities: micTiming?.discontinuities ?? 0) ?? samples
+        guard s.mediaReady, s.sendingAllowed, let opus, let pc = audioPeer.current else { return }
+        if let packet = opus.encode(pcm) { pc.sendAudio(packet, samples: OpusEncoder.frameSamples) }
     }
 
     func receivedAudio(_ payload: ArraySlice<UInt8>, sequence: UInt16, timestamp: UInt32) {
@@ -298,6 +324,8 @@ public final class MediaSession: @unchecked Sendable {
         public var jitterBufferTargetMs: Double
         public var jitterBufferDelayMs: Double
         public var audioLevel: Double
+        public var totalAudioEnergy: Double
+        public var totalSamplesDuration: Double
         /// W3C encoderImplementation: `x264` or the hardware encoder's node and card.
         public var encoderImplementation: String?
         public var microphoneOverruns: Int
@@ -315,6 +343,7 @@ public final class MediaSession: @unchecked Sendable {
                        audioConcealedSamples: a.concealedSamples, audioRecoveredByFEC: a.recoveredByFEC,
                        audioLatePackets: a.counters.late, audioDiscardedPackets: a.counters.discarded,
                        jitterBufferTargetMs: a.targetDelayMs, jitterBufferDelayMs: a.currentDelayMs, audioLevel: a.audioLevel,
+                       totalAudioEnergy: a.totalAudioEnergy, totalSamplesDuration: a.totalSamplesDuration,
                        encoderImplementation: encoderName.current,
                        microphoneOverruns: microphone?.overruns ?? 0, speakerUnderruns: speaker.underruns,
                        captureToFrameMs: s.captureToFrame, encodeMs: s.encodeMs)

@@ -37,6 +37,7 @@ extension Device {
             j.endObject()
             return j.text
         }
+        audioProcessingJSON(&j)
         if let last {
             j.beginObject("lastCall")
             j.field("id", last.id); j.field("peer", last.peer); j.field("endReason", last.endReason)
@@ -80,6 +81,8 @@ extension Device {
                     j.field("jitterBufferTargetMs", f.jitterBufferTargetMs)
                     j.field("jitterBufferDelayMs", f.jitterBufferDelayMs)
                     j.field("audioLevel", (f.audioLevel * 1000).rounded() / 1000)
+                    j.field("totalAudioEnergy", f.totalAudioEnergy)
+                    j.field("totalSamplesDuration", f.totalSamplesDuration)
                     j.field("speakerUnderruns", f.speakerUnderruns)
                 }
                 j.field("bitrate", i.bitrate)

@@ -10,10 +10,13 @@ import Glibc
 /// videophone-bench: the figures BENCHMARKS.md records. Two devices on loopback.
 ///
 ///   videophone-bench [--calls N] [--call-seconds S] [--latency-seconds S] [--binary PATH]
+///   videophone-bench --aec N [--aec-level low|moderate|high]   (only the echo canceller's figures, N rooms)
 var calls = 20
 var callSeconds = 60
 var latencySeconds = 10
 var binary = ".build/release/videophoned"
+var echoRuns: Int? = nil
+var echoLevel = "moderate"
 var args = Array(CommandLine.arguments.dropFirst())
 while !args.isEmpty {
     let a = args.removeFirst()
@@ -23,6 +26,8 @@ while !args.isEmpty {
     case "--call-seconds": callSeconds = Int(value()) ?? callSeconds
     case "--latency-seconds": latencySeconds = Int(value()) ?? latencySeconds
     case "--binary": binary = value()
+    case "--aec": echoRuns = Int(value()) ?? 5
+    case "--aec-level": echoLevel = value()
     default: printError("unknown argument \(a)\n"); exit(2)
     }
 }
@@ -33,6 +38,7 @@ LoggingSystem.bootstrap { label in
     return h
 }
 let logger = Logger(label: "bench")
+if let echoRuns { runEchoBench(runs: echoRuns, level: echoLevel); exit(0) }
 signal(SIGPIPE, SIG_IGN)
 
 func fmt(_ v: Double?, _ digits: Int = 1) -> String { v.map { VideoPhone.fmt($0, digits) } ?? "-" }

@@ -25,6 +25,7 @@ let fuzzTargets: [(name: String, run: @Sendable ([UInt8]) -> Void)] = [
     ("trickle", fuzzTrickle),               // trickle-ICE fragments from a PATCH
     ("control", fuzzControl),               // control-socket command lines
     ("dtls-records", fuzzDTLSRecords),      // the record check in front of OpenSSL
+    ("wav", fuzzWAV),                       // the simulator's talker file (16-bit PCM WAV)
 ]
 
 /// Stops the run when a property does not hold: the fuzzer reports it like a crash and

@@ -114,7 +114,10 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
                      "videophone_packets_lost", "videophone_media_rate_bytes_per_second", "videophone_frames_per_second", "videophone_encode_seconds",
                      "videophone_capture_to_wire_seconds", "videophone_ice_selected_pairs_total", "process_cpu_seconds_total", "process_resident_memory_bytes",
                      "videophone_target_media_rate_bytes_per_second", "videophone_jitter_buffer_delay_seconds", "videophone_audio_concealed_samples",
-                     "videophone_sound_xruns", "videophone_device_fault{part=\"camera\"} 0"]
+                     "videophone_sound_xruns", "videophone_device_fault{part=\"camera\"} 0",
+                     "videophone_echo_return_loss_enhancement_decibels", "videophone_echo_delay_estimated_seconds",
+                     "videophone_residual_echo_likelihood", "videophone_audio_processing_frame_time_median_seconds",
+                     "videophone_audio_processing_enabled{stage=\"echo_cancellation\"} 0", "videophone_audio_processing_fault 0"]
             where name != "videophone_calls_total" && name != "videophone_call_setup_seconds" {
             #expect(text.contains(name), "\(name) missing from /metrics")
         }

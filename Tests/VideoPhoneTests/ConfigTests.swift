@@ -1,3 +1,4 @@
+import AudioProcessing
 import Foundation
 import Testing
 @testable import VideoPhone
@@ -109,6 +110,26 @@ import Testing
         #expect(c.gpio?.buttonActiveLow == true && c.gpio?.buttonBias == "pull-up" && c.gpio?.debounceMs == 20)
     }
 
+    /// The microphone's processing is on by default for a microphone that hears the
+    /// speaker (ALSA, the simulated talker) and off for the tone; each part can be turned off.
+    @Test func audioProcessingDefaultsAndOverrides() throws {
+        let alsa = try DeviceConfig.parse("[audio]\nsource = \"alsa\"\n", file: "cfg.toml").audioProcessing
+        #expect(alsa.echoCancellation && alsa.noiseSuppression && alsa.gainControl)
+        #expect(alsa.echoLevel == .moderate && alsa.noiseLevel == .moderate && alsa.gainTargetDBFS == 3)
+        let tone = try DeviceConfig.parse("[audio]\nsource = \"tone\"\n", file: "cfg.toml").audioProcessing
+        #expect(!tone.anyEnabled)
+        let c = try DeviceConfig.parse("""
+            [audio]
+            source = "alsa"
+            echo_cancellation_level = "high"
+            noise_suppression = false
+            noise_suppression_level = "very-high"
+            gain_control_level = 9
+            """, file: "cfg.toml").audioProcessing
+        #expect(c.echoCancellation && !c.noiseSuppression && c.gainControl)
+        #expect(c.echoLevel == .high && c.noiseLevel == .veryHigh && c.gainTargetDBFS == 9)
+    }
+
     /// Each kind of mistake gets a message naming the file, line, key and problem.
     @Test(arguments: [
         ("[video]\nwidth = \"wide\"\n", "cfg.toml:2: video.width: expected an integer, got string"),
@@ -132,6 +153,13 @@ import Testing
         ("[gpio]\nbutton = true\n", "cfg.toml:2: gpio.button: expected a line name (\"call-button\") or an offset (17), got boolean"),
         ("[gpio]\nbutton_bias = \"up\"\n", "cfg.toml:2: gpio.button_bias: 'up' is not one of pull-up"),
         ("[audio]\nsink = \"hdmi\"\n", "cfg.toml:2: audio.sink: 'hdmi' is not one of alsa, counting"),
+        ("[audio]\necho_cancellation = \"yes\"\n", "cfg.toml:2: audio.echo_cancellation: expected true or false, got string"),
+        ("[audio]\necho_cancellation_level = \"max\"\n", "cfg.toml:2: audio.echo_cancellation_level: 'max' is not one of low, moderate, high"),
+        ("[audio]\nnoise_suppression_level = \"loud\"\n", "cfg.toml:2: audio.noise_suppression_level: 'loud' is not one of low, moderate, high, very-high"),
+        ("[audio]\ngain_control_level = 40\n", "cfg.toml:2: audio.gain_control_level: 40 is out of range 0...31"),
+        ("[audio]\ngain_control = 1\n", "cfg.toml:2: audio.gain_control: expected true or false, got integer"),
+        ("[audio]\nsource = \"talker\"\n", "audio.talker_file: audio.source = \"talker\" needs a talker_file"),
+        ("[audio]\nsource = \"talker\"\ntalker_file = \"t.wav\"\necho_delay_ms = 900\n", "cfg.toml:4: audio.echo_delay_ms: 900 is out of range 0...500"),
         ("[[peer]]\nname = \"p\"\nurl = \"ftp://x\"\n", "cfg.toml:3: peer.url: expected 'http://host:port'"),
         ("[device\n", "cfg.toml:1: device: expected ']' to end the table header"),
         ("just words\n", "cfg.toml:1: just: expected '=' after the key, got 'w'"),
