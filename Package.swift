@@ -62,7 +62,7 @@ let package = Package(
         ]),
         // The device application: config, signalling, call control, status.
         .target(name: "VideoPhone", dependencies: [
-            "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "SDP", "RTP", "CallControl", "TOML",
+            "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "SDP", "RTP", "CallControl", "TOML", "BuildInfo",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -97,6 +97,6 @@ let package = Package(
         .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
         .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore", "DTLS"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore", "CallControl", "BuildInfo"]),
     ]
 )

@@ -205,7 +205,11 @@ public final class Device: @unchecked Sendable {
 
     /// Looks for the board's hardware encoder (at start).
     @discardableResult
-    public func detectEncoder() -> String? { parts.detectEncoder(config) }
+    public func detectEncoder() -> String? {
+        let found = parts.detectEncoder(config)
+        metrics.setEncoder(found != nil ? "v4l2" : config.videoEncoder == "v4l2" ? "none" : "x264")
+        return found
+    }
 
     /// Ring and answer timeouts, metrics and idle probes: every 250 ms on call control.
     private func scheduleTick() {
