@@ -14,6 +14,9 @@ let package = Package(
         .executable(name: "videophonectl", targets: ["videophonectl"]),
         .executable(name: "videophone-bench", targets: ["videophone-bench"]),
         .executable(name: "videophone-toml", targets: ["videophone-toml"]),
+        // The I/O-free hot-path modules, for the micro-benchmarks in Benchmarks/ (a separate
+        // package, so this one's build never fetches package-benchmark).
+        .library(name: "VideophoneHotPath", targets: ["NetworkCore", "RTP", "SRTP", "STUN", "SDP", "Codecs", "MediaDevices"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
