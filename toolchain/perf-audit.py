@@ -5,7 +5,9 @@ Benchmarks/baseline.json. Exits 1 on a regression beyond the thresholds below.
 
     perf-audit.py [--fast] [--no-end-to-end] [--record] [--bench-binary DIR]
 
-Thresholds (median per iteration; a figure regresses when it exceeds baseline × (1 + t)):
+Thresholds (a figure regresses when it exceeds baseline × (1 + t)); wall time is the fastest
+iteration (each iteration does the operation 1000 times), which the load of other processes
+on a shared machine hardly moves; CPU time and malloc counts are medians:
     full run:  wall time and CPU time (when ≥ 50 ms per iteration) +15 %; end-to-end: CPU per call-minute and the CPU ratio
                to x264 +15 %, capture→wire p50 +30 %, set-up +50 %, RSS +10 %
     --fast:    wall and CPU time +100 % (a noisy, shared 2-core machine; part of make test)
@@ -78,7 +80,10 @@ def run_micro():
             p50 = m["scorePercentiles"]["50.0"]
             low = metric.lower()
             if "wall" in low:
-                fig["wall_us"] = p50
+                # The fastest iteration: other processes on a shared machine only lengthen
+                # iterations, so the minimum moves with the code and hardly with the load.
+                fig["wall_us"] = m["scorePercentiles"]["0.0"]
+                fig["wall_p50_us"] = p50
             elif "cpu" in low and "total" in low:
                 fig["cpu_us"] = p50
             elif "malloc" in low and "total" in low:

@@ -67,14 +67,21 @@ if [ $PERF_OK = 0 ]; then
 fi
 
 pids=()
+HEAPTRACK=
 cleanup() {
+    # heaptrack is a shell script: the daemon under it is its child, which gets the signal.
+    if [ -n "$HEAPTRACK" ]; then
+        for c in $(pgrep -P "$HEAPTRACK" 2>/dev/null); do
+            [ "$(cat /proc/"$c"/comm 2>/dev/null)" = videophoned ] && kill -INT "$c" 2>/dev/null || true
+        done
+    fi
     for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
 
 heaptrack -o "$OUT/heaptrack.bob" "$BIN/videophoned" --config "$OUT/bob.toml" >"$OUT/heaptrack.out" 2>"$OUT/bob.log" &
-pids+=($!)
+HEAPTRACK=$!
 if [ $PERF_OK = 1 ]; then
     "$BIN/videophoned" --config "$OUT/alice.toml" 2>"$OUT/alice.log" &
     ALICE=$!
@@ -106,6 +113,7 @@ curl -s "http://127.0.0.1:$PM/metrics" > "$OUT/alice-metrics.txt" 2>/dev/null ||
 sleep 0.5
 cleanup
 pids=()
+HEAPTRACK=
 trap - EXIT
 
 if [ $PERF_OK = 1 ]; then
