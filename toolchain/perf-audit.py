@@ -11,7 +11,8 @@ on a shared machine hardly moves; CPU time and malloc counts are medians:
     full run:  wall time and CPU time (when ≥ 50 ms per iteration) +15 %; end-to-end: CPU per call-minute and the CPU ratio
                to x264 +15 %, capture→wire p50 +30 %, set-up +50 %, RSS +10 %
     --fast:    wall and CPU time +100 % (a noisy, shared 2-core machine; part of make test)
-    always:    malloc counts per iteration + 5 % + 1 (they do not depend on the machine)
+    always:    malloc counts per iteration + 5 % + 4 (they do not depend on the machine; the
+               measurement itself makes 16 to 18 per iteration)
 
 A baseline recorded on another machine (CPU model or core count differ) is not a failure:
 the audit says so and compares each benchmark's time as a ratio to the `calibration`
@@ -142,10 +143,10 @@ for name, fig in sorted(now["micro"].items()):
             continue
         v, bv = fig[metric], b[metric]
         if metric == "mallocs":
-            limit = bv * 1.05 + 1
+            limit = bv * 1.05 + 4
             change = f"{v - bv:+.0f}"
             bad = v > limit
-            lim = f"≤ {limit:.0f}"
+            lim = f"≤ {limit:.1f}"
         else:
             if name == "calibration" and not same_machine:
                 continue
