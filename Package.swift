@@ -65,7 +65,7 @@ let package = Package(
         ]),
         // The device application: config, signalling, call control, status.
         .target(name: "VideoPhone", dependencies: [
-            "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "SDP", "RTP", "CallControl", "TOML", "BuildInfo",
+            "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "SDP", "RTP", "CallControl", "TOML", "BuildInfo", "CLinux",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
