@@ -123,8 +123,8 @@ else
 fi
 heaptrack_print -f "$OUT"/heaptrack.bob.*.zst > "$OUT/heap.txt" 2>/dev/null || heaptrack_print "$OUT"/heaptrack.bob.* > "$OUT/heap.txt" 2>/dev/null || true
 
-peak=$(grep -m1 "peak heap memory consumption" "$OUT/heap.txt" | sed 's/.*: *//' || true)
-allocs=$(grep -m1 "calls to allocation functions" "$OUT/heap.txt" | sed 's/.*: *//' || true)
+peak=$(grep -m1 "^peak heap memory consumption:" "$OUT/heap.txt" | sed 's/.*: *//' || true)
+allocs=$(grep -m1 "^calls to allocation functions:" "$OUT/heap.txt" | sed 's/.*: *//' || true)
 top=$(sed -n 's/^TOP3 //p' "$OUT/cpu-top.txt" 2>/dev/null || true)
 if [ $PERF_OK = 1 ]; then
     echo "perf-profile: $OUT: ${SECONDS_CALL} s 720p30 call; alice CPU (perf): $top; bob heap (heaptrack): peak ${peak:-?}, allocations ${allocs:-?}"
