@@ -10,7 +10,11 @@ iteration (each iteration does the operation 1000 times), which the load of othe
 on a shared machine hardly moves; CPU time and malloc counts are medians:
     full run:  wall time and CPU time (when ≥ 50 ms per iteration) +15 %; end-to-end: CPU per call-minute and the CPU ratio
                to x264 +15 %, capture→wire p50 +30 %, set-up +50 %, RSS +10 %
-    --fast:    wall and CPU time +100 % (a noisy, shared 2-core machine; part of make test)
+    --fast:    wall and CPU time +100 % (a noisy, shared 2-core machine; part of make test);
+               benchmarks with iterations of 20 ms CPU or more are judged by CPU time only
+               (time slicing under load stretches their wall time, not their CPU time);
+               a benchmark beyond it is run once more and keeps its faster figures, and
+               passes if its ratio to the calibration benchmark is within the limit (load)
     always:    malloc counts per iteration + 5 % + 4 (they do not depend on the machine; the
                measurement itself makes 16 to 18 per iteration)
 
@@ -25,6 +29,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -54,16 +59,16 @@ def machine():
     return {"cpu": model, "cores": os.cpu_count(), "arch": platform.machine()}
 
 
-def run_micro():
-    """Runs the package-benchmark target; returns {name: {wall_us, cpu_us, mallocs}} (medians)."""
+def run_micro(only=None):
+    """Runs the package-benchmark target; returns {name: {wall_us, cpu_us, mallocs}}."""
     out = pathlib.Path(tempfile.mkdtemp(prefix="perf-audit-"))
     env = dict(os.environ)
     if args.fast:
         env["VIDEOPHONE_BENCH_QUICK"] = "1"
     cmd = [SWIFT, "package", "--package-path", str(ROOT / "Benchmarks"), "--allow-writing-to-directory", str(out),
            "benchmark", "--format", "jmh", "--path", str(out), "--no-progress"]
-    if args.filter:
-        cmd += ["--filter", args.filter]
+    if only or args.filter:
+        cmd += ["--filter", only or args.filter]
     print("perf-audit: " + " ".join(cmd), flush=True)
     r = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
@@ -108,6 +113,21 @@ def run_end_to_end():
 
 now = {"machine": machine(), "recorded": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
        "micro": run_micro()}
+
+if args.fast and BASELINE.exists() and not args.record:
+    # A short run on a shared machine: a benchmark slower than the loose limit is run once
+    # more and keeps its faster figures (a load spike rarely lasts through both).
+    base_micro = json.load(open(BASELINE))["micro"]
+    slow = [n for n, f in now["micro"].items() if n in base_micro and "wall_us" in f
+            and f["wall_us"] > base_micro[n].get("wall_us", float("inf")) * 2.0]
+    if slow:
+        print("perf-audit: slower than the fast limit, running again: " + ", ".join(slow), flush=True)
+        again = run_micro("^(" + "|".join(re.escape(n.replace(" ", "_")) for n in slow) + ")$")
+        for n, f in again.items():
+            if n in now["micro"]:
+                for k, v in f.items():
+                    if k != "mallocs":
+                        now["micro"][n][k] = min(v, now["micro"][n].get(k, v))
 if not args.no_end_to_end and not args.fast:
     now["end_to_end"] = run_end_to_end()
 
@@ -150,7 +170,16 @@ for name, fig in sorted(now["micro"].items()):
         else:
             if name == "calibration" and not same_machine:
                 continue
-            if metric == "cpu_us" and bv < 50_000:
+            long_iteration = b.get("cpu_us", 0) >= 20_000
+            if args.fast and metric == "wall_us" and long_iteration:
+                # Iterations of tens of milliseconds are time-sliced when other processes
+                # load both cores (wall time doubles or triples): the fast run judges
+                # them by their CPU time.
+                print(f"{name:50} {metric:8} {bv:>10.3f}{unit:>2} {v:>10.3f}{unit:>2}  (fast run: judged by CPU time)")
+                continue
+            if args.fast and metric == "cpu_us" and long_iteration:
+                pass
+            elif metric == "cpu_us" and bv < 50_000:
                 # package-benchmark reads CPU time from the kernel's 10 ms ticks here.
                 print(f"{name:50} {metric:8} {bv:>10.0f}{unit:>2} {v:>10.0f}{unit:>2}  (below the CPU clock's resolution: not compared)")
                 continue
@@ -161,6 +190,13 @@ for name, fig in sorted(now["micro"].items()):
             change = f"{(v / bv - 1) * 100:+.0f} %" if bv else "-"
             bad = v > limit
             lim = f"+{time_t * 100:.0f} %"
+            if bad and args.fast and same_machine and cal_now and cal_base and name != "calibration":
+                # Sustained load (another engineer's fuzzer on both cores) slows the
+                # calibration loop as much: not a regression unless the ratio moved too.
+                ratio = (v / cal_now) / (bv / cal_base)
+                if ratio <= 1 + time_t:
+                    bad = False
+                    lim += f" (ratio to calibration {ratio:.2f}: load, not code)"
         mark = "  REGRESSION" if bad else ""
         print(f"{name:50} {metric:8} {bv:>10.3f}{unit:>2} {v:>10.3f}{unit:>2} {change:>8}  {lim}{mark}")
         if bad:
