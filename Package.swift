@@ -100,6 +100,6 @@ let package = Package(
         .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
         .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore", "DTLS"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore", "CallControl", "BuildInfo"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore", "CallControl", "BuildInfo", "CLinux"]),
     ]
 )
