@@ -44,7 +44,10 @@ ap.add_argument("--no-end-to-end", action="store_true", help="skip videophone-be
 ap.add_argument("--record", action="store_true", help="store this run as the baseline")
 ap.add_argument("--bench-binary", default=str(ROOT / ".build" / "release"), help="folder with videophone-bench and videophoned")
 ap.add_argument("--filter", default=None, help="only benchmarks matching this regexp")
+ap.add_argument("--baseline", default=None, help="another baseline file (default Benchmarks/baseline.json)")
 args = ap.parse_args()
+if args.baseline:
+    BASELINE = pathlib.Path(args.baseline).resolve()
 
 
 def machine():
@@ -133,7 +136,7 @@ if not args.no_end_to_end and not args.fast:
 
 if args.record:
     BASELINE.write_text(json.dumps(now, indent=2, ensure_ascii=False) + "\n")
-    print(f"perf-audit: baseline recorded in {BASELINE.relative_to(ROOT)}")
+    print(f"perf-audit: baseline recorded in {BASELINE}")
 
 if not BASELINE.exists():
     sys.exit("perf-audit: no baseline (Benchmarks/baseline.json); run with --record first")
