@@ -7,7 +7,7 @@ SWIFT ?= swift
 RELEASE := .build/release
 DEBUG := .build/debug
 
-.PHONY: all deps build release run test test-tsan bench board-smoke board-test clean fuzz fuzz-smoke install toml-difftest fuzz-toml
+.PHONY: all deps build release run test test-tsan bench board-smoke board-test clean fuzz fuzz-smoke install toml-difftest fuzz-toml perf-audit perf-audit-fast perf-profile
 
 all: build
 
@@ -38,6 +38,7 @@ test: deps
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/NAT
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Abuse
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Pairing
+	$(MAKE) perf-audit-fast
 	$(MAKE) board-test
 
 ## test-tsan: the unit and integration tests again under ThreadSanitizer (their daemons are
@@ -55,6 +56,23 @@ bench: release
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py
 	$(MAKE) fuzz-toml BIN=$(RELEASE)
+
+## perf-audit: the hot-path micro-benchmarks (Benchmarks/, ordo-one/package-benchmark: wall
+## time, CPU and malloc counts) and videophone-bench's end-to-end figures, compared with
+## Benchmarks/baseline.json; fails on a regression beyond the thresholds (BENCHMARKS.md,
+## toolchain/perf-audit.py). PERF_RECORD=1 stores this run as the new baseline.
+perf-audit: release
+	python3 toolchain/perf-audit.py $(if $(PERF_RECORD),--record,)
+
+## perf-audit-fast: the micro-benchmarks only, briefly, with loose time thresholds (part of
+## make test; malloc counts stay strict).
+perf-audit-fast: deps
+	python3 toolchain/perf-audit.py --fast
+
+## perf-profile: a 30 s two-device call; the caller's CPU profile (perf, folded stacks) and
+## the callee's heap profile (heaptrack) in .perf/profile-<time>/, with a one-line summary.
+perf-profile: release
+	toolchain/perf-profile.sh $(RELEASE)
 
 ## toml-difftest: our TOML parser against Python's tomllib on 5 000 generated documents,
 ## fixed seed (part of make test). TOML_SEED and TOML_COUNT change them.
@@ -115,4 +133,4 @@ board-test: release
 	board/qemu/board-test.sh $(RELEASE)
 
 clean:
-	rm -rf .build .build-tsan .build-fuzz .state
+	rm -rf .build .build-tsan .build-fuzz .state Benchmarks/.build .perf

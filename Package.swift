@@ -23,6 +23,9 @@ let package = Package(
         .executable(name: "videophonectl", targets: ["videophonectl"]),
         .executable(name: "videophone-bench", targets: ["videophone-bench"]),
         .executable(name: "videophone-toml", targets: ["videophone-toml"]),
+        // The I/O-free hot-path modules, for the micro-benchmarks in Benchmarks/ (a separate
+        // package, so this one's build never fetches package-benchmark).
+        .library(name: "VideophoneHotPath", targets: ["NetworkCore", "RTP", "SRTP", "STUN", "SDP", "Codecs", "MediaDevices"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
@@ -76,7 +79,7 @@ let package = Package(
         ]),
         // The device application: config, signalling, call control, status.
         .target(name: "VideoPhone", dependencies: [
-            "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "AudioProcessing", "SDP", "RTP", "CallControl", "TOML",
+            "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "AudioProcessing", "SDP", "RTP", "CallControl", "TOML", "BuildInfo", "CLinux",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -112,7 +115,7 @@ let package = Package(
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
         .testTarget(name: "AudioProcessingTests", dependencies: ["AudioProcessing", "Codecs", "MediaDevices", "NetworkCore"]),
         .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore", "DTLS", "AudioProcessing"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore", "AudioProcessing"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore", "AudioProcessing", "CallControl", "BuildInfo", "CLinux"]),
     ],
     cxxLanguageStandard: .cxx17
 )

@@ -48,8 +48,9 @@ public final class TestPatternCamera: VideoSource, @unchecked Sendable {
 
     public func stop() { runner.stop() }
 
-    /// Draws the next frame into the next pool buffer.
-    func draw() -> UnsafeMutableRawBufferPointer {
+    /// Draws the next frame into the next pool buffer (public for the benchmarks, which
+    /// encode the same moving picture without the camera's thread).
+    public func draw() -> UnsafeMutableRawBufferPointer {
         let buf = pool[poolIndex]
         poolIndex = (poolIndex + 1) % pool.count
         frameNumber += 1

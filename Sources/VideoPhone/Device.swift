@@ -1,3 +1,4 @@
+import CLinux
 import CallControl
 import Codecs
 import DTLS
@@ -205,7 +206,34 @@ public final class Device: @unchecked Sendable {
 
     /// Looks for the board's hardware encoder (at start).
     @discardableResult
-    public func detectEncoder() -> String? { parts.detectEncoder(config) }
+    public func detectEncoder() -> String? {
+        let found = parts.detectEncoder(config)
+        metrics.setEncoder(found != nil ? "v4l2" : config.videoEncoder == "v4l2" ? "none" : "x264")
+        return found
+    }
+
+    /// The call whose set-up pages were given back, and when call control first saw it.
+    private var pagesCall: (id: String, seen: Instant, trimmed: Bool)?
+
+    /// Setting a call up (signalling, ICE, the DTLS handshake, opening the encoder) faults in
+    /// code the call does not run again; so does ending it. Five seconds into a call and once
+    /// it has ended, read-only file pages that are still the file's are given back (see
+    /// `clinux_trim_file_mappings`); what the call runs comes back as minor faults.
+    private func givePagesBack() {
+        let id = lock.withLock { call?.id }
+        let now = Instant.now()
+        if let id {
+            if pagesCall?.id != id {
+                pagesCall = (id, now, false)
+            } else if let p = pagesCall, !p.trimmed, now - p.seen >= .seconds(5) {
+                _ = clinux_trim_file_mappings()
+                pagesCall?.trimmed = true
+            }
+        } else if pagesCall != nil {
+            pagesCall = nil
+            _ = clinux_trim_file_mappings()
+        }
+    }
 
     /// Ring and answer timeouts, metrics and idle probes: every 250 ms on call control.
     private func scheduleTick() {
@@ -213,6 +241,7 @@ public final class Device: @unchecked Sendable {
             guard let self else { return }
             perform(.tick)
             metrics.sample(self)
+            givePagesBack()
             ticks += 1
             if ticks % 20 == 0, case .idle = phase { parts.probeFailed(config) }
             if !stopped.current { scheduleTick() }

@@ -1,3 +1,4 @@
+import BuildInfo
 import CallControl
 import NetworkCore
 import PeerConnection
@@ -18,7 +19,10 @@ public final class DeviceMetrics: @unchecked Sendable {
     private let latencyBuckets: [Duration] = [1, 2, 4, 6, 8, 10, 15, 20, 30, 50, 100].map { .milliseconds($0) }
     private let sampler = Locked(SamplerState())
 
-    public init() { registerCallOutcomes() }
+    public init() {
+        registerCallOutcomes()
+        registerKnownSeries()
+    }
 
     struct SamplerState {
         var lastCPU: Double = 0
@@ -26,6 +30,7 @@ public final class DeviceMetrics: @unchecked Sendable {
         var encodeSeen = 0
         var wireSeen = 0
         var callKey: String?
+        var inCall = false
     }
 
     func descriptor(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -39,6 +44,97 @@ public final class DeviceMetrics: @unchecked Sendable {
     func registerCallOutcomes() {
         for outcome in CallOutcome.allCases {
             calls[outcome] = registry.makeCounter(descriptor: descriptor("calls", "total", "Calls by how they ended."), labels: [("outcome", outcome.rawValue)])
+        }
+    }
+
+    /// The set-up stages ``recordSetup(_:offerSentAt:)`` records.
+    static let setupStages = ["signalling", "ice", "dtls", "first_media"]
+    /// ICE candidate types, for the selected-pair counter's labels.
+    static let candidateTypes = ["host", "srflx", "prflx", "relay"]
+
+    /// Every other series the device can emit, created at start-up with its known labels at
+    /// zero: Prometheus's instrumentation practice, so dashboards and alerts (for example
+    /// `increase(...) == 0` or `absent(...)`) see a fresh device the same as a busy one.
+    /// The in-call gauges read 0 while idle, as ``sample(_:)`` leaves them after a call.
+    func registerKnownSeries() {
+        for stage in Self.setupStages {
+            _ = registry.makeDurationHistogram(descriptor: descriptor("call_setup", "seconds", "Call set-up time by stage, from the offer."),
+                                               labels: [("stage", stage)], buckets: setupBuckets)
+        }
+        for part in DeviceFault.allCases {
+            gauge("device_fault", "", "1 while a part of the board cannot be used (the journal says why).", [("part", part.rawValue)]).set(to: 0)
+        }
+        gauge("in_call", "", "1 while a call is in progress.").set(to: 0)
+        _ = cpuCounter
+        residentGauge.set(Double(DeviceMetrics.residentBytes()))
+        resetCallGauges()
+        _ = registry.makeDurationHistogram(descriptor: descriptor("encode", "seconds", "Time to encode one video frame."), labels: [], buckets: latencyBuckets)
+        _ = registry.makeDurationHistogram(descriptor: descriptor("capture_to_wire", "seconds", "Capture to first RTP packet of the frame on the wire."), labels: [], buckets: latencyBuckets)
+        for local in Self.candidateTypes {
+            for remote in Self.candidateTypes {
+                _ = registry.makeCounter(descriptor: descriptor("ice_selected_pairs", "total", "Candidate pairs used by calls, by candidate types."),
+                                         labels: [("local", local), ("remote", remote)])
+            }
+        }
+        setEncoder("unknown")
+    }
+
+    private let buildInfoEncoder = Locked<String?>(nil)
+
+    /// `videophone_build_info{version,arch,encoder} 1`: which firmware runs where, and which
+    /// H.264 encoder its calls use (`x264`, `v4l2`; `unknown` until the daemon has looked).
+    public func setEncoder(_ encoder: String) {
+        let help = "Always 1; the labels say which firmware build runs and which H.264 encoder calls use."
+        let old = buildInfoEncoder.withLock { e -> String? in defer { e = encoder }; return e }
+        if let old, old != encoder {
+            registry.unregisterGauge(registry.makeGauge(descriptor: descriptor("build_info", "", help),
+                                                        labels: [("version", BuildInfo.version), ("arch", Self.arch), ("encoder", old)]))
+        }
+        registry.makeGauge(descriptor: descriptor("build_info", "", help),
+                           labels: [("version", BuildInfo.version), ("arch", Self.arch), ("encoder", encoder)]).set(to: 1)
+    }
+
+    /// The CPU architecture the firmware was built for, as Debian names it.
+    static var arch: String {
+        #if arch(arm64)
+        "arm64"
+        #elseif arch(x86_64)
+        "amd64"
+        #elseif arch(arm)
+        "armhf"
+        #else
+        "other"
+        #endif
+    }
+
+    private var cpuCounter: Prometheus.Counter {
+        registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "process", metricName: "cpu", unitName: "seconds_total",
+                                                              helpText: "User and system CPU time of the daemon."), labels: [])
+    }
+
+    private var residentGauge: Prometheus.Gauge {
+        registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "process", metricName: "resident_memory", unitName: "bytes",
+                                                            helpText: "Resident set size of the daemon."), labels: [])
+    }
+
+    /// The in-call gauges with their known labels, at 0 (at start and while idle).
+    private func resetCallGauges() {
+        gauge("target_media_rate", "bytes_per_second", "Congestion control's video target.").set(to: 0)
+        gauge("jitter_buffer_delay", "seconds", "Delay the audio jitter buffer adds now.").set(to: 0)
+        gauge("audio_concealed_samples", "", "Received audio samples concealed in this call (lost, late or corrupt packets).").set(to: 0)
+        for direction in ["capture", "playback"] {
+            gauge("sound_xruns", "", "Sound card overruns (capture) and underruns (playback) in this call.", [("direction", direction)]).set(to: 0)
+        }
+        gauge("round_trip_time", "seconds", "RTT of the selected candidate pair (RTCP).").set(to: 0)
+        for kind in ["audio", "video"] {
+            gauge("jitter", "seconds", "Interarrival jitter of received media.", [("kind", kind)]).set(to: 0)
+            gauge("packets_lost", "", "Packets lost in this call so far.", [("kind", kind)]).set(to: 0)
+            for direction in ["receive", "send"] {
+                gauge("media_rate", "bytes_per_second", "Media payload rate.", [("direction", direction), ("kind", kind)]).set(to: 0)
+            }
+        }
+        for direction in ["receive", "send"] {
+            gauge("frames_per_second", "", "Video frame rate.", [("direction", direction)]).set(to: 0)
         }
     }
 
@@ -66,10 +162,8 @@ public final class DeviceMetrics: @unchecked Sendable {
     func sample(_ device: Device) {
         let processCPU = DeviceMetrics.cpuSeconds()
         let delta = sampler.withLock { s -> Double in defer { s.lastCPU = processCPU }; return max(0, processCPU - s.lastCPU) }
-        registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "process", metricName: "cpu", unitName: "seconds_total",
-                                                              helpText: "User and system CPU time of the daemon."), labels: []).increment(by: delta)
-        registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "process", metricName: "resident_memory", unitName: "bytes",
-                                                            helpText: "Resident set size of the daemon."), labels: []).set(Double(DeviceMetrics.residentBytes()))
+        cpuCounter.increment(by: delta)
+        residentGauge.set(Double(DeviceMetrics.residentBytes()))
         let faults = Set(device.currentFaults)
         for part in [DeviceFault.network, .camera, .button, .microphone, .speaker] {
             gauge("device_fault", "", "1 while a part of the board cannot be used (the journal says why).", [("part", part.rawValue)])
@@ -77,9 +171,12 @@ public final class DeviceMetrics: @unchecked Sendable {
         }
         sampleAudioProcessing(device)
         guard let (pc, media, _) = device.currentCall else {
+            let wasInCall = sampler.withLock { s -> Bool in defer { s.inCall = false }; return s.inCall }
             gauge("in_call", "", "1 while a call is in progress.").set(to: 0)
+            if wasInCall { resetCallGauges() }
             return
         }
+        sampler.withLock { $0.inCall = true }
         gauge("in_call", "", "1 while a call is in progress.").set(to: 1)
         let s = pc.stats
         gauge("target_media_rate", "bytes_per_second", "Congestion control's video target.").set(Double(s.targetVideoBitrateKbps * 1000 / 8))

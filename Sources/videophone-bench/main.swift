@@ -1,5 +1,7 @@
+import Codecs
 import DTLS
 import Logging
+import MediaDevices
 import NetworkCore
 import PeerConnection
 import VideoPhone
@@ -9,9 +11,12 @@ import Glibc
 
 /// videophone-bench: the figures BENCHMARKS.md records. Two devices on loopback.
 ///
-///   videophone-bench [--calls N] [--call-seconds S] [--latency-seconds S] [--binary PATH]
+///   videophone-bench [--calls N] [--call-seconds S] [--latency-seconds S] [--binary PATH] [--json PATH]
 ///   videophone-bench --aec N [--aec-level low|moderate|high]   (only the echo canceller's figures, N rooms)
+///
+/// `--json` also writes the headline figures for `make perf-audit` (toolchain/perf-audit.py).
 var calls = 20
+var jsonPath: String? = nil
 var callSeconds = 60
 var latencySeconds = 10
 var binary = ".build/release/videophoned"
@@ -28,6 +33,7 @@ while !args.isEmpty {
     case "--binary": binary = value()
     case "--aec": echoRuns = Int(value()) ?? 5
     case "--aec-level": echoLevel = value()
+    case "--json": jsonPath = value()
     default: printError("unknown argument \(a)\n"); exit(2)
     }
 }
@@ -108,6 +114,9 @@ for i in 0...calls {
     got = waitFor(2) { daemonB.device.phase.name == "idle" }
     usleep(50_000)
 }
+var figures: [(String, Double)] = []
+@MainActor func record(_ name: String, _ value: Double?) { if let value, value.isFinite { figures.append((name, value)) } }
+record("setup_ms", percentile(setup, 50))
 print("## Call setup: offer sent → first complete video frame at the callee (\(calls) calls, loopback)")
 print("total               \(spread(setup))")
 print("  answer received   \(spread(signalling))")
@@ -130,6 +139,8 @@ print("capture → first packet on the wire   p50 \(fmt(percentile(wire, 50))) m
 print("capture at A → frame reassembled at B p50 \(fmt(percentile(glass, 50))) ms  p99 \(fmt(percentile(glass, 99))) ms  (n=\(glass.count))")
 let inV = statsB.inbound.first { $0.kind == "video" }
 print("frames received \(inV?.framesReceived ?? 0), packets lost \(inV?.packetsLost ?? 0)")
+record("capture_to_wire_p50_ms", percentile(wire, 50))
+record("capture_to_wire_p99_ms", percentile(wire, 99))
 print()
 daemonA.stop()
 daemonB.stop()
@@ -210,3 +221,54 @@ kill(pidB, SIGTERM)
 var status: Int32 = 0
 waitpid(pidA, &status, 0)
 waitpid(pidB, &status, 0)
+let callCPUPerSecond = (after.cpu - before.cpu) / Double(callSeconds)
+record("idle_rss_mb", Double(idle.rssKB) / 1024)
+record("call_rss_peak_mb", Double(after.hwmKB) / 1024)
+record("call_cpu_s_per_minute", callCPUPerSecond * 60)
+
+// MARK: The floor: x264 alone on the same frames, same run.
+
+/// CPU time of the calling thread.
+func threadCPUSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+}
+
+/// x264 with the call's settings (DeviceConfig's defaults: 1280×720, 30 fps, 2 Mbit/s,
+/// ultrafast, zerolatency, one thread) on the simulated camera's moving picture, paced at
+/// 30 fps like the camera. Only the encode calls are timed (drawing the picture is the
+/// camera's cost, which the device pays on top).
+let floorSeconds = min(callSeconds, 30)
+let floorConfig = DeviceConfig()
+let floorSettings = H264EncoderSettings(width: floorConfig.videoWidth, height: floorConfig.videoHeight,
+                                        fps: floorConfig.videoFPS, bitrateKbps: floorConfig.videoBitrateKbps)
+let pattern = TestPatternCamera(width: floorSettings.width, height: floorSettings.height, fps: floorSettings.fps)
+let x264 = try X264Encoder(settings: floorSettings)
+var encodeCPU = 0.0, encodedBytes = 0
+let frameInterval = Duration.nanoseconds(1_000_000_000 / Int64(floorSettings.fps))
+var due = Instant.now()
+for n in 0..<(floorSeconds * floorSettings.fps) {
+    let buf = pattern.draw()
+    let t0 = threadCPUSeconds()
+    if let f = x264.encode(i420: UnsafeRawBufferPointer(buf), forceKeyframe: n == 0) { encodedBytes += f.data.count }
+    encodeCPU += threadCPUSeconds() - t0
+    due = due + frameInterval
+    let wait = (due - Instant.now()).milliseconds
+    if wait > 0 { usleep(UInt32(wait * 1000)) }
+}
+let floorPerSecond = encodeCPU / Double(floorSeconds)
+print()
+print("## CPU against the floor: x264 alone on the same test pattern, same run")
+print("x264 alone, 720p30, call settings   \(fmt(floorPerSecond * 30, 2)) CPU-s per 30 s (\(fmt(Double(encodedBytes) * 8 / Double(floorSeconds) / 1000, 0)) kbit/s)")
+print("one device, two-way call            \(fmt(callCPUPerSecond * 30, 2)) CPU-s per 30 s")
+print("ratio device / x264 alone           \(fmt(callCPUPerSecond / floorPerSecond, 2)) × (target ≤ 1.10)")
+record("x264_floor_cpu_s_per_minute", floorPerSecond * 60)
+record("cpu_ratio_to_x264", callCPUPerSecond / floorPerSecond)
+
+if let jsonPath {
+    let body = figures.map { "  \"\($0.0)\": \(fmt($0.1, 3))" }.joined(separator: ",\n")
+    let f = fopen(jsonPath, "w")!
+    fputs("{\n\(body)\n}\n", f)
+    fclose(f)
+}

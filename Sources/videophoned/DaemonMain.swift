@@ -17,6 +17,9 @@ func runDaemon(configPath: String) -> Never {
     // next call's from the heap, and keep the heap's high-water mark: measured at 720p, 20 MB
     // more resident after 24 calls, against flat with the threshold fixed.
     _ = clinux_set_mmap_threshold(1 << 20)
+    // x264's frame buffers would otherwise take whole 2 MiB huge pages: measured at 720p,
+    // 12 MiB of a call's resident set were huge pages (BENCHMARKS.md, "Memory").
+    _ = clinux_disable_transparent_huge_pages()
 
     let config: DeviceConfig
     do {
@@ -59,6 +62,11 @@ func runDaemon(configPath: String) -> Never {
         logger.critical("cannot start", metadata: ["REASON": "\(error)"])
         exit(1)
     }
+    // Start-up (config, identity, sockets, Swift runtime and library initialisers) faulted in
+    // code and tables it will not use again, 16 pages per fault; give back what is still the
+    // file's (read-only mappings only) so the resident set is what the device uses.
+    let trimmed = clinux_trim_file_mappings()
+    logger.debug("gave back start-up pages", metadata: ["kB": "\(trimmed)"])
     daemon.device.onPhaseChange = { phase in SystemdNotify.send("STATUS=\(phase)") }
     SystemdNotify.send("READY=1\nSTATUS=\(daemon.device.phase.name)")
 

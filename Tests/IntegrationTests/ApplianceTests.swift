@@ -2,6 +2,8 @@ import Foundation
 import Testing
 import NetworkCore
 import VideoPhone
+import CallControl
+import BuildInfo
 
 /// A Unix datagram socket a test listens on, standing in for systemd's notify socket or
 /// the journal's socket.
@@ -135,6 +137,49 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
         // Prometheus's own checker.
         let file = h.dir + "/metrics.txt"
         try after.write(toFile: file, atomically: true, encoding: .utf8)
+        let (status, report) = try runTool("/bin/sh", ["-c", "promtool check metrics < \(file)"])
+        #expect(status == 0, "promtool: \(report)")
+    }
+
+    /// A fresh daemon exports every series it can emit, with its known labels at zero, so a
+    /// new device's dashboard and alerts see them before the first call (issue 14).
+    @Test func metricsExistFromStart() throws {
+        let h = try DaemonHarness()
+        try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")], extra: "[metrics]\nlisten = \"127.0.0.1:\(h.port("a-metrics"))\"")
+        let r = try HTTPClient.request(method: "GET", url: "http://127.0.0.1:\(h.port("a-metrics"))/metrics")
+        #expect(r.status == 200)
+        let text = r.bodyText
+        var expected = ["videophone_in_call 0", "videophone_target_media_rate_bytes_per_second 0", "videophone_jitter_buffer_delay_seconds 0",
+                        "videophone_audio_concealed_samples 0", "videophone_round_trip_time_seconds 0",
+                        "videophone_encode_seconds_count 0", "videophone_capture_to_wire_seconds_count 0",
+                        "process_cpu_seconds_total ", "process_resident_memory_bytes "]
+        expected += CallOutcome.allCases.map { "videophone_calls_total{outcome=\"\($0.rawValue)\"} 0" }
+        expected += ["signalling", "ice", "dtls", "first_media"].map { "videophone_call_setup_seconds_count{stage=\"\($0)\"} 0" }
+        expected += ["network", "camera", "button", "microphone", "speaker"].map { "videophone_device_fault{part=\"\($0)\"} 0" }
+        expected += ["capture", "playback"].map { "videophone_sound_xruns{direction=\"\($0)\"} 0" }
+        for kind in ["audio", "video"] {
+            expected += ["videophone_jitter_seconds{kind=\"\(kind)\"} 0", "videophone_packets_lost{kind=\"\(kind)\"} 0"]
+            expected += ["receive", "send"].map { "videophone_media_rate_bytes_per_second{direction=\"\($0)\",kind=\"\(kind)\"} 0" }
+        }
+        expected += ["receive", "send"].map { "videophone_frames_per_second{direction=\"\($0)\"} 0" }
+        for local in ["host", "srflx", "prflx", "relay"] {
+            expected += ["host", "srflx", "prflx", "relay"].map { "videophone_ice_selected_pairs_total{local=\"\(local)\",remote=\"\($0)\"} 0" }
+        }
+        for line in expected { #expect(text.contains(line), "\(line) missing from a fresh daemon's /metrics") }
+        // Build info: version and architecture of this build; the simulated board encodes with x264.
+        let info = text.split(separator: "\n").first { $0.hasPrefix("videophone_build_info{") }.map(String.init) ?? ""
+        #expect(info.contains("version=\"\(BuildInfo.version)\""), "build_info: \(info)")
+        #expect(info.contains("encoder=\"x264\""), "build_info: \(info)")
+        #expect(info.contains("arch=\""), "build_info: \(info)")
+        #expect(info.hasSuffix(" 1") || info.hasSuffix(" 1.0"), "build_info: \(info)")
+        // Every series the shipped Grafana dashboard plots exists before the first call too.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dashboard = try String(contentsOf: root.appendingPathComponent("docs/grafana/videophone-dashboard.json"), encoding: .utf8)
+        let names = Set(dashboard.matches(of: /(videophone|process)_[a-z_]+/).map { String($0.output.0).replacingOccurrences(of: "_bucket", with: "") })
+        #expect(names.contains("videophone_build_info"))
+        for n in names { #expect(text.contains(n), "dashboard plots \(n), which a fresh daemon's /metrics does not have") }
+        let file = h.dir + "/metrics-fresh.txt"
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
         let (status, report) = try runTool("/bin/sh", ["-c", "promtool check metrics < \(file)"])
         #expect(status == 0, "promtool: \(report)")
     }

@@ -1,0 +1,294 @@
+// The firmware's hot paths, one benchmark each: wall time, CPU and malloc counts
+// (`make perf-audit` compares them with Benchmarks/baseline.json). Benchmarks named "×1000"
+// do the operation 1000 times per measured iteration (package-benchmark's scaling factor):
+// CPU time is then above the clock's resolution and the measurement's own few allocations
+// (16 per iteration, see `calibration`) weigh 0.016 per operation.
+import Benchmark
+#if canImport(Glibc)
+import Glibc
+#endif
+import Codecs
+import MediaDevices
+import NetworkCore
+import RTP
+import SDP
+import SRTP
+import STUN
+
+/// The same picture the simulated camera sends, encoded by x264 with the call's settings
+/// (1280×720, 30 fps, 2 Mbit/s, ultrafast, zerolatency): 30 frames, the first a keyframe.
+final class EncodedClip: @unchecked Sendable {
+    static let shared = EncodedClip()
+    let frames: [[UInt8]]
+
+    init() {
+        let camera = TestPatternCamera(width: 1280, height: 720, fps: 30)
+        let encoder = try! X264Encoder(settings: H264EncoderSettings())
+        var out: [[UInt8]] = []
+        var n = 0
+        while out.count < 30 && n < 200 {
+            let buf = camera.draw()
+            if let f = encoder.encode(i420: UnsafeRawBufferPointer(buf), forceKeyframe: n == 0) { out.append(f.data) }
+            n += 1
+        }
+        frames = out
+    }
+
+    /// A typical inter frame (the median size of the P frames).
+    var typicalFrame: [UInt8] { frames.dropFirst().sorted { $0.count < $1.count }[frames.count / 2] }
+}
+
+let srtpKey = (0..<30).map { UInt8($0 &* 7 &+ 1) }
+
+/// What MediaSender.emit does per packet: RTP header with the mid and abs-capture-time
+/// extensions into a reused scratch buffer, SRTP protect, a copy into the retransmission ring.
+/// (MediaSender is internal to PeerConnection; this follows it step by step.)
+final class SendPath: @unchecked Sendable {
+    let packetizer = H264Packetizer(maxPayloadSize: 1200)
+    let srtp = try! SRTPSession(suite: .aes128CmHmacSha1_80, keyAndSalt: srtpKey, inbound: false)
+    var scratch: [UInt8] = []
+    var ring: [[UInt8]] = Array(repeating: [], count: 1024)
+    var sequence: UInt16 = 0
+    var packets = 0
+    let mid: [UInt8] = Array("1".utf8)
+
+    init() {
+        scratch.reserveCapacity(1500)
+        for i in ring.indices { ring[i].reserveCapacity(1500) }
+    }
+
+    func send(frame: [UInt8], timestamp: UInt32, ntp: UInt64) {
+        packetizer.packetize(accessUnit: frame) { payload, last in
+            emit(marker: last, timestamp: timestamp, payload: payload, ntp: ntp)
+        }
+    }
+
+    func emit(marker: Bool, timestamp: UInt32, payload: ArraySlice<UInt8>, ntp: UInt64) {
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(0x90)
+        scratch.append((marker ? 0x80 : 0) | 102)
+        scratch.appendU16(sequence)
+        scratch.appendU32(timestamp)
+        scratch.appendU32(0x1234_5678)
+        let extBytes = 1 + mid.count + 9
+        let words = (extBytes + 3) / 4
+        scratch.appendU16(0xBEDE)
+        scratch.appendU16(UInt16(words))
+        scratch.append(1 << 4 | UInt8(mid.count - 1))
+        scratch.append(contentsOf: mid)
+        scratch.append(2 << 4 | 7)
+        scratch.appendU64(ntp)
+        for _ in extBytes..<(words * 4) { scratch.append(0) }
+        scratch.append(contentsOf: payload)
+        try! srtp.protectRTP(&scratch)
+        let i = Int(sequence) & 1023
+        ring[i].removeAll(keepingCapacity: true)
+        ring[i].append(contentsOf: scratch)
+        sequence &+= 1
+        packets += 1
+    }
+}
+
+/// A protected video stream (the clip, looped) and the receive path of PeerConnection and
+/// VideoReceiver per datagram: copy out of the socket buffer, unprotect, parse, statistics,
+/// NACK bookkeeping, frame assembly.
+final class ReceivePath: @unchecked Sendable {
+    var datagrams: [[UInt8]] = []
+    var next = 0
+    var srtp: SRTPSession!
+    var statistics = ReceiveStatistics(ssrc: 0x1234_5678, clockRate: 90000)
+    var nack = NACKGenerator()
+    var assembler = H264FrameAssembler(capacity: 512)
+    let socketBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
+    var frames = 0
+    var now = Instant.now()
+
+    init() {
+        let send = SendPath()
+        var ts: UInt32 = 0
+        for _ in 0..<4 {
+            for f in EncodedClip.shared.frames {
+                send.packetizer.packetize(accessUnit: f) { payload, last in
+                    send.emit(marker: last, timestamp: ts, payload: payload, ntp: 0)
+                    datagrams.append(send.scratch)
+                }
+                ts &+= 3000
+            }
+        }
+        reset()
+    }
+
+    /// A new session and assembler: the stream starts over (SRTP would refuse replays).
+    func reset() {
+        srtp = try! SRTPSession(suite: .aes128CmHmacSha1_80, keyAndSalt: srtpKey, inbound: true)
+        statistics = ReceiveStatistics(ssrc: 0x1234_5678, clockRate: 90000)
+        nack = NACKGenerator()
+        assembler = H264FrameAssembler(capacity: 512)
+        next = 0
+    }
+
+    var atEnd: Bool { next == datagrams.count }
+
+    func receiveOne() {
+        let d = datagrams[next]
+        next += 1
+        now = now + .microseconds(300)
+        var len = d.count
+        d.withUnsafeBytes { socketBuffer.copyMemory(from: $0) }
+        try! srtp.unprotectRTP(buffer: socketBuffer.baseAddress!, length: &len)
+        let bytes = Array(UnsafeRawBufferPointer(rebasing: socketBuffer[0..<len]))
+        let p = try! RTPPacket(parsing: bytes)
+        statistics.received(sequence: p.sequenceNumber, rtpTimestamp: p.timestamp, payloadBytes: p.payload.count, arrival: now)
+        _ = nack.received(p.sequenceNumber, now: now)
+        frames += assembler.insert(p, captureNTP: nil, now: now).count
+    }
+}
+
+/// `make test` runs the benchmarks briefly (VIDEOPHONE_BENCH_QUICK=1).
+let quick = getenv("VIDEOPHONE_BENCH_QUICK") != nil
+
+/// PERF_AUDIT_PLANT_SLOWDOWN=20 does the measured work of every fifth iteration twice:
+/// 20 % more work, to show that the audit catches it (BENCHMARKS.md).
+let plantEvery: Int = {
+    guard let v = getenv("PERF_AUDIT_PLANT_SLOWDOWN").flatMap({ Int(String(cString: $0)) }), v > 0 else { return 0 }
+    return max(1, 100 / v)
+}()
+
+nonisolated(unsafe) var plantCounter = 0
+
+/// How many times this operation runs (twice for every fifth when a slowdown is planted;
+/// counted across iterations, so benchmarks that do one operation per iteration get it too).
+@inline(__always) func times(_: Int) -> Int {
+    guard plantEvery > 0 else { return 1 }
+    plantCounter += 1
+    return plantCounter % plantEvery == 0 ? 2 : 1
+}
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .cpuTotal, .mallocCountTotal, .throughput],
+        warmupIterations: quick ? 3 : 10,
+        maxDuration: quick ? .milliseconds(250) : .seconds(2),
+        maxIterations: quick ? 2_000 : 20_000
+    )
+
+    // A fixed amount of plain integer work: the yardstick that makes figures from two
+    // machines comparable (the audit compares ratios to it when the machine differs).
+    Benchmark("calibration") { benchmark in
+        for _ in benchmark.scaledIterations {
+            var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+            for i in 0..<200_000 { x = (x ^ (x >> 29)) &* 0xBF58_476D_1CE4_E5B9 &+ UInt64(i) }
+            blackHole(x)
+        }
+    }
+
+    Benchmark("packetize+protect 720p frame ×1000", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let send = SendPath()
+        let frame = EncodedClip.shared.typicalFrame
+        var ts: UInt32 = 0
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations {
+            for _ in 0..<times(i) { send.send(frame: frame, timestamp: ts, ntp: 0) }
+            ts &+= 3000
+        }
+        benchmark.stopMeasurement()
+        blackHole(send.packets)
+    }
+
+    Benchmark("receive RTP packet (unprotect, parse, assemble) ×1000", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let r = ReceivePath()
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations {
+            for _ in 0..<times(i) {
+                if r.atEnd {
+                    benchmark.stopMeasurement()
+                    r.reset()
+                    benchmark.startMeasurement()
+                }
+                r.receiveOne()
+            }
+        }
+        benchmark.stopMeasurement()
+        blackHole(r.frames)
+    }
+
+    Benchmark("STUN binding request+response ×1000", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let key = Array("0123456789012345678901234".utf8)
+        let mapped = TransportAddress(host: "192.0.2.7", port: 40000)!
+        for i in benchmark.scaledIterations {
+          for _ in 0..<times(i) {
+            var req = STUNMessage(method: .binding, class: .request)
+            req.add(STUNAttributeType.username, Array("abcd:efgh".utf8))
+            req.add(STUNAttributeType.priority, [0x6E, 0x00, 0x1E, 0xFF])
+            req.add(STUNAttributeType.iceControlling, [1, 2, 3, 4, 5, 6, 7, 8])
+            req.add(STUNAttributeType.useCandidate, [])
+            let wire = req.serialize(integrityKey: key)
+            let got = try! STUNMessage(parsing: wire)
+            precondition(got.verifyIntegrity(key: key))
+            var resp = STUNMessage(method: .binding, class: .successResponse, transactionID: got.transactionID)
+            resp.addXORAddress(STUNAttributeType.xorMappedAddress, mapped)
+            let back = try! STUNMessage(parsing: resp.serialize(integrityKey: key))
+            blackHole(back.xorMappedAddress)
+          }
+        }
+    }
+
+    Benchmark("SDP offer->answer") { benchmark in
+        let fp = (0..<32).map { _ in "AB" }.joined(separator: ":")
+        let local = LocalParameters(iceUfrag: "abcd", icePwd: "0123456789012345678901234", fingerprint: fp,
+                                    candidates: ["1 1 udp 2130706431 192.0.2.1 5000 typ host generation 0"], endOfCandidates: true,
+                                    audioSSRC: 11, videoSSRC: 22, cname: "dev", streamID: "dev")
+        for i in benchmark.scaledIterations {
+          for _ in 0..<times(i) {
+            let offer = JSEP.makeOffer(local, sessionID: 7)
+            let parsed = try! SessionDescription(parsing: offer.text)
+            let (answer, _) = try! JSEP.answer(offer: parsed, local: local, sessionID: 8)
+            let accepted = try! JSEP.acceptAnswer(try! SessionDescription(parsing: answer.text), local: local)
+            blackHole(accepted)
+          }
+        }
+    }
+
+    Benchmark("jitter buffer insert+render (audio) ×1000", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        var jb = AudioJitterBuffer()
+        let payload = [UInt8](repeating: 0x55, count: 80)
+        var seq: UInt16 = 0
+        var ts: UInt32 = 0
+        var now = Instant.now()
+        // Fill to its target first, as in a call.
+        for _ in 0..<4 { jb.insert(sequence: seq, timestamp: ts, payload: payload, arrival: now); seq &+= 1; ts &+= 960; now = now + .milliseconds(20) }
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations {
+            for _ in 0..<times(i) {
+                jb.insert(sequence: seq, timestamp: ts, payload: payload, arrival: now)
+                blackHole(jb.pop())
+                seq &+= 1; ts &+= 960; now = now + .milliseconds(20)
+            }
+        }
+        benchmark.stopMeasurement()
+    }
+
+    Benchmark("Opus encode 20 ms ×1000", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let enc = try! OpusEncoder(channels: 1, bitrate: 32000)
+        let pcm = (0..<960).map { Int16(8000 * sin(Double($0) * 2 * Double.pi * 440 / 48000)) }
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations { for _ in 0..<times(i) { blackHole(enc.encode(pcm)) } }
+        benchmark.stopMeasurement()
+    }
+
+    Benchmark("Opus decode 20 ms ×1000", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let enc = try! OpusEncoder(channels: 1, bitrate: 32000)
+        let dec = try! OpusDecoder(channels: 1)
+        let pcm = (0..<960).map { Int16(8000 * sin(Double($0) * 2 * Double.pi * 440 / 48000)) }
+        let packets = (0..<50).map { _ in enc.encode(pcm)! }
+        var i = 0
+        benchmark.startMeasurement()
+        for n in benchmark.scaledIterations {
+            for _ in 0..<times(n) {
+                blackHole(dec.decode(packets[i % packets.count][...]))
+                i += 1
+            }
+        }
+        benchmark.stopMeasurement()
+    }
+}
