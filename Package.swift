@@ -30,6 +30,7 @@ let package = Package(
         .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
         .systemLibrary(name: "CV4L2", pkgConfig: "libv4l2", providers: [.apt(["libv4l-dev"])]),
         .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CLinux"),
 
         // Shared value types with no I/O: bytes, addresses, clocks.
@@ -47,6 +48,8 @@ let package = Package(
         .target(name: "MDNS", dependencies: ["NetworkCore"]),
         .target(name: "TURN", dependencies: ["NetworkCore", "STUN"]),
         .target(name: "CallControl", dependencies: ["NetworkCore"]),
+        // Signed signalling messages for an untrusted broker: format, signature check, replay cache.
+        .target(name: "SignedSignalling", dependencies: ["COpenSSL"]),
         // Bytes in, bytes out over OpenSSL and libsrtp2.
         .target(name: "DTLS", dependencies: ["COpenSSL"]),
         .target(name: "SRTP", dependencies: ["CSRTP"]),
@@ -63,6 +66,7 @@ let package = Package(
         // The device application: config, signalling, call control, status.
         .target(name: "VideoPhone", dependencies: [
             "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "SDP", "RTP", "CallControl", "TOML",
+            "SignedSignalling", "CMosquitto",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -80,7 +84,7 @@ let package = Package(
         // libFuzzer targets for every parser of network or user input (Tests/Fuzz, toolchain/fuzz.sh);
         // built plainly it replays the seed corpus instead.
         .executableTarget(name: "videophone-fuzz", dependencies: [
-            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "VideoPhone",
+            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "VideoPhone", "SignedSignalling",
         ]),
         .executableTarget(name: "videophone-bench", dependencies: [
             "VideoPhone", "Codecs", "MediaDevices", "RTP", "SRTP",
@@ -96,6 +100,7 @@ let package = Package(
         .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "MDNS", "NetworkCore"]),
         .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
+        .testTarget(name: "SignedSignallingTests", dependencies: ["SignedSignalling", "DTLS"]),
         .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore", "DTLS"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore"]),
     ]
