@@ -107,7 +107,9 @@ public final class Device: @unchecked Sendable {
     let control = SerialQueue(name: "call-control", capacity: 256)
     /// Opens and closes a call's devices and encoders, in order (a stop never overtakes a start).
     let mediaControl = SerialQueue(name: "media-control", capacity: 64)
-    let signalling = SignallingClient()
+    /// Outgoing signalling: WHIP over HTTP or signed messages through the broker (the
+    /// adapter follows the peer's `via` and the resource its answer named).
+    let signalling = SignallingRouter()
     /// Resolves peers' `.local` candidates and answers for ours (nil on loopback-only setups).
     public let mdns: MDNSService?
     /// Restarts ICE when the device's addresses change (only when it binds every interface).
@@ -356,6 +358,15 @@ public final class Device: @unchecked Sendable {
             completion?(.refused(.unknownPeer(peerName)))
             return
         }
+        if peer.via == .broker, signalling.broker?.presence(of: peer.name) == .offline {
+            // Its presence says it is not connected: say so at once instead of ringing nobody.
+            logger.notice("not calling: the peer is offline", metadata: ["PEER": "\(peer.name)", "REASON": "its broker presence is offline"])
+            showPeerOffline()
+            perform(.remoteEnded(reason: .signallingFailed("\(peer.name) is offline")))
+            perform(.ended)
+            completion?(.ended(.signallingFailed("\(peer.name) is offline (broker presence)")))
+            return
+        }
         let id = randomHex(16)
         let media = makeMediaSession(config, sendingAllowed: true)
         let pc: PeerConnection
@@ -382,7 +393,7 @@ public final class Device: @unchecked Sendable {
         let offer = JSEP.makeOffer(localParameters(pc, withCandidates: !config.trickle), sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
         log.info("calling", metadata: ["STATE": "calling", "url": "\(peer.url)"])
         active.offerSentAt = Instant.now()
-        signalling.sendOffer(offer.text, to: peer.url + "/call", token: peer.token, ourName: config.name) { [weak self] result in
+        signalling.sendOffer(offer.text, to: peer, ourName: config.name, callID: id) { [weak self] result in
             guard let self else { return }
             let queued = self.onControl { self.offerAnswered(active, peer: peer, result: result, completion: completion) }
             if !queued { completion?(.overloaded) }
@@ -390,14 +401,14 @@ public final class Device: @unchecked Sendable {
     }
 
     /// The callee's answer to our offer (call control).
-    private func offerAnswered(_ active: ActiveCall, peer: PeerConfig, result: Result<HTTPResponse, HTTPError>,
+    private func offerAnswered(_ active: ActiveCall, peer: PeerConfig, result: Result<SignalReply, HTTPError>,
                                completion: (@Sendable (CallFailure?) -> Void)?) {
         let log = callLogger(active)
         guard !active.abandoned, lock.withLock({ call === active }) else {
             completion?(.ended(active.abandoned ? .refused(status: 409, detail: "glare: the peer's call was taken instead") : .cancelled))
             return
         }
-        let response: HTTPResponse
+        let response: SignalReply
         switch result {
         case .failure(let e):
             failOutgoing(active, reason: .signallingFailed("cannot reach \(peer.name): \(e)"), completion: completion)
@@ -408,7 +419,7 @@ public final class Device: @unchecked Sendable {
         guard response.status == 201 else {
             // A 409 with the glare mark: both called at once and the peer's call wins, so
             // ours is dropped quietly and its offer taken.
-            if response.status == 409 && response.header(SignallingServer.glareHeader) != nil {
+            if response.status == 409 && response.glare {
                 log.info("glare: the peer's call wins", metadata: ["STATE": "\(phase.name)"])
                 lock.withLock { if call === active { call = nil } }
                 close(active, reason: "glare")
@@ -416,13 +427,13 @@ public final class Device: @unchecked Sendable {
                 completion?(.ended(.refused(status: 409, detail: "glare: \(peer.name) called at the same moment; taking its call")))
                 return
             }
-            let reason: EndReason = response.status == 409 ? .busy : .refused(status: response.status, detail: String(response.bodyText.prefix(200)))
+            let reason: EndReason = response.status == 409 ? .busy : .refused(status: response.status, detail: String(response.body.prefix(200)))
             failOutgoing(active, reason: reason, completion: completion)
             return
         }
         let session: NegotiatedSession
         do {
-            let answer = try SessionDescription(parsing: response.bodyText)
+            let answer = try SessionDescription(parsing: response.body)
             session = try JSEP.acceptAnswer(answer, local: localParameters(active.pc))
         } catch {
             failOutgoing(active, reason: .signallingFailed("bad answer from \(peer.name): \(error)"), completion: completion)
@@ -434,8 +445,8 @@ public final class Device: @unchecked Sendable {
             failOutgoing(active, reason: .fingerprintMismatch(why), completion: completion)
             return
         }
-        if let loc = response.header("Location") {
-            active.remoteResource = loc.hasPrefix("http") ? loc : peer.url + loc
+        if let resource = response.resource {
+            active.remoteResource = resource
             active.remoteToken = peer.token
         }
         active.videoCodec = Device.describe(session)
@@ -516,7 +527,7 @@ public final class Device: @unchecked Sendable {
                     log.warning("\(what) refused by the peer", metadata: ["status": "\(r.status)"])
                     failed()
                 case .success(let r):
-                    answered(fragmentLines(r.bodyText))
+                    answered(fragmentLines(r.body))
                 }
             }
         }
@@ -527,7 +538,9 @@ public final class Device: @unchecked Sendable {
     /// new pair while DTLS and SRTP carry on. Call control.
     func restartICE(reason: String) {
         guard let c = lock.withLock({ call }) else { return }
-        guard c.outgoing, let resource = c.remoteResource else {
+        // Calls we placed restart at the callee's resource; calls that came through the
+        // broker restart at the caller's (its offer named one). An HTTP caller has none.
+        guard let resource = c.remoteResource else {
             logger.notice("addresses changed; the peer placed this call and must restart ICE", metadata: ["CALL_ID": "\(c.id)", "REASON": "\(reason)"])
             return
         }
@@ -565,7 +578,7 @@ public final class Device: @unchecked Sendable {
     /// machine, answers, starts media. Call control; completes with the answer SDP and the
     /// call's resource id.
     func incoming(offer: SessionDescription, peerName: String, caller: Caller, glareWins: Bool, holdBackCandidates peerTrickles: Bool,
-                  source: String) -> Result<(answer: String, id: String), CallFailure> {
+                  source: String, backChannel: String? = nil) -> Result<(answer: String, id: String), CallFailure> {
         for a in perform(.incoming(peer: peerName, glareWins: glareWins)) {
             if case .refuseIncoming(let why) = a { return .failure(.refused(why)) }
         }
@@ -585,6 +598,7 @@ public final class Device: @unchecked Sendable {
             let (answer, session) = try JSEP.answer(offer: offer, local: localParameters(pc, withCandidates: !holdBack),
                                                     sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
             let c = ActiveCall(id: id, peerName: peerName, outgoing: false, creator: caller, pc: pc, media: media)
+            c.remoteResource = backChannel
             if !holdBack { c.sentCandidates = Set(pc.localICE.candidates) }
             c.videoCodec = Device.describe(session)
             lock.withLock { call = c }
@@ -607,6 +621,27 @@ public final class Device: @unchecked Sendable {
         lock.withLock {
             guard let c = call, !c.outgoing, c.id == id, c.creator == caller else { return nil }
             return c
+        }
+    }
+
+    /// Call `id` if `caller` may change it (call control): the incoming call it created, or
+    /// with `eitherDirection` (signed broker messages) also the call we placed to it.
+    func call(id: String, of caller: Caller, eitherDirection: Bool) -> ActiveCall? {
+        if let c = incomingCall(id: id, createdBy: caller) { return c }
+        guard eitherDirection, case .peer(let name) = caller else { return nil }
+        return lock.withLock {
+            guard let c = call, c.outgoing, c.id == id, c.peerName == name else { return nil }
+            return c
+        }
+    }
+
+    /// Shows "peer offline" on the LED for three seconds, then the call state again.
+    private func showPeerOffline() {
+        leds.show(.errorPeerOffline)
+        control.after(.seconds(3)) { [weak self] in
+            guard let self else { return }
+            let led = lock.withLock { machine.led }
+            leds.show(led)
         }
     }
 
@@ -775,6 +810,7 @@ public final class Device: @unchecked Sendable {
             if old.metricsListen != new.metricsListen { needsRestart.append("metrics.listen") }
             if old.gpio != new.gpio { needsRestart.append("gpio") }
             if old.videoEncoder != new.videoEncoder || old.videoEncoderDevice != new.videoEncoderDevice { needsRestart.append("video.encoder") }
+            if old.broker != new.broker { needsRestart.append("broker") }
             _config = new
             machine.peers = new.peers.map(\.name)
             machine.autoAnswer = new.autoAnswer
@@ -782,6 +818,7 @@ public final class Device: @unchecked Sendable {
             return machine.led
         }
         leds.show(led)
+        signalling.broker?.reload(new)
         return needsRestart
     }
 
