@@ -67,7 +67,11 @@ final class BrokerSignalling: @unchecked Sendable {
         /// Brokers whose failure has been logged in this outage (once each).
         var outageLogged: Set<String> = []
         var roundTripsMs: [Double] = []
+        /// Messages signed while no broker was connected (a reconnect after an address
+        /// change), sent once one is: bounded, and each still bound by its deadline.
+        var outbox: [(message: SignalMessage, until: Instant)] = []
     }
+    static let maxOutbox = 32
     private let state: Locked<State>
 
     init(config: DeviceConfig, broker: BrokerConfig, identity: DTLSCertificate, logger: Logger, metrics: DeviceMetrics) {
@@ -158,12 +162,34 @@ final class BrokerSignalling: @unchecked Sendable {
             }
             guard queued else { completion(.failure(HTTPError("too many signalling requests waiting for the broker"))); return }
         }
+        if client.connectedURL == nil {
+            // Reconnecting: hold it briefly rather than fail a call over a broker hiccup.
+            let held = state.withLock { s -> Bool in
+                guard s.outbox.count < Self.maxOutbox else { return false }
+                s.outbox.append((m, .now() + (timeout ?? .seconds(3))))
+                return true
+            }
+            if held { return }
+        }
         guard publish(m) else {
             let c = state.withLock { $0.pending.removeValue(forKey: nonce)?.completion }
             let why = client.connectedURL == nil ? "not connected to any broker" : "too many messages waiting for the broker"
             c?(.failure(HTTPError("\(kind.rawValue) not sent: \(why)")))
             return
         }
+    }
+
+    /// The device's addresses changed: the broker connection may be dead; make a new one.
+    func addressesChanged() { client.reconnect() }
+
+    /// Sends what was held while disconnected (the mqtt thread, once connected).
+    private func flushOutbox() {
+        let now = Instant.now()
+        let held = state.withLock { s -> [SignalMessage] in
+            defer { s.outbox = [] }
+            return s.outbox.filter { $0.until > now }.map(\.message)
+        }
+        for m in held { _ = publish(m) }
     }
 
     private func publish(_ m: SignalMessage) -> Bool {
@@ -277,14 +303,14 @@ final class BrokerSignalling: @unchecked Sendable {
             logger.notice(wasDown ? "broker connection back" : "connected to broker", metadata: ["broker": "\(url)"])
             metrics.brokerConnected(true)
             onConnectivity?(true)
+            flushOutbox()
         case .disconnected(let url, let reason):
             metrics.brokerConnected(false)
             state.withLock { _ = $0.outageLogged.insert(url.description) }
             logger.warning("broker connection lost; trying the next broker", metadata: ["broker": "\(url)", "REASON": "\(reason)"])
             onConnectivity?(false)
-            // Requests in flight went with the connection.
-            let lost = state.withLock { s -> [Pending] in defer { s.pending = [:] }; return Array(s.pending.values) }
-            for p in lost { p.completion(.failure(HTTPError("broker connection lost: \(reason)"))) }
+            // Requests already sent may have gone with the connection; their deadlines
+            // fail them if no reply comes through the next one.
         case .attemptFailed(let url, let reason):
             let first = state.withLock { $0.outageLogged.insert(url.description).inserted }
             if first { logger.error("cannot connect to broker", metadata: ["broker": "\(url)", "REASON": "\(reason)"]) }

@@ -165,6 +165,7 @@ public final class Device: @unchecked Sendable {
             addressMonitor = AddressMonitor(includeLoopback: config.includeLoopback) { [weak self] addresses in
                 guard let self else { return }
                 let list = addresses.map(\.host).sorted().joined(separator: ", ")
+                signalling.broker?.addressesChanged()
                 control.async { self.restartICE(reason: "addresses changed: \(list)") }
             }
         }
@@ -391,7 +392,7 @@ public final class Device: @unchecked Sendable {
         let log = callLogger(active)
         startMedia(active)
         let offer = JSEP.makeOffer(localParameters(pc, withCandidates: !config.trickle), sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
-        log.info("calling", metadata: ["STATE": "calling", "url": "\(peer.url)"])
+        log.info("calling", metadata: ["STATE": "calling", "via": "\(peer.via == .broker ? "broker" : peer.url)"])
         active.offerSentAt = Instant.now()
         signalling.sendOffer(offer.text, to: peer, ourName: config.name, callID: id) { [weak self] result in
             guard let self else { return }

@@ -73,6 +73,8 @@ final class MQTTClient: @unchecked Sendable {
     static let maxPending = 64
     private let state = Locked(Shared())
     private let loop = DeviceThread()
+    /// Set from any thread: drop the connection and make a new one to the same broker.
+    private let reconnectAsked = Locked(false)
     private var mosq: OpaquePointer?
 
     struct Shared {
@@ -151,6 +153,10 @@ final class MQTTClient: @unchecked Sendable {
         return true
     }
 
+    /// Drops the connection and connects again, to the same broker first: the device's
+    /// addresses changed, so the old TCP connection may be dead without knowing it yet.
+    func reconnect() { reconnectAsked.withLock { $0 = true } }
+
     /// Publishes `offline` (a clean disconnect sends no will), disconnects and ends the thread.
     func stop() {
         guard let m = mosq else { return }
@@ -171,6 +177,14 @@ final class MQTTClient: @unchecked Sendable {
     private func run(_ m: OpaquePointer) {
         while loop.isRunning {
             let now = Instant.now()
+            if reconnectAsked.withLock({ r -> Bool in defer { r = false }; return r }), case .connected(let url) = phase {
+                state.withLock { $0.connected = nil; $0.pending = 0 }
+                phase = .idle(until: now)
+                next = settings.urls.firstIndex(of: url) ?? 0
+                triedThisRound = 0
+                mosquitto_disconnect(m)
+                onEvent?(.disconnected(url, reason: "addresses changed; reconnecting"))
+            }
             switch phase {
             case .idle(let until) where now >= until:
                 attempt(m)
