@@ -636,9 +636,10 @@ public final class Device: @unchecked Sendable {
         }
     }
 
-    /// Shows "peer offline" on the LED for three seconds, then the call state again.
+    /// Shows "peer offline" on the LED for three seconds, then the call state again (call control).
     private func showPeerOffline() {
-        leds.show(.errorPeerOffline)
+        // After the press's own LED changes (idle again), which run first.
+        control.async { [weak self] in self?.leds.show(.errorPeerOffline) }
         control.after(.seconds(3)) { [weak self] in
             guard let self else { return }
             let led = lock.withLock { machine.led }

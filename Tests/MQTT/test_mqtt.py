@@ -83,3 +83,133 @@ def test_call_through_the_broker_with_no_port_forward_and_ice_restart_from_the_c
     finally:
         turn.kill()
         broker.kill()
+
+
+def unpinned_offer(to_hex, now_ms):
+    """A well-formed offer signed by a key no device pinned (the wire form of
+    Sources/SignedSignalling), as a broker-side attacker would make it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import datetime
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mallory")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    digest = cert.fingerprint(hashes.SHA256()).hex()
+    text = (f"VPS1\nkind offer\nfrom {digest}\nto {to_hex}\nnonce {os.urandom(16).hex()}\ntime {now_ms}\ncall mallory-1\n\n"
+            "v=0\r\n").encode()
+    sig = key.sign(text, ec.ECDSA(hashes.SHA256()))
+    return len(der).to_bytes(2, "big") + der + bytes([len(sig)]) + sig + text
+
+
+def test_forged_replayed_and_unpinned_messages_are_refused_and_counted_while_the_call_goes_on(bed, workdir):
+    turn = start_coturn(bed, workdir)
+    pki, ha, hb, (broker,) = homes(bed, workdir)
+    sub = None
+    try:
+        b = hb.start(workdir, pki, [broker.url()], ha)
+        a = ha.start(workdir, pki, [broker.url()], hb)
+        assert wait(lambda: connected(a) and connected(b), 10), a.log() + b.log()
+        # The compromised broker records the first message to b's inbox: a's offer.
+        captured = os.path.join(workdir, "offer.bin")
+        with open(captured, "wb") as out:
+            sub = subprocess.Popen(injector(bed, pki, "mosquitto_sub", "-C", "1", "-N", topic=f"{PREFIX}/inbox/{hb.hex}"), stdout=out)
+            time.sleep(0.5)
+            assert a.ctl("call", "b").returncode == 0, a.log()
+            assert wait(lambda: frames(a) > FRAMES and frames(b) > FRAMES, 15), a.log() + "\n----\n" + b.log()
+            sub.wait(5)
+        offer = open(captured, "rb").read()
+        assert b"kind offer" in offer
+
+        def inject(payload):
+            path = os.path.join(workdir, "inject.bin")
+            with open(path, "wb") as f:
+                f.write(payload)
+            subprocess.run(injector(bed, pki, "mosquitto_pub", "-f", path, topic=f"{PREFIX}/inbox/{hb.hex}"), check=True, timeout=10)
+
+        call_id = b.status()["call"]["id"]
+        inject(offer)                                         # a replay of a's own offer
+        inject(offer[:-3] + bytes([offer[-3] ^ 1]) + offer[-2:])  # a's offer, altered
+        inject(unpinned_offer(hb.hex, int(time.time() * 1000)))  # signed, but by no pinned key
+        refused = wait(lambda: (lambda r: r if len(r) >= 3 else None)(broker_status(b).get("refused", {})), 5)
+        assert refused == {"replayed": 1, "bad_signature": 1, "unpinned": 1}, (refused, b.log())
+        log = b.log()
+        assert "refused a signalling message from the broker" in log and "nonce seen before (replayed)" in log and "PEER=a" in log
+        assert "forged or altered" in log and "which no peer is pinned to" in log
+        # The call goes on, untouched.
+        before = frames(b)
+        assert wait(lambda: frames(b) > before + FRAMES, 10)
+        assert b.status()["call"]["id"] == call_id and a.state() == "in-call" and b.state() == "in-call"
+        m = metrics(hb)
+        for reason in ("replayed", "bad_signature", "unpinned"):
+            assert f'videophone_signalling_refused_total{{reason="{reason}"}} 1' in m, m
+        a.stop()
+        b.stop()
+    finally:
+        if sub and sub.poll() is None:
+            sub.kill()
+        turn.kill()
+        broker.kill()
+
+
+def test_the_device_moves_to_the_next_broker_when_its_broker_dies_and_calls_go_on(bed, workdir):
+    turn = start_coturn(bed, workdir)
+    pki, ha, hb, brokers = homes(bed, workdir, brokers=((8883,), (8884,)))
+    first, second = brokers
+    try:
+        urls = [first.url(), second.url()]
+        b = hb.start(workdir, pki, urls, ha)
+        a = ha.start(workdir, pki, urls, hb)
+        assert wait(lambda: broker_status(a).get("url") == first.url() and broker_status(b).get("url") == first.url(), 10), a.log() + b.log()
+        first.kill()
+        killed = time.monotonic()
+        assert wait(lambda: broker_status(a).get("url") == second.url() and broker_status(b).get("url") == second.url(), 10), a.log() + b.log()
+        took = time.monotonic() - killed
+        assert took <= 5, f"reconnected after {took:.2f} s"
+        assert wait(lambda: broker_status(a).get("peers", {}).get("b") == "online", 5)
+        assert a.ctl("call", "b").returncode == 0, a.log()
+        assert wait(lambda: frames(a) > FRAMES and frames(b) > FRAMES, 15), a.log() + "\n----\n" + b.log()
+        # A dead broker is logged once per outage, with its name; the fault clears.
+        time.sleep(1)
+        assert a.log().count("cannot connect to broker") <= 1
+        assert "broker connection lost" in a.log() and f"BROKER={first.url()}" in a.log()
+        assert "broker" not in a.status()["faults"]
+        print(f"failover: both devices on the second broker {took:.2f} s after the first died")
+        a.stop()
+        b.stop()
+    finally:
+        turn.kill()
+        for br in brokers:
+            br.kill()
+
+
+def test_a_peer_that_goes_offline_shows_in_status_metrics_and_on_the_led(bed, workdir):
+    pki, ha, hb, (broker,) = homes(bed, workdir)
+    try:
+        b = hb.start(workdir, pki, [broker.url()], ha)
+        a = ha.start(workdir, pki, [broker.url()], hb)
+        assert wait(lambda: broker_status(a).get("peers", {}).get("b") == "online", 10), a.log() + b.log()
+        # b dies without a word: the broker publishes its last will.
+        b.proc.kill()
+        b.proc.wait(5)
+        assert wait(lambda: broker_status(a).get("peers", {}).get("b") == "offline", 5), a.log()
+        assert 'videophone_peer_online{peer="b"} 0' in metrics(ha)
+        r = a.ctl("press")
+        assert r.returncode == 0, r.stderr
+        assert wait(lambda: a.status().get("led") == "error-peer-offline", 2), a.status()
+        assert a.state() == "idle"
+        assert "not calling: the peer is offline" in a.log()
+        # The LED goes back to the call state after three seconds.
+        assert wait(lambda: a.status().get("led") != "error-peer-offline", 5)
+        # b comes back: online again.
+        b = hb.start(workdir, pki, [broker.url()], ha)
+        assert wait(lambda: broker_status(a).get("peers", {}).get("b") == "online", 10), a.log()
+        a.stop()
+        b.stop()
+    finally:
+        broker.kill()
