@@ -25,6 +25,7 @@ let fuzzTargets: [(name: String, run: @Sendable ([UInt8]) -> Void)] = [
     ("trickle", fuzzTrickle),               // trickle-ICE fragments from a PATCH
     ("control", fuzzControl),               // control-socket command lines
     ("dtls-records", fuzzDTLSRecords),      // the record check in front of OpenSSL
+    ("signal-message", fuzzSignalMessage),  // signed broker signalling: parse, verify, sign round trip, replay
 ]
 
 /// Stops the run when a property does not hold: the fuzzer reports it like a crash and
