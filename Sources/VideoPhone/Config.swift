@@ -398,9 +398,8 @@ public struct DeviceConfig: Sendable, Equatable {
                 guard case .array(let items) = e.value, !items.isEmpty else { throw err(e, "expected a non-empty array of \"mqtts://HOST:PORT\"") }
                 var list: [BrokerURL] = []
                 for item in items {
-                    guard case .string(let u) = item, let url = BrokerURL(u) else {
-                        throw err(e, "'\(item)' is not \"mqtts://HOST:PORT\" (TLS) or \"mqtt://HOST:PORT\"")
-                    }
+                    guard case .string(let u) = item else { throw err(e, "expected strings, got \(item.typeName)") }
+                    guard let url = BrokerURL(u) else { throw err(e, "'\(u)' is not \"mqtts://HOST:PORT\" (TLS) or \"mqtt://HOST:PORT\"") }
                     guard !list.contains(url) else { throw err(e, "'\(url)' is listed twice") }
                     list.append(url)
                 }

@@ -20,6 +20,8 @@ public struct BrokerURL: Sendable, Equatable, CustomStringConvertible {
             host = h; port = p
         } else if !rest.contains(":") {
             host = rest; port = tls ? 8883 : 1883
+        } else if rest.hasPrefix("["), rest.hasSuffix("]"), rest.count > 2 {
+            host = String(rest.dropFirst().dropLast()); port = tls ? 8883 : 1883
         } else {
             return nil
         }
