@@ -138,24 +138,25 @@ class Home:
         self.fingerprint, self.hex = pki.identity(self.state)
         self.password = f"{name}-broker-secret"
 
-    def start(self, workdir, pki, urls, peer, extra="", bind_all=False, prepare=None):
+    def start(self, workdir, pki, urls, peer, extra="", bind_all=False, prepare=None, password=None, peer_toml=None):
         if prepare:
             prepare(self.ns)
+        peer_toml = peer_toml or f'''[[peer]]
+name = "{peer.name}"
+via = "broker"
+fingerprint = "sha-256 {peer.fingerprint}"
+'''
         cfg = f"""stun_servers = ["{BROKER_IP}:3478"]
 
 [broker]
 urls = [{", ".join(f'"{u}"' for u in urls)}]
 ca = "{pki.ca}"
 username = "{self.hex}"
-password = "{self.password}"
+password = "{password or self.password}"
 topic_prefix = "{PREFIX}"
 {extra}
 
-[[peer]]
-name = "{peer.name}"
-via = "broker"
-fingerprint = "sha-256 {peer.fingerprint}"
-"""
+{peer_toml}"""
         # [ice] first: NSDevice puts `extra` after [network].
         self.dev = NSDevice(workdir, self.ns, self.name, self.ip, extra="[ice]\n" + cfg, bind_all=bind_all)
         return self.dev

@@ -5,7 +5,7 @@ import os
 import subprocess
 import time
 
-from conftest import BROKER_IP, PREFIX, Broker, Home, PKI, broker_status, injector, sh, start_coturn, wait
+from conftest import BROKER_IP, PREFIX, Broker, Home, NSDevice, PKI, broker_status, injector, sh, start_coturn, wait
 
 FRAMES = 30
 
@@ -212,4 +212,32 @@ def test_a_peer_that_goes_offline_shows_in_status_metrics_and_on_the_led(bed, wo
         a.stop()
         b.stop()
     finally:
+        broker.kill()
+
+
+def test_unreachable_broker_and_wrong_password_are_logged_once_and_lan_calls_over_http_go_on(bed, workdir):
+    turn = start_coturn(bed, workdir)
+    pki, ha, hb, (broker,) = homes(bed, workdir)
+    try:
+        # b answers over HTTP: its router forwards its signalling port (a LAN-style call).
+        sh("ip", "netns", "exec", f"vpnat2-{bed.tag}", "nft", "add", "rule", "ip", "vpnat", "pre",
+           "iifname", "wan0", "tcp", "dport", "8080", "dnat", "to", hb.ip)
+        b = NSDevice(workdir, hb.ns, "b", hb.ip, extra=f'[ice]\nstun_servers = ["{BROKER_IP}:3478"]')
+        dead = f"mqtts://{BROKER_IP}:9999"
+        a = ha.start(workdir, pki, [dead, broker.url()], hb, password="wrong",
+                     peer_toml=f'[[peer]]\nname = "b"\nurl = "http://{hb.public}:8080"\ntoken = "b-token"\n')
+        assert wait(lambda: "broker" in a.status().get("faults", []), 5), a.log()
+        time.sleep(3)  # several rounds of attempts with backoff
+        log = a.log()
+        assert a.alive() and a.status()["led"] == "error-no-network", a.status()
+        assert log.count("cannot connect to broker") == 2, log
+        assert f"BROKER={dead}" in log and f"BROKER={broker.url()}" in log
+        assert "not authorised" in log.lower() or "refused the connection" in log, log
+        assert broker_status(a)["connected"] is False
+        assert a.ctl("call", "b").returncode == 0, a.log()
+        assert wait(lambda: frames(a) > FRAMES and frames(b) > FRAMES, 15), a.log() + "\n----\n" + b.log()
+        a.stop()
+        b.stop()
+    finally:
+        turn.kill()
         broker.kill()
