@@ -41,6 +41,9 @@ extension Device {
             j.field("connects", b.traffic.connects)
             j.field("bytesSent", b.traffic.out)
             j.field("bytesReceived", b.traffic.in)
+            let rtt = broker.roundTrips
+            j.field("roundTrips", rtt.count)
+            j.field("roundTripP50Ms", percentile(rtt, 50))
             j.beginObject("peers")
             for (name, p) in b.presence.sorted(by: { $0.key < $1.key }) { j.field(name, p.rawValue) }
             j.endObject()
