@@ -649,6 +649,8 @@ public final class Device: @unchecked Sendable {
 
     /// `DELETE /call/ID` from the party that created it (call control).
     func remoteHungUp(id: String) {
+        // The peer ended it: nothing to tell it back (a broker call has a resource both ways).
+        lock.withLock { if call?.id == id { call?.remoteResource = nil } }
         perform(.remoteEnded(reason: .remoteHangup("DELETE")))
         end(id: id, reason: .remoteHangup("DELETE"), notifyPeer: true)
     }

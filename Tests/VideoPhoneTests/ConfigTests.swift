@@ -195,6 +195,9 @@ import Testing
         #expect(b.urls.map { $0.description } == ["mqtts://10.0.0.1:8883", "mqtts://[2001:db8::1]:8883", "mqtt://10.0.0.3:1883"])
         #expect(b.ca == "/dev/null" && b.username == "dev" && b.password == nil && b.topicPrefix == "fleet/eu" && b.keepaliveSeconds == 30)
         #expect(c.peers.first?.via == .broker && c.peers.first?.url == "")
+        // --check-config prints it so that it reads back the same.
+        let again = try DeviceConfig.parse(c.effectiveTOML(showSecrets: true), file: "printed.toml")
+        #expect(again.broker == c.broker && again.peers.map(\.via) == c.peers.map(\.via))
     }
 
     /// What issue #15 listed: a file any TOML tool reads, the device reads too.
