@@ -106,6 +106,9 @@ final class MQTTClient: @unchecked Sendable {
         mosq = m
         mosquitto_threaded_set(m, true)
         mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, Int32(MQTT_PROTOCOL_V311))
+        // Signalling is a few small messages in a row (answer, trickle, replies): Nagle would
+        // hold each behind the previous one's ACK (tens of ms per hop).
+        mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1)
         if settings.urls.contains(where: \.tls) {
             let rc = mosquitto_tls_set(m, settings.ca, nil, settings.certificate, settings.key, nil)
             guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw HTTPError("broker TLS settings refused: \(Self.describe(rc))") }

@@ -97,6 +97,7 @@ allow_anonymous false
 password_file {passwd}
 acl_file {acl}
 persistence false
+set_tcp_nodelay true
 log_dest file {os.path.join(d, "log")}
 log_type error
 log_type warning
