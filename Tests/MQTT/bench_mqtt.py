@@ -67,7 +67,11 @@ def setup_times(bed, work):
         print(f"signed request/reply round trip through the broker (caller's view):  median {st.get('roundTripP50Ms')} ms over {st.get('roundTrips')} requests")
         calls = len(results["b"])
         if calls:
-            print(f"broker signalling per call (caller, payload): {st['bytesSent'] / calls:.0f} B sent, {st['bytesReceived'] / calls:.0f} B received")
+            m = sh("ip", "netns", "exec", ha.ns, "curl", "-s", "-m", "2", f"http://{ha.ip}:8080/metrics")
+            count = {d: float(next((l.split()[-1] for l in m.splitlines()
+                                    if l.startswith(f'videophone_broker_messages_total{{direction="{d}"}}')), "0")) for d in ("sent", "received")}
+            print(f"broker signalling per call (caller): {count['sent'] / calls:.1f} messages / {st['bytesSent'] / calls:.0f} B sent, "
+                  f"{count['received'] / calls:.1f} messages / {st['bytesReceived'] / calls:.0f} B received (signed payloads)")
     finally:
         a.stop()
         b.stop()
