@@ -10,7 +10,8 @@ private let aliceDER = alice.der
 /// even, the rest is a wire message for bob's verifier (it must never be accepted, as no
 /// input can carry alice's signature, and a refusal names a reason); odd, the rest makes a
 /// message's fields, alice signs it, and bob's verifier must accept it once, with every
-/// field intact, and refuse the same bytes as a replay.
+/// field intact, and refuse the same bytes as a replay (or, outside the clock window,
+/// refuse it as stale).
 func fuzzSignalMessage(_ data: [UInt8]) {
     var r = FuzzReader(data)
     let mode = r.u8()
@@ -32,13 +33,20 @@ func fuzzSignalMessage(_ data: [UInt8]) {
     let kind = kinds[Int(r.u8()) % kinds.count]
     let skew = Int64(Int16(bitPattern: r.u16())) * 10
     let callChars = Array("abcdef0123456789-XYZ".utf8)
-    let call = String(decoding: r.take(Int(r.u8() % 64) + 1).map { callChars[Int($0) % callChars.count] }, as: UTF8.self)
+    // 1 to 64 characters (an input that ends early still gives one).
+    let call = String(decoding: r.take(Int(r.u8() % 64) + 1).map { callChars[Int($0) % callChars.count] }, as: UTF8.self).ifEmpty("c")
     // A third of the limit: bytes that are not UTF-8 come back as 3-byte replacements.
     let body = String(decoding: r.rest().prefix(SignalMessage.maxBody / 3), as: UTF8.self)
     var m = SignalMessage(kind: kind, from: alice.sha256, to: bob.sha256, nonce: Array(data.prefix(16)) + [UInt8](repeating: 0, count: max(0, 16 - data.count)),
                           time: now + skew, call: call, body: body)
     if kind == .reply { m.ref = [UInt8](repeating: 1, count: 16); m.status = 200 + Int(mode % 100) }
     let wire = try! m.encode(certificate: aliceDER) { try alice.sign($0) }
+    if abs(skew) > verifier.windowMs {
+        // Outside the clock window: refused on the timestamp, whatever else it carries.
+        if case .failure(.stale(let p, let k)) = verifier.open(wire, nowMs: now), p == "alice", k == skew { return }
+        require(false, "signal: a message \(skew) ms off was not refused as stale")
+        return
+    }
     switch verifier.open(wire, nowMs: now) {
     case .success(let got):
         require(got.peer == "alice" && got.message == m, "signal: fields changed on the way")
@@ -47,4 +55,8 @@ func fuzzSignalMessage(_ data: [UInt8]) {
         // Every field the fuzzer chose is within the limits: nothing may be refused.
         require(false, "signal: alice's own message refused: \(why)")
     }
+}
+
+private extension String {
+    func ifEmpty(_ other: String) -> String { isEmpty ? other : self }
 }
