@@ -359,9 +359,9 @@ public final class Device: @unchecked Sendable {
             completion?(.refused(.unknownPeer(peerName)))
             return
         }
-        if peer.via == .broker, signalling.broker?.presence(of: peer.name) == .offline {
+        if signalling.knownOffline(peer) {
             // Its presence says it is not connected: say so at once instead of ringing nobody.
-            logger.notice("not calling: the peer is offline", metadata: ["PEER": "\(peer.name)", "REASON": "its broker presence is offline"])
+            logger.notice("not calling: the peer is offline", metadata: ["PEER": "\(peer.name)", "REASON": "its presence says offline"])
             showPeerOffline()
             perform(.remoteEnded(reason: .signallingFailed("\(peer.name) is offline")))
             perform(.ended)

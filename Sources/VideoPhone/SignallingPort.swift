@@ -34,6 +34,12 @@ final class SignallingRouter: @unchecked Sendable {
         broker?.stop()
     }
 
+    /// Whether the adapter that reaches `peer` knows it to be offline (broker presence);
+    /// false when it cannot tell.
+    func knownOffline(_ peer: PeerConfig) -> Bool {
+        peer.via == .broker && broker?.presence(of: peer.name) == .offline
+    }
+
     /// Sends an offer for our call `callID` to `peer`.
     func sendOffer(_ sdp: String, to peer: PeerConfig, ourName: String, callID: String, completion: @escaping SignalCompletion) {
         if peer.via == .broker {
