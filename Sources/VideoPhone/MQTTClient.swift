@@ -85,6 +85,9 @@ final class MQTTClient: @unchecked Sendable {
         var bytesOut = 0
         var bytesIn = 0
         var connects = 0
+        /// libmosquitto's last error-level log line (an OpenSSL reason, say), for the
+        /// next failure's reason.
+        var lastError: String?
     }
 
     private static let libraryInit: Void = { mosquitto_lib_init(); () }()
@@ -127,6 +130,11 @@ final class MQTTClient: @unchecked Sendable {
         }
         mosquitto_publish_callback_set(m) { _, obj, _ in
             Unmanaged<MQTTClient>.fromOpaque(obj!).takeUnretainedValue().state.withLock { $0.pending = max(0, $0.pending - 1) }
+        }
+        mosquitto_log_callback_set(m) { _, obj, level, text in
+            guard level & Int32(MOSQ_LOG_ERR) != 0, let text else { return }
+            let line = String(String(cString: text).prefix(200))
+            Unmanaged<MQTTClient>.fromOpaque(obj!).takeUnretainedValue().state.withLock { $0.lastError = line }
         }
         mosquitto_message_callback_set(m) { _, obj, msg in
             guard let msg = msg?.pointee, let t = msg.topic else { return }
@@ -239,7 +247,8 @@ final class MQTTClient: @unchecked Sendable {
     /// (0.5 s doubling to 30 s, each wait drawn from its upper half: jitter, so a fleet
     /// that lost a node does not come back in step).
     private func failed(_ url: BrokerURL, _ reason: String) {
-        onEvent?(.attemptFailed(url, reason: reason))
+        let detail = state.withLock { s -> String? in defer { s.lastError = nil }; return s.lastError }
+        onEvent?(.attemptFailed(url, reason: detail.map { "\(reason) (\($0))" } ?? reason))
         var delay = Duration.milliseconds(Int64.random(in: 50...250))
         if triedThisRound >= settings.urls.count {
             triedThisRound = 0

@@ -39,7 +39,7 @@ class PKI:
 
     def __init__(self, workdir):
         self.dir = os.path.join(workdir, "pki")
-        os.makedirs(self.dir)
+        os.makedirs(self.dir, mode=0o755)
         self.ca, self.ca_key = self.path("ca.crt"), self.path("ca.key")
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
                 "-subj", "/CN=videophone test CA", "-keyout", self.ca_key, "-out", self.ca)
@@ -55,6 +55,15 @@ class PKI:
 
     def path(self, name):
         return os.path.join(self.dir, name)
+
+    def client(self, cn):
+        """A client certificate and key for broker authentication, signed by the CA, with
+        the common name the broker takes as the username."""
+        key, csr, cert = self.path(f"{cn[:8]}.key"), self.path(f"{cn[:8]}.csr"), self.path(f"{cn[:8]}.crt")
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={cn}",
+                "-keyout", key, "-out", csr)
+        openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key, "-CAcreateserial", "-days", "2", "-out", cert)
+        return cert, key
 
     def identity(self, state_dir):
         """Writes STATE/identity.pem; returns the SHA-256 fingerprint (AB:CD:..., and hex)."""
@@ -74,7 +83,7 @@ class PKI:
 class Broker:
     """One mosquitto on the WAN: TLS on `port`, passwords, per-device ACLs."""
 
-    def __init__(self, bed, workdir, pki, port, users):
+    def __init__(self, bed, workdir, pki, port, users, client_certificates=False):
         self.port, self.bed = port, bed
         d = os.path.join(workdir, f"broker-{port}")
         os.makedirs(d)
@@ -107,6 +116,9 @@ cafile {pki.ca}
 certfile {pki.broker_cert}
 keyfile {pki.broker_key}
 """)
+            if client_certificates:
+                # The device's client certificate is its login: its CN is the username.
+                f.write("require_certificate true\nuse_identity_as_username true\n")
         for p in (passwd, acl, conf):
             os.chmod(p, 0o644)
         self.conf = conf
@@ -139,7 +151,7 @@ class Home:
         self.fingerprint, self.hex = pki.identity(self.state)
         self.password = f"{name}-broker-secret"
 
-    def start(self, workdir, pki, urls, peer, extra="", bind_all=False, prepare=None, password=None, peer_toml=None):
+    def start(self, workdir, pki, urls, peer, extra="", bind_all=False, prepare=None, password=None, peer_toml=None, auth=None):
         if prepare:
             prepare(self.ns)
         peer_toml = peer_toml or f'''[[peer]]
@@ -152,8 +164,7 @@ fingerprint = "sha-256 {peer.fingerprint}"
 [broker]
 urls = [{", ".join(f'"{u}"' for u in urls)}]
 ca = "{pki.ca}"
-username = "{self.hex}"
-password = "{password or self.password}"
+{auth or f'username = "{self.hex}"{chr(10)}password = "{password or self.password}"'}
 topic_prefix = "{PREFIX}"
 {extra}
 

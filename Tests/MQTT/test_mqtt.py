@@ -241,3 +241,31 @@ def test_unreachable_broker_and_wrong_password_are_logged_once_and_lan_calls_ove
     finally:
         turn.kill()
         broker.kill()
+
+
+def test_a_client_certificate_is_the_login_and_a_wrong_one_is_refused(bed, workdir):
+    """The device authenticates to the broker with a TLS client certificate (no password);
+    one from another CA is refused at the handshake, logged once, and the daemon goes on."""
+    pki, ha, hb, _ = homes(bed, workdir, brokers=())
+    broker = Broker(bed, workdir, pki, 8883, {}, client_certificates=True)
+    try:
+        cert_a, key_a = pki.client(ha.hex)
+        cert_b, key_b = pki.client(hb.hex)
+        b = hb.start(workdir, pki, [broker.url()], ha, auth=f'certificate = "{cert_b}"\nkey = "{key_b}"')
+        a = ha.start(workdir, pki, [broker.url()], hb, auth=f'certificate = "{cert_a}"\nkey = "{key_a}"')
+        assert wait(lambda: connected(a) and connected(b), 10), a.log() + b.log()
+        assert wait(lambda: broker_status(a).get("peers", {}).get("b") == "online", 5), broker_status(a)
+        a.stop()
+        # A certificate the broker's CA did not sign.
+        other = PKI(os.path.join(workdir, "other"))
+        bad_cert, bad_key = other.client(ha.hex)
+        a = ha.start(workdir, pki, [broker.url()], hb, auth=f'certificate = "{bad_cert}"\nkey = "{bad_key}"')
+        assert wait(lambda: "broker" in a.status().get("faults", []), 5), a.log()
+        time.sleep(1.5)
+        assert a.alive() and a.log().count("cannot connect to broker") == 1, a.log()
+        assert "alert" in next(l for l in a.log().splitlines() if "cannot connect" in l)  # OpenSSL's reason is in it
+        assert broker_status(a).get("connected") is False
+        a.stop()
+        b.stop()
+    finally:
+        broker.kill()
