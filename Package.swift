@@ -66,7 +66,7 @@ let package = Package(
         // The device application: config, signalling, call control, status.
         .target(name: "VideoPhone", dependencies: [
             "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "SDP", "RTP", "CallControl", "TOML",
-            "SignedSignalling", "CMosquitto",
+            "SignedSignalling", "CMosquitto", "STUN",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),

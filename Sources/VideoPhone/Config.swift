@@ -73,6 +73,11 @@ public struct TURNConfig: Sendable, Equatable {
     /// `turns:` only: a PEM file of the CAs to trust for the server's certificate (which
     /// must name the server's IP address); nil: the system's CA store.
     public var ca: String? = nil
+    /// coturn's `use-auth-secret` (the TURN REST scheme): a shared secret instead of a fixed
+    /// credential. Each call then uses the username `EXPIRY:USERNAME` and the credential
+    /// base64(HMAC-SHA1(secret, that username)), valid for ``ttlSeconds``.
+    public var secret: String? = nil
+    public var ttlSeconds = 86_400
 
     /// Parses a TURN URI (RFC 7065), numeric hosts only.
     static func parse(_ uri: String) -> (host: String, port: UInt16, transport: String)? {
@@ -253,7 +258,8 @@ public struct DeviceConfig: Sendable, Equatable {
     /// Applies parsed entries onto `base` and validates the result.
     static func apply(_ entries: [TOMLEntry], file: String, onto base: DeviceConfig) throws(ConfigError) -> DeviceConfig {
         var c = base
-        struct TURNEntry { var url: (String, UInt16, String)?; var username: String?; var credential: String?; var ca: String?; var line: Int }
+        struct TURNEntry { var url: (String, UInt16, String)?; var username: String?; var credential: String?; var ca: String?; var line: Int
+            var secret: String?; var ttl: Int? }
         var turns: [Int: TURNEntry] = [:]
         struct PeerEntry { var name: String?; var url: String?; var token: String?; var acceptToken: String?; var fingerprint: String?; var line: Int; var nameLine: Int?
             var via: PeerConfig.Via?; var viaLine: Int? }
@@ -375,6 +381,11 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("turn", "username"): turns[e.tableIndex, default: TURNEntry(line: e.line)].username = try string(e)
             case ("turn", "credential"): turns[e.tableIndex, default: TURNEntry(line: e.line)].credential = try string(e)
             case ("turn", "ca"): turns[e.tableIndex, default: TURNEntry(line: e.line)].ca = try string(e)
+            case ("turn", "secret"):
+                let sec = try string(e)
+                guard !sec.isEmpty else { throw err(e, "expected the shared secret of the server's static-auth-secret") }
+                turns[e.tableIndex, default: TURNEntry(line: e.line)].secret = sec
+            case ("turn", "ttl_s"): turns[e.tableIndex, default: TURNEntry(line: e.line)].ttl = try int(e, 60...604_800)
             case ("peer", "name"):
                 let n = try string(e)
                 guard !n.isEmpty else { throw err(e, "a peer needs a name") }
@@ -472,8 +483,18 @@ public struct DeviceConfig: Sendable, Equatable {
         for i in turns.keys.sorted() {
             let t = turns[i]!
             guard let (h, p, transport) = t.url else { throw ConfigError(file: file, line: t.line, key: "turn.url", problem: "TURN server #\(i + 1) has no url") }
+            if let secret = t.secret {
+                guard t.credential == nil else {
+                    throw ConfigError(file: file, line: t.line, key: "turn.credential", problem: "TURN server #\(i + 1): a credential or a secret, not both")
+                }
+                var turn = TURNConfig(host: h, port: p, transport: transport, username: t.username ?? "", credential: "", ca: t.ca)
+                turn.secret = secret
+                turn.ttlSeconds = t.ttl ?? turn.ttlSeconds
+                c.turnServers.append(turn)
+                continue
+            }
             guard let user = t.username, let cred = t.credential else {
-                throw ConfigError(file: file, line: t.line, key: "turn.username", problem: "TURN server #\(i + 1) needs username and credential")
+                throw ConfigError(file: file, line: t.line, key: "turn.username", problem: "TURN server #\(i + 1) needs username and credential (or a secret)")
             }
             c.turnServers.append(TURNConfig(host: h, port: p, transport: transport, username: user, credential: cred, ca: t.ca))
         }

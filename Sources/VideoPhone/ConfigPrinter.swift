@@ -39,7 +39,12 @@ extension DeviceConfig {
             let scheme = t.transport == "tls" ? "turns:\(hostPort(t.host, t.port))" : "turn:\(hostPort(t.host, t.port))?transport=\(t.transport)"
             line("url", q(scheme))
             line("username", q(t.username))
-            line("credential", q(DeviceConfig.mask(t.credential, showSecrets)))
+            if let secret = t.secret {
+                line("secret", q(DeviceConfig.mask(secret, showSecrets)))
+                line("ttl_s", String(t.ttlSeconds))
+            } else {
+                line("credential", q(DeviceConfig.mask(t.credential, showSecrets)))
+            }
             if let ca = t.ca { line("ca", q(ca)) }
         }
         out += "\n[video]\n"

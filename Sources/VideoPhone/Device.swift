@@ -771,8 +771,9 @@ public final class Device: @unchecked Sendable {
         c.hideAddressesWithMDNS = config.mdns
         c.stunServers = config.stunServers.compactMap { splitHostPort($0).flatMap { TransportAddress(host: $0.0, port: $0.1) } }
         c.turnServers = config.turnServers.compactMap { t in
-            TransportAddress(host: t.host, port: t.port).map {
-                TURNServer(address: $0, transport: TURNServer.Transport(rawValue: t.transport) ?? .udp, username: t.username, password: t.credential,
+            let (username, password) = t.credentials(now: wallClockMs() / 1000, deviceName: config.name)
+            return TransportAddress(host: t.host, port: t.port).map {
+                TURNServer(address: $0, transport: TURNServer.Transport(rawValue: t.transport) ?? .udp, username: username, password: password,
                            caFile: t.ca)
             }
         }

@@ -183,3 +183,37 @@ def test_a_bandwidth_drop_brings_the_video_rate_down_and_the_call_survives(bed, 
         a.stop()
         b.stop()
         turn.kill()
+
+
+def test_a_relayed_call_with_time_limited_turn_credentials(bed, workdir):
+    """coturn with use-auth-secret (the TURN REST scheme): the devices hold only the shared
+    secret and derive an expiring username and password per call; both NATs symmetric,
+    so the call has to go through the relay."""
+    import subprocess
+    from testbed import sh
+    cert, key = os.path.join(workdir, "turn.crt"), os.path.join(workdir, "turn.key")
+    conf = os.path.join(workdir, "turnserver-rest.conf")
+    with open(conf, "w") as f:
+        f.write(f"""listening-ip=10.200.0.1
+relay-ip=10.200.0.1
+listening-port=3478
+min-port=49152
+max-port=49999
+realm=videophone.test
+use-auth-secret
+static-auth-secret=north-wind
+fingerprint
+no-cli
+no-dtls
+no-tls
+simple-log
+log-file={os.path.join(workdir, "turn-rest.log")}
+""")
+    turn = subprocess.Popen(["ip", "netns", "exec", bed.wan, "turnserver", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        rest = 'stun_servers = ["10.200.0.1:3478"]\n\n[[turn]]\nurl = "turn:10.200.0.1:3478?transport=udp"\nsecret = "north-wind"'
+        types = call_and_check(bed, workdir, ("apdm", "apdf"), ("apdm", "apdf"), rest, rest)
+        assert "relay" in (types[0], types[1]), types
+    finally:
+        turn.kill()

@@ -200,6 +200,25 @@ import Testing
         #expect(again.broker == c.broker && again.peers.map(\.via) == c.peers.map(\.via))
     }
 
+    /// coturn's use-auth-secret: the expiry, the user, and the HMAC Python's hmac module gives.
+    @Test func turnSecretGivesTimeLimitedCredentials() throws {
+        let c = try DeviceConfig.parse("""
+        [[turn]]
+        url = "turn:10.0.0.1:3478"
+        secret = "north"
+        """, file: "cfg.toml")
+        let t = try #require(c.turnServers.first)
+        let (user, password) = t.credentials(now: 1_700_000_000, deviceName: "kitchen")
+        #expect(user == "1700086400:kitchen")
+        #expect(password == "Js55kZZKk+QUlpAEMdDsNySBv50=")
+        #expect(base64(Array("ab".utf8)) == "YWI=" && base64(Array("abc".utf8)) == "YWJj" && base64([]) == "")
+        #expect(throws: ConfigError.self) {
+            try DeviceConfig.parse("[[turn]]\nurl = \"turn:10.0.0.1\"\nsecret = \"s\"\ncredential = \"c\"\nusername = \"u\"\n", file: "cfg.toml")
+        }
+        let again = try DeviceConfig.parse(c.effectiveTOML(showSecrets: true), file: "printed.toml")
+        #expect(again.turnServers == c.turnServers)
+    }
+
     /// What issue #15 listed: a file any TOML tool reads, the device reads too.
     @Test func tomlAsTheGuidesWriteIt() throws {
         let c = try DeviceConfig.parse("""
