@@ -141,6 +141,81 @@ keyfile {pki.broker_key}
         return f"mqtts://{BROKER_IP}:{self.port}"
 
 
+class NATSCluster:
+    """Three nats-server nodes, each in its own namespace on the WAN (10.200.10.N), in one
+    cluster with JetStream and an MQTT listener with TLS (port 8883) on each; passwords
+    for the devices. The MQTT state (sessions, retained presence) lives in JetStream,
+    replicated across the nodes."""
+
+    def __init__(self, bed, workdir, pki, users):
+        self.bed, self.procs, self.confs, self.nodes = bed, {}, {}, []
+        ips = [f"10.200.10.{n}" for n in (1, 2, 3)]
+        for n, ip in enumerate(ips, 1):
+            ns = bed.ns(f"nats{n}")
+            sh("ip", "-n", bed.wan, "link", "add", f"n{n}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "-n", bed.wan, "addr", "add", f"10.200.10.{10 + n}/32", "dev", f"n{n}")
+            sh("ip", "-n", bed.wan, "link", "set", f"n{n}", "up")
+            sh("ip", "-n", bed.wan, "route", "add", f"{ip}/32", "dev", f"n{n}")
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/32", "dev", "eth0")  # /32: other nodes are reached through the WAN
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "-n", ns, "route", "add", f"10.200.10.{10 + n}", "dev", "eth0")
+            sh("ip", "-n", ns, "route", "add", "default", "via", f"10.200.10.{10 + n}")
+            self.nodes.append((ns, ip))
+        # A certificate for the three addresses.
+        cert, key, csr, ext = pki.path("nats.crt"), pki.path("nats.key"), pki.path("nats.csr"), pki.path("nats.ext")
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=nats.videophone.test",
+                "-keyout", key, "-out", csr)
+        with open(ext, "w") as f:
+            f.write("subjectAltName=" + ",".join(f"IP:{ip}" for ip in ips) + "\n")
+        openssl("x509", "-req", "-in", csr, "-CA", pki.ca, "-CAkey", pki.ca_key, "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", cert)
+        users = dict(users, **{ADMIN: ADMIN_PASSWORD})
+        users_conf = ", ".join(f'{{user: "{u}", password: "{p}"}}' for u, p in users.items())
+        for n, (ns, ip) in enumerate(self.nodes, 1):
+            d = os.path.join(workdir, f"nats{n}")
+            os.makedirs(d)
+            routes = ", ".join(f"nats-route://{other}:6222" for _, other in self.nodes if other != ip)
+            conf = os.path.join(d, "nats.conf")
+            with open(conf, "w") as f:
+                f.write(f"""server_name: n{n}
+listen: {ip}:4222
+jetstream {{ store_dir: "{d}/js" }}
+cluster {{ name: vp, listen: {ip}:6222, routes: [{routes}] }}
+authorization {{ users: [{users_conf}] }}
+mqtt {{ listen: {ip}:8883, stream_replicas: 3, consumer_replicas: 3, tls {{ cert_file: "{cert}", key_file: "{key}" }} }}
+""")
+            self.confs[n] = (ns, conf, d)
+            self.start(n)
+        # Ready when each node's MQTT listener takes a QoS 1 publish: JetStream (where NATS
+        # keeps MQTT sessions) has elected its leaders across the cluster by then.
+        for n, (_, ip) in enumerate(self.nodes, 1):
+            ok = wait(lambda: subprocess.run(["ip", "netns", "exec", bed.wan, "mosquitto_pub", "-h", ip, "-p", "8883", "--cafile", pki.ca,
+                                              "-u", ADMIN, "-P", ADMIN_PASSWORD, "-q", "1", "-t", "ready", "-m", "1", "-i", f"ready{n}"],
+                                             capture_output=True, timeout=10).returncode == 0, 40, interval=0.5)
+            assert ok, f"nats node {n} MQTT not ready: " + self.logs()
+
+    def start(self, n):
+        ns, conf, d = self.confs[n]
+        self.procs[n] = subprocess.Popen(["ip", "netns", "exec", ns, "nats-server", "-c", conf], stdout=subprocess.DEVNULL,
+                                         stderr=open(os.path.join(d, "log"), "a"))
+
+    def kill(self, n):
+        p = self.procs.get(n)
+        if p and p.poll() is None:
+            p.kill()
+            p.wait(5)
+
+    def url(self, n):
+        return f"mqtts://{self.nodes[n - 1][1]}:8883"
+
+    def logs(self):
+        return "".join(f"\n--- nats{n}\n" + open(os.path.join(c[2], "log")).read()[-2500:] for n, c in self.confs.items())
+
+    def close(self):
+        for n in list(self.procs):
+            self.kill(n)
+
+
 class Home:
     """A device behind its own NAT (no port forward) with a pinned peer through the broker."""
 
