@@ -26,7 +26,7 @@ run: release
 	board/sim/run.sh $(RELEASE)
 
 ## test: unit, integration, interop (Chromium, aiortc), NAT tests (network namespaces,
-## nftables, coturn) and the emulated board end to end.
+## nftables, coturn), broker signalling (Mosquitto, Tests/MQTT) and the emulated board end to end.
 test: deps
 	@toolchain/install-test-deps.sh
 	$(SWIFT) build
@@ -36,6 +36,7 @@ test: deps
 	$(MAKE) toml-difftest BIN=$(DEBUG)
 	Tests/Interop/run.sh $(DEBUG)
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/NAT
+	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/MQTT
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Abuse
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Pairing
 	$(MAKE) perf-audit-fast
@@ -54,6 +55,7 @@ bench: release
 	$(RELEASE)/videophone-bench --aec 10
 	Tests/Interop/run.sh $(RELEASE) bench
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
+	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/MQTT/bench_mqtt.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py
 	$(MAKE) fuzz-toml BIN=$(RELEASE)
 

@@ -42,6 +42,7 @@ let package = Package(
         .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
         .systemLibrary(name: "CV4L2", pkgConfig: "libv4l2", providers: [.apt(["libv4l-dev"])]),
         .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CLinux"),
         .systemLibrary(name: "CWebRTCAPM", pkgConfig: apmPkgConfig, providers: [.apt(["libwebrtc-audio-processing-dev"])]),
         // C API over webrtc-audio-processing 0.3 or 1.x (C++): echo cancellation, NS, AGC.
@@ -62,6 +63,8 @@ let package = Package(
         .target(name: "MDNS", dependencies: ["NetworkCore"]),
         .target(name: "TURN", dependencies: ["NetworkCore", "STUN"]),
         .target(name: "CallControl", dependencies: ["NetworkCore"]),
+        // Signed signalling messages for an untrusted broker: format, signature check, replay cache.
+        .target(name: "SignedSignalling", dependencies: ["COpenSSL"]),
         // Bytes in, bytes out over OpenSSL and libsrtp2.
         .target(name: "DTLS", dependencies: ["COpenSSL"]),
         .target(name: "SRTP", dependencies: ["CSRTP"]),
@@ -80,6 +83,7 @@ let package = Package(
         // The device application: config, signalling, call control, status.
         .target(name: "VideoPhone", dependencies: [
             "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "AudioProcessing", "SDP", "RTP", "CallControl", "TOML", "BuildInfo", "CLinux",
+            "SignedSignalling", "CMosquitto", "STUN",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -97,7 +101,7 @@ let package = Package(
         // libFuzzer targets for every parser of network or user input (Tests/Fuzz, toolchain/fuzz.sh);
         // built plainly it replays the seed corpus instead.
         .executableTarget(name: "videophone-fuzz", dependencies: [
-            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "VideoPhone", "MediaDevices",
+            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "VideoPhone", "MediaDevices", "SignedSignalling",
         ]),
         .executableTarget(name: "videophone-bench", dependencies: [
             "VideoPhone", "Codecs", "MediaDevices", "RTP", "SRTP", "AudioProcessing",
@@ -114,6 +118,7 @@ let package = Package(
         .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
         .testTarget(name: "AudioProcessingTests", dependencies: ["AudioProcessing", "Codecs", "MediaDevices", "NetworkCore"]),
+        .testTarget(name: "SignedSignallingTests", dependencies: ["SignedSignalling", "DTLS"]),
         .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore", "DTLS", "AudioProcessing"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore", "AudioProcessing", "CallControl", "BuildInfo", "CLinux"]),
     ],

@@ -36,6 +36,8 @@ public enum LEDPattern: String, Equatable, Sendable {
     case errorNotProvisioned = "error-not-provisioned", errorNoNetwork = "error-no-network", errorCameraMissing = "error-camera-missing"
     /// The button, microphone or speaker cannot be used (the journal says which and why).
     case errorDevice = "error-device"
+    /// The button was pressed but the peer is offline (its broker presence), for 3 s.
+    case errorPeerOffline = "error-peer-offline"
 
     /// On/off durations in ms; a steady or dark LED has one state.
     public var timing: [Int] {
@@ -48,6 +50,7 @@ public enum LEDPattern: String, Equatable, Sendable {
         case .errorNoNetwork: [120, 120, 120, 120, 120, 1000]     // three flashes
         case .errorCameraMissing: [1000, 120, 120, 1000]          // long, short
         case .errorDevice: [1000, 120, 120, 120, 120, 1000]       // long, short, short
+        case .errorPeerOffline: [1000, 1000]                      // long, long
         }
     }
 }

@@ -12,11 +12,12 @@ import NetworkCore
 /// A part of the board that can fail while the daemon keeps running. Ordered by what the
 /// LED shows first when several fail.
 public enum DeviceFault: String, Comparable, Sendable, CaseIterable {
-    case network, camera, button, microphone, speaker
+    /// `broker`: no broker of `[broker] urls` can be reached (shown as a network fault).
+    case network, broker, camera, button, microphone, speaker
 
     var pattern: LEDPattern {
         switch self {
-        case .network: .errorNoNetwork
+        case .network, .broker: .errorNoNetwork
         case .camera: .errorCameraMissing
         case .button, .microphone, .speaker: .errorDevice
         }

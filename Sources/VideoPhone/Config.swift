@@ -18,11 +18,38 @@ public struct PeerConfig: Sendable, Equatable {
     public var fingerprint: String?
     /// Where it was defined, `FILE:LINE` (the main file or a `peers.d` drop-in).
     public var source: String?
+    /// How calls to it are signalled: its own HTTP port (`url`), or signed messages
+    /// through the broker to the inbox its pinned fingerprint names.
+    public var via: Via = .http
+
+    public enum Via: String, Sendable, Equatable { case http, broker }
 
     public init(name: String, url: String, token: String, acceptToken: String = "", fingerprint: String? = nil, source: String? = nil) {
         self.name = name; self.url = url; self.token = token; self.acceptToken = acceptToken; self.fingerprint = fingerprint
         self.source = source
     }
+}
+
+/// The MQTT broker(s) that carry signalling between devices with no port forward
+/// (`[broker]`): one outbound TLS connection to the first that answers.
+public struct BrokerConfig: Sendable, Equatable {
+    /// In order of preference: the next is tried when one fails.
+    public var urls: [BrokerURL] = []
+    /// PEM CAs that sign the brokers' certificates (`mqtts`); nil: the system's store.
+    public var ca: String?
+    /// A client certificate and key (PEM) to authenticate with, instead of or besides a
+    /// username and password.
+    public var certificate: String?
+    public var key: String?
+    public var username: String?
+    public var password: String?
+    /// Topics are `PREFIX/inbox/FINGERPRINT` and `PREFIX/presence/FINGERPRINT`.
+    public var topicPrefix = "videophone"
+    public var keepaliveSeconds = 60
+    /// How far a message's timestamp may be from our clock (replays older than this fail
+    /// on the timestamp; newer ones on the nonce).
+    public var replayWindowSeconds = 30
+    public init() {}
 }
 
 /// A pairing code this device handed out (`videophonectl pair-code`) whose other half
@@ -47,6 +74,11 @@ public struct TURNConfig: Sendable, Equatable {
     /// `turns:` only: a PEM file of the CAs to trust for the server's certificate (which
     /// must name the server's IP address); nil: the system's CA store.
     public var ca: String? = nil
+    /// coturn's `use-auth-secret` (the TURN REST scheme): a shared secret instead of a fixed
+    /// credential. Each call then uses the username `EXPIRY:USERNAME` and the credential
+    /// base64(HMAC-SHA1(secret, that username)), valid for ``ttlSeconds``.
+    public var secret: String? = nil
+    public var ttlSeconds = 86_400
 
     /// Parses a TURN URI (RFC 7065), numeric hosts only.
     static func parse(_ uri: String) -> (host: String, port: UInt16, transport: String)? {
@@ -169,6 +201,8 @@ public struct DeviceConfig: Sendable, Equatable {
     }
     public var gpio: GPIOConfig? = nil
     public var peers: [PeerConfig] = []
+    /// Signalling through an MQTT broker (`[broker]`); nil: HTTP only.
+    public var broker: BrokerConfig? = nil
     /// The board profile named by `device.board`, if any.
     public var board: String? = nil
     /// Pairing codes handed out and not completed yet (`peers.d/pending-*.toml`).
@@ -254,9 +288,18 @@ public struct DeviceConfig: Sendable, Equatable {
     /// Applies parsed entries onto `base` and validates the result.
     static func apply(_ entries: [TOMLEntry], file: String, onto base: DeviceConfig) throws(ConfigError) -> DeviceConfig {
         var c = base
-        struct TURNEntry { var url: (String, UInt16, String)?; var username: String?; var credential: String?; var ca: String?; var line: Int }
+        struct TURNEntry { var url: (String, UInt16, String)?; var username: String?; var credential: String?; var ca: String?; var line: Int
+            var secret: String?; var ttl: Int? }
         var turns: [Int: TURNEntry] = [:]
-        struct PeerEntry { var name: String?; var url: String?; var token: String?; var acceptToken: String?; var fingerprint: String?; var line: Int; var nameLine: Int? }
+        struct PeerEntry { var name: String?; var url: String?; var token: String?; var acceptToken: String?; var fingerprint: String?; var line: Int; var nameLine: Int?
+            var via: PeerConfig.Via?; var viaLine: Int? }
+        var brokerLine: Int?
+        func readablePath(_ e: TOMLEntry) throws(ConfigError) -> String {
+            let path = try string(e)
+            guard !path.isEmpty else { throw err(e, "expected a file path") }
+            guard access(path, R_OK) == 0 else { throw err(e, "cannot read '\(path)': \(String(cString: strerror(errno)))") }
+            return path
+        }
         var peers: [Int: PeerEntry] = [:]
         struct PendingEntry { var id: String?; var acceptToken: String?; var line: Int }
         var pending: [Int: PendingEntry] = [:]
@@ -380,6 +423,11 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("turn", "username"): turns[e.tableIndex, default: TURNEntry(line: e.line)].username = try string(e)
             case ("turn", "credential"): turns[e.tableIndex, default: TURNEntry(line: e.line)].credential = try string(e)
             case ("turn", "ca"): turns[e.tableIndex, default: TURNEntry(line: e.line)].ca = try string(e)
+            case ("turn", "secret"):
+                let sec = try string(e)
+                guard !sec.isEmpty else { throw err(e, "expected the shared secret of the server's static-auth-secret") }
+                turns[e.tableIndex, default: TURNEntry(line: e.line)].secret = sec
+            case ("turn", "ttl_s"): turns[e.tableIndex, default: TURNEntry(line: e.line)].ttl = try int(e, 60...604_800)
             case ("peer", "name"):
                 let n = try string(e)
                 guard !n.isEmpty else { throw err(e, "a peer needs a name") }
@@ -394,6 +442,41 @@ public struct DeviceConfig: Sendable, Equatable {
                 guard URLParts(u) != nil else { throw err(e, "expected 'http://host:port', got '\(u)'") }
                 peers[e.tableIndex, default: PeerEntry(line: e.line)].url = u
             case ("peer", "token"): peers[e.tableIndex, default: PeerEntry(line: e.line)].token = try string(e)
+            case ("peer", "via"):
+                let v = try oneOf(e, ["http", "broker"])
+                peers[e.tableIndex, default: PeerEntry(line: e.line)].via = PeerConfig.Via(rawValue: v)
+                peers[e.tableIndex]!.viaLine = e.line
+            case ("broker", "urls"):
+                brokerLine = brokerLine ?? e.line
+                guard case .array(let items) = e.value, !items.isEmpty else { throw err(e, "expected a non-empty array of \"mqtts://HOST:PORT\"") }
+                var list: [BrokerURL] = []
+                for item in items {
+                    guard case .string(let u) = item else { throw err(e, "expected strings, got \(item.typeName)") }
+                    guard let url = BrokerURL(u) else { throw err(e, "'\(u)' is not \"mqtts://HOST:PORT\" (TLS) or \"mqtt://HOST:PORT\"") }
+                    guard !list.contains(url) else { throw err(e, "'\(url)' is listed twice") }
+                    list.append(url)
+                }
+                guard list.count <= 16 else { throw err(e, "at most 16 brokers") }
+                c.broker = c.broker ?? BrokerConfig(); c.broker!.urls = list
+            case ("broker", "ca"): brokerLine = brokerLine ?? e.line; c.broker = c.broker ?? BrokerConfig(); c.broker!.ca = try readablePath(e)
+            case ("broker", "certificate"): brokerLine = brokerLine ?? e.line; c.broker = c.broker ?? BrokerConfig(); c.broker!.certificate = try readablePath(e)
+            case ("broker", "key"): brokerLine = brokerLine ?? e.line; c.broker = c.broker ?? BrokerConfig(); c.broker!.key = try readablePath(e)
+            case ("broker", "username"):
+                brokerLine = brokerLine ?? e.line
+                let u = try string(e)
+                guard !u.isEmpty, u.utf8.count <= 256 else { throw err(e, "expected 1 to 256 bytes") }
+                c.broker = c.broker ?? BrokerConfig(); c.broker!.username = u
+            case ("broker", "password"): brokerLine = brokerLine ?? e.line; c.broker = c.broker ?? BrokerConfig(); c.broker!.password = try string(e)
+            case ("broker", "topic_prefix"):
+                brokerLine = brokerLine ?? e.line
+                let t = try string(e)
+                guard !t.isEmpty, t.utf8.count <= 64, !t.hasPrefix("/"), !t.hasSuffix("/"), !t.contains("+"), !t.contains("#"), !t.contains("//"),
+                      !t.unicodeScalars.contains(where: { $0.value < 0x21 }) else {
+                    throw err(e, "expected a topic like \"videophone\" or \"fleet/eu\" (no + or #, no leading, trailing or double /, no spaces)")
+                }
+                c.broker = c.broker ?? BrokerConfig(); c.broker!.topicPrefix = t
+            case ("broker", "keepalive_s"): brokerLine = brokerLine ?? e.line; c.broker = c.broker ?? BrokerConfig(); c.broker!.keepaliveSeconds = try int(e, 5...3600)
+            case ("broker", "replay_window_s"): brokerLine = brokerLine ?? e.line; c.broker = c.broker ?? BrokerConfig(); c.broker!.replayWindowSeconds = try int(e, 5...600)
             case ("peer", "accept_token"): peers[e.tableIndex, default: PeerEntry(line: e.line)].acceptToken = try string(e)
             case ("peer", "fingerprint"):
                 let f = try string(e)
@@ -404,7 +487,7 @@ public struct DeviceConfig: Sendable, Equatable {
                 }
                 peers[e.tableIndex, default: PeerEntry(line: e.line)].fingerprint = f
             default:
-                let known = ["device", "signalling", "control", "network", "ice", "turn", "video", "audio", "gpio", "peer", "metrics", "pending"]
+                let known = ["device", "signalling", "control", "network", "ice", "turn", "video", "audio", "gpio", "peer", "metrics", "pending", "broker"]
                 if e.table.isEmpty { throw err(e, "unknown key at top level (keys belong in a [table])") }
                 if !known.contains(e.table) { throw err(e, "unknown table [\(e.table)]") }
                 throw err(e, "unknown key")
@@ -413,13 +496,24 @@ public struct DeviceConfig: Sendable, Equatable {
         for i in peers.keys.sorted() {
             let p = peers[i]!
             guard let name = p.name else { throw ConfigError(file: file, line: p.line, key: "peer.name", problem: "peer #\(i + 1) has no name") }
-            guard let url = p.url else { throw ConfigError(file: file, line: p.line, key: "peer.url", problem: "peer '\(name)' has no url") }
+            let via = p.via ?? .http
+            guard let url = p.url ?? (via == .broker ? "" : nil) else {
+                throw ConfigError(file: file, line: p.line, key: "peer.url", problem: "peer '\(name)' has no url (or set via = \"broker\")")
+            }
+            if via == .broker {
+                guard let f = p.fingerprint, f.lowercased().hasPrefix("sha-256 ") else {
+                    throw ConfigError(file: file, line: p.viaLine ?? p.line, key: "peer.via",
+                                      problem: "peer '\(name)' is reached through the broker, which needs its sha-256 fingerprint pinned (peer.fingerprint)")
+                }
+            }
             let here = "\(file):\(p.nameLine ?? p.line)"
             if let other = c.peers.first(where: { $0.name == name }) {
                 throw ConfigError(file: file, line: p.nameLine ?? p.line, key: "peer.name",
                                   problem: "peer '\(name)' defined twice: here and at \(other.source ?? file)")
             }
-            c.peers.append(PeerConfig(name: name, url: url, token: p.token ?? "", acceptToken: p.acceptToken ?? "", fingerprint: p.fingerprint, source: here))
+            var peer = PeerConfig(name: name, url: url, token: p.token ?? "", acceptToken: p.acceptToken ?? "", fingerprint: p.fingerprint, source: here)
+            peer.via = via
+            c.peers.append(peer)
         }
         for i in pending.keys.sorted() {
             let p = pending[i]!
@@ -431,10 +525,40 @@ public struct DeviceConfig: Sendable, Equatable {
         for i in turns.keys.sorted() {
             let t = turns[i]!
             guard let (h, p, transport) = t.url else { throw ConfigError(file: file, line: t.line, key: "turn.url", problem: "TURN server #\(i + 1) has no url") }
+            if let secret = t.secret {
+                guard t.credential == nil else {
+                    throw ConfigError(file: file, line: t.line, key: "turn.credential", problem: "TURN server #\(i + 1): a credential or a secret, not both")
+                }
+                var turn = TURNConfig(host: h, port: p, transport: transport, username: t.username ?? "", credential: "", ca: t.ca)
+                turn.secret = secret
+                turn.ttlSeconds = t.ttl ?? turn.ttlSeconds
+                c.turnServers.append(turn)
+                continue
+            }
             guard let user = t.username, let cred = t.credential else {
-                throw ConfigError(file: file, line: t.line, key: "turn.username", problem: "TURN server #\(i + 1) needs username and credential")
+                throw ConfigError(file: file, line: t.line, key: "turn.username", problem: "TURN server #\(i + 1) needs username and credential (or a secret)")
             }
             c.turnServers.append(TURNConfig(host: h, port: p, transport: transport, username: user, credential: cred, ca: t.ca))
+        }
+        if let b = c.broker, brokerLine != nil {
+            if b.urls.isEmpty { throw ConfigError(file: file, line: brokerLine, key: "broker.urls", problem: "[broker] needs urls (\"mqtts://HOST:PORT\", ...)") }
+            if (b.certificate == nil) != (b.key == nil) {
+                throw ConfigError(file: file, line: brokerLine, key: b.certificate == nil ? "broker.certificate" : "broker.key",
+                                  problem: "a client certificate needs its key, and a key its certificate")
+            }
+            if b.password != nil && b.username == nil {
+                throw ConfigError(file: file, line: brokerLine, key: "broker.username", problem: "a password needs a username")
+            }
+            if b.urls.contains(where: { !$0.tls }) && (b.password != nil || b.certificate != nil) {
+                throw ConfigError(file: file, line: brokerLine, key: "broker.urls",
+                                  problem: "credentials would cross the network in the clear: use mqtts:// for every broker")
+            }
+            if b.urls.allSatisfy({ !$0.tls }) && b.ca != nil {
+                throw ConfigError(file: file, line: brokerLine, key: "broker.ca", problem: "a CA is only used with mqtts:// brokers")
+            }
+        }
+        if c.broker == nil, let p = peers.values.first(where: { $0.via == .broker }) {
+            throw ConfigError(file: file, line: p.viaLine ?? p.line, key: "peer.via", problem: "via = \"broker\" needs a [broker] table with urls")
         }
         if let g = c.gpio {
             for (key, l) in [("gpio.button", g.button), ("gpio.call_led", g.callLED)] {

@@ -39,7 +39,12 @@ extension DeviceConfig {
             let scheme = t.transport == "tls" ? "turns:\(hostPort(t.host, t.port))" : "turn:\(hostPort(t.host, t.port))?transport=\(t.transport)"
             line("url", q(scheme))
             line("username", q(t.username))
-            line("credential", q(DeviceConfig.mask(t.credential, showSecrets)))
+            if let secret = t.secret {
+                line("secret", q(DeviceConfig.mask(secret, showSecrets)))
+                line("ttl_s", String(t.ttlSeconds))
+            } else {
+                line("credential", q(DeviceConfig.mask(t.credential, showSecrets)))
+            }
             if let ca = t.ca { line("ca", q(ca)) }
         }
         out += "\n[video]\n"
@@ -81,12 +86,25 @@ extension DeviceConfig {
             if let l = g.callLED { line("call_led", lineName(l)) }
             line("led_active_low", g.ledActiveLow ? "true" : "false")
         }
+        if let b = broker {
+            out += "\n[broker]\n"
+            line("urls", list(b.urls.map(\.description)))
+            if let ca = b.ca { line("ca", q(ca)) }
+            if let c = b.certificate { line("certificate", q(c)) }
+            if let k = b.key { line("key", q(k)) }
+            if let u = b.username { line("username", q(u)) }
+            if let pw = b.password { line("password", q(DeviceConfig.mask(pw, showSecrets))) }
+            line("topic_prefix", q(b.topicPrefix))
+            line("keepalive_s", String(b.keepaliveSeconds))
+            line("replay_window_s", String(b.replayWindowSeconds))
+        }
         out += "\n[metrics]\n"
         line("listen", q(metricsListen ?? ""), metricsListen == nil ? "served on the signalling port" : nil)
         for p in peers {
             out += "\n[[peer]]" + (p.source.map { "    # \($0)" } ?? "") + "\n"
             line("name", q(p.name))
-            line("url", q(p.url))
+            if !p.url.isEmpty { line("url", q(p.url)) }
+            if p.via == .broker { line("via", q("broker")) }
             line("token", q(DeviceConfig.mask(p.token, showSecrets)))
             line("accept_token", q(DeviceConfig.mask(p.acceptToken, showSecrets)))
             if let f = p.fingerprint { line("fingerprint", q(f)) }

@@ -48,6 +48,18 @@ public final class Daemon: @unchecked Sendable {
             }
         }
         signallingServer = SignallingServer(device: device)
+        if let b = config.broker {
+            // Signalling through the broker: its messages reach the same handlers as the
+            // HTTP routes. A broker that cannot be reached is logged and retried; the
+            // daemon and LAN calls over HTTP go on meanwhile.
+            let broker = BrokerSignalling(config: config, broker: b, identity: identity, logger: logger, metrics: device.metrics)
+            broker.server = signallingServer
+            broker.onConnectivity = { [weak device] up in device?.report(.broker, failing: !up) }
+            device.signalling.broker = broker
+            try broker.start()
+            logger.info("signalling through the broker", metadata: ["brokers": "\(b.urls.map(\.description).joined(separator: ", "))",
+                                                                     "inbox": "\(broker.inbox)"])
+        }
         server = SocketServer(name: "http")
         let rateLimiter = device.rateLimiter
         server.onRefusal = { source, what in

@@ -108,7 +108,9 @@ public final class Device: @unchecked Sendable {
     let control = SerialQueue(name: "call-control", capacity: 256)
     /// Opens and closes a call's devices and encoders, in order (a stop never overtakes a start).
     let mediaControl = SerialQueue(name: "media-control", capacity: 64)
-    let signalling = SignallingClient()
+    /// Outgoing signalling: WHIP over HTTP or signed messages through the broker (the
+    /// adapter follows the peer's `via` and the resource its answer named).
+    let signalling = SignallingRouter()
     /// Resolves peers' `.local` candidates and answers for ours (nil on loopback-only setups).
     public let mdns: MDNSService?
     /// Restarts ICE when the device's addresses change (only when it binds every interface).
@@ -164,6 +166,7 @@ public final class Device: @unchecked Sendable {
             addressMonitor = AddressMonitor(includeLoopback: config.includeLoopback) { [weak self] addresses in
                 guard let self else { return }
                 let list = addresses.map(\.host).sorted().joined(separator: ", ")
+                signalling.broker?.addressesChanged()
                 control.async { self.restartICE(reason: "addresses changed: \(list)") }
             }
         }
@@ -385,6 +388,15 @@ public final class Device: @unchecked Sendable {
             completion?(.refused(.unknownPeer(peerName)))
             return
         }
+        if signalling.knownOffline(peer) {
+            // Its presence says it is not connected: say so at once instead of ringing nobody.
+            logger.notice("not calling: the peer is offline", metadata: ["PEER": "\(peer.name)", "REASON": "its presence says offline"])
+            showPeerOffline()
+            perform(.remoteEnded(reason: .signallingFailed("\(peer.name) is offline")))
+            perform(.ended)
+            completion?(.ended(.signallingFailed("\(peer.name) is offline (broker presence)")))
+            return
+        }
         let id = randomHex(16)
         let media = makeMediaSession(config, sendingAllowed: true)
         let pc: PeerConnection
@@ -409,9 +421,9 @@ public final class Device: @unchecked Sendable {
         let log = callLogger(active)
         startMedia(active)
         let offer = JSEP.makeOffer(localParameters(pc, withCandidates: !config.trickle), sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
-        log.info("calling", metadata: ["STATE": "calling", "url": "\(peer.url)"])
+        log.info("calling", metadata: ["STATE": "calling", "via": "\(peer.via == .broker ? "broker" : peer.url)"])
         active.offerSentAt = Instant.now()
-        signalling.sendOffer(offer.text, to: peer.url + "/call", token: peer.token, ourName: config.name) { [weak self] result in
+        signalling.sendOffer(offer.text, to: peer, ourName: config.name, callID: id) { [weak self] result in
             guard let self else { return }
             let queued = self.onControl { self.offerAnswered(active, peer: peer, result: result, completion: completion) }
             if !queued { completion?(.overloaded) }
@@ -419,14 +431,14 @@ public final class Device: @unchecked Sendable {
     }
 
     /// The callee's answer to our offer (call control).
-    private func offerAnswered(_ active: ActiveCall, peer: PeerConfig, result: Result<HTTPResponse, HTTPError>,
+    private func offerAnswered(_ active: ActiveCall, peer: PeerConfig, result: Result<SignalReply, HTTPError>,
                                completion: (@Sendable (CallFailure?) -> Void)?) {
         let log = callLogger(active)
         guard !active.abandoned, lock.withLock({ call === active }) else {
             completion?(.ended(active.abandoned ? .refused(status: 409, detail: "glare: the peer's call was taken instead") : .cancelled))
             return
         }
-        let response: HTTPResponse
+        let response: SignalReply
         switch result {
         case .failure(let e):
             failOutgoing(active, reason: .signallingFailed("cannot reach \(peer.name): \(e)"), completion: completion)
@@ -437,7 +449,7 @@ public final class Device: @unchecked Sendable {
         guard response.status == 201 else {
             // A 409 with the glare mark: both called at once and the peer's call wins, so
             // ours is dropped quietly and its offer taken.
-            if response.status == 409 && response.header(SignallingServer.glareHeader) != nil {
+            if response.status == 409 && response.glare {
                 log.info("glare: the peer's call wins", metadata: ["STATE": "\(phase.name)"])
                 lock.withLock { if call === active { call = nil } }
                 close(active, reason: "glare")
@@ -445,13 +457,13 @@ public final class Device: @unchecked Sendable {
                 completion?(.ended(.refused(status: 409, detail: "glare: \(peer.name) called at the same moment; taking its call")))
                 return
             }
-            let reason: EndReason = response.status == 409 ? .busy : .refused(status: response.status, detail: String(response.bodyText.prefix(200)))
+            let reason: EndReason = response.status == 409 ? .busy : .refused(status: response.status, detail: String(response.body.prefix(200)))
             failOutgoing(active, reason: reason, completion: completion)
             return
         }
         let session: NegotiatedSession
         do {
-            let answer = try SessionDescription(parsing: response.bodyText)
+            let answer = try SessionDescription(parsing: response.body)
             session = try JSEP.acceptAnswer(answer, local: localParameters(active.pc))
         } catch {
             failOutgoing(active, reason: .signallingFailed("bad answer from \(peer.name): \(error)"), completion: completion)
@@ -463,8 +475,8 @@ public final class Device: @unchecked Sendable {
             failOutgoing(active, reason: .fingerprintMismatch(why), completion: completion)
             return
         }
-        if let loc = response.header("Location") {
-            active.remoteResource = loc.hasPrefix("http") ? loc : peer.url + loc
+        if let resource = response.resource {
+            active.remoteResource = resource
             active.remoteToken = peer.token
         }
         active.videoCodec = Device.describe(session)
@@ -545,7 +557,7 @@ public final class Device: @unchecked Sendable {
                     log.warning("\(what) refused by the peer", metadata: ["status": "\(r.status)"])
                     failed()
                 case .success(let r):
-                    answered(fragmentLines(r.bodyText))
+                    answered(fragmentLines(r.body))
                 }
             }
         }
@@ -556,7 +568,9 @@ public final class Device: @unchecked Sendable {
     /// new pair while DTLS and SRTP carry on. Call control.
     func restartICE(reason: String) {
         guard let c = lock.withLock({ call }) else { return }
-        guard c.outgoing, let resource = c.remoteResource else {
+        // Calls we placed restart at the callee's resource; calls that came through the
+        // broker restart at the caller's (its offer named one). An HTTP caller has none.
+        guard let resource = c.remoteResource else {
             logger.notice("addresses changed; the peer placed this call and must restart ICE", metadata: ["CALL_ID": "\(c.id)", "REASON": "\(reason)"])
             return
         }
@@ -594,7 +608,7 @@ public final class Device: @unchecked Sendable {
     /// machine, answers, starts media. Call control; completes with the answer SDP and the
     /// call's resource id.
     func incoming(offer: SessionDescription, peerName: String, caller: Caller, glareWins: Bool, holdBackCandidates peerTrickles: Bool,
-                  source: String) -> Result<(answer: String, id: String), CallFailure> {
+                  source: String, backChannel: String? = nil) -> Result<(answer: String, id: String), CallFailure> {
         for a in perform(.incoming(peer: peerName, glareWins: glareWins)) {
             if case .refuseIncoming(let why) = a { return .failure(.refused(why)) }
         }
@@ -614,6 +628,7 @@ public final class Device: @unchecked Sendable {
             let (answer, session) = try JSEP.answer(offer: offer, local: localParameters(pc, withCandidates: !holdBack),
                                                     sessionID: UInt64.random(in: 1...UInt64(Int64.max)))
             let c = ActiveCall(id: id, peerName: peerName, outgoing: false, creator: caller, pc: pc, media: media)
+            c.remoteResource = backChannel
             if !holdBack { c.sentCandidates = Set(pc.localICE.candidates) }
             c.videoCodec = Device.describe(session)
             lock.withLock { call = c }
@@ -639,8 +654,32 @@ public final class Device: @unchecked Sendable {
         }
     }
 
+    /// Call `id` if `caller` may change it (call control): the incoming call it created, or
+    /// with `eitherDirection` (signed broker messages) also the call we placed to it.
+    func call(id: String, of caller: Caller, eitherDirection: Bool) -> ActiveCall? {
+        if let c = incomingCall(id: id, createdBy: caller) { return c }
+        guard eitherDirection, case .peer(let name) = caller else { return nil }
+        return lock.withLock {
+            guard let c = call, c.outgoing, c.id == id, c.peerName == name else { return nil }
+            return c
+        }
+    }
+
+    /// Shows "peer offline" on the LED for three seconds, then the call state again (call control).
+    private func showPeerOffline() {
+        // After the press's own LED changes (idle again), which run first.
+        control.async { [weak self] in self?.leds.show(.errorPeerOffline) }
+        control.after(.seconds(3)) { [weak self] in
+            guard let self else { return }
+            let led = lock.withLock { machine.led }
+            leds.show(led)
+        }
+    }
+
     /// `DELETE /call/ID` from the party that created it (call control).
     func remoteHungUp(id: String) {
+        // The peer ended it: nothing to tell it back (a broker call has a resource both ways).
+        lock.withLock { if call?.id == id { call?.remoteResource = nil } }
         perform(.remoteEnded(reason: .remoteHangup("DELETE")))
         end(id: id, reason: .remoteHangup("DELETE"), notifyPeer: true)
     }
@@ -761,8 +800,9 @@ public final class Device: @unchecked Sendable {
         c.hideAddressesWithMDNS = config.mdns
         c.stunServers = config.stunServers.compactMap { splitHostPort($0).flatMap { TransportAddress(host: $0.0, port: $0.1) } }
         c.turnServers = config.turnServers.compactMap { t in
-            TransportAddress(host: t.host, port: t.port).map {
-                TURNServer(address: $0, transport: TURNServer.Transport(rawValue: t.transport) ?? .udp, username: t.username, password: t.credential,
+            let (username, password) = t.credentials(now: wallClockMs() / 1000, deviceName: config.name)
+            return TransportAddress(host: t.host, port: t.port).map {
+                TURNServer(address: $0, transport: TURNServer.Transport(rawValue: t.transport) ?? .udp, username: username, password: password,
                            caFile: t.ca)
             }
         }
@@ -804,6 +844,7 @@ public final class Device: @unchecked Sendable {
             if old.metricsListen != new.metricsListen { needsRestart.append("metrics.listen") }
             if old.gpio != new.gpio { needsRestart.append("gpio") }
             if old.videoEncoder != new.videoEncoder || old.videoEncoderDevice != new.videoEncoderDevice { needsRestart.append("video.encoder") }
+            if old.broker != new.broker { needsRestart.append("broker") }
             _config = new
             machine.peers = new.peers.map(\.name)
             machine.autoAnswer = new.autoAnswer
@@ -811,6 +852,7 @@ public final class Device: @unchecked Sendable {
             return machine.led
         }
         leds.show(led)
+        signalling.broker?.reload(new)
         return needsRestart
     }
 

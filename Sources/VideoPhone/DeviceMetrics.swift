@@ -3,6 +3,7 @@ import CallControl
 import NetworkCore
 import PeerConnection
 import Prometheus
+import SignedSignalling
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,6 +23,7 @@ public final class DeviceMetrics: @unchecked Sendable {
     public init() {
         registerCallOutcomes()
         registerKnownSeries()
+        registerSignalling()
     }
 
     struct SamplerState {
@@ -137,6 +139,39 @@ public final class DeviceMetrics: @unchecked Sendable {
             gauge("frames_per_second", "", "Video frame rate.", [("direction", direction)]).set(to: 0)
         }
     }
+    private var refusedSignalling: [String: Prometheus.Counter] = [:]
+    private var brokerMessages: [Bool: Prometheus.Counter] = [:]
+
+    /// Broker signalling series, at zero from start-up (a device without a broker shows
+    /// them at zero too: one dashboard for the fleet).
+    func registerSignalling() {
+        for label in SignalRefusal.labels {
+            refusedSignalling[label] = registry.makeCounter(
+                descriptor: descriptor("signalling_refused", "total", "Signalling messages from the broker refused, by reason."),
+                labels: [("reason", label)])
+        }
+        for sent in [true, false] {
+            brokerMessages[sent] = registry.makeCounter(
+                descriptor: descriptor("broker_messages", "total", "Signed signalling messages through the broker."),
+                labels: [("direction", sent ? "sent" : "received")])
+        }
+        gauge("broker_connected", "", "1 while connected to a broker of [broker] urls.").set(to: 0)
+        _ = registry.makeCounter(descriptor: descriptor("broker_connects", "total", "Connections made to a broker (the first and every reconnect)."), labels: [])
+    }
+
+    func signallingRefused(_ label: String) { refusedSignalling[label]?.increment() }
+    func brokerMessage(sent: Bool) { brokerMessages[sent]?.increment() }
+    func brokerConnected(_ up: Bool) {
+        gauge("broker_connected", "", "1 while connected to a broker of [broker] urls.").set(to: up ? 1 : 0)
+        if up {
+            registry.makeCounter(descriptor: descriptor("broker_connects", "total", "Connections made to a broker (the first and every reconnect)."),
+                                 labels: []).increment()
+        }
+    }
+    func peerPresence(_ peer: String, _ p: BrokerSignalling.Presence) {
+        gauge("peer_online", "", "1 when the peer's broker presence is online, 0 offline, -1 unknown.", [("peer", peer)])
+            .set(to: p == .online ? 1 : p == .offline ? 0 : -1)
+    }
 
     /// Counts a call by how it ended.
     public func callOutcome(_ outcome: CallOutcome) {
@@ -165,7 +200,7 @@ public final class DeviceMetrics: @unchecked Sendable {
         cpuCounter.increment(by: delta)
         residentGauge.set(Double(DeviceMetrics.residentBytes()))
         let faults = Set(device.currentFaults)
-        for part in [DeviceFault.network, .camera, .button, .microphone, .speaker] {
+        for part in [DeviceFault.network, .broker, .camera, .button, .microphone, .speaker] {
             gauge("device_fault", "", "1 while a part of the board cannot be used (the journal says why).", [("part", part.rawValue)])
                 .set(to: faults.contains(part) ? 1 : 0)
         }

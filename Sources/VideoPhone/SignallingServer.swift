@@ -87,9 +87,9 @@ final class SignallingServer: @unchecked Sendable {
         return Self.text(401, "missing or wrong bearer token", headers: [("WWW-Authenticate", "Bearer")])
     }
 
-    private func logRefusal(_ req: HTTPRequest, _ message: Logger.Message, peer: String? = nil, _ reason: String) {
-        guard device.rateLimiter.shouldLog(source: req.peer) else { return }
-        var metadata: Logger.Metadata = ["from": "\(req.peer)", "REASON": "\(reason)"]
+    private func logRefusal(_ source: String, _ message: Logger.Message, peer: String? = nil, _ reason: String) {
+        guard device.rateLimiter.shouldLog(source: source) else { return }
+        var metadata: Logger.Metadata = ["from": "\(source)", "REASON": "\(reason)"]
         if let peer { metadata["PEER"] = "\(peer)" }
         logger.notice(message, metadata: metadata)
     }
@@ -117,15 +117,25 @@ final class SignallingServer: @unchecked Sendable {
             respond(Self.text(415, "expected Content-Type: application/sdp"))
             return
         }
+        takeOffer(text: req.bodyText, caller: caller, claimedName: req.header("x-videophone-name"), source: req.peer, backChannel: nil, respond)
+    }
+
+    /// An offer from an authenticated `caller`, whichever adapter carried it (a bearer
+    /// token over HTTP, a verified signature through the broker): checks the SDP and the
+    /// pinned fingerprint, then lets call control answer it. `backChannel` is the caller's
+    /// own call resource, when its adapter has one (the broker): hang-ups and ICE restarts
+    /// from our side go there.
+    func takeOffer(text: String, caller: Caller, claimedName: String?, source: String, backChannel: String?,
+                   _ respond: @escaping @Sendable (HTTPResponse) -> Void) {
         let offer: SessionDescription
-        do { offer = try SessionDescription(parsing: req.bodyText) } catch {
-            logRefusal(req, "refused malformed offer", "\(error)")
+        do { offer = try SessionDescription(parsing: text) } catch {
+            logRefusal(source, "refused malformed offer", "\(error)")
             respond(Self.text(400, "malformed SDP offer: \(error)"))
             return
         }
         let candidates = offer.media.reduce(0) { $0 + $1.attributes.filter { $0.name == "candidate" }.count }
         guard candidates <= Self.maxCandidatesPerMessage else {
-            logRefusal(req, "refused offer", "\(candidates) candidates (at most \(Self.maxCandidatesPerMessage))")
+            logRefusal(source, "refused offer", "\(candidates) candidates (at most \(Self.maxCandidatesPerMessage))")
             respond(Self.text(400, "offer carries \(candidates) candidates; at most \(Self.maxCandidatesPerMessage) are taken"))
             return
         }
@@ -139,7 +149,7 @@ final class SignallingServer: @unchecked Sendable {
                 guard let fp = theirDigest, Self.sameFingerprint(pinned, fp) else {
                     let got = theirDigest.map { "\($0.algorithm) \(Hex.encode($0.digest, separator: ":", uppercase: true))" } ?? "none"
                     logger.error("refused call: certificate fingerprint does not match the pinned one",
-                                 metadata: ["PEER": "\(name)", "from": "\(req.peer)", "REASON": "offer fingerprint \(got), pinned \(pinned)"])
+                                 metadata: ["PEER": "\(name)", "from": "\(source)", "REASON": "offer fingerprint \(got), pinned \(pinned)"])
                     device.metrics.callOutcome(.refused)
                     respond(Self.text(403, "certificate fingerprint does not match the one provisioned for \(name)"))
                     return
@@ -148,16 +158,16 @@ final class SignallingServer: @unchecked Sendable {
         case .guest:
             // A guest may not pass for a provisioned peer: a claimed peer name counts only
             // with that peer's pinned certificate. Otherwise it stays a guest.
-            let claimed = req.header("x-videophone-name")
+            let claimed = claimedName
             if let claimed, let p = config.peers.first(where: { $0.name == claimed }), let pinned = p.fingerprint,
                let fp = theirDigest, Self.sameFingerprint(pinned, fp) {
                 peerName = p.name
             } else {
                 if let claimed, config.peers.contains(where: { $0.name == claimed }) {
-                    logRefusal(req, "guest token used with a provisioned peer's name; treated as a guest", peer: claimed,
+                    logRefusal(source, "guest token used with a provisioned peer's name; treated as a guest", peer: claimed,
                                "that peer has no pinned certificate matching the offer (give it an accept_token)")
                 }
-                peerName = "guest@\(req.peer)"
+                peerName = "guest@\(source)"
             }
         }
         let glareWins = theirDigest.map { winsGlare(ourFingerprint: self.device.identity.sha256, theirFingerprint: $0.digest) } ?? true
@@ -165,7 +175,7 @@ final class SignallingServer: @unchecked Sendable {
         let device = self.device
         let queued = device.onControl {
             let result = device.incoming(offer: offer, peerName: peerName, caller: caller, glareWins: glareWins,
-                                         holdBackCandidates: peerTrickles, source: req.peer)
+                                         holdBackCandidates: peerTrickles, source: source, backChannel: backChannel)
             switch result {
             case .success(let (answer, id)):
                 respond(HTTPResponse(status: 201, contentType: "application/sdp", text: answer,
@@ -173,7 +183,7 @@ final class SignallingServer: @unchecked Sendable {
             case .failure(let failure):
                 let (status, outcome, extra) = Self.map(failure)
                 device.metrics.callOutcome(outcome)
-                self.logRefusal(req, "refused call", peer: peerName, failure.description)
+                self.logRefusal(source, "refused call", peer: peerName, failure.description)
                 respond(Self.text(status, failure.description, headers: extra))
             }
         }
@@ -199,9 +209,16 @@ final class SignallingServer: @unchecked Sendable {
     /// `DELETE /call/ID`, by the party that created the call.
     func deleteCall(id: String, _ req: HTTPRequest, _ respond: @escaping @Sendable (HTTPResponse) -> Void) {
         guard let caller = authorise(req) else { respond(unauthorised(req, "hang-up")); return }
+        takeHangup(id: id, caller: caller, eitherDirection: false, respond)
+    }
+
+    /// A hang-up of call `id` from `caller`. Over HTTP only the party that created the
+    /// call may end it; through the broker (`eitherDirection`) the pinned peer of a call we
+    /// placed may too.
+    func takeHangup(id: String, caller: Caller, eitherDirection: Bool, _ respond: @escaping @Sendable (HTTPResponse) -> Void) {
         let device = self.device
         let queued = device.onControl {
-            guard device.incomingCall(id: id, createdBy: caller) != nil else {
+            guard device.call(id: id, of: caller, eitherDirection: eitherDirection) != nil else {
                 respond(Self.text(404, "no call \(id.prefix(64)) of yours"))
                 return
             }
@@ -219,10 +236,17 @@ final class SignallingServer: @unchecked Sendable {
             respond(Self.text(415, "expected application/trickle-ice-sdpfrag"))
             return
         }
+        takeFragment(id: id, caller: caller, text: req.bodyText, source: req.peer, eitherDirection: false, respond)
+    }
+
+    /// A trickle or ICE-restart fragment for call `id` from `caller` (see ``takeHangup``
+    /// for `eitherDirection`: through the broker the callee may restart ICE too).
+    func takeFragment(id: String, caller: Caller, text: String, source: String, eitherDirection: Bool,
+                      _ respond: @escaping @Sendable (HTTPResponse) -> Void) {
         let fragment: TrickleFragment
-        switch TrickleFragment.parse(req.bodyText, maxCandidates: Self.maxCandidatesPerMessage) {
+        switch TrickleFragment.parse(text, maxCandidates: Self.maxCandidatesPerMessage) {
         case .failure(let why):
-            logRefusal(req, "refused trickle fragment", why.description)
+            logRefusal(source, "refused trickle fragment", why.description)
             respond(Self.text(400, "malformed trickle fragment: \(why)"))
             return
         case .success(let f):
@@ -230,7 +254,7 @@ final class SignallingServer: @unchecked Sendable {
         }
         let device = self.device
         let queued = device.onControl {
-            guard let c = device.incomingCall(id: id, createdBy: caller) else {
+            guard let c = device.call(id: id, of: caller, eitherDirection: eitherDirection) else {
                 respond(Self.text(404, "no call \(id.prefix(64)) of yours"))
                 return
             }

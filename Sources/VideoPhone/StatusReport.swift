@@ -32,6 +32,26 @@ extension Device {
             j.field("namesResolved", m.namesResolved)
             j.endObject()
         }
+        if full, let broker = signalling.broker {
+            let b = broker.snapshot
+            j.beginObject("broker")
+            j.field("connected", b.url != nil)
+            j.field("url", b.url?.description)
+            j.field("inbox", broker.inbox)
+            j.field("connects", b.traffic.connects)
+            j.field("bytesSent", b.traffic.out)
+            j.field("bytesReceived", b.traffic.in)
+            let rtt = broker.roundTrips
+            j.field("roundTrips", rtt.count)
+            j.field("roundTripP50Ms", percentile(rtt, 50))
+            j.beginObject("peers")
+            for (name, p) in b.presence.sorted(by: { $0.key < $1.key }) { j.field(name, p.rawValue) }
+            j.endObject()
+            j.beginObject("refused")
+            for (reason, n) in b.refused.sorted(by: { $0.key < $1.key }) { j.field(reason, n) }
+            j.endObject()
+            j.endObject()
+        }
         guard full else {
             if c != nil { j.field("inCall", true) }
             j.endObject()

@@ -3,8 +3,16 @@ import NetworkCore
 extension Device {
     /// A few human-readable lines for `videophonectl status` and `make run`.
     public func statusText() -> String {
+        var brokerLine = ""
+        if let broker = signalling.broker {
+            let b = broker.snapshot
+            let peers = b.presence.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.rawValue)" }.joined(separator: ", ")
+            let refused = b.refused.values.reduce(0, +)
+            brokerLine = "  broker: \(b.url.map { "connected to \($0)" } ?? "not connected")   peers: \(peers.isEmpty ? "-" : peers)"
+                + (refused > 0 ? "   refused messages: \(refused)" : "") + "\n"
+        }
         guard let (pc, media, _) = currentCall else {
-            return "\(config.name): \(phase.name)\n"
+            return "\(config.name): \(phase.name)\n" + brokerLine
         }
         let s = pc.stats
         let f = media.figures
@@ -31,7 +39,7 @@ extension Device {
         let lat = percentile(f.captureToFrameMs.suffix(300).map { $0 }, 50).map { fmt($0, 1) + " ms" } ?? "-"
         let wire = percentile(pc.captureToWireSamples.suffix(300).map { $0 }, 50).map { fmt($0, 1) + " ms" } ?? "-"
         lines.append("  RTT \(rtt)   capture→wire p50 \(wire)   capture→frame here p50 \(lat)   malformed \(s.malformedDatagrams)")
-        return lines.joined(separator: "\n") + "\n"
+        return lines.joined(separator: "\n") + "\n" + brokerLine
     }
 }
 

@@ -26,6 +26,7 @@ let fuzzTargets: [(name: String, run: @Sendable ([UInt8]) -> Void)] = [
     ("control", fuzzControl),               // control-socket command lines
     ("dtls-records", fuzzDTLSRecords),      // the record check in front of OpenSSL
     ("wav", fuzzWAV),                       // the simulator's talker file (16-bit PCM WAV)
+    ("signal-message", fuzzSignalMessage),  // signed broker signalling: parse, verify, sign round trip, replay
 ]
 
 /// Stops the run when a property does not hold: the fuzzer reports it like a crash and

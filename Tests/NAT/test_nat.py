@@ -183,3 +183,56 @@ def test_a_bandwidth_drop_brings_the_video_rate_down_and_the_call_survives(bed, 
         a.stop()
         b.stop()
         turn.kill()
+
+
+
+def start_rest_coturn(bed, workdir, port, relay_ports):
+    """coturn with use-auth-secret (the TURN REST scheme) on 10.200.0.1:PORT. Servers
+    that share the secret accept the same credentials: no shared user database needed."""
+    import subprocess
+    conf = os.path.join(workdir, f"turnserver-rest-{port}.conf")
+    with open(conf, "w") as f:
+        f.write(f"""listening-ip=10.200.0.1
+relay-ip=10.200.0.1
+listening-port={port}
+min-port={relay_ports[0]}
+max-port={relay_ports[1]}
+realm=videophone.test
+use-auth-secret
+static-auth-secret=north-wind
+fingerprint
+no-cli
+no-dtls
+no-tls
+simple-log
+log-file={os.path.join(workdir, f"turn-rest-{port}.log")}
+""")
+    proc = subprocess.Popen(["ip", "netns", "exec", bed.wan, "turnserver", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc
+
+
+def test_a_relayed_call_with_time_limited_turn_credentials(bed, workdir):
+    """The devices hold only the shared secret and derive an expiring username and password
+    per call; both NATs symmetric, so the call has to go through the relay."""
+    turn = start_rest_coturn(bed, workdir, 3478, (49152, 49599))
+    try:
+        rest = 'stun_servers = ["10.200.0.1:3478"]\n\n[[turn]]\nurl = "turn:10.200.0.1:3478?transport=udp"\nsecret = "north-wind"'
+        types = call_and_check(bed, workdir, ("apdm", "apdf"), ("apdm", "apdf"), rest, rest)
+        assert "relay" in (types[0], types[1]), types
+    finally:
+        turn.kill()
+
+
+def test_with_one_of_two_turn_servers_dead_a_relayed_call_goes_through_the_other(bed, workdir):
+    first = start_rest_coturn(bed, workdir, 3478, (49152, 49599))
+    second = start_rest_coturn(bed, workdir, 3479, (49600, 49999))
+    try:
+        first.kill()
+        first.wait(5)
+        both = ('stun_servers = ["10.200.0.1:3479"]\n\n[[turn]]\nurl = "turn:10.200.0.1:3478?transport=udp"\nsecret = "north-wind"'
+                '\n\n[[turn]]\nurl = "turn:10.200.0.1:3479?transport=udp"\nsecret = "north-wind"')
+        types = call_and_check(bed, workdir, ("apdm", "apdf"), ("apdm", "apdf"), both, both)
+        assert "relay" in (types[0], types[1]), types
+    finally:
+        second.kill()

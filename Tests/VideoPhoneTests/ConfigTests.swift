@@ -177,6 +177,76 @@ import Testing
         }
     }
 
+    /// `[broker]` and `via = "broker"` mistakes: file, line, key and what is wrong.
+    @Test(arguments: [
+        ("[broker]\nurls = []\n", "cfg.toml:2: broker.urls: expected a non-empty array"),
+        ("[broker]\nurls = \"mqtts://1.2.3.4:8883\"\n", "cfg.toml:2: broker.urls: expected a non-empty array"),
+        ("[broker]\nurls = [\"http://1.2.3.4:8883\"]\n", "cfg.toml:2: broker.urls: 'http://1.2.3.4:8883' is not \"mqtts://HOST:PORT\""),
+        ("[broker]\nurls = [\"mqtts://1.2.3.4:8883\", \"mqtts://1.2.3.4:8883\"]\n", "cfg.toml:2: broker.urls: 'mqtts://1.2.3.4:8883' is listed twice"),
+        ("[broker]\nurls = [\"mqtts://1.2.3.4:x\"]\n", "cfg.toml:2: broker.urls: 'mqtts://1.2.3.4:x' is not"),
+        ("[broker]\nurls = [\"mqtts://1.2.3.4\"]\nca = \"/nonexistent/ca.pem\"\n", "cfg.toml:3: broker.ca: cannot read '/nonexistent/ca.pem'"),
+        ("[broker]\nurls = [\"mqtts://1.2.3.4\"]\ncertificate = \"/dev/null\"\n", "cfg.toml:2: broker.key: a client certificate needs its key"),
+        ("[broker]\nurls = [\"mqtts://1.2.3.4\"]\npassword = \"x\"\n", "cfg.toml:2: broker.username: a password needs a username"),
+        ("[broker]\nurls = [\"mqtt://1.2.3.4\"]\nusername = \"u\"\npassword = \"x\"\n", "cfg.toml:2: broker.urls: credentials would cross the network in the clear"),
+        ("[broker]\nurls = [\"mqtts://1.2.3.4\"]\ntopic_prefix = \"a/#\"\n", "cfg.toml:3: broker.topic_prefix: expected a topic like"),
+        ("[broker]\nurls = [\"mqtts://1.2.3.4\"]\ntopic_prefix = \"/a\"\n", "cfg.toml:3: broker.topic_prefix: expected a topic like"),
+        ("[broker]\nurls = [\"mqtts://1.2.3.4\"]\nkeepalive_s = 1\n", "cfg.toml:3: broker.keepalive_s: 1 is out of range 5...3600"),
+        ("[broker]\nurl = \"mqtts://1.2.3.4\"\n", "cfg.toml:2: broker.url: unknown key"),
+        ("[broker]\nca = \"/dev/null\"\n", "cfg.toml:2: broker.urls: [broker] needs urls"),
+        ("[[peer]]\nname = \"p\"\nvia = \"broker\"\nfingerprint = \"sha-256 AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB\"\n", "cfg.toml:3: peer.via: via = \"broker\" needs a [broker] table"),
+        ("[broker]\nurls = [\"mqtts://1.2.3.4\"]\n[[peer]]\nname = \"p\"\nvia = \"broker\"\n", "cfg.toml:5: peer.via: peer 'p' is reached through the broker, which needs its sha-256 fingerprint pinned"),
+        ("[[peer]]\nname = \"p\"\nvia = \"pigeon\"\n", "cfg.toml:3: peer.via: 'pigeon' is not one of http, broker"),
+        ("[[peer]]\nname = \"p\"\n", "cfg.toml:2: peer.url: peer 'p' has no url (or set via = \"broker\")"),
+    ])
+    func brokerMistakesNameTheirLineAndKey(text: String, expected: String) {
+        #expect { try DeviceConfig.parse(text, file: "cfg.toml") } throws: { e in
+            let d = "\(e)"
+            if !d.contains(expected) { Issue.record("got '\(d)', expected '\(expected)'") }
+            return true
+        }
+    }
+
+    @Test func brokerConfigIsRead() throws {
+        let c = try DeviceConfig.parse("""
+        [broker]
+        urls = ["mqtts://10.0.0.1:8883", "mqtts://[2001:db8::1]", "mqtt://10.0.0.3"]
+        ca = "/dev/null"
+        username = "dev"
+        topic_prefix = "fleet/eu"
+        keepalive_s = 30
+        [[peer]]
+        name = "grandma"
+        via = "broker"
+        fingerprint = "sha-256 AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB"
+        """, file: "cfg.toml")
+        let b = try #require(c.broker)
+        #expect(b.urls.map { $0.description } == ["mqtts://10.0.0.1:8883", "mqtts://[2001:db8::1]:8883", "mqtt://10.0.0.3:1883"])
+        #expect(b.ca == "/dev/null" && b.username == "dev" && b.password == nil && b.topicPrefix == "fleet/eu" && b.keepaliveSeconds == 30)
+        #expect(c.peers.first?.via == .broker && c.peers.first?.url == "")
+        // --check-config prints it so that it reads back the same.
+        let again = try DeviceConfig.parse(c.effectiveTOML(showSecrets: true), file: "printed.toml")
+        #expect(again.broker == c.broker && again.peers.map(\.via) == c.peers.map(\.via))
+    }
+
+    /// coturn's use-auth-secret: the expiry, the user, and the HMAC Python's hmac module gives.
+    @Test func turnSecretGivesTimeLimitedCredentials() throws {
+        let c = try DeviceConfig.parse("""
+        [[turn]]
+        url = "turn:10.0.0.1:3478"
+        secret = "north"
+        """, file: "cfg.toml")
+        let t = try #require(c.turnServers.first)
+        let (user, password) = t.credentials(now: 1_700_000_000, deviceName: "kitchen")
+        #expect(user == "1700086400:kitchen")
+        #expect(password == "Js55kZZKk+QUlpAEMdDsNySBv50=")
+        #expect(base64(Array("ab".utf8)) == "YWI=" && base64(Array("abc".utf8)) == "YWJj" && base64([]) == "")
+        #expect(throws: ConfigError.self) {
+            try DeviceConfig.parse("[[turn]]\nurl = \"turn:10.0.0.1\"\nsecret = \"s\"\ncredential = \"c\"\nusername = \"u\"\n", file: "cfg.toml")
+        }
+        let again = try DeviceConfig.parse(c.effectiveTOML(showSecrets: true), file: "printed.toml")
+        #expect(again.turnServers == c.turnServers)
+    }
+
     /// What issue #15 listed: a file any TOML tool reads, the device reads too.
     @Test func tomlAsTheGuidesWriteIt() throws {
         let c = try DeviceConfig.parse("""
