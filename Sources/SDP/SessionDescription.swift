@@ -58,6 +58,10 @@ public struct MediaDescription: Equatable, Sendable {
             // "nack", "NACK ", "nack  pli": one meaning, whatever the spacing and case
             // (a popular Go stack writes a trailing space).
             let fb = values("rtcp-fb").compactMap { v -> String? in
+                // Already in canonical form (what browsers write): one slice, no splitting.
+                if v.hasPrefix(fmt + " ") || v.hasPrefix("* "), Codec.isCanonicalFeedback(v.utf8) {
+                    return String(v.utf8.drop(while: { $0 != 0x20 }).dropFirst())
+                }
                 let tokens = v.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
                 guard let pt = tokens.first, pt == fmt || pt == "*", tokens.count > 1 else { return nil }
                 return tokens.dropFirst().map { $0.lowercased() }.joined(separator: " ")
@@ -109,6 +113,17 @@ public struct Codec: Equatable, Sendable {
         a.payloadType == b.payloadType && a.name == b.name && a.clockRate == b.clockRate && a.channels == b.channels
             && a.parameters.map(\.key) == b.parameters.map(\.key) && a.parameters.map(\.value) == b.parameters.map(\.value)
             && a.feedback == b.feedback
+    }
+
+    /// Lower case, single spaces, no space at either end: nothing to normalise.
+    static func isCanonicalFeedback(_ v: String.UTF8View) -> Bool {
+        var previousSpace = true
+        for b in v {
+            if b == 0x20 { if previousSpace { return false }; previousSpace = true; continue }
+            if b == 0x09 || b == 0x0D || (b >= 0x41 && b <= 0x5A) { return false }
+            previousSpace = false
+        }
+        return !previousSpace
     }
 
     public func parameter(_ key: String) -> String? {
