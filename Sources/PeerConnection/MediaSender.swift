@@ -82,6 +82,10 @@ final class MediaSender: @unchecked Sendable {
     let lock = Lock()
     let videoSSRC = UInt32.random(in: 1...UInt32.max)
     let audioSSRC = UInt32.random(in: 1...UInt32.max)
+    /// Retransmissions go out here when the peer takes RTX (RFC 4588).
+    let rtxSSRC = UInt32.random(in: 1...UInt32.max)
+    private var rtxPT: UInt8?
+    private var rtxSequence = UInt16.random(in: 0...UInt16.max)
     let cname = randomICEString(16)
     private var video: Stream
     private var audio: Stream
@@ -148,6 +152,7 @@ final class MediaSender: @unchecked Sendable {
                 midID = v.extensions[RTPExtensionURI.mid]
                 absCaptureID = v.extensions[RTPExtensionURI.absCaptureTime]
                 if v.transportCC { twccID = v.extensions[TransportWideCC.uri] }
+                rtxPT = v.rtxPayloadType
                 videoMid = Array(v.mid.utf8)
             }
             if let a = session.audio {
@@ -354,15 +359,13 @@ final class MediaSender: @unchecked Sendable {
         queuedBytes -= q.length
         scratch.removeAll(keepingCapacity: true)
         scratch.append(contentsOf: pool[q.buffer])
+        // With RTX the ring keeps the packet as it was before protection: a
+        // retransmission is a new packet on the RTX stream, protected afresh.
+        if rtxPT != nil { keepForRetransmission(q.sequence, twcc: nil) }
         let (ok, twcc) = protectAndSend(twccOffset: q.twccOffset, now: now, socket, remote)
         pacer.sent(bytes: scratch.count)
         guard ok else { return false }
-        let i = Int(q.sequence) & ringMask
-        ring[i].seq = q.sequence
-        ring[i].valid = true
-        ring[i].twcc = twcc
-        ring[i].bytes.removeAll(keepingCapacity: true)
-        ring[i].bytes.append(contentsOf: scratch)
+        if rtxPT == nil { keepForRetransmission(q.sequence, twcc: twcc) }
         video.packets += 1
         if let t = q.captureTime {
             let ms = (now - t).milliseconds
@@ -395,16 +398,47 @@ final class MediaSender: @unchecked Sendable {
         scratch.append(UInt8(padding))
         let seq = video.sequence
         video.sequence &+= 1
+        if rtxPT != nil { keepForRetransmission(seq, twcc: nil) }
         let (ok, twcc) = protectAndSend(twccOffset: offset, now: now, probe: c.id, socket, remote)
         guard ok else { return }
-        let i = Int(seq) & ringMask
-        ring[i].seq = seq
+        if rtxPT == nil { keepForRetransmission(seq, twcc: twcc) }
+        video.packets += 1
+        paddingBytes += UInt64(padding)
+    }
+
+    /// Copies `scratch` into the NACK ring under `sequence`. Lock held.
+    private func keepForRetransmission(_ sequence: UInt16, twcc: UInt16?) {
+        let i = Int(sequence) & ringMask
+        ring[i].seq = sequence
         ring[i].valid = true
         ring[i].twcc = twcc
         ring[i].bytes.removeAll(keepingCapacity: true)
         ring[i].bytes.append(contentsOf: scratch)
-        video.packets += 1
-        paddingBytes += UInt64(padding)
+    }
+
+    /// Sends the kept (unprotected) packet in ring slot `i` again on the RTX stream
+    /// (RFC 4588): its own SSRC and sequence number, the original sequence number ahead of
+    /// the payload, a fresh transport-wide number. Lock held.
+    private func sendRTX(slot i: Int, pt: UInt8, now: Instant, _ socket: UDPSocket, _ remote: TransportAddress) {
+        let original = ring[i].bytes
+        guard original.count >= 12 else { return }
+        var offset = 12 + 4 * Int(original[0] & 0x0F)
+        if original[0] & 0x10 != 0, original.count >= offset + 4 {
+            offset += 4 + 4 * Int(original.readU16(at: offset + 2))
+        }
+        guard offset <= original.count else { return }
+        var rtx = video
+        rtx.ssrc = rtxSSRC
+        rtx.payloadType = pt
+        rtx.sequence = rtxSequence
+        rtxSequence &+= 1
+        scratch.removeAll(keepingCapacity: true)
+        let twccOffset = writeHeader(into: &scratch, rtx, marker: original[1] & 0x80 != 0, timestamp: original.readU32(at: 4), mid: videoMid, captureNTP: nil)
+        // A padded original (a probe) stays padded: its padding ends the payload.
+        if original[0] & 0x20 != 0 { scratch[0] |= 0x20 }
+        scratch.appendU16(ring[i].seq)
+        scratch.append(contentsOf: original[offset...])
+        _ = protectAndSend(twccOffset: twccOffset, now: now, socket, remote)
     }
 
     /// Resends the protected packets for the NACKed sequence numbers we still hold, within
@@ -422,10 +456,14 @@ final class MediaSender: @unchecked Sendable {
                 guard ring[i].valid && ring[i].seq == seq else { continue }
                 switch resendLimiter.allow(sequence: seq, bytes: ring[i].bytes.count, sendingBytesPerSecond: sending, now: now) {
                 case nil:
-                    transmit(ring[i].bytes, socket, remote)
-                    // The copy carries the first one's transport-wide number: its feedback
-                    // would pair a late arrival with the first send time (a false queue).
-                    if let t = ring[i].twcc { history.forget(sequence: t) }
+                    if let pt = rtxPT {
+                        sendRTX(slot: i, pt: pt, now: now, socket, remote)
+                    } else {
+                        transmit(ring[i].bytes, socket, remote)
+                        // The copy carries the first one's transport-wide number: its feedback
+                        // would pair a late arrival with the first send time (a false queue).
+                        if let t = ring[i].twcc { history.forget(sequence: t) }
+                    }
                     video.retransmitted += 1
                 case .duplicate?:
                     refused.duplicates += 1

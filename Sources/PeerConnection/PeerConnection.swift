@@ -83,6 +83,7 @@ public final class PeerConnection: @unchecked Sendable {
     var videoReceiver: VideoReceiver?
     /// The SSRCs the video and audio streams take (signalled, or the first seen).
     var videoSSRCs = SSRCFilter()
+    var rtxSSRCs = SSRCFilter()
     var audioSSRCs = SSRCFilter()
     var audioStats: ReceiveStatistics?
     var nextRTCP: Instant?
@@ -200,6 +201,9 @@ public final class PeerConnection: @unchecked Sendable {
     /// Local RTP SSRCs for audio and video.
     public var localSSRCs: (audio: UInt32, video: UInt32) { (sender.audioSSRC, sender.videoSSRC) }
 
+    /// The SSRC video retransmissions go out on when the peer takes RTX (RFC 4588).
+    public var localVideoRTXSSRC: UInt32 { sender.rtxSSRC }
+
     /// Applies the result of offer/answer: remote ICE credentials and candidates, DTLS role
     /// and fingerprint, and the negotiated codecs.
     public func setRemote(_ s: NegotiatedSession) {
@@ -215,6 +219,7 @@ public final class PeerConnection: @unchecked Sendable {
             if let v = s.video, v.receive {
                 pc.videoReceiver = VideoReceiver(payloadType: v.codec.payloadType, absCaptureTimeID: v.extensions[RTPExtensionURI.absCaptureTime])
                 pc.videoSSRCs = SSRCFilter(signalled: v.remoteSSRCs)
+                pc.rtxSSRCs = SSRCFilter(signalled: v.remoteRTXSSRCs)
             }
             if let a = s.audio, a.receive {
                 pc.audioStats = nil
@@ -909,7 +914,18 @@ public final class PeerConnection: @unchecked Sendable {
     func handleRTP(_ p: RTPPacket, now: Instant) {
         guard let s = session else { return }
 
-        if let v = s.video, p.payloadType == v.codec.payloadType, let receiver = videoReceiver {
+        if let v = s.video, let rtx = v.rtxPayloadType, p.payloadType == rtx, let receiver = videoReceiver {
+            // RFC 4588: the original sequence number, then the original payload. Padding
+            // alone (the peer's bandwidth probe) only counts for transport feedback.
+            guard rtxSSRCs.accept(p.ssrc, now: now) else { refusedSSRC(p, kind: "video RTX", now: now); return }
+            recordTransportSequence(p, now: now)
+            guard p.payload.count >= 2, let primary = receiver.remoteSSRC ?? v.remoteSSRCs.first else { return }
+            let osn = UInt16(p.payload[p.payload.startIndex]) << 8 | UInt16(p.payload[p.payload.startIndex + 1])
+            let original = RTPPacket(marker: p.marker, payloadType: v.codec.payloadType, sequenceNumber: osn, timestamp: p.timestamp,
+                                     ssrc: primary, extensions: p.extensions, payload: p.payload.dropFirst(2))
+            shared.withLock { $0.inboundVideo?.retransmittedPacketsReceived += 1 }
+            deliver(receiver.receive(original, now: now), now: now)
+        } else if let v = s.video, p.payloadType == v.codec.payloadType, let receiver = videoReceiver {
             guard videoSSRCs.accept(p.ssrc, now: now) else { refusedSSRC(p, kind: "video", now: now); return }
             recordTransportSequence(p, now: now)
             let frames = receiver.receive(p, now: now)

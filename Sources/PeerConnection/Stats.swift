@@ -29,6 +29,8 @@ public struct InboundRTPStats: Sendable, Codable {
     public var pliCount: UInt64 = 0
     public var framesPerSecond: Double = 0
     public var bitrate: Double = 0
+    /// Retransmissions that arrived on the RTX stream (RFC 4588).
+    public var retransmittedPacketsReceived: UInt64 = 0
 }
 
 /// W3C webrtc-stats `outbound-rtp` fields this device reports.

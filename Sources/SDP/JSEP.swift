@@ -14,6 +14,8 @@ public struct LocalParameters: Sendable {
     public var streamID: String
     public var sendAudio = true
     public var sendVideo = true
+    /// The SSRC our video retransmissions go out on (RFC 4588), 0: no RTX offered.
+    public var videoRTXSSRC: UInt32 = 0
     /// H.264 profile-level-ids to offer, preferred first.
     public var h264Profiles: [String] = ["42e01f", "42001f"]
 
@@ -42,6 +44,10 @@ public struct NegotiatedMedia: Equatable, Sendable {
     public var transportCC: Bool { codec.feedback.contains("transport-cc") && extensions[JSEP.transportWideCCURI] != nil }
     /// Whether the peer answers and sends generic NACKs.
     public var nack: Bool { codec.feedback.contains("nack") }
+    /// The RTX payload type for `codec` (RFC 4588 `apt`), when both sides use RTX.
+    public var rtxPayloadType: UInt8? = nil
+    /// The peer's retransmission SSRCs (`a=ssrc-group:FID primary rtx`).
+    public var remoteRTXSSRCs: [UInt32] = []
 }
 
 /// The result of offer/answer: what the transport and media need to know about the peer.
@@ -71,6 +77,25 @@ public enum JSEP {
     public static let transportWideCCURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
     /// The feedback this stack sends and acts on.
     static let videoFeedback = ["nack", "nack pli", "ccm fir", "transport-cc"]
+
+    /// The RTX codec for `primary` (payload type `pt`).
+    static func rtxCodec(_ pt: UInt8, for primary: UInt8) -> Codec {
+        Codec(payloadType: pt, name: "rtx", clockRate: 90000, parameters: [("apt", String(primary))], feedback: [])
+    }
+
+    /// The offered RTX format whose `apt` is `primary`.
+    static func rtx(in codecs: [Codec], for primary: UInt8) -> Codec? {
+        codecs.first { $0.name.lowercased() == "rtx" && $0.clockRate == 90000 && $0.parameter("apt").flatMap { UInt8($0) } == primary }
+    }
+
+    /// Retransmission SSRCs from `a=ssrc-group:FID primary rtx` lines.
+    static func fidSSRCs(_ m: MediaDescription) -> [UInt32] {
+        m.values("ssrc-group").compactMap { v -> UInt32? in
+            let parts = v.split(separator: " ")
+            guard parts.count >= 3, parts[0] == "FID" else { return nil }
+            return UInt32(parts[2])
+        }
+    }
     static let opusPT: UInt8 = 111
     static let h264FirstPT: UInt8 = 102
 
@@ -82,10 +107,12 @@ public enum JSEP {
                          parameters: [("minptime", "10"), ("useinbandfec", "1")], feedback: ["transport-cc"])
         sd.media.append(section(kind: "audio", mid: "0", codecs: [opus], local: local, setup: "actpass",
                                 extensions: extensionsOffered, ssrc: local.audioSSRC, direction: direction(local.sendAudio, true)))
-        let h264 = local.h264Profiles.enumerated().map { i, p in
-            Codec(payloadType: h264FirstPT + UInt8(i) * 2, name: "H264", clockRate: 90000,
-                  parameters: [("level-asymmetry-allowed", "1"), ("packetization-mode", "1"), ("profile-level-id", p)],
-                  feedback: videoFeedback)
+        let h264 = local.h264Profiles.enumerated().flatMap { i, p -> [Codec] in
+            let pt = h264FirstPT + UInt8(i) * 2
+            let codec = Codec(payloadType: pt, name: "H264", clockRate: 90000,
+                              parameters: [("level-asymmetry-allowed", "1"), ("packetization-mode", "1"), ("profile-level-id", p)],
+                              feedback: videoFeedback)
+            return local.videoRTXSSRC != 0 ? [codec, rtxCodec(pt + 1, for: pt)] : [codec]
         }
         sd.media.append(section(kind: "video", mid: "1", codecs: h264, local: local, setup: "actpass",
                                 extensions: extensionsOffered, ssrc: local.videoSSRC, direction: direction(local.sendVideo, true)))
@@ -140,11 +167,19 @@ public enum JSEP {
                 codec.parameters = [("level-asymmetry-allowed", "1"), ("packetization-mode", "1"), ("profile-level-id", plid)]
             }
             let dir = direction(weSend && peerReceives, peerSends)
-            sd.media.append(section(kind: m.kind, mid: mid, codecs: [codec], local: local, setup: ourSetup,
+            // RTX for the chosen format when the peer offers it and we have an RTX SSRC.
+            let rtx = m.kind == "video" && local.videoRTXSSRC != 0 ? JSEP.rtx(in: m.codecs, for: codec.payloadType) : nil
+            var answerLocal = local
+            if rtx == nil { answerLocal.videoRTXSSRC = 0 }
+            sd.media.append(section(kind: m.kind, mid: mid, codecs: [codec] + (rtx.map { [rtxCodec($0.payloadType, for: codec.payloadType)] } ?? []),
+                                    local: answerLocal, setup: ourSetup,
                                     extensions: ext, ssrc: m.kind == "audio" ? local.audioSSRC : local.videoSSRC, direction: dir))
             mids.append(mid)
-            let nm = NegotiatedMedia(mid: mid, codec: codec, extensions: Dictionary(uniqueKeysWithValues: ext.map { ($0.1, $0.0) }),
-                                     remoteSSRCs: m.ssrcs, send: weSend && peerReceives, receive: peerSends)
+            let fid = fidSSRCs(m)
+            var nm = NegotiatedMedia(mid: mid, codec: codec, extensions: Dictionary(uniqueKeysWithValues: ext.map { ($0.1, $0.0) }),
+                                     remoteSSRCs: m.ssrcs.filter { !fid.contains($0) }, send: weSend && peerReceives, receive: peerSends)
+            nm.rtxPayloadType = rtx?.payloadType
+            nm.remoteRTXSSRCs = fid
             if m.kind == "audio" { audio = nm } else { video = nm }
         }
         guard audio != nil || video != nil else {
@@ -172,8 +207,11 @@ public enum JSEP {
                 audio = NegotiatedMedia(mid: mid, codec: c, extensions: m.headerExtensions, remoteSSRCs: m.ssrcs,
                                         send: local.sendAudio && peerReceives, receive: peerSends)
             } else if m.kind == "video", let c = m.codecs.first(where: { $0.name.lowercased() == "h264" }) {
-                video = NegotiatedMedia(mid: mid, codec: c, extensions: m.headerExtensions, remoteSSRCs: m.ssrcs,
+                let fid = fidSSRCs(m)
+                video = NegotiatedMedia(mid: mid, codec: c, extensions: m.headerExtensions, remoteSSRCs: m.ssrcs.filter { !fid.contains($0) },
                                         send: local.sendVideo && peerReceives, receive: peerSends)
+                if local.videoRTXSSRC != 0 { video?.rtxPayloadType = rtx(in: m.codecs, for: c.payloadType)?.payloadType }
+                video?.remoteRTXSSRCs = fid
             }
         }
         guard audio != nil || video != nil else { throw SDPError("answer accepted no media section") }
@@ -224,8 +262,14 @@ public enum JSEP {
             if !c.parameters.isEmpty { a.append(SDPAttribute("fmtp", "\(c.payloadType) \(c.fmtpLine)")) }
         }
         if direction == "sendrecv" || direction == "sendonly" {
+            let rtx = kind == "video" && local.videoRTXSSRC != 0 && codecs.contains { $0.name == "rtx" }
+            if rtx { a.append(SDPAttribute("ssrc-group", "FID \(ssrc) \(local.videoRTXSSRC)")) }
             a.append(SDPAttribute("ssrc", "\(ssrc) cname:\(local.cname)"))
             a.append(SDPAttribute("ssrc", "\(ssrc) msid:\(local.streamID) \(track)"))
+            if rtx {
+                a.append(SDPAttribute("ssrc", "\(local.videoRTXSSRC) cname:\(local.cname)"))
+                a.append(SDPAttribute("ssrc", "\(local.videoRTXSSRC) msid:\(local.streamID) \(track)"))
+            }
         }
         a += local.candidates.map { SDPAttribute("candidate", $0) }
         if local.endOfCandidates { a.append(SDPAttribute("end-of-candidates")) }

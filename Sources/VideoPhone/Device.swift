@@ -823,12 +823,14 @@ public final class Device: @unchecked Sendable {
                                  audioSSRC: ssrc.audio, videoSSRC: ssrc.video, cname: config.name, streamID: config.name)
         lp.sendVideo = config.videoSource != "none"
         lp.sendAudio = config.audioSource != "none"
+        lp.videoRTXSSRC = pc.localVideoRTXSSRC
         return lp
     }
 
     static func describe(_ s: NegotiatedSession) -> String? {
         guard let v = s.video else { return nil }
         return "\(v.codec.name) profile-level-id=\(v.codec.parameter("profile-level-id") ?? "-") pt=\(v.codec.payloadType)"
+            + (v.rtxPayloadType.map { " rtx=\($0)" } ?? "")
     }
 
     /// Takes a new configuration (SIGHUP). The call in progress keeps the settings it

@@ -92,6 +92,7 @@ extension Device {
                     j.field("framesReceived", i.framesReceived); j.field("framesDropped", i.framesDropped)
                     j.field("keyFramesReceived", i.keyFramesReceived); j.field("framesPerSecond", i.framesPerSecond)
                     j.field("nackCount", i.nackCount); j.field("pliCount", i.pliCount)
+                    j.field("retransmittedPacketsReceived", i.retransmittedPacketsReceived)
                 } else {
                     j.field("packetsDecoded", f.audioPacketsDecoded)
                     // W3C meanings; the delays are the present values in ms (W3C's are sums).

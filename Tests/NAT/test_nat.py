@@ -186,6 +186,39 @@ def test_a_bandwidth_drop_brings_the_video_rate_down_and_the_call_survives(bed, 
 
 
 
+def test_random_loss_is_repaired_by_rtx_and_the_picture_keeps_coming(bed, workdir):
+    """3 % of the datagrams towards the callee are dropped (nftables, numgen random): the
+    callee NACKs, the caller resends on the RTX stream (RFC 4588, negotiated between the
+    devices), the callee rebuilds the originals, and frames keep completing. Random loss on
+    a path with room must not be read as congestion: the target stays high."""
+    from testbed import sh
+    turn = start_coturn(bed, workdir)
+    video = '[ice]\nstun_servers = ["10.200.0.1:3478"]\n[video]\nwidth = 640\nheight = 480\nfps = 30\nbitrate_kbps = 1500'
+    a, b, _ = caller_and_callee(bed, workdir, video, video)
+    try:
+        assert a.ctl("call", "b").returncode == 0
+        assert wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10), a.log() + b.log()
+        assert "rtx=" in a.status()["call"]["videoCodec"]
+        sh("ip", "netns", "exec", bed.wan, "nft", "-f", "-", input="""table inet impair {
+  chain forward { type filter hook forward priority 0; oifname "w2" meta l4proto udp numgen random mod 100 < 3 drop; }
+}""")
+        frames = b.stat("inbound-rtp", "video", "framesReceived")
+        time.sleep(8)
+        after = b.stat("inbound-rtp", "video", "framesReceived")
+        sent = a.stat("outbound-rtp", "video", "retransmittedPacketsSent") or 0
+        repaired = b.stat("inbound-rtp", "video", "retransmittedPacketsReceived") or 0
+        print(f"8 s at 3 % loss: {after - frames} frames, {sent} resent, {repaired} repaired by RTX, "
+              f"target {a.stat('outbound-rtp', 'video', 'targetBitrate')}")
+        assert sent > 0 and repaired > 0, a.log() + b.log()
+        assert after - frames > 8 * 20, f"only {after - frames} frames in 8 s at 3 % loss"
+        assert (a.stat("outbound-rtp", "video", "targetBitrate") or 0) >= 1_000_000
+    finally:
+        sh("ip", "netns", "exec", bed.wan, "nft", "delete", "table", "inet", "impair", check=False)
+        a.stop()
+        b.stop()
+        turn.kill()
+
+
 def start_rest_coturn(bed, workdir, port, relay_ports):
     """coturn with use-auth-secret (the TURN REST scheme) on 10.200.0.1:PORT. Servers
     that share the secret accept the same credentials: no shared user database needed."""

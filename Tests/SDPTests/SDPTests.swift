@@ -51,6 +51,41 @@ let local = LocalParameters(iceUfrag: "abcd", icePwd: "0123456789012345678901234
         #expect(!back.dtlsClient)
     }
 
+    /// RFC 4588: Chromium offers an `rtx` format per video format (`apt=`) and an
+    /// `a=ssrc-group:FID`; the answer keeps the one for the chosen H.264 and names our RTX
+    /// SSRC; the peer's RTX SSRC is not taken as a video stream.
+    @Test func rtxIsNegotiatedForTheChosenFormat() throws {
+        var lp = local
+        lp.videoRTXSSRC = 33
+        let offer = try SessionDescription(parsing: try fixture("chrome-offer"))
+        let (answer, session) = try JSEP.answer(offer: offer, local: lp, sessionID: 1)
+        #expect(session.video?.codec.payloadType == 102)
+        #expect(session.video?.rtxPayloadType == 103)
+        #expect(session.video?.remoteSSRCs == [2864434397])
+        #expect(session.video?.remoteRTXSSRCs == [4008636142])
+        let text = answer.text
+        #expect(text.contains("a=rtpmap:103 rtx/90000"))
+        #expect(text.contains("a=fmtp:103 apt=102"))
+        #expect(text.contains("a=ssrc-group:FID 22 33"))
+        // Without an RTX SSRC of our own, no RTX is answered.
+        let (plain, plainSession) = try JSEP.answer(offer: offer, local: local, sessionID: 1)
+        #expect(plainSession.video?.rtxPayloadType == nil)
+        #expect(!plain.text.contains("rtx"))
+        // Our own offer, answered by ourselves, both ways.
+        let ours = JSEP.makeOffer(lp, sessionID: 2)
+        #expect(ours.text.contains("a=fmtp:103 apt=102") && ours.text.contains("a=fmtp:105 apt=104"))
+        var peer = lp
+        peer.videoSSRC = 44; peer.videoRTXSSRC = 55
+        let (ourAnswer, theirs) = try JSEP.answer(offer: try SessionDescription(parsing: ours.text), local: peer, sessionID: 3)
+        #expect(theirs.video?.rtxPayloadType == 103)
+        #expect(theirs.video?.remoteSSRCs == [22])
+        #expect(theirs.video?.remoteRTXSSRCs == [33])
+        let accepted = try JSEP.acceptAnswer(ourAnswer, local: lp)
+        #expect(accepted.video?.rtxPayloadType == 103)
+        #expect(accepted.video?.remoteSSRCs == [44])
+        #expect(accepted.video?.remoteRTXSSRCs == [55])
+    }
+
     @Test func chromeOfferGetsTransportWideCongestionControlOnBothSections() throws {
         let offer = try SessionDescription(parsing: try fixture("chrome-offer"))
         let (answer, session) = try JSEP.answer(offer: offer, local: local, sessionID: 1)
