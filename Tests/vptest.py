@@ -83,12 +83,15 @@ def leave_netns(old):
 
 
 def footprint(pid):
-    """{"threads", "maps", "rss_kb"} of a live process, from /proc."""
+    """{"threads", "maps", "rss_kb", "anon_kb"} of a live process, from /proc. `anon_kb`
+    (RssAnon) is what a leak grows; VmRSS also moves with file pages the daemon gives back
+    to the page cache (and faults in again) on its own schedule."""
     with open(f"/proc/{pid}/status") as f:
         fields = dict(line.split(":", 1) for line in f if ":" in line)
     with open(f"/proc/{pid}/maps") as f:
         maps = sum(1 for _ in f)
-    return {"threads": int(fields["Threads"]), "maps": maps, "rss_kb": int(fields["VmRSS"].split()[0])}
+    return {"threads": int(fields["Threads"]), "maps": maps, "rss_kb": int(fields["VmRSS"].split()[0]),
+            "anon_kb": int(fields["RssAnon"].split()[0])}
 
 
 class NSDevice:

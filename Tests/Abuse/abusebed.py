@@ -293,7 +293,7 @@ def settled_footprint(dev, pause=1.0, samples=3):
 
 
 def describe(fp):
-    return f"threads {fp['threads']}, maps {fp['maps']}, VmRSS {fp['rss_kb']} kB"
+    return f"threads {fp['threads']}, maps {fp['maps']}, VmRSS {fp['rss_kb']} kB (anonymous {fp['anon_kb']} kB)"
 
 
 # ---------------------------------------------------------------- mDNS
