@@ -116,7 +116,11 @@ final class MediaSender: @unchecked Sendable {
     private var history = SendHistory()
     /// Protected video packets by sequence number, for NACK (RFC 4585), with the
     /// transport-wide sequence number they went out with.
-    private var ring: [(seq: UInt16, valid: Bool, twcc: UInt16?, bytes: [UInt8])]
+    private var ring: [(seq: UInt16, valid: Bool, twcc: UInt16?, sentAt: Instant, bytes: [UInt8])]
+    /// NACKs for packets older than this are not answered: no receiver still waits for
+    /// them (a NACK generator gives up after a second), and a copy that old would only
+    /// confuse its jitter buffer. With RTX such a copy would even pass SRTP's replay check.
+    static let maxRetransmissionAge: Duration = .seconds(1)
     private let ringMask = 511
     /// NACK answers: no resend of one packet within ~a round trip, and a byte budget.
     private var resendLimiter = RetransmissionLimiter(slots: 512)
@@ -134,7 +138,7 @@ final class MediaSender: @unchecked Sendable {
     init(targetKbps: Int) {
         video = Stream(ssrc: videoSSRC, clockRate: 90000)
         audio = Stream(ssrc: audioSSRC, clockRate: 48000)
-        ring = Array(repeating: (0, false, nil, []), count: 512)
+        ring = Array(repeating: (0, false, nil, Instant(nanoseconds: 0), []), count: 512)
         scratch.reserveCapacity(1500 + SRTPSession.maxTrailer)
         pool = (0..<MediaSender.poolSize).map { _ in var b = [UInt8](); b.reserveCapacity(1500); return b }
         queue = Array(repeating: Queued(buffer: 0, length: 0, twccOffset: nil, sequence: 0, captureTime: nil), count: MediaSender.poolSize)
@@ -361,11 +365,11 @@ final class MediaSender: @unchecked Sendable {
         scratch.append(contentsOf: pool[q.buffer])
         // With RTX the ring keeps the packet as it was before protection: a
         // retransmission is a new packet on the RTX stream, protected afresh.
-        if rtxPT != nil { keepForRetransmission(q.sequence, twcc: nil) }
+        if rtxPT != nil { keepForRetransmission(q.sequence, twcc: nil, now: now) }
         let (ok, twcc) = protectAndSend(twccOffset: q.twccOffset, now: now, socket, remote)
         pacer.sent(bytes: scratch.count)
         guard ok else { return false }
-        if rtxPT == nil { keepForRetransmission(q.sequence, twcc: twcc) }
+        if rtxPT == nil { keepForRetransmission(q.sequence, twcc: twcc, now: now) }
         video.packets += 1
         if let t = q.captureTime {
             let ms = (now - t).milliseconds
@@ -398,18 +402,19 @@ final class MediaSender: @unchecked Sendable {
         scratch.append(UInt8(padding))
         let seq = video.sequence
         video.sequence &+= 1
-        if rtxPT != nil { keepForRetransmission(seq, twcc: nil) }
+        if rtxPT != nil { keepForRetransmission(seq, twcc: nil, now: now) }
         let (ok, twcc) = protectAndSend(twccOffset: offset, now: now, probe: c.id, socket, remote)
         guard ok else { return }
-        if rtxPT == nil { keepForRetransmission(seq, twcc: twcc) }
+        if rtxPT == nil { keepForRetransmission(seq, twcc: twcc, now: now) }
         video.packets += 1
         paddingBytes += UInt64(padding)
     }
 
     /// Copies `scratch` into the NACK ring under `sequence`. Lock held.
-    private func keepForRetransmission(_ sequence: UInt16, twcc: UInt16?) {
+    private func keepForRetransmission(_ sequence: UInt16, twcc: UInt16?, now: Instant) {
         let i = Int(sequence) & ringMask
         ring[i].seq = sequence
+        ring[i].sentAt = now
         ring[i].valid = true
         ring[i].twcc = twcc
         ring[i].bytes.removeAll(keepingCapacity: true)
@@ -444,16 +449,17 @@ final class MediaSender: @unchecked Sendable {
     /// Resends the protected packets for the NACKed sequence numbers we still hold, within
     /// the limiter's rules; returns how many were refused as repeats and over the budget.
     @discardableResult
-    func retransmit(_ seqs: [UInt16], now: Instant = Instant.now()) -> (duplicates: Int, overBudget: Int) {
+    func retransmit(_ seqs: [UInt16], now: Instant = Instant.now()) -> (duplicates: Int, overBudget: Int, tooOld: Int) {
         lock.withLock {
-            guard let socket, let remote else { return (0, 0) }
+            guard let socket, let remote else { return (0, 0, 0) }
             video.nacks += 1
-            var refused = (duplicates: 0, overBudget: 0)
+            var refused = (duplicates: 0, overBudget: 0, tooOld: 0)
             // The rate on the wire: payload bytes per second plus ~4 % of headers.
             let sending = video.bitrate.current(now: now) * 1.04
             for seq in seqs {
                 let i = Int(seq) & ringMask
                 guard ring[i].valid && ring[i].seq == seq else { continue }
+                guard now - ring[i].sentAt <= MediaSender.maxRetransmissionAge else { refused.tooOld += 1; continue }
                 switch resendLimiter.allow(sequence: seq, bytes: ring[i].bytes.count, sendingBytesPerSecond: sending, now: now) {
                 case nil:
                     if let pt = rtxPT {
@@ -471,7 +477,7 @@ final class MediaSender: @unchecked Sendable {
                     refused.overBudget += 1
                 }
             }
-            video.retransmissionsRefused += UInt64(refused.duplicates + refused.overBudget)
+            video.retransmissionsRefused += UInt64(refused.duplicates + refused.overBudget + refused.tooOld)
             return refused
         }
     }

@@ -1005,9 +1005,9 @@ public final class PeerConnection: @unchecked Sendable {
             case let .nack(_, media, lost):
                 if media == sender.videoSSRC || media == 0 {
                     let refused = sender.retransmit(lost, now: now)
-                    if refused.duplicates + refused.overBudget > 0 {
+                    if refused.duplicates + refused.overBudget + refused.tooOld > 0 {
                         refusals.refused("retransmission", source: "NACK from \(agent.selectedPair.map { "\($0.remote)" } ?? "peer")",
-                                         reason: "\(refused.duplicates) asked again within 100 ms, \(refused.overBudget) over the resend budget", now: now)
+                                         reason: "\(refused.duplicates) asked again within 100 ms, \(refused.overBudget) over the resend budget, \(refused.tooOld) older than a second", now: now)
                     }
                 }
             case .pli:

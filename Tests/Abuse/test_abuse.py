@@ -338,7 +338,8 @@ def test_garbage_rtp_and_rtcp_inside_the_srtp_session_leave_the_call_flowing(bed
             f"garbage packets beside the stream cost the device its video: received {before[2]:.0%} → {injected[2]:.0%} of the frames sent"
         assert mangled[0] >= 0.5 * before[0], f"video to the peer slowed under mangled packets: {before[0]:.1f} → {mangled[0]:.1f} frames/s"
         assert mangled[2] >= 0.1 * before[2], f"video from the peer stopped under mangled packets: {before[2]:.0%} → {mangled[2]:.0%} of the frames sent"
-        assert after[0] >= 0.5 * before[0] and after[2] >= 0.5 * before[2], f"the call did not recover: {before} → {after}"
+        assert after[0] >= 0.5 * before[0] and after[2] >= 0.5 * before[2], \
+            f"the call did not recover: {before} → {after}\n{[x for x in st.get('call', {}).get('stats', []) if x.get('type') == 'outbound-rtp']}\n{b.log()[-3000:]}"
     finally:
         loop.run(pc.close())
 
