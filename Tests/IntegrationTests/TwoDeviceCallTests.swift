@@ -125,7 +125,10 @@ final class DaemonHarness: @unchecked Sendable {
     func status(_ name: String) throws -> [String: Any] {
         // With the device's token: without one, status shows no call details.
         let r = try HTTPClient.request(method: "GET", url: "http://127.0.0.1:\(port(name))/status", headers: [("Authorization", "Bearer \(name)-token")])
-        return try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Any]
+        guard r.status == 200, let json = try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any] else {
+            throw HarnessError("GET /status on \(name): \(r.status) \(String(decoding: r.body.prefix(80), as: UTF8.self))")
+        }
+        return json
     }
 
     /// Polls until `predicate` holds or `timeout` passes; returns the elapsed seconds or nil.
@@ -275,4 +278,10 @@ func state(_ s: [String: Any]) -> String { s["state"] as? String ?? "?" }
         #expect(stat(sa, type: "inbound-rtp", kind: "video", "framesReceived") == 0)
         #expect(stat(try h.status("b"), type: "inbound-rtp", kind: "video", "framesReceived") == 0)
     }
+}
+
+/// A harness request that got an answer other than the one the test needs.
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
