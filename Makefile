@@ -55,6 +55,7 @@ bench: release
 	$(RELEASE)/videophone-bench --aec 10
 	Tests/Interop/run.sh $(RELEASE) bench
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
+	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_impair.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/MQTT/bench_mqtt.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py
 	$(MAKE) fuzz-toml BIN=$(RELEASE)

@@ -119,7 +119,7 @@ let package = Package(
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
         .testTarget(name: "AudioProcessingTests", dependencies: ["AudioProcessing", "Codecs", "MediaDevices", "NetworkCore"]),
         .testTarget(name: "SignedSignallingTests", dependencies: ["SignedSignalling", "DTLS"]),
-        .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore", "DTLS", "AudioProcessing"]),
+        .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "PeerConnection", "SDP", "NetworkCore", "DTLS", "AudioProcessing"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore", "AudioProcessing", "CallControl", "BuildInfo", "CLinux"]),
     ],
     cxxLanguageStandard: .cxx17

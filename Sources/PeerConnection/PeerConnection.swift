@@ -114,6 +114,7 @@ public final class PeerConnection: @unchecked Sendable {
         var iceState = "new"
         var dtlsState = "new"
         var inboundVideo: InboundRTPStats?
+        var freezes = FreezeCounter()
         var inboundAudio: InboundRTPStats?
         var videoFPS = RateMeter()
         var videoBitrate = RateMeter()
@@ -975,6 +976,7 @@ public final class PeerConnection: @unchecked Sendable {
         shared.withLock {
             for f in frames {
                 $0.inboundVideo?.framesReceived += 1
+                if $0.inboundVideo != nil { $0.freezes.frameCompleted(at: now, into: &$0.inboundVideo!) }
                 if f.isKeyframe { $0.inboundVideo?.keyFramesReceived += 1 }
                 $0.videoFPS.add(1, now: now)
             }

@@ -31,6 +31,33 @@ public struct InboundRTPStats: Sendable, Codable {
     public var bitrate: Double = 0
     /// Retransmissions that arrived on the RTX stream (RFC 4588).
     public var retransmittedPacketsReceived: UInt64 = 0
+    /// Freezes: gaps of more than `FreezeCounter.threshold` between complete frames.
+    public var freezeCount: UInt64 = 0
+    /// Their summed length and the longest one, in seconds.
+    public var totalFreezesDuration: Double = 0
+    public var longestFreezeDuration: Double = 0
+
+    public init(kind: String, ssrc: UInt32) { self.kind = kind; self.ssrc = ssrc }
+}
+
+/// Counts the receiver's freezes from the times frames complete. A gap of more than
+/// 200 ms is a freeze (the impairment bed's definition; W3C's max(3 × mean, mean + 150 ms)
+/// comes to 183 ms at 30 fps, so Chromium's counters are comparable).
+public struct FreezeCounter: Sendable {
+    public static let threshold: Duration = .milliseconds(200)
+    private var last: Instant?
+
+    public init() {}
+
+    /// A frame completed at `now`: adds the gap before it to `stats` when it was a freeze.
+    public mutating func frameCompleted(at now: Instant, into stats: inout InboundRTPStats) {
+        defer { last = now }
+        guard let last, now - last > Self.threshold else { return }
+        let seconds = (now - last).milliseconds / 1000
+        stats.freezeCount += 1
+        stats.totalFreezesDuration += seconds
+        stats.longestFreezeDuration = max(stats.longestFreezeDuration, seconds)
+    }
 }
 
 /// W3C webrtc-stats `outbound-rtp` fields this device reports.

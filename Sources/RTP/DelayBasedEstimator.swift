@@ -73,8 +73,11 @@ public struct DelayBasedEstimator: Sendable {
         // Loss with a queue behind it is the queue overflowing: overuse now, without
         // waiting for the trend (random loss on a calm path is the loss-based half's).
         let media = results.filter { $0.probe < 0 }
-        let lost = media.count(where: { $0.arrivalMicros == nil })
-        recentLoss = 0.7 * recentLoss + 0.3 * (media.isEmpty ? 0 : Double(lost) / Double(media.count))
+        // Packets reported lost before and arriving now were reordered: they take back
+        // the loss they were counted as.
+        let lost = media.count(where: { $0.arrivalMicros == nil }) - media.count(where: { $0.late })
+        let fresh = media.count(where: { !$0.late })
+        recentLoss = 0.7 * recentLoss + 0.3 * (fresh == 0 ? 0 : Double(max(lost, 0)) / Double(fresh))
         queueLoss = recentLoss > 0.05 && (queueDelayMs ?? 0) > queueThresholdMs / 2
         var received = results.filter { $0.arrivalMicros != nil }
         received.sort { $0.sendMicros < $1.sendMicros }

@@ -220,6 +220,14 @@ public struct NACKGenerator {
     /// At most this many sequence numbers are tracked: a peer skipping ahead again and
     /// again starts the table over instead of growing it (and the NACKs) to 65 536.
     public var maxMissing = 1000
+    /// How long a gap waits before its first NACK: as long as reordering has been seen to
+    /// fill gaps on this path (0 on a path that keeps order, at most ``maxReorderWait``),
+    /// so that jitter which reorders packets does not send NACKs and RTX for packets still
+    /// on their way.
+    public private(set) var reorderWait: Duration = .zero
+    public static let maxReorderWait: Duration = .milliseconds(80)
+    /// Gaps filled by a packet we had not asked for yet: reordering.
+    public private(set) var reorderedFills = 0
 
     public init() {}
 
@@ -239,7 +247,14 @@ public struct NACKGenerator {
             highest = seq
             return false
         }
-        return missing.removeValue(forKey: seq) != nil
+        guard let m = missing.removeValue(forKey: seq) else { return false }
+        if m.lastSent == nil {
+            // Up at once to what this packet needed (with a margin), down slowly.
+            reorderedFills += 1
+            let needed = (now - m.firstSeen) * 1.25 + .milliseconds(2)
+            reorderWait = needed > reorderWait ? min(needed, Self.maxReorderWait) : reorderWait - (reorderWait - needed) / 32
+        }
+        return true
     }
 
     /// The sequence numbers to NACK now, in order.
@@ -249,6 +264,7 @@ public struct NACKGenerator {
         for (seq, var m) in missing {
             if now - m.firstSeen > maxAge || m.retries >= maxRetries { missing[seq] = nil; continue }
             if let last = m.lastSent, now - last < retryInterval { continue }
+            if m.lastSent == nil && now - m.firstSeen < reorderWait { continue }
             m.lastSent = now
             m.retries += 1
             missing[seq] = m

@@ -156,6 +156,8 @@ public struct TransportFeedback: Equatable, Sendable {
 /// their time. Holds at most ``maxPending`` arrivals between messages.
 public struct TransportFeedbackGenerator: Sendable {
     public static let maxPending = 1024
+    /// How far behind the reported range a late arrival is still reported (packets).
+    public static let lateWindow = 1024
     /// Packets per message: keeps a message well inside one datagram.
     static let maxPerMessage = 400
     public var interval: Duration
@@ -176,8 +178,10 @@ public struct TransportFeedbackGenerator: Sendable {
     /// A packet carrying transport-wide sequence number `sequence` arrived at `now`.
     public mutating func received(sequence: UInt16, now: Instant) {
         let s = unwrapper.unwrap(sequence)
-        // Reordered packets older than what was reported are too late to report.
-        if let base = nextBase, s < base { return }
+        // A reordered packet behind what was reported goes in the next message too (which
+        // then starts at it): reported lost already, it would otherwise stay lost for the
+        // sender, and reordering would read as loss. Far behind is a stale duplicate.
+        if let base = nextBase, s < base - Int64(TransportFeedbackGenerator.lateWindow) { return }
         guard pending.count < TransportFeedbackGenerator.maxPending else { overflowed += 1; return }
         pending.append((s, Int64(now.nanoseconds / 1000)))
     }
@@ -198,7 +202,10 @@ public struct TransportFeedbackGenerator: Sendable {
         while i < pending.count {
             // Duplicates report once.
             if i > 0 && pending[i].sequence == pending[i - 1].sequence { i += 1; continue }
-            let base = max(nextBase ?? pending[i].sequence, pending[i].sequence - 8000)
+            let start = nextBase ?? pending[i].sequence
+            // A late arrival opens its message; its neighbours already reported show as
+            // not received again, which the sender knows to skip.
+            let base = pending[i].sequence < start ? pending[i].sequence : max(start, pending[i].sequence - 8000)
             let reference = pending[i].arrivalMicros / TransportWideCC.referenceMicroseconds
             var received: [(offset: UInt16, ticks: Int64)] = []
             var lastTicks: Int64 = 0
@@ -220,7 +227,7 @@ public struct TransportFeedbackGenerator: Sendable {
                                          statusCount: count, referenceTime: Int32(truncatingIfNeeded: reference) & 0x7F_FFFF,
                                          feedbackCount: feedbackCount, received: received))
             feedbackCount &+= 1
-            nextBase = pending[end - 1].sequence + 1
+            nextBase = max(nextBase ?? .min, pending[end - 1].sequence + 1)
             i = end
         }
         pending.removeAll(keepingCapacity: true)
@@ -245,7 +252,7 @@ public struct SequenceUnwrapper: Sendable {
 /// to pair feedback with send times. A fixed ring: the newest ``capacity`` packets.
 public struct SendHistory: Sendable {
     public static let capacity = 4096
-    struct Entry { var sequence: Int64 = -1; var sendMicros: Int64 = 0; var size: Int = 0; var acked = false; var probe: Int = -1 }
+    struct Entry { var sequence: Int64 = -1; var sendMicros: Int64 = 0; var size: Int = 0; var acked = false; var lossReported = false; var probe: Int = -1 }
     private var ring = [Entry](repeating: Entry(), count: SendHistory.capacity)
     private var unwrapper = SequenceUnwrapper()
     /// The highest sequence number sent (unwrapped).
@@ -273,6 +280,8 @@ public struct SendHistory: Sendable {
         public var arrivalMicros: Int64?
         /// The probe cluster it was sent in (-1: media).
         public var probe: Int = -1
+        /// Received after an earlier message reported it lost (reordering, not loss).
+        public var late = false
     }
 
     /// Pairs a feedback message with what was sent. Packets we never sent (or forgot) and
@@ -295,10 +304,12 @@ public struct SendHistory: Sendable {
             let s = base + Int64(k)
             let i = Int(s & Int64(SendHistory.capacity - 1))
             guard s <= highest, s > highest - Int64(SendHistory.capacity), ring[i].sequence == s else { unknown += 1; continue }
-            // Overlapping messages report a packet twice: the first word counts.
+            // Overlapping messages report a packet twice: its arrival counts once, and a
+            // loss once, until a later message reports it arrived after all.
             if ring[i].acked { continue }
-            if arrival != nil { ring[i].acked = true }
-            out.append(Result(sendMicros: ring[i].sendMicros, size: ring[i].size, arrivalMicros: arrival, probe: ring[i].probe))
+            let late = ring[i].lossReported
+            if arrival != nil { ring[i].acked = true } else if late { continue } else { ring[i].lossReported = true }
+            out.append(Result(sendMicros: ring[i].sendMicros, size: ring[i].size, arrivalMicros: arrival, probe: ring[i].probe, late: arrival != nil && late))
         }
         return (out, unknown)
     }

@@ -93,6 +93,8 @@ extension Device {
                     j.field("keyFramesReceived", i.keyFramesReceived); j.field("framesPerSecond", i.framesPerSecond)
                     j.field("nackCount", i.nackCount); j.field("pliCount", i.pliCount)
                     j.field("retransmittedPacketsReceived", i.retransmittedPacketsReceived)
+                    j.field("freezeCount", i.freezeCount); j.field("totalFreezesDuration", i.totalFreezesDuration)
+                    j.field("longestFreezeDuration", i.longestFreezeDuration)
                 } else {
                     j.field("packetsDecoded", f.audioPacketsDecoded)
                     // W3C meanings; the delays are the present values in ms (W3C's are sums).

@@ -87,7 +87,8 @@ func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
         try h.start("a", peers: [("b", "http://127.0.0.1:\(h.port("b"))", "b-token")], environment: ["VIDEOPHONE_JOURNAL_SOCKET": journal.path])
         try h.start("b", peers: [])
         _ = try h.control("a", "call")
-        h.pause(1)
+        // Hung up once in the call (a hang-up while calling is logged as "cancelled").
+        #expect(h.wait(10) { (try? h.status("a")).map { state($0) == "in-call" } ?? false } != nil)
         _ = try h.control("a", "hangup")
         let ended = h.wait(3) { journal.entries.contains { $0["MESSAGE"] == "call ended" } }
         #expect(ended != nil, "\(journal.texts)")

@@ -29,7 +29,7 @@ import Testing
         print("echo-call: a processing \(aProcessing) talker \(aTalker.split(separator: "/").last!): a.audioProcessing \(ap)")
         let energy = stat(s1, type: "inbound-rtp", kind: "audio", "totalAudioEnergy") - stat(s0, type: "inbound-rtp", kind: "audio", "totalAudioEnergy")
         let duration = stat(s1, type: "inbound-rtp", kind: "audio", "totalSamplesDuration") - stat(s0, type: "inbound-rtp", kind: "audio", "totalSamplesDuration")
-        #expect(duration > seconds * 0.8)
+        if DaemonHarness.timeScale == 1 { #expect(duration > seconds * 0.8) }
         _ = try? h.control("a", "hangup")
         return 10 * log10(max(energy / max(duration, 1e-3), 1e-12))
     }
@@ -64,6 +64,13 @@ import Testing
         // About four seconds, looped: a 4 s window holds all of it whatever the phase.
         let near = try Self.speechFile(dir, "near", "Hello, yes, I can hear you quite well now, the weather is lovely.", voice: "en-gb+f3")
         let silence = try Self.silenceFile(dir)
+        // An instrumented (sanitizer) build on a loaded machine does not keep real time, and
+        // this is a measurement of real-time audio: there, one double-talk call with the
+        // stage on runs for the sanitizer's sake and the figures are not judged.
+        guard DaemonHarness.timeScale == 1 else {
+            _ = try Self.receivedPower(aTalker: near, aProcessing: true, bTalker: far, dir: dir)
+            return
+        }
 
         // Far-end single talk: b talks, a's microphone hears only the echo.
         let echoOff = try Self.receivedPower(aTalker: silence, aProcessing: false, bTalker: far, dir: dir)

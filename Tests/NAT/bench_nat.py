@@ -11,8 +11,6 @@ from conftest import caller_and_callee, start_coturn, wait  # noqa: E402
 from testbed import TestBed  # noqa: E402
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-# `bench_nat.py N rate` runs only the rate adaptation part.
-ONLY = sys.argv[2] if len(sys.argv) > 2 else None
 STUN = 'stun_servers = ["10.200.0.1:3478"]'
 TURN_UDP = STUN + '\n\n[[turn]]\nurl = "turn:10.200.0.1:3478?transport=udp"\nusername = "vp"\ncredential = "turn-secret"'
 TURN_TLS = '[[turn]]\nurl = "turns:10.200.0.1:5349"\nusername = "vp"\ncredential = "turn-secret"'
@@ -106,68 +104,8 @@ def media_back_after_address_change(runs):
         bed.close()
 
 
-def rate_adaptation_under_a_bottleneck(runs, cap_kbit=1000):
-    """The KPI's case: the link to the callee becomes a 1 Mbit/s bottleneck (tc tbf) in a
-    2 Mbit/s 720p call. Measured: time until the caller's measured sending rate is under
-    the cap, the longest gap between frames completing at the callee in the 10 s after the
-    drop (a freeze), the frame rate there, and, after the cap is lifted, the time until the
-    target is back over 1.5 Mbit/s."""
-    from testbed import sh
-    bed, work = TestBed(), tempfile.mkdtemp(prefix="videophone-natbench-")
-    turn = start_coturn(bed, work)
-    under, freeze, fps, up, sizes = [], [], [], [], []
-    try:
-        video = f"[ice]\n{STUN}\n[video]\nwidth = 1280\nheight = 720\nfps = 30\nbitrate_kbps = 2000"
-        a, b, _ = caller_and_callee(bed, work, video, video)
-        try:
-            a.ctl("call", "b")
-            wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10)
-            for _ in range(runs):
-                wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 0) >= 1_900_000, 40)
-                time.sleep(2)
-                sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "add", "dev", "w2", "root", "tbf", "rate", f"{cap_kbit}kbit", "burst", "16kb", "latency", "100ms")
-                t0 = time.monotonic()
-                got_under = None
-                last_frames, last_change, longest = b.stat("inbound-rtp", "video", "framesReceived") or 0, t0, 0.0
-                first_frames = last_frames
-                while time.monotonic() - t0 < 10:
-                    now = time.monotonic()
-                    if got_under is None and (a.stat("outbound-rtp", "video", "bitrate") or 1e9) <= cap_kbit * 1000:
-                        got_under = (now - t0) * 1000
-                    n = b.stat("inbound-rtp", "video", "framesReceived") or 0
-                    if n != last_frames:
-                        longest = max(longest, now - last_change)
-                        last_frames, last_change = n, now
-                    time.sleep(0.01)
-                longest = max(longest, time.monotonic() - last_change)
-                sizes.append(f'{a.stat("outbound-rtp", "video", "frameWidth")}x{a.stat("outbound-rtp", "video", "frameHeight")}')
-                under.append(got_under)
-                freeze.append(longest * 1000)
-                fps.append((last_frames - first_frames) / 10)
-                sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "del", "dev", "w2", "root")
-                t = time.monotonic()
-                if wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 0) >= 1_500_000, 40):
-                    up.append((time.monotonic() - t) * 1000)
-        finally:
-            a.stop()
-            b.stop()
-        print(f"{f'sending rate under the {cap_kbit} kbit/s cap after':42s} {spread(under)}")
-        print(f"{'longest freeze at the callee (10 s)':42s} {spread(freeze)}")
-        print(f"{'callee frame rate under the cap':42s} {statistics.median(fps) if fps else 0:6.1f} fps (n={len(fps)}; min {min(fps) if fps else 0:.1f})")
-        print(f"{'picture sent at the end of the 10 s':42s} {', '.join(sizes)}")
-        print(f"{'target back over 1.5 Mbit/s after lifting':42s} {spread(up)}")
-    finally:
-        turn.kill()
-        bed.close()
-
-
 if __name__ == "__main__":
-    if ONLY != "rate":
-        print(f"\n## Call set-up per topology on the NAT test bed ({RUNS} calls each; coturn on the WAN)")
-        for t in TOPOLOGIES:
-            measure(*t)
-        media_back_after_address_change(RUNS)
-    print(f"\n## Rate adaptation: a 1 Mbit/s bottleneck in a 2 Mbit/s 720p call ({min(RUNS, 3)} drops)")
-    rate_adaptation_under_a_bottleneck(min(RUNS, 3))
-    print(f"\n## Rate adaptation: a 300 kbit/s bottleneck in a 2 Mbit/s 720p call ({min(RUNS, 3)} drops)")
-    rate_adaptation_under_a_bottleneck(min(RUNS, 3), cap_kbit=300)
+    print(f"\n## Call set-up per topology on the NAT test bed ({RUNS} calls each; coturn on the WAN)")
+    for t in TOPOLOGIES:
+        measure(*t)
+    media_back_after_address_change(RUNS)

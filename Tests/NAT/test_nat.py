@@ -269,3 +269,36 @@ def test_with_one_of_two_turn_servers_dead_a_relayed_call_goes_through_the_other
         assert "relay" in (types[0], types[1]), types
     finally:
         second.kill()
+
+
+def test_burst_loss_with_jitter_and_reordering_through_the_relay_keeps_the_picture(bed, workdir):
+    """The impairment bed's smoke (make bench runs the six scenarios): the link between the
+    sites goes through the user-space relay with 2 % loss in bursts of 5, 40 ms ± 15 ms
+    one-way delay and reordering, both ways. NACK and RTX repair what the bursts take, the
+    frame assembler takes packets out of order, and the picture keeps coming with short
+    freezes only (the callee's own freeze counters)."""
+    turn = start_coturn(bed, workdir)
+    video = '[ice]\nstun_servers = ["10.200.0.1:3478"]\n[video]\nwidth = 640\nheight = 480\nfps = 30\nbitrate_kbps = 1500'
+    a, b, _ = caller_and_callee(bed, workdir, video, video)
+    relay = bed.impair(seed=3)
+    try:
+        assert a.ctl("call", "b").returncode == 0
+        assert wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 15), a.log() + b.log()
+        relay.set("loss=0.02 burst=5 delay=40 jitter=15 reorder=1")
+        before = b.status()
+        time.sleep(8)
+        after = b.status()
+        counts = relay.stats()
+        d = lambda f: (b.stat("inbound-rtp", "video", f, after) or 0) - (b.stat("inbound-rtp", "video", f, before) or 0)  # noqa: E731
+        print(f"8 s through the relay: {d('framesReceived')} frames, freezes {d('freezeCount')} "
+              f"({d('totalFreezesDuration') * 1000:.0f} ms), {d('retransmittedPacketsReceived')} repaired by RTX, relay {counts}")
+        assert counts["lost"] > 0 and counts["reordered"] > 0, f"the relay did not impair: {counts}"
+        assert d("retransmittedPacketsReceived") > 0, a.log() + b.log()
+        assert d("framesReceived") > 8 * 20, f"only {d('framesReceived')} frames in 8 s"
+        assert d("totalFreezesDuration") < 1.5, f"frozen {d('totalFreezesDuration')} s of 8"
+        assert b.status().get("state") == "in-call"
+    finally:
+        relay.close()
+        a.stop()
+        b.stop()
+        turn.kill()

@@ -84,3 +84,52 @@ class TestBed(Namespaces):
 table inet vpblock {
   chain out { type filter hook output priority 0; meta l4proto udp drop; }
 }""")
+
+    def impair(self, a=1, b=2, seed=1):
+        """Routes the traffic between sites `a` and `b` through the user-space impairment
+        relay (impair.py) on a TUN in the WAN; returns it, to be told what to do."""
+        relay = Impairment(self.wan, seed)
+        for dev in ("all", "default"):
+            sh("ip", "netns", "exec", self.wan, "sysctl", "-qw", f"net.ipv4.conf.{dev}.rp_filter=0")
+        sh("ip", "netns", "exec", self.wan, "sysctl", "-qw", "net.ipv4.conf.imp0.rp_filter=0")
+        sh("ip", "-n", self.wan, "link", "set", "imp0", "up")
+        sh("ip", "-n", self.wan, "route", "add", "default", "dev", "imp0", "table", "100")
+        # Only what arrives from a site's own link is diverted: what the relay writes back
+        # comes in on imp0 and takes the main table to its destination.
+        sh("ip", "-n", self.wan, "rule", "add", "iif", f"w{a}", "to", f"10.200.{b}.0/24", "lookup", "100")
+        sh("ip", "-n", self.wan, "rule", "add", "iif", f"w{b}", "to", f"10.200.{a}.0/24", "lookup", "100")
+        return relay
+
+
+class Impairment:
+    """The relay process in the WAN: `set("loss=0.05 burst=5")`, `clear()`, `stats()`."""
+
+    def __init__(self, wan, seed):
+        import subprocess
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.proc = subprocess.Popen(["ip", "netns", "exec", wan, sys.executable, os.path.join(here, "impair.py"), "imp0", str(seed)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("impairment relay did not start")
+
+    def command(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        if answer.startswith("error") or not answer:
+            raise RuntimeError(f"impairment relay: {line!r}: {answer or 'no answer'}")
+        return answer
+
+    def set(self, settings):
+        self.command(settings)
+
+    def clear(self):
+        self.command("clear")
+
+    def stats(self):
+        import json
+        return json.loads(self.command("stats"))
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()

@@ -204,6 +204,32 @@ import Testing
         #expect(third.isEmpty)  // not again before the retry interval
     }
 
+    @Test func nackGeneratorWaitsAsLongAsReorderingHasTakenBeforeAsking() {
+        var n = NACKGenerator()
+        var t = Instant(nanoseconds: 1_000_000)
+        // A path that keeps order: a gap is asked for at once.
+        n.received(1, now: t)
+        n.received(3, now: t)
+        #expect(n.due(now: t) == [2])
+        _ = n.received(2, now: t + .milliseconds(40))   // the retransmission
+        #expect(n.reorderWait == .zero)
+        // A packet overtaken by its successor arrives 30 ms late without being asked for.
+        t = t + .seconds(1)
+        n.received(5, now: t)
+        n.received(4, now: t + .milliseconds(30))
+        #expect(n.reorderedFills == 1)
+        #expect(n.reorderWait >= .milliseconds(30))
+        // From now on a gap waits that long before its NACK, and needs none if it fills.
+        n.received(7, now: t + .milliseconds(100))
+        #expect(n.due(now: t + .milliseconds(110)).isEmpty)
+        _ = n.received(6, now: t + .milliseconds(120))
+        #expect(n.due(now: t + .milliseconds(200)).isEmpty)
+        // A real loss is still asked for, once the wait is over.
+        n.received(9, now: t + .milliseconds(300))
+        #expect(n.due(now: t + .milliseconds(310)).isEmpty)
+        #expect(n.due(now: t + .milliseconds(300) + NACKGenerator.maxReorderWait) == [8])
+    }
+
     @Test func receiveStatisticsCountLossAcrossWrap() {
         var s = ReceiveStatistics(ssrc: 1, clockRate: 90000)
         for seq: UInt16 in [65534, 65535, 1, 2] {

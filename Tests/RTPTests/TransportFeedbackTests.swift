@@ -57,8 +57,35 @@ import Testing
         #expect(unknown == 0)
         #expect(r.map(\.size) == [1000, 1001, 1002, 1003, 1004])
         #expect(r.map { $0.arrivalMicros } == [0, 10_000, nil, 20_000, nil])
-        // The same message again: acknowledged packets are not counted twice.
-        #expect(h.results(for: fb).results.count == 2)
+        // The same message again: neither arrivals nor losses are counted twice.
+        #expect(h.results(for: fb).results.isEmpty)
+        // A later message says the lost 65536 arrived after all: reordered, not lost.
+        let later = TransportFeedback(senderSSRC: 1, mediaSSRC: 0, baseSequence: 0, statusCount: 1, referenceTime: 0,
+                                      feedbackCount: 1, received: [(0, 120)])
+        let (r2, _) = h.results(for: later)
+        #expect(r2.map(\.size) == [1002])
+        #expect(r2.first?.late == true)
+    }
+
+    @Test func aReorderedArrivalBehindTheReportedRangeIsReportedNext() throws {
+        var g = TransportFeedbackGenerator()
+        var h = SendHistory()
+        for s in 0..<6 { h.sent(sequence: UInt16(s), size: 500, at: at(ms: Double(s))) }
+        for s in [0, 1, 3, 4] as [UInt16] { g.received(sequence: s, now: at(ms: 20 + Double(s))) }
+        let first = g.poll(now: at(ms: 30), senderSSRC: 1, mediaSSRC: 2)
+        var lost = 0
+        for fb in first { lost += h.results(for: try roundTrip(fb)).results.filter { $0.arrivalMicros == nil }.count }
+        #expect(lost == 1)    // 2 had not come yet
+        g.received(sequence: 2, now: at(ms: 60))
+        g.received(sequence: 5, now: at(ms: 61))
+        let second = g.poll(now: at(ms: 90), senderSSRC: 1, mediaSSRC: 2)
+        #expect(second.first?.baseSequence == 2)
+        var results: [SendHistory.Result] = []
+        for fb in second { results += h.results(for: try roundTrip(fb)).results }
+        // 2 arrived late (taking back its loss); 3 and 4 are not counted again; 5 is new.
+        #expect(results.count == 2)
+        #expect(results.filter(\.late).count == 1)
+        #expect(results.allSatisfy { $0.arrivalMicros != nil })
     }
 
     @Test func lyingFeedbackIsBoundedAndCounted() throws {

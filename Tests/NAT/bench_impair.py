@@ -1,0 +1,126 @@
+"""The impairment bed (make bench): a 2 Mbit/s 720p call between two devices behind their
+NATs, with the link between the sites impaired by the user-space relay (impair.py: loss,
+bursts, delay, jitter, outage) and `tc tbf` (rate). Each scenario lasts WINDOW seconds
+after a clean start; figures are taken at the callee, from its own counters:
+
+- freezes: gaps of more than 200 ms between complete frames (longest, total);
+- frame rate, and the received bitrate as a share of the cap where there is one;
+- time to adapt (the caller's sending rate under a cap) and to recover (target back
+  over 1.5 Mbit/s once the cap lifts, or frames flowing again after an outage).
+
+`bench_impair.py RUNS [SCENARIO]` runs each scenario RUNS times and prints median and
+spread."""
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from conftest import caller_and_callee, start_coturn, wait  # noqa: E402
+from testbed import TestBed, sh  # noqa: E402
+
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+ONLY = sys.argv[2] if len(sys.argv) > 2 else None
+WINDOW = 10.0
+VIDEO = "[ice]\nstun_servers = [\"10.200.0.1:3478\"]\n[video]\nwidth = 1280\nheight = 720\nfps = 30\nbitrate_kbps = 2000"
+
+# name: (relay settings, tbf rate in kbit/s towards the callee, outage seconds)
+SCENARIOS = {
+    "rate 2 → 1 Mbit/s": (None, 1000, 0),
+    "2 Mbit/s → 300 kbit/s": (None, 300, 0),
+    "5 % random loss": ("loss=0.05", None, 0),
+    "2 % burst loss (bursts of 5)": ("loss=0.02 burst=5", None, 0),
+    "150 ms RTT ± 30 ms jitter": ("delay=75 jitter=30 reorder=1", None, 0),
+    "outage of 3 s": (None, None, 3),
+}
+
+
+def spread(xs, unit="ms", scale=1.0):
+    xs = sorted(x * scale for x in xs if x is not None)
+    if not xs:
+        return "-"
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return f"{statistics.median(xs):7.1f} {unit} ({q[0]:.1f}–{q[2]:.1f})"
+
+
+def inbound(device):
+    s = device.status()
+    return next((x for x in s.get("call", {}).get("stats", []) if x["type"] == "inbound-rtp" and x["kind"] == "video"), {})
+
+
+def one_run(bed, relay, a, b, settings, cap, outage):
+    wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 0) >= 1_900_000, 40)
+    time.sleep(2)
+    before = inbound(b)
+    t0 = time.monotonic()
+    if settings:
+        relay.set(settings)
+    if cap:
+        sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "add", "dev", "w2", "root", "tbf", "rate", f"{cap}kbit", "burst", "16kb", "latency", "100ms")
+    if outage:
+        relay.set(f"outage={outage}")
+    adapt = None
+    while time.monotonic() - t0 < WINDOW:
+        if cap and adapt is None and (a.stat("outbound-rtp", "video", "bitrate") or 1e9) <= cap * 1000:
+            adapt = time.monotonic() - t0
+        time.sleep(0.05)
+    after = inbound(b)
+    elapsed = time.monotonic() - t0
+    relay.clear()
+    if cap:
+        sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "del", "dev", "w2", "root")
+    t1 = time.monotonic()
+    recover = None
+    if wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 0) >= 1_500_000, 30):
+        recover = time.monotonic() - t1
+    d = lambda k: (after.get(k) or 0) - (before.get(k) or 0)  # noqa: E731
+    return {
+        "longest": after.get("longestFreezeDuration", 0) if d("freezeCount") else 0.0,
+        "total": d("totalFreezesDuration"),
+        "fps": d("framesReceived") / elapsed,
+        "share": d("bytesReceived") * 8 / elapsed / (cap * 1000) if cap else None,
+        "kbps": d("bytesReceived") * 8 / elapsed / 1000,
+        "adapt": adapt,
+        "recover": recover,
+    }
+
+
+def scenario(name, settings, cap, outage, runs):
+    bed, work = TestBed(), tempfile.mkdtemp(prefix="videophone-impair-")
+    results = []
+    turn = start_coturn(bed, work)
+    try:
+        a, b, _ = caller_and_callee(bed, work, VIDEO, VIDEO)
+        relay = bed.impair(seed=7)
+        try:
+            a.ctl("call", "b")
+            wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10)
+            for _ in range(runs):
+                # The longest freeze is a maximum over the call: a fresh call per run keeps
+                # it to this run's window.
+                results.append(one_run(bed, relay, a, b, settings, cap, outage))
+                a.ctl("hangup")
+                wait(lambda: b.status().get("state") == "idle", 5)
+                time.sleep(0.5)
+                a.ctl("call", "b")
+                wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 10)
+        finally:
+            relay.close()
+            a.stop()
+            b.stop()
+    finally:
+        turn.kill()
+        bed.close()
+    col = lambda k: [r[k] for r in results]  # noqa: E731
+    print(f"{name:32s} longest freeze {spread(col('longest'), 'ms', 1000)}  total {spread(col('total'), 'ms', 1000)}  "
+          f"{spread(col('fps'), 'fps')}  received {spread(col('kbps'), 'kbit/s')}"
+          + (f" = {spread(col('share'), '%', 100)} of the cap  adapt {spread(col('adapt'), 'ms', 1000)}" if cap else "")
+          + f"  recover {spread(col('recover'), 'ms', 1000)}  (n={len(results)})", flush=True)
+
+
+if __name__ == "__main__":
+    print(f"\n## Impairment bed: device ↔ device, 720p 2 Mbit/s, {WINDOW:.0f} s per run, {RUNS} runs each (median, p25–p75)")
+    for name, (settings, cap, outage) in SCENARIOS.items():
+        if ONLY and ONLY not in name:
+            continue
+        scenario(name, settings, cap, outage, RUNS)
