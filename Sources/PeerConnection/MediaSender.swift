@@ -483,8 +483,11 @@ final class MediaSender: @unchecked Sendable {
     }
 
     /// Pairs transport-wide feedback with what was sent.
-    func feedbackResults(_ fb: TransportFeedback) -> (results: [SendHistory.Result], unknown: Int) {
-        lock.withLock { history.results(for: fb) }
+    func feedbackResults(_ fb: TransportFeedback, now: Instant) -> (results: [SendHistory.Result], unknown: Int, arrived: UInt64, lost: UInt64) {
+        lock.withLock {
+            let (results, unknown) = history.results(for: fb, now: now)
+            return (results, unknown, history.packetsArrived, history.packetsLost)
+        }
     }
 
     func countKeyframeRequest(fir: Bool) {

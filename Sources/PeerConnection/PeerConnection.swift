@@ -1019,12 +1019,12 @@ public final class PeerConnection: @unchecked Sendable {
                 sender.countKeyframeRequest(fir: true)
                 handlers.onKeyframeRequest?()
             case let .transportFeedback(fb):
-                let (results, unknown) = sender.feedbackResults(fb)
+                let (results, unknown, arrived, lost) = sender.feedbackResults(fb, now: now)
                 if unknown > 0 {
                     shared.withLock { $0.unknownFeedbackPackets += UInt64(unknown) }
                     refusals.refused("transport feedback", source: "peer", reason: "\(unknown) packets reported that we never sent (or long ago)", now: now)
                 }
-                if !results.isEmpty, let kbps = bitrateController.receivedTransportFeedback(results, now: now) { targetBitrateChanged(kbps) }
+                if !results.isEmpty, let kbps = bitrateController.receivedTransportFeedback(results, arrived: arrived, lost: lost, now: now) { targetBitrateChanged(kbps) }
                 if let d = bitrateController.delayBased {
                     shared.withLock { $0.delayBasedKbps = Int(d.estimateBps / 1000); $0.queueDelayMs = d.queueDelayMs }
                 }

@@ -29,6 +29,8 @@ public struct BitrateController: Sendable {
     private var rembKbps: Int?
     private var lastIncrease: Instant?
     private var lastDecrease: Instant?
+    private var lastTransportFeedback: Instant?
+    private var lossWindow: (start: Instant, arrived: UInt64, lost: UInt64)?
     /// Present once transport-wide feedback arrives (the peer negotiated transport-cc).
     public private(set) var delayBased: DelayBasedEstimator?
 
@@ -43,7 +45,14 @@ public struct BitrateController: Sendable {
     /// the rate we actually sent at over the last second (nil: assume the target).
     /// Returns the new target when it changed.
     public mutating func receivedReport(fractionLost: UInt8, sendingKbps: Double? = nil, now: Instant) -> Int? {
-        let loss = Double(fractionLost) / 256
+        // With transport-wide feedback the loss comes from it: it knows a reordered packet
+        // from a lost one, where a report sent early (every 100 ms while NACKing) counts
+        // every packet still overtaken on the path as lost.
+        if let t = lastTransportFeedback, now - t < .seconds(1) { return nil }
+        return lossUpdate(loss: Double(fractionLost) / 256, sendingKbps: sendingKbps, now: now)
+    }
+
+    private mutating func lossUpdate(loss: Double, sendingKbps: Double?, now: Instant) -> Int? {
         if loss > 0.10 {
             // One cut per congestion event: reports in the next half second still describe
             // the queue as it was before the cut took effect.
@@ -64,12 +73,26 @@ public struct BitrateController: Sendable {
     }
 
     /// One transport-wide feedback message, paired with what was sent.
-    public mutating func receivedTransportFeedback(_ results: [SendHistory.Result], now: Instant) -> Int? {
+    /// `arrived` and `lost` are the send history's running counts (``SendHistory``): the
+    /// loss-based half takes its loss from them, over windows of half a second.
+    public mutating func receivedTransportFeedback(_ results: [SendHistory.Result], arrived: UInt64, lost: UInt64, now: Instant) -> Int? {
         if delayBased == nil {
             delayBased = DelayBasedEstimator(startBps: Double(targetKbps) * 1000, minimumBps: Double(minimumKbps) * 1000,
                                              maximumBps: Double(maximumKbps) * 1000)
         }
+        lastTransportFeedback = now
         delayBased!.update(results: results, now: now)
+        if let w = lossWindow {
+            let n = (arrived &- w.arrived) &+ (lost &- w.lost)
+            if now - w.start >= .milliseconds(500) && n >= 20 {
+                let loss = Double(lost &- w.lost) / Double(n)
+                // What got through is the rate to fall to: the acknowledged rate.
+                _ = lossUpdate(loss: loss, sendingKbps: delayBased!.ackedBps.map { $0 / 1000 / max(1 - loss, 0.1) }, now: now)
+                lossWindow = (now, arrived, lost)
+            }
+        } else {
+            lossWindow = (now, arrived, lost)
+        }
         if let proved = prober.feedback(results, now: now) {
             delayBased!.probed(bps: proved)
             // A path proved to carry more lifts the loss-based half too (it only cuts on

@@ -63,6 +63,7 @@ public struct DelayBasedEstimator: Sendable {
         estimateBps = min(max(startBps, minimumBps), self.maximumBps)
         samples.reserveCapacity(Self.windowSize)
         acked.reserveCapacity(Self.maxAcked)
+        recentQueue.reserveCapacity(65)
     }
 
     /// One feedback message's results (any order); `now` is the sender's clock. Returns
@@ -182,14 +183,43 @@ public struct DelayBasedEstimator: Sendable {
         }
         let base = baseBuckets.reduce(Double.infinity) { min($0, $1.minimum) }
         let q = owd - base
+        // The standing queue is the floor of the last 150 ms: a queue delays every packet,
+        // jitter only some (CoDel's insight). Jitter that reorders packets by ±30 ms
+        // otherwise reads as a 60 ms queue and starves the call.
+        recentQueue.append((g.firstArrival, q))
+        while recentQueue.count > 1, recentQueue[0].arrival < g.firstArrival - 150_000 || recentQueue.count > 64 { recentQueue.removeFirst() }
+        let floor = recentQueue.reduce(Double.infinity) { min($0, $1.delay) }
         // Jitter is learnt while the queue is calm: a queue that builds would otherwise
         // raise its own threshold as it grows.
-        if let previousQueue = queueDelayMs, q < queueThresholdMs / 2, previousQueue < queueThresholdMs / 2 {
-            queueJitterMs += (min(abs(q - previousQueue), 50) - queueJitterMs) / 16
+        if let previous = lastQueueSample, floor < queueThresholdMs / 2 {
+            queueJitterMs += (min(abs(q - previous), 50) - queueJitterMs) / 16
         }
-        queueDelayMs = q
-        queueOverThreshold = q > queueThresholdMs ? queueOverThreshold + 1 : 0
+        lastQueueSample = q
+        // A floor that stays up for 1.5 s, through the cuts it caused, is not a queue we
+        // feed (that drains within a second of sending 15 % under what gets through): the
+        // path got longer (a route change, a link with more delay). It becomes the base.
+        if floor > queueThresholdMs {
+            let since = standingSince ?? g.firstArrival
+            standingSince = since
+            if g.firstArrival - since > 1_500_000 {
+                baseBuckets = [(second, base + floor)]
+                recentQueue.removeAll(keepingCapacity: true)
+                standingSince = nil
+                pathDelayChanges += 1
+                queueDelayMs = 0
+                queueOverThreshold = 0
+                return
+            }
+        } else {
+            standingSince = nil
+        }
+        queueDelayMs = floor
+        queueOverThreshold = floor > queueThresholdMs ? queueOverThreshold + 1 : 0
     }
+
+    /// Times a standing delay was taken as the path's own rather than a queue.
+    public private(set) var pathDelayChanges = 0
+    private var standingSince: Int64?
 
     /// Queueing past this reads as overuse: 40 ms plus three times the delay jitter.
     public var queueThresholdMs: Double { min(40 + 3 * queueJitterMs, 200) }
@@ -200,6 +230,8 @@ public struct DelayBasedEstimator: Sendable {
     private var queueLoss = false
     private var queueOverThreshold = 0
     private var baseBuckets: [(second: Int64, minimum: Double)] = []
+    private var recentQueue: [(arrival: Int64, delay: Double)] = []
+    private var lastQueueSample: Double?
 
     /// Least-squares slope of y over x.
     static func slope(_ points: [(x: Double, y: Double)]) -> Double? {

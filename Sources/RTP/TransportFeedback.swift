@@ -257,8 +257,32 @@ public struct SendHistory: Sendable {
     private var unwrapper = SequenceUnwrapper()
     /// The highest sequence number sent (unwrapped).
     public private(set) var highest: Int64 = -1
+    /// Media and probe packets reported arrived, and reported lost and still missing
+    /// ``lossConfirmation`` later (a reordered packet turns up within that; it is no loss).
+    public private(set) var packetsArrived: UInt64 = 0
+    public private(set) var packetsLost: UInt64 = 0
+    public static let lossConfirmation: Duration = .milliseconds(200)
+    /// Losses waiting for confirmation: ring index, sequence, when reported. Bounded.
+    private var unconfirmed: [(index: Int, sequence: Int64, reported: Instant)] = []
+    private var unconfirmedStart = 0
+    static let maxUnconfirmed = 1024
 
-    public init() {}
+    public init() { unconfirmed.reserveCapacity(SendHistory.maxUnconfirmed) }
+
+    /// Counts the losses reported ``lossConfirmation`` ago or earlier whose packets never
+    /// turned up; call before reading ``packetsLost``.
+    public mutating func confirmLosses(now: Instant) {
+        while unconfirmedStart < unconfirmed.count, now - unconfirmed[unconfirmedStart].reported >= SendHistory.lossConfirmation {
+            let u = unconfirmed[unconfirmedStart]
+            unconfirmedStart += 1
+            if ring[u.index].sequence == u.sequence && !ring[u.index].acked { packetsLost += 1 }
+        }
+        if unconfirmedStart == unconfirmed.count {
+            unconfirmed.removeAll(keepingCapacity: true); unconfirmedStart = 0
+        } else if unconfirmedStart >= SendHistory.maxUnconfirmed / 2 {
+            unconfirmed.removeFirst(unconfirmedStart); unconfirmedStart = 0
+        }
+    }
 
     /// A packet left; `probe` names the probe cluster it belongs to (-1: media).
     public mutating func sent(sequence: UInt16, size: Int, at now: Instant, probe: Int = -1) {
@@ -284,9 +308,11 @@ public struct SendHistory: Sendable {
         public var late = false
     }
 
-    /// Pairs a feedback message with what was sent. Packets we never sent (or forgot) and
-    /// packets already acknowledged are skipped and counted in `unknown`.
-    public mutating func results(for fb: TransportFeedback) -> (results: [Result], unknown: Int) {
+    /// Pairs a feedback message, received at `now`, with what was sent. Packets we never
+    /// sent (or forgot) are skipped and counted in `unknown`; a packet reported again is
+    /// skipped, unless it arrived after an earlier message reported it lost (`late`).
+    public mutating func results(for fb: TransportFeedback, now: Instant) -> (results: [Result], unknown: Int) {
+        confirmLosses(now: now)
         guard highest >= 0 else { return ([], Int(fb.statusCount)) }
         // The base's unwrapped value: the one nearest to what we have sent.
         let base = highest + Int64(Int16(bitPattern: fb.baseSequence &- UInt16(truncatingIfNeeded: highest)))
@@ -308,7 +334,19 @@ public struct SendHistory: Sendable {
             // loss once, until a later message reports it arrived after all.
             if ring[i].acked { continue }
             let late = ring[i].lossReported
-            if arrival != nil { ring[i].acked = true } else if late { continue } else { ring[i].lossReported = true }
+            if arrival != nil {
+                ring[i].acked = true
+                packetsArrived += 1
+            } else if late {
+                continue
+            } else {
+                ring[i].lossReported = true
+                if unconfirmed.count - unconfirmedStart < SendHistory.maxUnconfirmed {
+                    unconfirmed.append((i, s, now))
+                } else {
+                    packetsLost += 1   // a flood of losses: no time to wait for each
+                }
+            }
             out.append(Result(sendMicros: ring[i].sendMicros, size: ring[i].size, arrivalMicros: arrival, probe: ring[i].probe, late: arrival != nil && late))
         }
         return (out, unknown)

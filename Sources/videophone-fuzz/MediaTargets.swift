@@ -33,9 +33,9 @@ func fuzzRTCP(_ data: [UInt8]) {
         var history = SendHistory()
         for k in 0..<64 { history.sent(sequence: fb.baseSequence &+ UInt16(k), size: 1200, at: Instant(nanoseconds: 1_000_000_000 + UInt64(k) * 1_000_000)) }
         var controller = BitrateController(startKbps: 1000, maximumKbps: 2000)
-        let (results, unknown) = history.results(for: fb)
+        let (results, unknown) = history.results(for: fb, now: Instant(nanoseconds: 2_000_000_000))
         require(results.count + unknown <= Int(fb.statusCount), "TWCC: more results than packets reported")
-        _ = controller.receivedTransportFeedback(results, now: Instant(nanoseconds: 2_000_000_000))
+        _ = controller.receivedTransportFeedback(results, arrived: history.packetsArrived, lost: history.packetsLost, now: Instant(nanoseconds: 2_000_000_000))
         require((100...2000).contains(controller.targetKbps), "TWCC: target left its bounds")
     }
     let kept = packets.filter { if case .other = $0 { return false }; return true }

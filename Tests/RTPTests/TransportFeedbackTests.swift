@@ -53,16 +53,16 @@ import Testing
         for s in 0..<5 { h.sent(sequence: UInt16(truncatingIfNeeded: 65534 + s), size: 1000 + s, at: at(ms: Double(s * 10))) }
         let fb = TransportFeedback(senderSSRC: 1, mediaSSRC: 0, baseSequence: 65534, statusCount: 5, referenceTime: 0,
                                    feedbackCount: 0, received: [(0, 0), (1, 40), (3, 80)])
-        let (r, unknown) = h.results(for: fb)
+        let (r, unknown) = h.results(for: fb, now: t0)
         #expect(unknown == 0)
         #expect(r.map(\.size) == [1000, 1001, 1002, 1003, 1004])
         #expect(r.map { $0.arrivalMicros } == [0, 10_000, nil, 20_000, nil])
         // The same message again: neither arrivals nor losses are counted twice.
-        #expect(h.results(for: fb).results.isEmpty)
+        #expect(h.results(for: fb, now: t0).results.isEmpty)
         // A later message says the lost 65536 arrived after all: reordered, not lost.
         let later = TransportFeedback(senderSSRC: 1, mediaSSRC: 0, baseSequence: 0, statusCount: 1, referenceTime: 0,
                                       feedbackCount: 1, received: [(0, 120)])
-        let (r2, _) = h.results(for: later)
+        let (r2, _) = h.results(for: later, now: t0)
         #expect(r2.map(\.size) == [1002])
         #expect(r2.first?.late == true)
     }
@@ -74,14 +74,14 @@ import Testing
         for s in [0, 1, 3, 4] as [UInt16] { g.received(sequence: s, now: at(ms: 20 + Double(s))) }
         let first = g.poll(now: at(ms: 30), senderSSRC: 1, mediaSSRC: 2)
         var lost = 0
-        for fb in first { lost += h.results(for: try roundTrip(fb)).results.filter { $0.arrivalMicros == nil }.count }
+        for fb in first { lost += h.results(for: try roundTrip(fb), now: t0).results.filter { $0.arrivalMicros == nil }.count }
         #expect(lost == 1)    // 2 had not come yet
         g.received(sequence: 2, now: at(ms: 60))
         g.received(sequence: 5, now: at(ms: 61))
         let second = g.poll(now: at(ms: 90), senderSSRC: 1, mediaSSRC: 2)
         #expect(second.first?.baseSequence == 2)
         var results: [SendHistory.Result] = []
-        for fb in second { results += h.results(for: try roundTrip(fb)).results }
+        for fb in second { results += h.results(for: try roundTrip(fb), now: t0).results }
         // 2 arrived late (taking back its loss); 3 and 4 are not counted again; 5 is new.
         #expect(results.count == 2)
         #expect(results.filter(\.late).count == 1)
@@ -94,7 +94,7 @@ import Testing
         // Feedback for packets never sent.
         let fb = TransportFeedback(senderSSRC: 1, mediaSSRC: 0, baseSequence: 30000, statusCount: 65535, referenceTime: 0,
                                    feedbackCount: 0, received: [(0, 0)])
-        let (r, unknown) = h.results(for: fb)
+        let (r, unknown) = h.results(for: fb, now: t0)
         #expect(r.isEmpty)
         #expect(unknown == 65535)
         // A run claiming 8 000 received packets in a 20-byte message is refused while parsing.
@@ -183,7 +183,9 @@ struct SplitMix {
             inFlight.removeAll { $0.arrivalMs <= t }
             for fb in generator.poll(now: t0 + .nanoseconds(Int64(t * 1e6)), senderSSRC: 1, mediaSSRC: 0) {
                 // The feedback takes the return trip; applying it now, 20 ms early, is close enough.
-                _ = c.receivedTransportFeedback(history.results(for: fb).results, now: t0 + .nanoseconds(Int64((t + link.oneWayMs) * 1e6)))
+                let now = t0 + .nanoseconds(Int64((t + link.oneWayMs) * 1e6))
+                let results = history.results(for: fb, now: now).results
+                _ = c.receivedTransportFeedback(results, arrived: history.packetsArrived, lost: history.packetsLost, now: now)
             }
             trace.append((t, c.targetKbps))
             t += 1
