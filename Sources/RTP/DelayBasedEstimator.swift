@@ -195,31 +195,9 @@ public struct DelayBasedEstimator: Sendable {
             queueJitterMs += (min(abs(q - previous), 50) - queueJitterMs) / 16
         }
         lastQueueSample = q
-        // A floor that stays up for 1.5 s, through the cuts it caused, is not a queue we
-        // feed (that drains within a second of sending 15 % under what gets through): the
-        // path got longer (a route change, a link with more delay). It becomes the base.
-        if floor > queueThresholdMs {
-            let since = standingSince ?? g.firstArrival
-            standingSince = since
-            if g.firstArrival - since > 1_500_000 {
-                baseBuckets = [(second, base + floor)]
-                recentQueue.removeAll(keepingCapacity: true)
-                standingSince = nil
-                pathDelayChanges += 1
-                queueDelayMs = 0
-                queueOverThreshold = 0
-                return
-            }
-        } else {
-            standingSince = nil
-        }
         queueDelayMs = floor
         queueOverThreshold = floor > queueThresholdMs ? queueOverThreshold + 1 : 0
     }
-
-    /// Times a standing delay was taken as the path's own rather than a queue.
-    public private(set) var pathDelayChanges = 0
-    private var standingSince: Int64?
 
     /// Queueing past this reads as overuse: 40 ms plus three times the delay jitter.
     public var queueThresholdMs: Double { min(40 + 3 * queueJitterMs, 200) }

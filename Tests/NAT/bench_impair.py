@@ -30,8 +30,8 @@ SCENARIOS = {
     "2 Mbit/s → 300 kbit/s": (None, 300, 0),
     "5 % random loss": ("loss=0.05", None, 0),
     "2 % burst loss (bursts of 5)": ("loss=0.02 burst=5", None, 0),
-    # A property of the path, set before the call starts (a step of 75 ms in the middle of
-    # a call reads as a standing queue until the estimator takes it as the path's own).
+    # A property of the path, set before the call starts: a step of 75 ms in the middle
+    # of a call reads as a standing queue for the 10 s the base delay is remembered.
     "150 ms RTT ± 30 ms jitter": ("path: delay=75 jitter=30 reorder=1", None, 0),
     "outage of 3 s": (None, None, 3),
 }
