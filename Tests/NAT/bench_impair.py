@@ -10,6 +10,8 @@ after a clean start; figures are taken at the callee, from its own counters:
 
 `bench_impair.py RUNS [SCENARIO]` runs each scenario RUNS times and prints median and
 spread."""
+import json
+import os
 import statistics
 import sys
 import tempfile
@@ -20,7 +22,10 @@ from conftest import caller_and_callee, start_coturn, wait  # noqa: E402
 from testbed import TestBed, sh  # noqa: E402
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-ONLY = sys.argv[2] if len(sys.argv) > 2 else None
+ONLY = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else None
+# Chromium ↔ Chromium under the same impairment, in the same run (the anchor); off with
+# VIDEOPHONE_NO_ANCHOR=1.
+ANCHOR = not os.environ.get("VIDEOPHONE_NO_ANCHOR")
 WINDOW = 10.0
 VIDEO = "[ice]\nstun_servers = [\"10.200.0.1:3478\"]\n[video]\nwidth = 1280\nheight = 720\nfps = 30\nbitrate_kbps = 2000"
 
@@ -116,11 +121,112 @@ def scenario(name, settings, cap, outage, runs):
     finally:
         turn.kill()
         bed.close()
+    report(name, results, cap)
+
+
+def report(name, results, cap):
     col = lambda k: [r[k] for r in results]  # noqa: E731
     print(f"{name:32s} longest freeze {spread(col('longest'), 'ms', 1000)}  total {spread(col('total'), 'ms', 1000)}  "
           f"{spread(col('fps'), 'fps')}  received {spread(col('kbps'), 'kbit/s')}"
           + (f" = {spread(col('share'), '%', 100)} of the cap  adapt {spread(col('adapt'), 'ms', 1000)}" if cap else "")
           + f"  recover {spread(col('recover'), 'ms', 1000)}  (n={len(results)})", flush=True)
+
+
+class ChromiumPeer:
+    """chromium_peer.py in a host namespace, driven by JSON lines."""
+
+    def __init__(self, host):
+        import subprocess
+        here = __file__.rsplit("/", 1)[0]
+        self.proc = subprocess.Popen(["ip", "netns", "exec", host, sys.executable, f"{here}/chromium_peer.py", "10.200.0.1:3478"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        if not json.loads(self.proc.stdout.readline() or "{}").get("ready"):
+            raise RuntimeError("Chromium peer did not start")
+
+    def do(self, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        out = json.loads(self.proc.stdout.readline() or '{"error": "no answer"}')
+        if isinstance(out, dict) and ("error" in out or isinstance(out.get("sdp"), dict)):
+            raise RuntimeError(f"Chromium peer: {cmd['op']}: {out}")
+        return out
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(10)
+        except Exception:
+            self.proc.kill()
+
+
+def anchor_run(bed, relay, p1, p2, settings, cap, outage):
+    """One window of the same scenario between two Chromiums: p1 (site 1) sends through
+    the cap to p2 (site 2). Figures from Chromium's own stats."""
+    wait(lambda: (p1.do(op="stats")["outbound"].get("targetBitrate") or 0) >= 1_500_000, 40)
+    time.sleep(2)
+    before = p2.do(op="stats")["inbound"]
+    t0 = time.monotonic()
+    if settings and not settings.startswith("path:"):
+        relay.set(settings)
+    if cap:
+        sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "add", "dev", "w2", "root", "tbf", "rate", f"{cap}kbit", "burst", "16kb", "latency", "100ms")
+    if outage:
+        relay.set(f"outage={outage}")
+    adapt, last = None, (t0, p1.do(op="stats")["outbound"].get("bytesSent", 0))
+    while time.monotonic() - t0 < WINDOW:
+        time.sleep(0.25)
+        now, sent = time.monotonic(), p1.do(op="stats")["outbound"].get("bytesSent", 0)
+        if cap and adapt is None and (sent - last[1]) * 8 / (now - last[0]) <= cap * 1000:
+            adapt = now - t0
+        last = (now, sent)
+    after = p2.do(op="stats")["inbound"]
+    elapsed = time.monotonic() - t0
+    if settings and not settings.startswith("path:"):
+        relay.clear()
+    if cap:
+        sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "del", "dev", "w2", "root")
+    t1 = time.monotonic()
+    recover = None
+    if wait(lambda: (p1.do(op="stats")["outbound"].get("targetBitrate") or 0) >= 1_500_000, 30):
+        recover = time.monotonic() - t1
+    d = lambda k: (after.get(k) or 0) - (before.get(k) or 0)  # noqa: E731
+    return {
+        "longest": None,   # Chromium counts freezes, it does not keep the longest
+        "total": d("totalFreezesDuration"),
+        "fps": d("framesDecoded") / elapsed,
+        "share": d("bytesReceived") * 8 / elapsed / (cap * 1000) if cap else None,
+        "kbps": d("bytesReceived") * 8 / elapsed / 1000,
+        "adapt": adapt,
+        "recover": recover,
+    }
+
+
+def anchor(name, settings, cap, outage, runs):
+    bed, work = TestBed(), tempfile.mkdtemp(prefix="videophone-impair-")
+    results = []
+    turn = start_coturn(bed, work)
+    try:
+        host1, _, _ = bed.site(1, "eim", "eif")
+        host2, _, _ = bed.site(2, "eim", "eif")
+        relay = bed.impair(seed=7)
+        if settings and settings.startswith("path:"):
+            relay.set(settings[5:])
+        for _ in range(runs):
+            p1, p2 = ChromiumPeer(host1), ChromiumPeer(host2)
+            try:
+                offer = p1.do(op="offer")["sdp"]
+                p1.do(op="accept", sdp=p2.do(op="answer", sdp=offer)["sdp"])
+                if not wait(lambda: (p2.do(op="stats")["inbound"].get("framesDecoded") or 0) > 30, 20):
+                    raise RuntimeError("no video between the two Chromiums")
+                results.append(anchor_run(bed, relay, p1, p2, settings, cap, outage))
+            finally:
+                p1.close()
+                p2.close()
+        relay.close()
+    finally:
+        turn.kill()
+        bed.close()
+    report(f"{name} (Chromium ↔ Chromium)", results, cap)
 
 
 if __name__ == "__main__":
@@ -129,3 +235,5 @@ if __name__ == "__main__":
         if ONLY and ONLY not in name:
             continue
         scenario(name, settings, cap, outage, RUNS)
+        if ANCHOR:
+            anchor(name, settings, cap, outage, RUNS)
