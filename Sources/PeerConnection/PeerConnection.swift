@@ -115,6 +115,7 @@ public final class PeerConnection: @unchecked Sendable {
         var dtlsState = "new"
         var inboundVideo: InboundRTPStats?
         var freezes = FreezeCounter()
+        var endToEnd = DelayWindow()
         var inboundAudio: InboundRTPStats?
         var videoFPS = RateMeter()
         var videoBitrate = RateMeter()
@@ -310,7 +311,11 @@ public final class PeerConnection: @unchecked Sendable {
         let now = Instant.now()
         let s = shared.current
         var inbound: [InboundRTPStats] = []
-        if var v = s.inboundVideo { v.framesPerSecond = s.videoFPS.current(now: now); v.bitrate = s.videoBitrate.current(now: now) * 8; inbound.append(v) }
+        if var v = s.inboundVideo {
+            v.framesPerSecond = s.videoFPS.current(now: now); v.bitrate = s.videoBitrate.current(now: now) * 8
+            if let (p50, p95) = s.endToEnd.percentiles() { v.endToEndDelayP50Ms = p50; v.endToEndDelayP95Ms = p95 }
+            inbound.append(v)
+        }
         if var a = s.inboundAudio { a.bitrate = s.audioBitrate.current(now: now) * 8; inbound.append(a) }
         return PeerConnectionStats(iceState: s.iceState, dtlsState: s.dtlsState, inbound: inbound, outbound: sender.stats(now: now),
                                    candidatePair: s.pair, timeline: s.timeline, malformedDatagrams: s.malformed, srtpFailures: s.srtpFailures,
@@ -977,6 +982,9 @@ public final class PeerConnection: @unchecked Sendable {
             for f in frames {
                 $0.inboundVideo?.framesReceived += 1
                 if $0.inboundVideo != nil { $0.freezes.frameCompleted(at: now, into: &$0.inboundVideo!) }
+                if let c = f.captureNTP {
+                    $0.endToEnd.add(Double(NTPTime.toUnixNanoseconds(NTPTime.now()) - NTPTime.toUnixNanoseconds(c)) / 1e6)
+                }
                 if f.isKeyframe { $0.inboundVideo?.keyFramesReceived += 1 }
                 $0.videoFPS.add(1, now: now)
             }

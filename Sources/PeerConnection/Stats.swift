@@ -37,7 +37,37 @@ public struct InboundRTPStats: Sendable, Codable {
     public var totalFreezesDuration: Double = 0
     public var longestFreezeDuration: Double = 0
 
+    /// Capture (the sender's abs-capture-time) to complete frame here, over the last 256
+    /// frames that carried one, ms: meaningful where the two clocks agree (NTP-synced
+    /// devices, or both ends on one machine as in the test beds).
+    public var endToEndDelayP50Ms: Double?
+    public var endToEndDelayP95Ms: Double?
+
     public init(kind: String, ssrc: UInt32) { self.kind = kind; self.ssrc = ssrc }
+}
+
+/// The last ``capacity`` values of a delay, for its median and 95th percentile. A fixed
+/// ring: no allocation per value.
+public struct DelayWindow: Sendable {
+    public static let capacity = 256
+    private var values = [Double](repeating: 0, count: DelayWindow.capacity)
+    private var count = 0
+    private var next = 0
+
+    public init() {}
+
+    public mutating func add(_ v: Double) {
+        values[next] = v
+        next = (next + 1) % Self.capacity
+        count = min(count + 1, Self.capacity)
+    }
+
+    /// (p50, p95), nil before the first value.
+    public func percentiles() -> (Double, Double)? {
+        guard count > 0 else { return nil }
+        let sorted = values[..<count].sorted()
+        return (sorted[(count - 1) / 2], sorted[min(count - 1, Int((Double(count) * 0.95).rounded(.down)))])
+    }
 }
 
 /// Counts the receiver's freezes from the times frames complete. A gap of more than

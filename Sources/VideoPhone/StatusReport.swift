@@ -95,6 +95,7 @@ extension Device {
                     j.field("retransmittedPacketsReceived", i.retransmittedPacketsReceived)
                     j.field("freezeCount", i.freezeCount); j.field("totalFreezesDuration", i.totalFreezesDuration)
                     j.field("longestFreezeDuration", i.longestFreezeDuration)
+                    j.field("endToEndDelayP50Ms", i.endToEndDelayP50Ms); j.field("endToEndDelayP95Ms", i.endToEndDelayP95Ms)
                 } else {
                     j.field("packetsDecoded", f.audioPacketsDecoded)
                     // W3C meanings; the delays are the present values in ms (W3C's are sums).

@@ -90,6 +90,8 @@ def one_run(bed, relay, a, b, settings, cap, outage):
         "kbps": d("bytesReceived") * 8 / elapsed / 1000,
         "adapt": adapt,
         "recover": recover,
+        "delay50": after.get("endToEndDelayP50Ms"),
+        "delay95": after.get("endToEndDelayP95Ms"),
     }
 
 
@@ -129,7 +131,8 @@ def report(name, results, cap):
     print(f"{name:32s} longest freeze {spread(col('longest'), 'ms', 1000)}  total {spread(col('total'), 'ms', 1000)}  "
           f"{spread(col('fps'), 'fps')}  received {spread(col('kbps'), 'kbit/s')}"
           + (f" = {spread(col('share'), '%', 100)} of the cap  adapt {spread(col('adapt'), 'ms', 1000)}" if cap else "")
-          + f"  recover {spread(col('recover'), 'ms', 1000)}  (n={len(results)})", flush=True)
+          + f"  recover {spread(col('recover'), 'ms', 1000)}  delay p50 {spread(col('delay50'))} p95 {spread(col('delay95'))}"
+          + f"  (n={len(results)})", flush=True)
 
 
 class ChromiumPeer:
@@ -198,6 +201,12 @@ def anchor_run(bed, relay, p1, p2, settings, cap, outage):
         "kbps": d("bytesReceived") * 8 / elapsed / 1000,
         "adapt": adapt,
         "recover": recover,
+        # Chromium has no capture-to-frame delay in its stats: half the round trip plus
+        # the mean jitter buffer and decode delay over the window (a mean, not p50).
+        "delay50": 1000 * ((p2.do(op="stats")["pair"].get("currentRoundTripTime") or 0) / 2
+                           + d("jitterBufferDelay") / max(d("jitterBufferEmittedCount"), 1)
+                           + d("totalDecodeTime") / max(d("framesDecoded"), 1)),
+        "delay95": None,
     }
 
 

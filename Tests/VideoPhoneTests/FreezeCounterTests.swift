@@ -28,3 +28,17 @@ import PeerConnection
         #expect(abs(s.longestFreezeDuration - 1.2) < 1e-9)
     }
 }
+
+@Suite struct DelayWindowTests {
+    @Test func medianAndNinetyFifthOverTheLastValues() {
+        var w = DelayWindow()
+        #expect(w.percentiles() == nil)
+        for v in 1...100 { w.add(Double(v)) }
+        let (p50, p95) = try! #require(w.percentiles())
+        #expect(p50 == 50)
+        #expect(p95 == 96)
+        // Only the last 256 count: old values roll out.
+        for _ in 0..<DelayWindow.capacity { w.add(7) }
+        #expect(w.percentiles()! == (7, 7))
+    }
+}
