@@ -119,6 +119,8 @@ struct Bottleneck {
     /// Random loss (a radio link), decided by a seeded generator.
     var randomLoss = 0.0
     var rng = SplitMix(seed: 7)
+    /// Each packet's delay varies by up to ± this, independently: packets overtake each other.
+    var jitterMs = 0.0
 
     /// Arrival time in ms, or nil when the queue was full.
     mutating func send(bytes: Int, atMs t: Double) -> Double? {
@@ -129,7 +131,7 @@ struct Bottleneck {
         guard queued <= maxQueueMs else { lost += 1; lossTimesMs.append(t); return nil }
         maxQueueSeenMs = max(maxQueueSeenMs, queued)
         linkFreeAtMs = start + Double(bytes * 8) / capBps * 1000
-        return linkFreeAtMs + oneWayMs
+        return linkFreeAtMs + oneWayMs + (jitterMs > 0 ? (rng.nextUnit() * 2 - 1) * jitterMs : 0)
     }
 }
 
@@ -223,6 +225,21 @@ struct SplitMix {
         _ = run(seconds: 10, cap: { _ in 5_000_000 }, controller: &c, link: &link)
         #expect(c.delayBased?.overuseEvents == 0)
         #expect(c.delayBased!.estimateBps >= 1_400_000)
+    }
+
+    /// 75 ms ± 30 ms one way, packets reordered, and room on the link: jitter is no
+    /// queue, reordering no loss; the rate holds near its maximum.
+    @Test func jitterThatReordersPacketsIsNotCongestion() {
+        var c = BitrateController(startKbps: 1500, maximumKbps: 1500)
+        var link = Bottleneck(capBps: 5_000_000)
+        link.oneWayMs = 75
+        link.jitterMs = 30
+        let trace = run(seconds: 30, cap: { _ in 5_000_000 }, controller: &c, link: &link)
+        let held = trace.filter { $0.0 > 5000 }.map(\.1)
+        let mean = Double(held.reduce(0, +)) / Double(held.count)
+        print("jitter: target min \(held.min()!) mean \(Int(mean)) kbit/s, overuse events \(c.delayBased!.overuseEvents), loss-based \(Int(c.lossBasedKbps))")
+        #expect(c.lossBasedKbps >= 1400, "reordering read as loss")
+        #expect(mean >= 1200, "mean target \(mean) kbit/s on a clean 5 Mbit/s path")
     }
 
     @Test func aSteadyLinkWithRoomIsNotReadAsOveruse() {
