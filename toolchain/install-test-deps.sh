@@ -8,8 +8,8 @@ set -eu
 "$(dirname "$0")/apt-ensure.sh" chromium chromium-driver iproute2 prometheus systemd coturn nftables openssl espeak-ng mosquitto mosquitto-clients nats-server
 
 PYTHON=${PYTHON:-python3}
-if ! "$PYTHON" -c "import selenium, aiortc, pytest" 2>/dev/null; then
-    echo "toolchain: installing selenium, aiortc and pytest from PyPI" >&2
-    "$PYTHON" -m pip install -q --disable-pip-version-check "selenium>=4.20" "aiortc>=1.9" "pytest>=7" 2>&1 | grep -v "Running pip as the 'root' user" >&2 || true
-    "$PYTHON" -c "import selenium, aiortc, pytest"
+if ! "$PYTHON" -c "import selenium, aiortc, pytest, numpy" 2>/dev/null; then
+    echo "toolchain: installing selenium, aiortc, pytest and numpy from PyPI" >&2
+    "$PYTHON" -m pip install -q --disable-pip-version-check "selenium>=4.20" "aiortc>=1.9" "pytest>=7" "numpy>=1.24" 2>&1 | grep -v "Running pip as the 'root' user" >&2 || true
+    "$PYTHON" -c "import selenium, aiortc, pytest, numpy"
 fi

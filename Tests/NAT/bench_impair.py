@@ -66,11 +66,15 @@ def one_run(bed, relay, a, b, settings, cap, outage):
         sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "add", "dev", "w2", "root", "tbf", "rate", f"{cap}kbit", "burst", "16kb", "latency", "100ms")
     if outage:
         relay.set(f"outage={outage}")
-    adapt = None
+    # Adapted: the bytes sent in a 250 ms window fit the cap (the same measure as for
+    # Chromium below).
+    adapt, last = None, (t0, a.stat("outbound-rtp", "video", "bytesSent") or 0)
     while time.monotonic() - t0 < WINDOW:
-        if cap and adapt is None and (a.stat("outbound-rtp", "video", "bitrate") or 1e9) <= cap * 1000:
-            adapt = time.monotonic() - t0
-        time.sleep(0.05)
+        time.sleep(0.25)
+        now, sent = time.monotonic(), a.stat("outbound-rtp", "video", "bytesSent") or 0
+        if cap and adapt is None and (sent - last[1]) * 8 / (now - last[0]) <= cap * 1000:
+            adapt = now - t0
+        last = (now, sent)
     after = inbound(b)
     elapsed = time.monotonic() - t0
     if settings and not settings.startswith("path:"):
@@ -135,13 +139,51 @@ def report(name, results, cap):
           + f"  (n={len(results)})", flush=True)
 
 
+def pattern_y4m(frames=300):
+    """The device's simulated camera picture (TestPatternCamera: scrolling bars with a
+    gradient, a bouncing square, a slowly changing tint) as a 720p30 Y4M file, for
+    Chromium's fake camera: both sides of the comparison encode the same scene. Made once
+    and kept in ~/.cache/videophone-bench."""
+    import math
+    import numpy as np
+    path = os.path.expanduser(f"~/.cache/videophone-bench/pattern-720p30-{frames}.y4m")
+    if os.path.exists(path):
+        return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    w, h = 1280, 720
+    levels = np.array([235, 210, 170, 145, 106, 81, 41, 16], dtype=np.uint8)
+    bars = levels[(np.arange(2 * w) * 8 // w) % 8]
+    rows = np.arange(h)
+    with open(path + ".part", "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for n in range(1, frames + 1):
+            shift = (n * 8) % w
+            start = (shift + rows // 8) % w
+            y = bars[start[:, None] + np.arange(w)[None, :]]
+            side = h // 6
+            period = 2 * (w - side)
+            x = (n * 12) % period
+            if x > w - side:
+                x = period - x
+            top = (h - side) // 2 + int((h // 4) * math.sin(n / 15))
+            y[max(0, top):min(h, top + side), x:x + side] = 235
+            u = np.full((h // 2, w // 2), 96 + n % 64, dtype=np.uint8)
+            v = np.full((h // 2, w // 2), 160 - n % 64, dtype=np.uint8)
+            f.write(b"FRAME\n")
+            f.write(y.tobytes())
+            f.write(u.tobytes())
+            f.write(v.tobytes())
+    os.rename(path + ".part", path)
+    return path
+
+
 class ChromiumPeer:
     """chromium_peer.py in a host namespace, driven by JSON lines."""
 
     def __init__(self, host):
         import subprocess
         here = __file__.rsplit("/", 1)[0]
-        self.proc = subprocess.Popen(["ip", "netns", "exec", host, sys.executable, f"{here}/chromium_peer.py", "10.200.0.1:3478"],
+        self.proc = subprocess.Popen(["ip", "netns", "exec", host, sys.executable, f"{here}/chromium_peer.py", "10.200.0.1:3478", pattern_y4m()],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         if not json.loads(self.proc.stdout.readline() or "{}").get("ready"):
             raise RuntimeError("Chromium peer did not start")

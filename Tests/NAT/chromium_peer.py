@@ -1,6 +1,6 @@
 """A Chromium WebRTC peer for the impairment bed, run inside a host namespace:
 
-    ip netns exec HOST python3 chromium_peer.py STUN_HOST:PORT
+    ip netns exec HOST python3 chromium_peer.py STUN_HOST:PORT [CAMERA.y4m]
 
 Headless Chromium (Selenium) opens a page served on this namespace's loopback (a secure
 context, so the fake camera and microphone are granted), sends a 1280x720 30 fps fake
@@ -91,13 +91,15 @@ def main():
     from selenium.webdriver.chrome.service import Service
 
     port = serve(sys.argv[1])
+    # The camera: a Y4M file (the device's own test pattern), or Chromium's built-in one.
+    camera = [f"--use-file-for-fake-video-capture={sys.argv[2]}"] if len(sys.argv) > 2 else []
     o = Options()
     o.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--autoplay-policy=no-user-gesture-required",
               "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
               # Its real addresses, not mDNS names: the other Chromium cannot resolve those.
-              "--disable-features=WebRtcHideLocalIpsWithMdns"):
+              "--disable-features=WebRtcHideLocalIpsWithMdns", *camera):
         o.add_argument(a)
     driver = webdriver.Chrome(options=o, service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"))
     driver.set_script_timeout(30)
