@@ -59,6 +59,9 @@ def one_run(bed, relay, a, b, settings, cap, outage):
     wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 0) >= 1_900_000, 40)
     time.sleep(2)
     before = inbound(b)
+    if b.status().get("state") != "in-call" or not before.get("framesReceived"):
+        print(f"  (a call did not start: callee {b.status().get('state')}; run skipped)\n{b.log()[-800:]}", flush=True)
+        return None
     t0 = time.monotonic()
     if settings and not settings.startswith("path:"):
         relay.set(settings)
@@ -114,7 +117,9 @@ def scenario(name, settings, cap, outage, runs):
             for _ in range(runs):
                 # The longest freeze is a maximum over the call: a fresh call per run keeps
                 # it to this run's window.
-                results.append(one_run(bed, relay, a, b, settings, cap, outage))
+                r = one_run(bed, relay, a, b, settings, cap, outage)
+                if r:
+                    results.append(r)
                 a.ctl("hangup")
                 wait(lambda: b.status().get("state") == "idle", 5)
                 time.sleep(0.5)
