@@ -14,6 +14,14 @@ public struct I420Picture: Sendable {
         bytes = [UInt8](repeating: 0, count: I420Picture.size(width, height))
     }
 
+    /// A picture over existing bytes (tightly packed I420 of this size).
+    public init(width: Int, height: Int, bytes: [UInt8]) {
+        precondition(bytes.count >= I420Picture.size(width, height), "I420 bytes too short for \(width)x\(height)")
+        self.width = width
+        self.height = height
+        self.bytes = bytes
+    }
+
     /// Bytes an I420 picture of this size takes.
     public static func size(_ w: Int, _ h: Int) -> Int { w * h + 2 * ((w + 1) / 2) * ((h + 1) / 2) }
 

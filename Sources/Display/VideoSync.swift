@@ -39,6 +39,7 @@ public struct VideoPlayoutScheduler: Sendable {
         /// When to flip the frame onto the screen.
         public var due: Instant
         public var mode: Mode
+        public init(due: Instant, mode: Mode) { self.due = due; self.mode = mode }
     }
 
     public private(set) var video: RTPClockMapping?
