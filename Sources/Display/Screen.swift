@@ -13,6 +13,18 @@ public enum ScreenContent: Sendable, Equatable {
     case videoPaused(peer: String)
     /// The screen is off (blanked after the idle time).
     case blank
+
+    /// Short name for status and logs: `idle`, `calling`, `ringing`, `in-call`, `video-paused`, `blank`.
+    public var name: String {
+        switch self {
+        case .idle: "idle"
+        case .calling: "calling"
+        case .ringing: "ringing"
+        case .inCall: "in-call"
+        case .videoPaused: "video-paused"
+        case .blank: "blank"
+        }
+    }
 }
 
 /// A faults line the screens show: `no camera`, `no network`…

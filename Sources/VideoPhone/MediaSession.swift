@@ -380,6 +380,24 @@ public final class MediaSession: @unchecked Sendable {
         /// Capture at the sender → frame reassembled here, ms (recent frames).
         public var captureToFrameMs: [Double]
         public var encodeMs: [Double]
+        /// The decode-and-show path (nil without a screen).
+        public var video: VideoFigures?
+    }
+
+    /// The received video's decoding, sync and display.
+    public struct VideoFigures: Sendable {
+        public var decoder: String
+        public var decoded: UInt64
+        public var decodeErrors: UInt64
+        public var concealed: UInt64
+        public var keyframeRequests: UInt64
+        public var dropped: UInt64
+        public var lipSynced: UInt64
+        public var late: UInt64
+        public var jitterBufferMs: Double
+        public var decodeMs: [Double]
+        /// Flip time minus the time its audio was heard, ms (positive: audio ahead of video).
+        public var syncOffsetMs: [Double]
     }
 
     public var figures: Figures {
@@ -393,7 +411,13 @@ public final class MediaSession: @unchecked Sendable {
                        totalAudioEnergy: a.totalAudioEnergy, totalSamplesDuration: a.totalSamplesDuration,
                        encoderImplementation: encoderName.current,
                        microphoneOverruns: microphone?.overruns ?? 0, speakerUnderruns: speaker.underruns,
-                       captureToFrameMs: s.captureToFrame, encodeMs: s.encodeMs)
+                       captureToFrameMs: s.captureToFrame, encodeMs: s.encodeMs,
+                       video: videoPlayout.map { p in
+                           let v = p.current
+                           return VideoFigures(decoder: p.decoderName, decoded: v.decoded, decodeErrors: v.decodeErrors, concealed: v.concealed,
+                                               keyframeRequests: v.keyframeRequests, dropped: v.dropped, lipSynced: v.lipSynced, late: v.late,
+                                               jitterBufferMs: v.jitterBufferMs, decodeMs: v.decodeMs, syncOffsetMs: v.syncOffsetMs)
+                       })
     }
 }
 

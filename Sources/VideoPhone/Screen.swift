@@ -122,7 +122,7 @@ public final class ScreenService: @unchecked Sendable {
             guard needsRedraw || content != shownContent else { return }
             if case .inCall = content, state.lastVideo != nil {} else { remote = nil }
             renderer.render(content, faults: faults, remote: remote, local: local, into: &framebuffer)
-            if content != shownContent { logger.debug("screen", metadata: ["shows": "\(content)"]) }
+            if content != shownContent { logger.debug("screen", metadata: ["shows": "\(content.name)"]) }
             shownContent = content
             needsRedraw = false
             if display.present(framebuffer) != nil { flips += 1 }
@@ -147,7 +147,7 @@ public final class ScreenService: @unchecked Sendable {
 
     public var figures: Figures {
         lock.withLock {
-            Figures(content: shownContent.map { "\($0)" } ?? "none", regions: renderer.regions, flips: flips, videoFlips: videoFlips,
+            Figures(content: shownContent?.name ?? "none", regions: renderer.regions, flips: flips, videoFlips: videoFlips,
                     glassToGlassMs: glassToGlass, display: display.name)
         }
     }

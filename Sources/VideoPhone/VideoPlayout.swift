@@ -98,6 +98,7 @@ final class VideoPlayout: @unchecked Sendable {
     }
 
     var current: Figures { lock.withLock { figures } }
+    var decoderName: String { decoder.name }
 
     private func keyframeNeeded(reason: String, now: Instant) {
         let send = lock.withLock { () -> Bool in

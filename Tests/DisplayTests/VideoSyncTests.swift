@@ -63,7 +63,7 @@ import Testing
         for i in 0..<200 {
             let t = Instant(nanoseconds: 10_000_000_000 + UInt64(i) * 33_333_333)
             _ = calm.schedule(rtp: UInt32(i * 3000), arrival: t + .milliseconds(2), now: t + .milliseconds(2))
-            let j = Int64((i * 7919) % 40)
+            let j = Int64((i * 37) % 11) * 4   // 0…40 ms, in an irregular order
             _ = rough.schedule(rtp: UInt32(i * 3000), arrival: t + .milliseconds(j), now: t + .milliseconds(j))
         }
         #expect(calm.targetDelay < .milliseconds(15))
