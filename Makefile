@@ -54,6 +54,7 @@ bench: release
 	@toolchain/install-test-deps.sh
 	$(RELEASE)/videophone-bench --binary $(RELEASE)/videophoned
 	$(RELEASE)/videophone-bench --aec 10
+	$(RELEASE)/videophone-bench --display 30 --binary $(RELEASE)/videophoned
 	Tests/Interop/run.sh $(RELEASE) bench
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/MQTT/bench_mqtt.py

@@ -394,6 +394,7 @@ public final class MediaSession: @unchecked Sendable {
         public var dropped: UInt64
         public var lipSynced: UInt64
         public var late: UInt64
+        public var skipped: UInt64
         public var jitterBufferMs: Double
         public var decodeMs: [Double]
         /// Flip time minus the time its audio was heard, ms (positive: audio ahead of video).
@@ -415,7 +416,7 @@ public final class MediaSession: @unchecked Sendable {
                        video: videoPlayout.map { p in
                            let v = p.current
                            return VideoFigures(decoder: p.decoderName, decoded: v.decoded, decodeErrors: v.decodeErrors, concealed: v.concealed,
-                                               keyframeRequests: v.keyframeRequests, dropped: v.dropped, lipSynced: v.lipSynced, late: v.late,
+                                               keyframeRequests: v.keyframeRequests, dropped: v.dropped, lipSynced: v.lipSynced, late: v.late, skipped: v.skipped,
                                                jitterBufferMs: v.jitterBufferMs, decodeMs: v.decodeMs, syncOffsetMs: v.syncOffsetMs)
                        })
     }

@@ -181,6 +181,7 @@ extension Device {
                 j.field("videoFramesDroppedBeforeDecode", v.dropped)
                 j.field("videoFramesLipSynced", v.lipSynced)
                 j.field("videoFramesLate", v.late)
+                j.field("videoFramesNotDrawn", v.skipped)
                 j.field("videoJitterBufferMs", v.jitterBufferMs)
                 j.field("decodeP50Ms", percentile(v.decodeMs, 50))
                 j.field("lipSyncOffsetP50Ms", percentile(v.syncOffsetMs, 50))

@@ -43,6 +43,8 @@ final class VideoPlayout: @unchecked Sendable {
         var keyframeRequests: UInt64 = 0
         var dropped: UInt64 = 0
         var late: UInt64 = 0
+        /// Decoded but not drawn: late, with a newer frame already waiting.
+        var skipped: UInt64 = 0
         var lipSynced: UInt64 = 0
         var decodeMs: [Double] = []
         /// Audio heard minus video shown for lip-synced frames, ms (positive: audio ahead).
@@ -168,6 +170,12 @@ final class VideoPlayout: @unchecked Sendable {
             case .jitterBuffer: break
             }
             return d
+        }
+        // Behind (a late frame with a newer one already waiting): decode only. Every frame
+        // must be decoded (references), but drawing one that is already stale only adds delay.
+        if decision.mode == .late, lock.withLock({ !queue.isEmpty }) {
+            lock.withLock { figures.skipped += 1 }
+            return
         }
         while thread.isRunning {
             let n = Instant.now()
