@@ -29,6 +29,23 @@ public struct I420Picture: Sendable {
     public var chromaHeight: Int { (height + 1) / 2 }
     public var isEmpty: Bool { width == 0 || height == 0 }
 
+    /// Becomes a copy of `other`, reusing this picture's storage when the size matches (a
+    /// screen keeps its last picture without allocating per frame).
+    public mutating func copy(from other: I420Picture) {
+        resize(width: other.width, height: other.height)
+        let n = min(bytes.count, other.bytes.count)
+        bytes.withUnsafeMutableBufferPointer { dst in
+            other.bytes.withUnsafeBufferPointer { src in dst.baseAddress!.update(from: src.baseAddress!, count: n) }
+        }
+    }
+
+    /// Becomes a copy of the tightly packed I420 `src` of this size.
+    public mutating func copy(from src: UnsafeRawBufferPointer, width: Int, height: Int) {
+        resize(width: width, height: height)
+        let n = min(bytes.count, src.count)
+        bytes.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: src.baseAddress!, byteCount: n) }
+    }
+
     /// Changes the size; keeps the storage when it is big enough (no allocation per frame).
     public mutating func resize(width: Int, height: Int) {
         self.width = width

@@ -54,7 +54,16 @@ public final class OffscreenDisplay: Display, @unchecked Sendable {
             flipAt = Instant(nanoseconds: next)
         }
         lock.withLock {
-            shown = frame
+            // Copied into its own buffer (as a flip copies into a dumb buffer): the caller's
+            // framebuffer stays unshared, so drawing the next frame allocates nothing.
+            if shown.width == frame.width && shown.height == frame.height {
+                shown.pixels.withUnsafeMutableBufferPointer { dst in
+                    frame.pixels.withUnsafeBufferPointer { dst.baseAddress!.update(from: $0.baseAddress!, count: min(dst.count, $0.count)) }
+                }
+            } else {
+                shown = Framebuffer(width: frame.width, height: frame.height)
+                shown.pixels = frame.pixels
+            }
             flips += 1
         }
         return flipAt

@@ -245,7 +245,7 @@ public final class MediaSession: @unchecked Sendable {
         guard insetFrames % 3 == 1, frame.width >= 64, frame.height >= 36 else { return }
         let w = 320, h = max(2, (320 * frame.height / frame.width) & ~1)
         insetScaler.scale(frame.buffer, width: frame.width, height: frame.height, toWidth: w, toHeight: h)
-        screen.setLocal(I420Picture(width: w, height: h, bytes: insetScaler.output))
+        insetScaler.output.withUnsafeBytes { screen.setLocal($0, width: w, height: h) }
     }
 
     /// PLI or FIR: the next frame is an IDR, at once. Requests closer than 500 ms to the

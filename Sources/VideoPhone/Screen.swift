@@ -19,7 +19,11 @@ public final class ScreenService: @unchecked Sendable {
     private var renderer = ScreenRenderer()
     private var framebuffer: Framebuffer
     private var remote: I420Picture?
+    /// The far end's last picture, kept in storage reused frame to frame.
+    private var remoteStore = I420Picture()
     private var local: I420Picture?
+    /// The camera thread's latest inset, under its own lock: the camera never waits for a flip.
+    private let localInbox = Locked<(picture: I420Picture, fresh: Bool)>((I420Picture(), false))
     private var faults: [ScreenFault] = []
     private var shownContent: ScreenContent?
     private var needsRedraw = true
@@ -81,9 +85,20 @@ public final class ScreenService: @unchecked Sendable {
         }
     }
 
-    /// The local camera's picture for the inset (already small).
-    func setLocal(_ picture: I420Picture) {
-        lock.withLock { local = picture }
+    /// The local camera's picture for the inset (already small; tightly packed I420).
+    func setLocal(_ bytes: UnsafeRawBufferPointer, width: Int, height: Int) {
+        localInbox.withLock { $0.picture.copy(from: bytes, width: width, height: height); $0.fresh = true }
+    }
+
+    /// Takes a new inset picture, if one came (call with `lock` held).
+    private func takeLocal() {
+        guard case .inCall = state.phase else { return }
+        localInbox.withLock { inbox in
+            guard inbox.fresh else { return }
+            inbox.fresh = false
+            if local == nil { local = I420Picture() }
+            local!.copy(from: inbox.picture)
+        }
     }
 
     /// Shows a decoded far-end picture now (the decode thread calls this at the frame's due
@@ -92,7 +107,10 @@ public final class ScreenService: @unchecked Sendable {
     func present(remote picture: I420Picture, captureNTP: UInt64?) -> Instant? {
         lock.withLock { () -> Instant? in
             guard !stopped, case .inCall = state.phase else { return nil }
-            remote = picture
+            remoteStore.copy(from: picture)
+            remote = nil
+            remote = remoteStore
+            takeLocal()
             state.videoShown(now: Instant.now())
             let content = state.content(now: Instant.now())
             renderer.render(content, faults: faults, remote: remote, local: local, into: &framebuffer)
@@ -121,6 +139,7 @@ public final class ScreenService: @unchecked Sendable {
             if case .inCall = content, state.lastVideo != nil, !needsRedraw { return }
             guard needsRedraw || content != shownContent else { return }
             if case .inCall = content, state.lastVideo != nil {} else { remote = nil }
+            takeLocal()
             renderer.render(content, faults: faults, remote: remote, local: local, into: &framebuffer)
             if content != shownContent { logger.debug("screen", metadata: ["shows": "\(content.name)"]) }
             shownContent = content

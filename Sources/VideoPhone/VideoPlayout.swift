@@ -34,6 +34,9 @@ final class VideoPlayout: @unchecked Sendable {
     /// Asks the sender for a keyframe (queues a PLI on the transport thread).
     let requestKeyframe: @Sendable () -> Void
     private var lastRequest: Instant?
+    /// From calling the screen to the flip (compose, then the wait for vblank): the wait for
+    /// the due time ends this much earlier so the flip lands on it. Smoothed.
+    private var presentLatencyMs = 10.0
     private var waitingForKeyframe = false
 
     struct Figures: Sendable {
@@ -177,15 +180,19 @@ final class VideoPlayout: @unchecked Sendable {
             lock.withLock { figures.skipped += 1 }
             return
         }
+        let wakeAt = decision.due - .nanoseconds(Int64(presentLatencyMs * 1e6))
         while thread.isRunning {
             let n = Instant.now()
-            if decision.due <= n { break }
-            let left = decision.due - n
+            if wakeAt <= n { break }
+            let left = wakeAt - n
             // New frames wake this wait; they keep their place in the queue.
             _ = wake.wait(timeout: left)
             if lock.withLock({ queue.count > VideoPlayout.capacity / 2 }) { break }
         }
+        let presentStart = Instant.now()
         guard thread.isRunning, let flip = screen.present(remote: picture, captureNTP: item.frame.captureNTP) else { return }
+        let took = flip >= presentStart ? (flip - presentStart).milliseconds : 0
+        presentLatencyMs += (min(took, 50) - presentLatencyMs) / 8
         if decision.mode == .lipSync, let heard = lock.withLock({ scheduler.lipSyncTime(rtp: item.frame.rtpTimestamp) }) {
             // Positive: the sound was heard before the picture showed (audio ahead).
             let offset = (flip - heard).milliseconds

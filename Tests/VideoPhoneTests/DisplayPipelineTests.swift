@@ -5,6 +5,9 @@ import MediaDevices
 import NetworkCore
 import RTP
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import VideoPhone
 
 @Suite struct DisplayConfigTests {
