@@ -122,7 +122,7 @@ let package = Package(
         .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "MDNS", "NetworkCore"]),
         .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
-        .testTarget(name: "DisplayTests", dependencies: ["Display", "Codecs", "MediaDevices", "NetworkCore"]),
+        .testTarget(name: "DisplayTests", dependencies: ["Display", "Codecs", "MediaDevices", "NetworkCore", "RTP"]),
         .testTarget(name: "AudioProcessingTests", dependencies: ["AudioProcessing", "Codecs", "MediaDevices", "NetworkCore"]),
         .testTarget(name: "SignedSignallingTests", dependencies: ["SignedSignalling", "DTLS"]),
         .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "SDP", "NetworkCore", "DTLS", "AudioProcessing"]),
