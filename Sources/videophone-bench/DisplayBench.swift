@@ -99,11 +99,11 @@ func runDisplayBench(seconds: Int, binary: String) {
     }
 
     // 3. RSS of a callee process that decodes and draws.
-    func writeConfig(_ c: DeviceConfig) -> String {
+    func writeConfig(_ c: DeviceConfig, display: String) -> String {
         let path = c.stateDirectory + "/config.toml"
         var t = "[device]\nname = \"\(c.name)\"\nstate_directory = \"\(c.stateDirectory)\"\nauto_answer = true\n"
         t += "[signalling]\nlisten = \"127.0.0.1:\(c.signallingPort)\"\ntoken = \"\(c.signallingToken)\"\n"
-        t += "[control]\nsocket = \"\(c.controlSocket)\"\n[network]\naddresses = [\"127.0.0.1\"]\n[display]\noutput = \"simulated\"\n"
+        t += "[control]\nsocket = \"\(c.controlSocket)\"\n[network]\naddresses = [\"127.0.0.1\"]\n[display]\noutput = \"\(display)\"\n"
         for p in c.peers { t += "[[peer]]\nname = \"\(p.name)\"\nurl = \"\(p.url)\"\ntoken = \"\(p.token)\"\n" }
         let f = fopen(path, "w")!
         fputs(t, f)
@@ -132,20 +132,29 @@ func runDisplayBench(seconds: Int, binary: String) {
         }
         return (rss, hwm)
     }
-    let qa = freeLoopbackPort(), qb = freeLoopbackPort()
-    let ca = config("rss-alice", port: qa, peer: ("rss-bob", qb)), cb = config("rss-bob", port: qb, peer: nil)
-    let pidA = start(writeConfig(ca)), pidB = start(writeConfig(cb))
-    guard pidA > 0, pidB > 0 else { print("RSS: cannot start \(binary)"); return }
-    defer { kill(pidA, SIGTERM); kill(pidB, SIGTERM); var st: Int32 = 0; waitpid(pidA, &st, 0); waitpid(pidB, &st, 0) }
-    var ready = false
-    for _ in 0..<100 where !ready {
-        ready = (try? controlRequest(path: ca.controlSocket, command: "status")) != nil && (try? controlRequest(path: cb.controlSocket, command: "status")) != nil
-        usleep(50_000)
+    /// The callee's RSS idle and after `seconds` in a call, with `display` as its output.
+    func calleeRSS(display: String) -> (idle: (Int, Int), call: (Int, Int))? {
+        let qa = freeLoopbackPort(), qb = freeLoopbackPort()
+        let callee = "rss-\(display)-bob"
+        let ca = config("rss-\(display)-alice", port: qa, peer: (callee, qb)), cb = config(callee, port: qb, peer: nil)
+        let pidA = start(writeConfig(ca, display: display)), pidB = start(writeConfig(cb, display: display))
+        guard pidA > 0, pidB > 0 else { return nil }
+        defer { kill(pidA, SIGTERM); kill(pidB, SIGTERM); var st: Int32 = 0; waitpid(pidA, &st, 0); waitpid(pidB, &st, 0) }
+        var ready = false
+        for _ in 0..<100 where !ready {
+            ready = (try? controlRequest(path: ca.controlSocket, command: "status")) != nil && (try? controlRequest(path: cb.controlSocket, command: "status")) != nil
+            usleep(50_000)
+        }
+        let idle = rss(pidB)
+        _ = try? controlRequest(path: ca.controlSocket, command: "call \(callee)")
+        sleep(UInt32(seconds))
+        let inCall = rss(pidB)
+        _ = try? controlRequest(path: ca.controlSocket, command: "hangup")
+        return (idle, inCall)
     }
-    let idle = rss(pidB)
-    _ = try? controlRequest(path: ca.controlSocket, command: "call rss-bob")
-    sleep(UInt32(seconds))
-    let inCall = rss(pidB)
-    _ = try? controlRequest(path: ca.controlSocket, command: "hangup")
-    print("callee RSS (decoder+screen) idle \(fmt(Double(idle.0) / 1024, 1)) MB, in a \(seconds) s 720p30 call \(fmt(Double(inCall.0) / 1024, 1)) MB, peak (VmHWM) \(fmt(Double(inCall.1) / 1024, 1)) MB")
+    func mb(_ kb: Int) -> String { fmt(Double(kb) / 1024, 1) }
+    for output in ["simulated", "none"] {
+        guard let r = calleeRSS(display: output) else { print("RSS: cannot start \(binary)"); return }
+        print("callee RSS, [display] \(output): idle \(mb(r.idle.0)) MB, in a \(seconds) s 720p30 call \(mb(r.call.0)) MB, peak (VmHWM) \(mb(r.call.1)) MB")
+    }
 }
