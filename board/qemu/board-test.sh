@@ -17,7 +17,7 @@ NS=vpboard$$
 PEER_PID=""; POLL_PID=""; SCREENS_PID=""
 cleanup() {
     [ -n "$POLL_PID" ] && kill "$POLL_PID" 2>/dev/null
-    [ -n "$SCREENS_PID" ] && kill "$SCREENS_PID" 2>/dev/null
+    [ -n "$SCREENS_PID" ] && kill "$SCREENS_PID" 2>/dev/null || true   # it may have ended with QEMU
     [ -n "$PEER_PID" ] && kill "$PEER_PID" 2>/dev/null
     wait 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
