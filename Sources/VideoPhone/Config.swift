@@ -165,6 +165,11 @@ public struct DeviceConfig: Sendable, Equatable {
     public var videoEncoder = "auto"
     /// The mem2mem encoder's node for `v4l2`; nil finds it.
     public var videoEncoderDevice: String? = nil
+    /// With a screen: `auto` (the board's V4L2 H.264 decoder when it has one, else
+    /// libavcodec), `libavcodec`, `v4l2`.
+    public var videoDecoder = "auto"
+    /// The mem2mem decoder's node for `v4l2`; nil finds it.
+    public var videoDecoderDevice: String? = nil
     /// The screen (`[display]`): `none` (no screen: received video is not decoded),
     /// `simulated` (an off-screen framebuffer, for `videophonectl screenshot`), `drm`.
     public var displayOutput = "none"
@@ -404,6 +409,8 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("video", "bitrate_kbps"): c.videoBitrateKbps = try int(e, 50...20000)
             case ("video", "encoder"): c.videoEncoder = try oneOf(e, ["auto", "x264", "v4l2"])
             case ("video", "encoder_device"): c.videoEncoderDevice = try string(e)
+            case ("video", "decoder"): c.videoDecoder = try oneOf(e, ["auto", "libavcodec", "v4l2"])
+            case ("video", "decoder_device"): c.videoDecoderDevice = try string(e)
             case ("display", "output"): c.displayOutput = try oneOf(e, ["none", "simulated", "drm"])
             case ("display", "device"):
                 let d = try string(e)

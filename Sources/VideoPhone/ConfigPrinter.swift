@@ -56,6 +56,8 @@ extension DeviceConfig {
         line("bitrate_kbps", String(videoBitrateKbps))
         line("encoder", q(videoEncoder))
         if let videoEncoderDevice { line("encoder_device", q(videoEncoderDevice)) }
+        line("decoder", q(videoDecoder))
+        if let videoDecoderDevice { line("decoder_device", q(videoDecoderDevice)) }
         out += "\n[display]\n"
         line("output", q(displayOutput))
         line("device", q(displayDevice))

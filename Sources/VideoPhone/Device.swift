@@ -737,7 +737,8 @@ public final class Device: @unchecked Sendable {
         let parts = self.parts
         return MediaSession(logger: logger, camera: parts.makeCamera(config), microphone: parts.makeMicrophone(config), speaker: parts.makeSpeaker(config),
                             videoSettings: videoSettings, sendingAllowed: sendingAllowed,
-                            makeEncoder: { try parts.makeEncoder(config, $0) }, audioProcessor: parts.audioProcessor(config), screen: screen)
+                            makeEncoder: { try parts.makeEncoder(config, $0) }, audioProcessor: parts.audioProcessor(config), screen: screen,
+                            makeDecoder: { [logger] in try ScreenService.makeDecoder(config, logger: logger) })
     }
 
     /// Opens encoders and starts capture off call control: the offer or answer goes out

@@ -173,6 +173,23 @@ public final class ScreenService: @unchecked Sendable {
 }
 
 extension ScreenService {
+    /// The decoder `[video] decoder` asks for: the board's V4L2 mem2mem H.264 decoder
+    /// (`v4l2`, or `auto` when one is found), else libavcodec. `auto` falls back to
+    /// libavcodec when the hardware one does not open.
+    static func makeDecoder(_ c: DeviceConfig, logger: Logger) throws -> any VideoDecoder {
+        if c.videoDecoder == "libavcodec" { return try AVCodecH264Decoder() }
+        let path = c.videoDecoderDevice ?? V4L2M2MDecoder.find()?.path
+        if let path {
+            do { return try V4L2M2MDecoder(path: path) } catch {
+                if c.videoDecoder == "v4l2" { throw error }
+                logger.warning("hardware video decoder unavailable; decoding in software", metadata: ["REASON": "\(error)"])
+            }
+        } else if c.videoDecoder == "v4l2" {
+            throw CodecError("video.decoder = \"v4l2\" and no V4L2 H.264 decoder found")
+        }
+        return try AVCodecH264Decoder()
+    }
+
     /// The screen `[display]` asks for: nil for `none`, or when the DRM device cannot be
     /// used (logged; the device runs on without a screen, as one without a display does).
     static func make(_ c: DeviceConfig, logger: Logger) -> ScreenService? {

@@ -41,6 +41,7 @@ import Glibc
         ("[display]\nblank_after_s = -1\n", "cfg.toml:2: display.blank_after_s: -1 is out of range 0...86400"),
         ("[display]\nblank_after_s = \"5m\"\n", "cfg.toml:2: display.blank_after_s: expected an integer, got string"),
         ("[display]\nrotation = 90\n", "cfg.toml:2: display.rotation: unknown key"),
+        ("[video]\ndecoder = \"ffmpeg\"\n", "cfg.toml:2: video.decoder: 'ffmpeg' is not one of auto, libavcodec, v4l2"),
     ])
     func mistakesNameTheirLineAndKey(text: String, expected: String) {
         #expect { try DeviceConfig.parse(text, file: "cfg.toml") } throws: { e in

@@ -19,6 +19,8 @@
 #   xrun:    a 1 s stall overruns the microphone and underruns the speaker; both recover
 #   hangup:  a second press hangs up
 #   encoder: the mem2mem encoder path streams through vicodec (FWHT: vicodec has no H.264)
+#   decoder: the mem2mem decoder path (source-change event, capture queue, I420 out)
+#            decodes vicodec's FWHT back to the picture that went in
 #   watchdog: a stopped (SIGSTOP) daemon is killed by its watchdog and restarted
 #   display: the bochs screen through DRM/KMS: idle, in call (two dumps) and ringing screens,
 #            taken by QEMU's screendump on the host (board_screens.py serve) on request
@@ -214,6 +216,9 @@ kill $APLAY 2>/dev/null
 # --- the hardware encoder path: vicodec's stateful encoder (FWHT) ----------------------
 /usr/bin/videophoned --check-encoder :FWHT > $H/encoder.txt 2>&1
 check encoder $? "$(tr '\n' ' ' < $H/encoder.txt)"
+# --- the hardware decoder path: vicodec's stateful decoder (FWHT), fed by its encoder ----
+/usr/bin/videophoned --check-decoder :FWHT > $H/decoder.txt 2>&1
+check decoder $? "$(tr '\n' ' ' < $H/decoder.txt)"
 
 journalctl -u videophoned -o json --no-pager > $H/journal.json
 journalctl -u videophoned --no-pager | tail -40
