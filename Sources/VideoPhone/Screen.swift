@@ -10,37 +10,48 @@ import NetworkCore
 ///
 /// Pictures are presented by the call's decode thread (at their lip-sync time); text
 /// screens by the `display` thread, which re-checks the state every 250 ms (blanking, the
-/// pause). One lock orders both: a frame is composed and flipped by one thread at a time.
+/// pause). Two locks: `state` (what to show, figures; held for microseconds, so call
+/// control, the camera and status never wait for a flip) and `render` (the framebuffer and
+/// the display: one frame composed and flipped at a time).
 public final class ScreenService: @unchecked Sendable {
     public let display: any Display
     let logger: Logger
-    private let lock = Lock()
-    private var state: ScreenState
+
+    /// What to show and what was shown: short critical sections only.
+    private struct Inputs {
+        var state: ScreenState
+        var faults: [ScreenFault] = []
+        var needsRedraw = true
+        /// Set by a phase change: the render side drops its pictures.
+        var dropPictures = false
+        var stopped = false
+        var shownContent: ScreenContent?
+        var regions: [TextRegion] = []
+        var flips: UInt64 = 0
+        var videoFlips: UInt64 = 0
+        /// The far-end picture's capture (sender's NTP) to its flip, ms (glass to glass).
+        var glassToGlass: [Double] = []
+    }
+    private let inputs: Locked<Inputs>
+
+    // The render side, under `render`.
+    private let render = Lock()
     private var renderer = ScreenRenderer()
     private var framebuffer: Framebuffer
-    private var remote: I420Picture?
     /// The far end's last picture, kept in storage reused frame to frame.
     private var remoteStore = I420Picture()
+    private var hasRemote = false
     private var local: I420Picture?
     /// The camera thread's latest inset, under its own lock: the camera never waits for a flip.
     private let localInbox = Locked<(picture: I420Picture, fresh: Bool)>((I420Picture(), false))
-    private var faults: [ScreenFault] = []
-    private var shownContent: ScreenContent?
-    private var needsRedraw = true
     private let queue = SerialQueue(name: "display", capacity: 16)
     private var timer: UInt64?
-    private var stopped = false
-    /// Flips, and flips of far-end pictures, for status and tests.
-    private(set) var flips: UInt64 = 0
-    private(set) var videoFlips: UInt64 = 0
-    /// The last far-end picture's capture (sender's NTP) to flip, ms (glass to glass).
-    private var glassToGlass: [Double] = []
 
     public init(display: any Display, deviceName: String, blankAfterSeconds: Int, logger: Logger) {
         self.display = display
         self.logger = logger
         framebuffer = Framebuffer(width: display.width, height: display.height)
-        state = ScreenState(deviceName: deviceName, blankAfter: blankAfterSeconds > 0 ? .seconds(Int64(blankAfterSeconds)) : nil, now: Instant.now())
+        inputs = Locked(Inputs(state: ScreenState(deviceName: deviceName, blankAfter: blankAfterSeconds > 0 ? .seconds(Int64(blankAfterSeconds)) : nil, now: Instant.now())))
         logger.info("display ready", metadata: ["display": "\(display.name)"])
         _ = queue.async { [weak self] in self?.refresh() }
         scheduleTick()
@@ -50,24 +61,24 @@ public final class ScreenService: @unchecked Sendable {
         timer = queue.after(.milliseconds(250)) { [weak self] in
             guard let self else { return }
             refresh()
-            if !lock.withLock({ stopped }) { scheduleTick() }
+            if !inputs.withLock({ $0.stopped }) { scheduleTick() }
         }
     }
 
     public func stop() {
-        lock.withLock { stopped = true }
+        inputs.withLock { $0.stopped = true }
         queue.cancel(timer)
         queue.stop()
-        display.close()
+        render.withLock { display.close() }
     }
 
     /// Call control's phase.
     public func setPhase(_ phase: ScreenState.Phase) {
-        let changed = lock.withLock { () -> Bool in
-            guard phase != state.phase else { return false }
-            state.setPhase(phase, now: Instant.now())
-            if case .inCall = phase {} else { remote = nil; local = nil }
-            needsRedraw = true
+        let changed = inputs.withLock { i -> Bool in
+            guard phase != i.state.phase else { return false }
+            i.state.setPhase(phase, now: Instant.now())
+            if case .inCall = phase {} else { i.dropPictures = true }
+            i.needsRedraw = true
             return true
         }
         if changed { _ = queue.async { [weak self] in self?.refresh() } }
@@ -75,13 +86,13 @@ public final class ScreenService: @unchecked Sendable {
 
     /// A button press: wakes a blanked screen.
     public func activity() {
-        lock.withLock { state.activity(now: Instant.now()) }
+        inputs.withLock { $0.state.activity(now: Instant.now()) }
         _ = queue.async { [weak self] in self?.refresh() }
     }
 
     public func setFaults(_ list: [ScreenFault]) {
-        lock.withLock {
-            if faults != list { faults = list; needsRedraw = true }
+        inputs.withLock { i in
+            if i.faults != list { i.faults = list; i.needsRedraw = true }
         }
     }
 
@@ -90,9 +101,9 @@ public final class ScreenService: @unchecked Sendable {
         localInbox.withLock { $0.picture.copy(from: bytes, width: width, height: height); $0.fresh = true }
     }
 
-    /// Takes a new inset picture, if one came (call with `lock` held).
-    private func takeLocal() {
-        guard case .inCall = state.phase else { return }
+    /// Takes a new inset picture, if one came (call with `render` held).
+    private func takeLocal(inCall: Bool) {
+        guard inCall else { return }
         localInbox.withLock { inbox in
             guard inbox.fresh else { return }
             inbox.fresh = false
@@ -101,28 +112,43 @@ public final class ScreenService: @unchecked Sendable {
         }
     }
 
+    /// Pictures dropped after a phase change (call with `render` held).
+    private func dropPicturesIfAsked() {
+        if inputs.withLock({ i -> Bool in defer { i.dropPictures = false }; return i.dropPictures }) {
+            hasRemote = false
+            local = nil
+            localInbox.withLock { $0.fresh = false }
+        }
+    }
+
     /// Shows a decoded far-end picture now (the decode thread calls this at the frame's due
     /// time). Returns the flip's time.
     @discardableResult
     func present(remote picture: I420Picture, captureNTP: UInt64?) -> Instant? {
-        lock.withLock { () -> Instant? in
-            guard !stopped, case .inCall = state.phase else { return nil }
+        render.withLock { () -> Instant? in
+            dropPicturesIfAsked()
+            let (content, faults) = inputs.withLock { i -> (ScreenContent?, [ScreenFault]) in
+                guard !i.stopped, case .inCall = i.state.phase else { return (nil, []) }
+                i.state.videoShown(now: Instant.now())
+                return (i.state.content(now: Instant.now()), i.faults)
+            }
+            guard let content else { return nil }
             remoteStore.copy(from: picture)
-            remote = nil
-            remote = remoteStore
-            takeLocal()
-            state.videoShown(now: Instant.now())
-            let content = state.content(now: Instant.now())
-            renderer.render(content, faults: faults, remote: remote, local: local, into: &framebuffer)
-            shownContent = content
+            hasRemote = true
+            takeLocal(inCall: true)
+            renderer.render(content, faults: faults, remote: remoteStore, local: local, into: &framebuffer)
             let flip = display.present(framebuffer)
-            if flip != nil {
-                flips += 1
-                videoFlips += 1
-                if let ntp = captureNTP {
-                    let ms = Double(wallClockNanoseconds() - NTPTime.toUnixNanoseconds(ntp)) / 1e6
-                    if glassToGlass.count >= 4096 { glassToGlass.removeFirst(1024) }
-                    glassToGlass.append(ms)
+            let ms = captureNTP.map { Double(wallClockNanoseconds() - NTPTime.toUnixNanoseconds($0)) / 1e6 }
+            let regions = renderer.regions
+            inputs.withLock { i in
+                i.shownContent = content
+                i.regions = regions
+                guard flip != nil else { return }
+                i.flips += 1
+                i.videoFlips += 1
+                if let ms {
+                    if i.glassToGlass.count >= 4096 { i.glassToGlass.removeFirst(1024) }
+                    i.glassToGlass.append(ms)
                 }
             }
             return flip
@@ -131,27 +157,40 @@ public final class ScreenService: @unchecked Sendable {
 
     /// Redraws a text screen when what to show changed (display thread).
     private func refresh() {
-        lock.withLock {
-            guard !stopped else { return }
+        render.withLock {
+            dropPicturesIfAsked()
             let now = Instant.now()
-            let content = state.content(now: now)
-            // While video flows the decode thread draws; only a change of screen matters here.
-            if case .inCall = content, state.lastVideo != nil, !needsRedraw { return }
-            guard needsRedraw || content != shownContent else { return }
-            if case .inCall = content, state.lastVideo != nil {} else { remote = nil }
-            takeLocal()
-            renderer.render(content, faults: faults, remote: remote, local: local, into: &framebuffer)
-            if content != shownContent { logger.debug("screen", metadata: ["shows": "\(content.name)"]) }
-            shownContent = content
-            needsRedraw = false
-            if display.present(framebuffer) != nil { flips += 1 }
+            let snapshot = inputs.withLock { i -> (ScreenContent, [ScreenFault], Bool, Bool)? in
+                guard !i.stopped else { return nil }
+                let content = i.state.content(now: now)
+                let videoFlowing: Bool = { if case .inCall = content, i.state.lastVideo != nil { return true }; return false }()
+                // While video flows the decode thread draws; only a change of screen matters here.
+                if videoFlowing, !i.needsRedraw { return nil }
+                guard i.needsRedraw || content != i.shownContent else { return nil }
+                i.needsRedraw = false
+                return (content, i.faults, videoFlowing, content != i.shownContent)
+            }
+            guard let (content, faults, videoFlowing, changed) = snapshot else { return }
+            if !videoFlowing { hasRemote = false }
+            var inCall = false
+            if case .inCall = content { inCall = true } else if case .videoPaused = content { inCall = true }
+            takeLocal(inCall: inCall)
+            renderer.render(content, faults: faults, remote: hasRemote ? remoteStore : nil, local: local, into: &framebuffer)
+            if changed { logger.debug("screen", metadata: ["shows": "\(content.name)"]) }
+            let flipped = display.present(framebuffer) != nil
+            let regions = renderer.regions
+            inputs.withLock { i in
+                i.shownContent = content
+                i.regions = regions
+                if flipped { i.flips += 1 }
+            }
         }
     }
 
     /// What is on the screen now, as drawn (for `videophonectl screenshot`).
     public func snapshot() -> Framebuffer {
         if let off = display as? OffscreenDisplay { return off.current }
-        return lock.withLock { framebuffer }
+        return render.withLock { framebuffer }
     }
 
     /// For status: what it shows, the text regions, flips, glass-to-glass samples.
@@ -165,9 +204,10 @@ public final class ScreenService: @unchecked Sendable {
     }
 
     public var figures: Figures {
-        lock.withLock {
-            Figures(content: shownContent?.name ?? "none", regions: renderer.regions, flips: flips, videoFlips: videoFlips,
-                    glassToGlassMs: glassToGlass, display: display.name)
+        let name = display.name
+        return inputs.withLock { i in
+            Figures(content: i.shownContent?.name ?? "none", regions: i.regions, flips: i.flips, videoFlips: i.videoFlips,
+                    glassToGlassMs: i.glassToGlass, display: name)
         }
     }
 }
