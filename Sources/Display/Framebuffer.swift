@@ -1,4 +1,4 @@
-/// A rectangle in pixels.
+/// A rectangle in pixels: top-left corner and size (text regions, where a picture went).
 public struct Rect: Sendable, Equatable, CustomStringConvertible {
     public var x: Int, y: Int, width: Int, height: Int
     public init(x: Int, y: Int, width: Int, height: Int) { self.x = x; self.y = y; self.width = width; self.height = height }
@@ -21,6 +21,7 @@ public struct Framebuffer: Sendable, Equatable {
     public let height: Int
     public var pixels: [UInt32]
 
+    /// A `width` × `height` picture (at least 1 × 1) filled with `color` (XRGB8888).
     public init(width: Int, height: Int, color: UInt32 = 0) {
         self.width = max(1, width)
         self.height = max(1, height)
@@ -29,6 +30,7 @@ public struct Framebuffer: Sendable, Equatable {
 
     public var bounds: Rect { Rect(x: 0, y: 0, width: width, height: height) }
 
+    /// The pixel at (`x`, `y`) as 0x00RRGGBB.
     public subscript(x: Int, y: Int) -> UInt32 {
         get { pixels[y * width + x] }
         set { pixels[y * width + x] = newValue }
