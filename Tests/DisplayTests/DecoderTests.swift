@@ -91,6 +91,43 @@ func decode(_ d: AVCodecH264Decoder, _ data: [UInt8], _ pic: inout I420Picture) 
         #expect(pic.bytes.count == I420Picture.size(640, 360))
     }
 
+    /// NAL units of an Annex B access unit (start codes dropped).
+    func nalUnits(_ au: [UInt8]) -> [[UInt8]] {
+        var starts: [Int] = []
+        var i = 0
+        while i + 3 <= au.count {
+            if au[i] == 0, au[i + 1] == 0, au[i + 2] == 1 { starts.append(i + 3); i += 3 } else { i += 1 }
+        }
+        return starts.enumerated().map { k, s in
+            var end = k + 1 < starts.count ? starts[k + 1] - 3 : au.count
+            while end > s, au[end - 1] == 0 { end -= 1 }
+            return Array(au[s..<end])
+        }
+    }
+
+    @Test func parameterSetsThatLieAboutTheSizeDoNotTrapAndAKeyframeRecovers() throws {
+        let small = try encodedPattern(width: 320, height: 240, frames: 2)
+        let big = try encodedPattern(width: 640, height: 360, frames: 1)
+        let smallNALs = nalUnits(small[0].0.data), bigNALs = nalUnits(big[0].0.data)
+        guard let bigSPS = bigNALs.first(where: { $0[0] & 0x1F == 7 }) else { Issue.record("no SPS in x264's IDR"); return }
+        // The SPS says 640x360; the PPS and slices that follow were coded for 320x240.
+        var lying: [UInt8] = []
+        for n in smallNALs { lying += [0, 0, 0, 1] + (n[0] & 0x1F == 7 ? bigSPS : n) }
+        let dec = try AVCodecH264Decoder()
+        var pic = I420Picture()
+        let r = decode(dec, lying, &pic)
+        if case .picture(let concealed) = r {
+            // Whatever came out has the size the SPS claimed, within the budget, and is marked.
+            #expect(pic.width == 640 && pic.height == 360)
+            #expect(concealed, "a picture from mismatched slices was not flagged")
+        }
+        _ = decode(dec, small[1].0.data, &pic)
+        // The next honest keyframe gives a clean picture at its own size.
+        let again = try encodedPattern(width: 320, height: 240, frames: 1)[0]
+        #expect(decode(dec, again.0.data, &pic) == .picture(concealed: false))
+        #expect(pic.width == 320 && pic.height == 240)
+    }
+
     @Test func oversizedPictureIsRefused() throws {
         // 2560x1440 exceeds the decoder's pixel budget: refused, no picture, no trap.
         let huge = try encodedPattern(width: 2560, height: 1440, frames: 1)
