@@ -39,6 +39,7 @@ test: deps
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/MQTT
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Abuse
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Pairing
+	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Display
 	$(MAKE) perf-audit-fast
 	$(MAKE) board-test
 
@@ -53,6 +54,7 @@ bench: release
 	@toolchain/install-test-deps.sh
 	$(RELEASE)/videophone-bench --binary $(RELEASE)/videophoned
 	$(RELEASE)/videophone-bench --aec 10
+	$(RELEASE)/videophone-bench --display 30 --binary $(RELEASE)/videophoned
 	Tests/Interop/run.sh $(RELEASE) bench
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_impair.py

@@ -44,6 +44,9 @@ let package = Package(
         .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CLinux"),
+        .systemLibrary(name: "CAVCodec", pkgConfig: "libavcodec", providers: [.apt(["libavcodec-dev"])]),
+        .systemLibrary(name: "CDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CWebRTCAPM", pkgConfig: apmPkgConfig, providers: [.apt(["libwebrtc-audio-processing-dev"])]),
         // C API over webrtc-audio-processing 0.3 or 1.x (C++): echo cancellation, NS, AGC.
         .target(name: "CAudioProcessing", dependencies: ["CWebRTCAPM"], linkerSettings: [.linkedLibrary("stdc++")]),
@@ -69,12 +72,14 @@ let package = Package(
         .target(name: "DTLS", dependencies: ["COpenSSL"]),
         .target(name: "SRTP", dependencies: ["CSRTP"]),
         // Codecs and capture/playback devices.
-        .target(name: "Codecs", dependencies: ["CX264", "COpus"]),
+        .target(name: "Codecs", dependencies: ["CX264", "COpus", "CAVCodec"]),
+        // The screen: framebuffer, scaling, bitmap font, screens, PNG, audio/video sync. No I/O.
+        .target(name: "Display", dependencies: ["NetworkCore", "Codecs", "CZlib"]),
         .target(name: "MediaDevices", dependencies: ["NetworkCore"]),
         // The microphone's processing stage (AEC → NS → AGC) and the simulator's echo room.
         .target(name: "AudioProcessing", dependencies: ["CAudioProcessing", "MediaDevices", "NetworkCore"]),
         // Real devices: V4L2 cameras (libv4l2), ALSA capture and playback.
-        .target(name: "MediaDevicesLinux", dependencies: ["MediaDevices", "NetworkCore", "Codecs", "CV4L2", "CALSA", "CGPIOD"]),
+        .target(name: "MediaDevicesLinux", dependencies: ["MediaDevices", "NetworkCore", "Codecs", "Display", "CV4L2", "CALSA", "CGPIOD", "CDRM"]),
         // Sockets, demultiplexing and the W3C-shaped peer connection.
         .target(name: "PeerConnection", dependencies: [
             "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "SRTP",
@@ -82,7 +87,7 @@ let package = Package(
         ]),
         // The device application: config, signalling, call control, status.
         .target(name: "VideoPhone", dependencies: [
-            "PeerConnection", "Codecs", "MediaDevices", "MediaDevicesLinux", "AudioProcessing", "SDP", "RTP", "CallControl", "TOML", "BuildInfo", "CLinux",
+            "PeerConnection", "Codecs", "Display", "MediaDevices", "MediaDevicesLinux", "AudioProcessing", "SDP", "RTP", "CallControl", "TOML", "BuildInfo", "CLinux",
             "SignedSignalling", "CMosquitto", "STUN",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -101,10 +106,10 @@ let package = Package(
         // libFuzzer targets for every parser of network or user input (Tests/Fuzz, toolchain/fuzz.sh);
         // built plainly it replays the seed corpus instead.
         .executableTarget(name: "videophone-fuzz", dependencies: [
-            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "VideoPhone", "MediaDevices", "SignedSignalling",
+            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "VideoPhone", "MediaDevices", "SignedSignalling", "Codecs", "Display",
         ]),
         .executableTarget(name: "videophone-bench", dependencies: [
-            "VideoPhone", "Codecs", "MediaDevices", "RTP", "SRTP", "AudioProcessing",
+            "VideoPhone", "Codecs", "Display", "MediaDevices", "RTP", "SRTP", "AudioProcessing",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -117,6 +122,7 @@ let package = Package(
         .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "MDNS", "NetworkCore"]),
         .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),
+        .testTarget(name: "DisplayTests", dependencies: ["Display", "Codecs", "MediaDevices", "NetworkCore", "RTP"]),
         .testTarget(name: "AudioProcessingTests", dependencies: ["AudioProcessing", "Codecs", "MediaDevices", "NetworkCore"]),
         .testTarget(name: "SignedSignallingTests", dependencies: ["SignedSignalling", "DTLS"]),
         .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "PeerConnection", "SDP", "NetworkCore", "DTLS", "AudioProcessing"]),

@@ -59,4 +59,35 @@ static const unsigned int CV4L2_PIX_FMT_YUYV = V4L2_PIX_FMT_YUYV;
 static const unsigned int CV4L2_PIX_FMT_NV12 = V4L2_PIX_FMT_NV12;
 static const unsigned int CV4L2_PIX_FMT_MJPEG = V4L2_PIX_FMT_MJPEG;
 static const unsigned int CV4L2_PIX_FMT_H264 = V4L2_PIX_FMT_H264;
+/* Stateful decoders: the source-change event (the stream's size is known or changed),
+   the minimum capture buffers, errors on a decoded buffer. */
+static const unsigned long CV4L2_VIDIOC_SUBSCRIBE_EVENT = VIDIOC_SUBSCRIBE_EVENT;
+static const unsigned long CV4L2_VIDIOC_DQEVENT = VIDIOC_DQEVENT;
+static const unsigned int CV4L2_EVENT_SOURCE_CHANGE = V4L2_EVENT_SOURCE_CHANGE;
+static const unsigned int CV4L2_BUF_FLAG_ERROR = V4L2_BUF_FLAG_ERROR;
+static const unsigned int CV4L2_BUF_FLAG_LAST = V4L2_BUF_FLAG_LAST;
+static inline int cv4l2_get_ctrl(int fd, unsigned int id, int *value) {
+    struct v4l2_control c = { .id = id, .value = 0 };
+    int r = ioctl(fd, VIDIOC_G_CTRL, &c);
+    *value = c.value;
+    return r;
+}
+static const unsigned int CV4L2_CID_MIN_BUFFERS_FOR_CAPTURE = V4L2_CID_MIN_BUFFERS_FOR_CAPTURE;
+static inline int cv4l2_subscribe_source_change(int fd) {
+    struct v4l2_event_subscription sub = { .type = V4L2_EVENT_SOURCE_CHANGE };
+    return ioctl(fd, VIDIOC_SUBSCRIBE_EVENT, &sub);
+}
+/* The visible part of decoded pictures (compose rectangle); 0 when the driver has none. */
+static inline int cv4l2_visible_size(int fd, unsigned int *w, unsigned int *h) {
+    struct v4l2_selection sel = { .type = V4L2_BUF_TYPE_VIDEO_CAPTURE, .target = V4L2_SEL_TGT_COMPOSE };
+    if (ioctl(fd, VIDIOC_G_SELECTION, &sel) != 0) return -1;
+    *w = sel.r.width; *h = sel.r.height;
+    return 0;
+}
+/* Takes one pending event; returns its type, or -1 when none is pending. */
+static inline int cv4l2_dequeue_event(int fd) {
+    struct v4l2_event ev;
+    if (ioctl(fd, VIDIOC_DQEVENT, &ev) != 0) return -1;
+    return (int)ev.type;
+}
 #endif

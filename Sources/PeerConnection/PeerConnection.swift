@@ -42,6 +42,9 @@ public struct PeerConnectionHandlers: Sendable {
     public var onKeyframeRequest: (@Sendable () -> Void)?
     /// A complete video frame arrived.
     public var onVideoFrame: (@Sendable (AssembledFrame, Instant) -> Void)?
+    /// A sender report from the peer: which stream (video or audio), its NTP time and the
+    /// RTP timestamp that goes with it (lip sync maps one stream onto the other with these).
+    public var onSenderReport: (@Sendable (_ video: Bool, _ ntp: UInt64, _ rtpTimestamp: UInt32) -> Void)?
     /// An Opus packet arrived (payload, RTP sequence number).
     public var onAudioPacket: (@Sendable (_ payload: ArraySlice<UInt8>, _ sequence: UInt16, _ timestamp: UInt32) -> Void)?
     /// The video rate the network allows changed (RTCP loss reports, REMB): kbit/s.
@@ -330,6 +333,17 @@ public final class PeerConnection: @unchecked Sendable {
     public func sendVideo(_ data: [UInt8], isKeyframe: Bool, width: Int, height: Int, captureTime: Instant, captureNTP: UInt64) {
         let frame = MediaSender.VideoFrame(data: data, isKeyframe: isKeyframe, width: width, height: height, captureTime: captureTime, captureNTP: captureNTP)
         if sender.queueVideo(frame) { wake() }
+    }
+
+    /// Asks the peer for a keyframe (the decoder lost a reference or saw an error): a PLI,
+    /// sent from the transport thread. The caller rate-limits.
+    public func requestKeyframe() {
+        perform { pc in
+            guard let v = pc.videoReceiver, let media = v.remoteSSRC else { return }
+            v.lastPLI = Instant.now()
+            pc.sendRTCP([.pli(sender: pc.sender.videoSSRC, media: media)])
+            pc.shared.withLock { $0.inboundVideo?.pliCount += 1 }
+        }
     }
 
     /// Hands one Opus packet of `samples` samples to the transport thread, which sends it
@@ -1006,9 +1020,15 @@ public final class PeerConnection: @unchecked Sendable {
         }
         for p in packets {
             switch p {
-            case let .senderReport(ssrc, ntp, _, _, _, reports):
-                if videoReceiver?.remoteSSRC == ssrc { videoReceiver?.statistics.receivedSenderReport(ntp: ntp, arrival: now) }
-                if audioStats?.ssrc == ssrc { audioStats?.receivedSenderReport(ntp: ntp, arrival: now) }
+            case let .senderReport(ssrc, ntp, rtpTimestamp, _, _, reports):
+                if videoReceiver?.remoteSSRC == ssrc {
+                    videoReceiver?.statistics.receivedSenderReport(ntp: ntp, arrival: now)
+                    handlers.onSenderReport?(true, ntp, rtpTimestamp)
+                }
+                if audioStats?.ssrc == ssrc {
+                    audioStats?.receivedSenderReport(ntp: ntp, arrival: now)
+                    handlers.onSenderReport?(false, ntp, rtpTimestamp)
+                }
                 handleReports(reports)
             case let .receiverReport(_, reports):
                 handleReports(reports)

@@ -76,6 +76,7 @@ public struct AudioJitterBuffer: Sendable {
     public var currentDelay: Duration { frameDuration * bufferedFrames }
 
     public mutating func insert(sequence: UInt16, timestamp: UInt32, payload: [UInt8], arrival: Instant) {
+        timestampReference = (sequence, timestamp)
         updateJitter(timestamp: timestamp, arrival: arrival)
         guard let next = nextSeq else {
             nextSeq = sequence
@@ -113,8 +114,28 @@ public struct AudioJitterBuffer: Sendable {
         trimBacklog()
     }
 
+    /// A received packet's sequence number and RTP timestamp: the timestamps of the others
+    /// follow (one frame of ``frameSamples`` per sequence number).
+    private var timestampReference: (UInt16, UInt32)?
+
+    /// The RTP timestamp of the frame the last ``pop()`` handed out (played or concealed);
+    /// nil while silent. Lip sync maps video onto it.
+    public private(set) var playedTimestamp: UInt32?
+
     /// What to play for the next tick.
     public mutating func pop() -> Playout {
+        let out = popFrame()
+        if case .silence = out {
+            playedTimestamp = nil
+        } else if let (seq, ts) = timestampReference, let next = nextSeq {
+            // nextSeq has moved one past the frame just handed out.
+            let played = next &- 1
+            playedTimestamp = ts &+ UInt32(bitPattern: Int32(Int16(bitPattern: played &- seq))) &* frameSamples
+        }
+        return out
+    }
+
+    private mutating func popFrame() -> Playout {
         guard let next = nextSeq else { return .silence }
         if !playing {
             // Wait until the target depth is there (or the newest packet would otherwise

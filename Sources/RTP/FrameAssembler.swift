@@ -9,6 +9,11 @@ public struct AssembledFrame: Sendable {
     public var packetCount: Int
     /// The sender's capture time (abs-capture-time), as NTP, when it was sent.
     public var captureNTP: UInt64?
+
+    public init(rtpTimestamp: UInt32, data: [UInt8], isKeyframe: Bool, packetCount: Int, captureNTP: UInt64?) {
+        self.rtpTimestamp = rtpTimestamp; self.data = data; self.isKeyframe = isKeyframe
+        self.packetCount = packetCount; self.captureNTP = captureNTP
+    }
 }
 
 /// Reassembles H.264 frames from RTP packets that may arrive lost, late, duplicated or

@@ -13,6 +13,9 @@ final class AudioPlayout: @unchecked Sendable {
     private var buffer = AudioJitterBuffer()
     private let decoder: OpusDecoder?
     private var figures = Figures()
+    /// The RTP timestamp of the frame the last render played (nil: silence); the speaker
+    /// thread hands it to lip sync.
+    private(set) var playedTimestamp: UInt32?
 
     struct Figures: Sendable {
         var decoded: UInt64 = 0
@@ -43,6 +46,7 @@ final class AudioPlayout: @unchecked Sendable {
         lock.withLock {
             guard let decoder else { return false }
             let playout = buffer.pop()
+            playedTimestamp = buffer.playedTimestamp
             let pcm: ArraySlice<Int16>?
             switch playout {
             case .silence:

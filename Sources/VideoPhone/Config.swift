@@ -165,6 +165,23 @@ public struct DeviceConfig: Sendable, Equatable {
     public var videoEncoder = "auto"
     /// The mem2mem encoder's node for `v4l2`; nil finds it.
     public var videoEncoderDevice: String? = nil
+    /// With a screen: `auto` (the board's V4L2 H.264 decoder when it has one, else
+    /// libavcodec), `libavcodec`, `v4l2`.
+    public var videoDecoder = "auto"
+    /// The mem2mem decoder's node for `v4l2`; nil finds it.
+    public var videoDecoderDevice: String? = nil
+    /// The screen (`[display]`): `none` (no screen: received video is not decoded),
+    /// `simulated` (an off-screen framebuffer, for `videophonectl screenshot`), `drm`.
+    public var displayOutput = "none"
+    /// The DRM device for `output = "drm"`.
+    public var displayDevice = "/dev/dri/card0"
+    /// The connector by name (`HDMI-A-1`); nil: the first connected one.
+    public var displayConnector: String? = nil
+    /// The mode, `WIDTHxHEIGHT` or `WIDTHxHEIGHT@HZ`; nil: the connector's preferred mode
+    /// (the simulated screen: 1280x720).
+    public var displayMode: DisplayMode? = nil
+    /// Seconds without a call or a button press before the screen blanks; 0: never.
+    public var displayBlankAfterSeconds = 300
     public var audioSource = "tone"
     public var audioSink = "counting"
     /// ALSA device names for `audio.source = "alsa"` / `audio.sink = "alsa"`.
@@ -392,6 +409,24 @@ public struct DeviceConfig: Sendable, Equatable {
             case ("video", "bitrate_kbps"): c.videoBitrateKbps = try int(e, 50...20000)
             case ("video", "encoder"): c.videoEncoder = try oneOf(e, ["auto", "x264", "v4l2"])
             case ("video", "encoder_device"): c.videoEncoderDevice = try string(e)
+            case ("video", "decoder"): c.videoDecoder = try oneOf(e, ["auto", "libavcodec", "v4l2"])
+            case ("video", "decoder_device"): c.videoDecoderDevice = try string(e)
+            case ("display", "output"): c.displayOutput = try oneOf(e, ["none", "simulated", "drm"])
+            case ("display", "device"):
+                let d = try string(e)
+                guard d.hasPrefix("/") else { throw err(e, "expected a device path like \"/dev/dri/card0\", got '\(d)'") }
+                c.displayDevice = d
+            case ("display", "connector"):
+                let n = try string(e)
+                guard !n.isEmpty, n.utf8.count <= 32, n.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
+                    throw err(e, "expected a connector name like \"HDMI-A-1\" (`modetest -c` lists them), got '\(n)'")
+                }
+                c.displayConnector = n
+            case ("display", "mode"):
+                let m = try string(e)
+                guard let mode = DisplayMode(m) else { throw err(e, "expected \"WIDTHxHEIGHT\" or \"WIDTHxHEIGHT@HZ\" (e.g. \"1280x720@60\"), got '\(m)'") }
+                c.displayMode = mode
+            case ("display", "blank_after_s"): c.displayBlankAfterSeconds = try int(e, 0...86_400)
             case ("audio", "source"): c.audioSource = try oneOf(e, ["alsa", "tone", "talker", "none"])
             case ("audio", "echo_cancellation"): c.audioEchoCancellation = try bool(e)
             case ("audio", "noise_suppression"): c.audioNoiseSuppression = try bool(e)
@@ -487,7 +522,7 @@ public struct DeviceConfig: Sendable, Equatable {
                 }
                 peers[e.tableIndex, default: PeerEntry(line: e.line)].fingerprint = f
             default:
-                let known = ["device", "signalling", "control", "network", "ice", "turn", "video", "audio", "gpio", "peer", "metrics", "pending", "broker"]
+                let known = ["device", "signalling", "control", "network", "ice", "turn", "video", "audio", "display", "gpio", "peer", "metrics", "pending", "broker"]
                 if e.table.isEmpty { throw err(e, "unknown key at top level (keys belong in a [table])") }
                 if !known.contains(e.table) { throw err(e, "unknown table [\(e.table)]") }
                 throw err(e, "unknown key")
@@ -611,4 +646,30 @@ struct URLParts {
         }
         self.path = path.isEmpty ? "" : String(path)
     }
+}
+
+/// A display mode from the config: `1280x720` or `1280x720@60`.
+public struct DisplayMode: Sendable, Equatable, CustomStringConvertible {
+    public var width: Int
+    public var height: Int
+    /// Nil: any refresh rate (the highest the connector offers at that size).
+    public var refreshHz: Int?
+
+    public init(width: Int, height: Int, refreshHz: Int? = nil) { self.width = width; self.height = height; self.refreshHz = refreshHz }
+
+    /// Parses `WxH` or `WxH@HZ` (sizes 160…7680 × 120…4320, 1…240 Hz).
+    public init?(_ text: String) {
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count <= 2 else { return nil }
+        let size = parts[0].split(separator: "x", omittingEmptySubsequences: false)
+        guard size.count == 2, let w = Int(size[0]), let h = Int(size[1]), (160...7680).contains(w), (120...4320).contains(h) else { return nil }
+        var hz: Int?
+        if parts.count == 2 {
+            guard let r = Int(parts[1]), (1...240).contains(r) else { return nil }
+            hz = r
+        }
+        self.init(width: w, height: h, refreshHz: hz)
+    }
+
+    public var description: String { "\(width)x\(height)" + (refreshHz.map { "@\($0)" } ?? "") }
 }

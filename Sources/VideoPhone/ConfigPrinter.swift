@@ -56,6 +56,14 @@ extension DeviceConfig {
         line("bitrate_kbps", String(videoBitrateKbps))
         line("encoder", q(videoEncoder))
         if let videoEncoderDevice { line("encoder_device", q(videoEncoderDevice)) }
+        line("decoder", q(videoDecoder))
+        if let videoDecoderDevice { line("decoder_device", q(videoDecoderDevice)) }
+        out += "\n[display]\n"
+        line("output", q(displayOutput))
+        line("device", q(displayDevice))
+        if let displayConnector { line("connector", q(displayConnector)) }
+        if let displayMode { line("mode", q(displayMode.description)) }
+        line("blank_after_s", String(displayBlankAfterSeconds))
         out += "\n[audio]\n"
         line("source", q(audioSource))
         line("capture_device", q(audioCaptureDevice))

@@ -1,3 +1,4 @@
+import Display
 import NetworkCore
 #if canImport(Glibc)
 import Glibc
@@ -9,7 +10,7 @@ import Glibc
 /// control and reply when it is done.
 public enum ControlCommands {
     /// What the control socket understands, for errors and `--help`.
-    public static let summary = "status [--json], call [PEER], answer, hangup, press [--long], identity, reload"
+    public static let summary = "status [--json], call [PEER], answer, hangup, press [--long], identity, reload, screenshot"
 
     /// A parsed command line. No I/O; the fuzzer drives it.
     public enum Command: Equatable, Sendable {
@@ -19,6 +20,8 @@ public enum ControlCommands {
         /// Re-read the config file and its drop-ins, as SIGHUP does.
         case reload
         case press(long: Bool)
+        /// What the screen shows, as PNG (base64url in the reply; videophonectl writes the file).
+        case screenshot
     }
 
     /// Reads one command line; the error names what was wrong.
@@ -40,6 +43,7 @@ public enum ControlCommands {
         case "hangup": return noArguments(.hangup)
         case "identity": return noArguments(.identity)
         case "reload": return noArguments(.reload)
+        case "screenshot": return noArguments(.screenshot)
         case "press":
             guard rest.allSatisfy({ $0 == "--long" }) else { return .failure(HTTPError("press takes only --long")) }
             return .success(.press(long: !rest.isEmpty))
@@ -65,6 +69,13 @@ public enum ControlCommands {
             device.press(long: long) { result in responder.respond("ok \(result)\n") }
         case .success(.identity):
             responder.respond("ok\nsha-256 \(device.identity.fingerprint)\n")
+        case .success(.screenshot):
+            guard let screen = device.screen else {
+                responder.respond("error this device has no screen ([display] output = \"\(device.config.displayOutput)\")\n")
+                return
+            }
+            let fb = screen.snapshot()
+            responder.respond("ok png \(fb.width)x\(fb.height) \(Base64URL.encode(PNGWriter.encode(fb)))\n")
         case .success(.reload):
             responder.respond(reload?() ?? "error this daemon was started without a config file to reload\n")
         }

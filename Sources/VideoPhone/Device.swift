@@ -2,6 +2,7 @@ import CLinux
 import CallControl
 import Codecs
 import DTLS
+import Display
 import Logging
 import MediaDevices
 import NetworkCore
@@ -101,6 +102,8 @@ public final class Device: @unchecked Sendable {
     private var lastCall: CallSummary?
     /// Lights the call LED; the simulated board keeps the pattern for status.
     public let leds: any CallLED
+    /// The screen (`[display]`); nil without one.
+    public let screen: ScreenService?
     let metrics: DeviceMetrics
     let rateLimiter = RateLimiter()
     let parts: BoardParts
@@ -137,6 +140,7 @@ public final class Device: @unchecked Sendable {
         self.identity = identity
         self.logger = logger
         self.leds = leds
+        self.screen = ScreenService.make(config, logger: logger)
         self.metrics = DeviceMetrics()
         self.dtls = try DTLSContext(certificate: identity)
         self.machine = CallStateMachine(peers: config.peers.map(\.name), autoAnswer: config.autoAnswer,
@@ -185,6 +189,7 @@ public final class Device: @unchecked Sendable {
         }
         control.stop()
         mediaControl.stop()
+        screen?.stop()
         signalling.stop()
         addressMonitor?.stop()
     }
@@ -200,6 +205,16 @@ public final class Device: @unchecked Sendable {
     public func report(_ fault: DeviceFault, failing: Bool) { parts.report(fault, failing: failing) }
 
     private func faultsChanged(_ faults: Set<DeviceFault>) {
+        screen?.setFaults(faults.sorted().compactMap { f -> ScreenFault? in
+            switch f {
+            case .camera: .noCamera
+            case .network: .noNetwork
+            case .broker: ScreenFault("no broker")
+            case .microphone: ScreenFault("no microphone")
+            case .speaker: ScreenFault("no speaker")
+            case .button: nil
+            }
+        })
         let actions = lock.withLock { machine.setFault(faults.min()?.pattern) }
         for case .setLED(let p) in actions { leds.show(p) }
     }
@@ -262,6 +277,14 @@ public final class Device: @unchecked Sendable {
             let a = machine.handle(event, now: Instant.now())
             return (a, before, machine.phase)
         }
+        if let screen {
+            switch after {
+            case .idle, .ending: screen.setPhase(.idle)
+            case .calling(let p): screen.setPhase(.calling(p))
+            case .ringing(let p): screen.setPhase(.ringing(p))
+            case .inCall(let p): screen.setPhase(.inCall(p))
+            }
+        }
         if before.name != after.name {
             onPhaseChange?(after.name)
             if event != .tick { logger.debug("call phase", metadata: ["STATE": "\(after.name)", "event": "\(event)"]) }
@@ -303,6 +326,7 @@ public final class Device: @unchecked Sendable {
 
     /// The button, or `videophonectl press [--long]`: the phase after it, or why nothing happened.
     public func press(long: Bool, completion: @escaping @Sendable (String) -> Void = { _ in }) {
+        screen?.activity()
         let queued = onControl { [self] in
             let rest = perform(long ? .longPress : .shortPress)
             for case .ignored(let why) in rest { completion(why.description); return }
@@ -713,7 +737,8 @@ public final class Device: @unchecked Sendable {
         let parts = self.parts
         return MediaSession(logger: logger, camera: parts.makeCamera(config), microphone: parts.makeMicrophone(config), speaker: parts.makeSpeaker(config),
                             videoSettings: videoSettings, sendingAllowed: sendingAllowed,
-                            makeEncoder: { try parts.makeEncoder(config, $0) }, audioProcessor: parts.audioProcessor(config))
+                            makeEncoder: { try parts.makeEncoder(config, $0) }, audioProcessor: parts.audioProcessor(config), screen: screen,
+                            makeDecoder: { [logger] in try ScreenService.makeDecoder(config, logger: logger) })
     }
 
     /// Opens encoders and starts capture off call control: the offer or answer goes out

@@ -1,5 +1,6 @@
 import AudioProcessing
 import Codecs
+import Display
 import Logging
 import MediaDevices
 import NetworkCore
@@ -10,7 +11,8 @@ import Glibc
 #endif
 
 /// The media of one call: camera → x264 → RTP, microphone → Opus → RTP, and the receive
-/// side (Opus → speaker, reassembled video frames counted and timed).
+/// side (Opus → speaker; reassembled video frames counted, timed and, with a screen,
+/// decoded and shown in sync with the speaker by ``VideoPlayout``).
 ///
 /// Encoding runs on the camera's and microphone's own threads. Nothing is sent before SRTP
 /// keys exist (a lost first IDR costs seconds in other stacks); a keyframe is encoded while
@@ -30,6 +32,13 @@ public final class MediaSession: @unchecked Sendable {
     private var encoder: (any VideoEncoder)?
     /// Opens the encoder for given settings (x264 or the board's hardware encoder).
     let makeEncoder: (H264EncoderSettings) throws -> any VideoEncoder
+    /// The screen, when the device has one (`[display] output` other than `none`); without
+    /// one received video is not decoded at all.
+    let screen: ScreenService?
+    /// Decodes and shows the far end's video (nil without a screen or a decoder).
+    let videoPlayout: VideoPlayout?
+    private var insetScaler = I420Scaler()
+    private var insetFrames = 0
     // Made up front: packets from the peer may arrive before capture has started.
     private let opus = try? OpusEncoder(channels: 1)
     private let playout = AudioPlayout()
@@ -38,6 +47,8 @@ public final class MediaSession: @unchecked Sendable {
     /// encode (the encoder lock is held for one; on a slow board that is a lost period).
     private let audioPeer = Locked<PeerConnection?>(nil)
     private let encoderName = Locked<String?>(nil)
+    /// The connection the decode thread asks for keyframes through.
+    private let videoPeer: Locked<PeerConnection?>?
     private let state = Locked(State())
     /// Called once, when the first packet of media from the peer arrives.
     public var onFirstRemoteMedia: (@Sendable () -> Void)? {
@@ -69,8 +80,26 @@ public final class MediaSession: @unchecked Sendable {
     public init(logger: Logger, camera: (any VideoSource)?, microphone: (any AudioSource)?, speaker: any AudioSink,
                 videoSettings: H264EncoderSettings, sendingAllowed: Bool,
                 makeEncoder: @escaping (H264EncoderSettings) throws -> any VideoEncoder = { try X264Encoder(settings: $0) },
-                audioProcessor: AudioProcessor? = nil) {
+                audioProcessor: AudioProcessor? = nil, screen: ScreenService? = nil,
+                makeDecoder: () throws -> any VideoDecoder = { try AVCodecH264Decoder() }) {
         self.logger = logger
+        self.screen = screen
+        if let screen {
+            do {
+                let decoder = try makeDecoder()
+                let peer = Locked<PeerConnection?>(nil)
+                videoPeer = peer
+                videoPlayout = VideoPlayout(decoder: decoder, screen: screen, logger: logger) { peer.current?.requestKeyframe() }
+                logger.debug("video decoder ready", metadata: ["decoder": "\(decoder.name)"])
+            } catch {
+                logger.error("no video decoder: the far end's video will not be shown", metadata: ["REASON": "\(error)"])
+                videoPlayout = nil
+                videoPeer = nil
+            }
+        } else {
+            videoPlayout = nil
+            videoPeer = nil
+        }
         self.audioProcessor = audioProcessor
         micTiming = microphone as? any AudioSourceTiming
         speakerTiming = speaker as? any AudioSinkTiming
@@ -88,7 +117,8 @@ public final class MediaSession: @unchecked Sendable {
         h.onMediaReady = { [weak self] in self?.mediaReady() }
         h.onKeyframeRequest = { [weak self] in self?.keyframeRequested(now: Instant.now()) }
         h.onTargetBitrate = { [weak self] kbps in self?.setVideoBitrate(kbps) }
-        h.onVideoFrame = { [weak self] frame, _ in self?.receivedVideo(frame) }
+        h.onVideoFrame = { [weak self] frame, arrival in self?.receivedVideo(frame, arrival: arrival) }
+        h.onSenderReport = { [weak self] video, ntp, rtp in self?.videoPlayout?.senderReport(video: video, ntp: ntp, rtp: rtp) }
         h.onAudioPacket = { [weak self] payload, seq, ts in self?.receivedAudio(payload, sequence: seq, timestamp: ts) }
         return h
     }
@@ -99,6 +129,8 @@ public final class MediaSession: @unchecked Sendable {
         if state.current.stopped { return }
         encoderLock.withLock { pc = peerConnection }
         audioPeer.withLock { $0 = peerConnection }
+        videoPeer?.withLock { $0 = peerConnection }
+        videoPlayout?.start()
         if let camera {
             // The driver may have picked another size than asked for: encode what it gives.
             var settings = videoSettings
@@ -119,8 +151,11 @@ public final class MediaSession: @unchecked Sendable {
         }
         let playout = self.playout
         let processor = audioProcessor, timing = speakerTiming
+        let video = videoPlayout
         try speaker.start { out in
             let sound = playout.render(into: out)
+            // Lip sync: this frame's RTP timestamp is heard once the card's queue has played.
+            video?.audioPlayed(rtp: sound ? playout.playedTimestamp : nil, heard: Instant.now() + (timing?.playbackDelay ?? .zero))
             if let processor {
                 // The far-end reference is exactly what the card gets, silence included.
                 if !sound { out.update(repeating: 0) }
@@ -136,6 +171,7 @@ public final class MediaSession: @unchecked Sendable {
         camera?.stop()
         microphone?.stop()
         speaker.stop()
+        videoPlayout?.stop()
     }
 
     /// The callee answered: media may flow now.
@@ -171,6 +207,7 @@ public final class MediaSession: @unchecked Sendable {
         captureClock.withLock { $0 = frame.captureTime }
         let s = state.current
         if s.stopped { return }
+        if let screen { updateInset(frame, screen: screen) }
         encoderLock.withLock {
             // A camera that came back at another size: a new ladder and encoder, starting
             // with a keyframe.
@@ -200,6 +237,15 @@ public final class MediaSession: @unchecked Sendable {
             }
             encodeAndSend(frame)
         }
+    }
+
+    /// Every third camera frame, a small copy for the screen's inset (camera thread).
+    private func updateInset(_ frame: VideoFrame, screen: ScreenService) {
+        insetFrames += 1
+        guard insetFrames % 3 == 1, frame.width >= 64, frame.height >= 36 else { return }
+        let w = 320, h = max(2, (320 * frame.height / frame.width) & ~1)
+        insetScaler.scale(frame.buffer, width: frame.width, height: frame.height, toWidth: w, toHeight: h)
+        insetScaler.output.withUnsafeBytes { screen.setLocal($0, width: w, height: h) }
     }
 
     /// PLI or FIR: the next frame is an IDR, at once. Requests closer than 500 ms to the
@@ -295,8 +341,9 @@ public final class MediaSession: @unchecked Sendable {
         playout.insert(payload, sequence: sequence, timestamp: timestamp, arrival: Instant.now())
     }
 
-    func receivedVideo(_ frame: AssembledFrame) {
+    func receivedVideo(_ frame: AssembledFrame, arrival: Instant = Instant.now()) {
         remoteMediaArrived()
+        videoPlayout?.insert(frame, arrival: arrival)
         let latency = frame.captureNTP.map { Double(wallClockNanoseconds() - NTPTime.toUnixNanoseconds($0)) / 1e6 }
         state.withLock { s in
             s.framesReceived += 1
@@ -333,6 +380,25 @@ public final class MediaSession: @unchecked Sendable {
         /// Capture at the sender → frame reassembled here, ms (recent frames).
         public var captureToFrameMs: [Double]
         public var encodeMs: [Double]
+        /// The decode-and-show path (nil without a screen).
+        public var video: VideoFigures?
+    }
+
+    /// The received video's decoding, sync and display.
+    public struct VideoFigures: Sendable {
+        public var decoder: String
+        public var decoded: UInt64
+        public var decodeErrors: UInt64
+        public var concealed: UInt64
+        public var keyframeRequests: UInt64
+        public var dropped: UInt64
+        public var lipSynced: UInt64
+        public var late: UInt64
+        public var skipped: UInt64
+        public var jitterBufferMs: Double
+        public var decodeMs: [Double]
+        /// Flip time minus the time its audio was heard, ms (positive: audio ahead of video).
+        public var syncOffsetMs: [Double]
     }
 
     public var figures: Figures {
@@ -346,7 +412,13 @@ public final class MediaSession: @unchecked Sendable {
                        totalAudioEnergy: a.totalAudioEnergy, totalSamplesDuration: a.totalSamplesDuration,
                        encoderImplementation: encoderName.current,
                        microphoneOverruns: microphone?.overruns ?? 0, speakerUnderruns: speaker.underruns,
-                       captureToFrameMs: s.captureToFrame, encodeMs: s.encodeMs)
+                       captureToFrameMs: s.captureToFrame, encodeMs: s.encodeMs,
+                       video: videoPlayout.map { p in
+                           let v = p.current
+                           return VideoFigures(decoder: p.decoderName, decoded: v.decoded, decodeErrors: v.decodeErrors, concealed: v.concealed,
+                                               keyframeRequests: v.keyframeRequests, dropped: v.dropped, lipSynced: v.lipSynced, late: v.late, skipped: v.skipped,
+                                               jitterBufferMs: v.jitterBufferMs, decodeMs: v.decodeMs, syncOffsetMs: v.syncOffsetMs)
+                       })
     }
 }
 

@@ -52,6 +52,25 @@ extension Device {
             j.endObject()
             j.endObject()
         }
+        if let screen {
+            let d = screen.figures
+            j.beginObject("display")
+            j.field("output", d.display)
+            j.field("shows", d.content)
+            j.beginArray("textRegions")
+            for r in d.regions {
+                j.beginObject()
+                j.field("text", r.text)
+                j.field("x", r.rect.x); j.field("y", r.rect.y); j.field("width", r.rect.width); j.field("height", r.rect.height)
+                j.endObject()
+            }
+            j.endArray()
+            j.field("flips", d.flips)
+            j.field("videoFlips", d.videoFlips)
+            j.field("glassToGlassP50Ms", percentile(d.glassToGlassMs, 50))
+            j.field("glassToGlassP95Ms", percentile(d.glassToGlassMs, 95))
+            j.endObject()
+        }
         guard full else {
             if c != nil { j.field("inCall", true) }
             j.endObject()
@@ -156,6 +175,21 @@ extension Device {
             j.field("captureToFrameP50Ms", percentile(f.captureToFrameMs, 50))
             j.field("captureToWireP50Ms", percentile(c.pc.captureToWireSamples, 50))
             j.field("encodeP50Ms", percentile(f.encodeMs, 50))
+            if let v = f.video {
+                j.field("videoDecoder", v.decoder)
+                j.field("videoFramesDecoded", v.decoded)
+                j.field("videoDecodeErrors", v.decodeErrors)
+                j.field("videoFramesConcealed", v.concealed)
+                j.field("videoKeyframeRequests", v.keyframeRequests)
+                j.field("videoFramesDroppedBeforeDecode", v.dropped)
+                j.field("videoFramesLipSynced", v.lipSynced)
+                j.field("videoFramesLate", v.late)
+                j.field("videoFramesNotDrawn", v.skipped)
+                j.field("videoJitterBufferMs", v.jitterBufferMs)
+                j.field("decodeP50Ms", percentile(v.decodeMs, 50))
+                j.field("lipSyncOffsetP50Ms", percentile(v.syncOffsetMs, 50))
+                j.field("lipSyncOffsetP95Ms", percentile(v.syncOffsetMs, 95))
+            }
             j.endObject()
             j.field("mdnsResolved", s.mdnsResolved)
             j.field("stunIgnored", s.ignoredSTUN)

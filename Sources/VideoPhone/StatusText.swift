@@ -35,6 +35,13 @@ extension Device {
                          + "concealed \(fmt(Double(f.audioConcealedSamples) / 48, 0)) ms  jitter buffer \(fmt(f.jitterBufferDelayMs, 0))/\(fmt(f.jitterBufferTargetMs, 0)) ms  "
                          + "level \(fmt(f.audioLevel, 2))  speaker underruns \(f.speakerUnderruns)")
         }
+        if let v = f.video, let d = screen?.figures {
+            let dec = percentile(v.decodeMs.suffix(300).map { $0 }, 50).map { fmt($0, 1) + " ms" } ?? "-"
+            let g2g = percentile(d.glassToGlassMs.suffix(300).map { $0 }, 50).map { fmt($0, 1) + " ms" } ?? "-"
+            let sync = percentile(v.syncOffsetMs.suffix(300).map { $0 }, 50).map { fmt($0, 1) + " ms" } ?? "-"
+            lines.append("  screen:    \(d.display)  shows \(d.content)  decoded \(v.decoded) (\(v.decoder), p50 \(dec))  errors \(v.decodeErrors)  "
+                         + "keyframe requests \(v.keyframeRequests)  glass→glass p50 \(g2g)  lip sync p50 \(sync)")
+        }
         let rtt = s.candidatePair.currentRoundTripTime.map { fmt($0 * 1000, 2) + " ms" } ?? "-"
         let lat = percentile(f.captureToFrameMs.suffix(300).map { $0 }, 50).map { fmt($0, 1) + " ms" } ?? "-"
         let wire = percentile(pc.captureToWireSamples.suffix(300).map { $0 }, 50).map { fmt($0, 1) + " ms" } ?? "-"

@@ -203,5 +203,8 @@ func writeSeeds(into root: String) -> Bool {
     copy("toml", "videophone.toml", from: "board/sim/videophone.toml")
     copy("toml", "raspberry-pi-4.toml", from: "board/profiles/raspberry-pi-4.toml")
     copy("toml", "emulated.toml", from: "board/profiles/emulated.toml")
+
+    // Received video: the project's own x264 output, framed as access units.
+    for (name, bytes) in decoderSeeds() { put("h264-decoder", name, bytes) }
     return ok
 }

@@ -56,6 +56,7 @@ func fuzzControl(_ data: [UInt8]) {
     case .hangup: "hangup"
     case .identity: "identity"
     case .reload: "reload"
+    case .screenshot: "screenshot"
     case .press(let long): long ? "press --long" : "press"
     }
     require((try? ControlCommands.parse(text).get()) == c, "control: '\(text)' does not read back")

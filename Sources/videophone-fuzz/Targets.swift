@@ -27,6 +27,7 @@ let fuzzTargets: [(name: String, run: @Sendable ([UInt8]) -> Void)] = [
     ("dtls-records", fuzzDTLSRecords),      // the record check in front of OpenSSL
     ("wav", fuzzWAV),                       // the simulator's talker file (16-bit PCM WAV)
     ("signal-message", fuzzSignalMessage),  // signed broker signalling: parse, verify, sign round trip, replay
+    ("h264-decoder", fuzzH264Decoder),      // received access units through libavcodec onto a screen
 ]
 
 /// Stops the run when a property does not hold: the fuzzer reports it like a crash and

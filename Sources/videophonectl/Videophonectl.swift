@@ -17,7 +17,7 @@ struct Videophonectl: ParsableCommand {
         other device's code on each; the button then calls the other device.
         """,
         subcommands: [Status.self, Watch.self, Call.self, Answer.self, Hangup.self, Press.self, Identity.self,
-                      Reload.self, PairCode_.self, AddPeer.self, Version.self])
+                      Reload.self, Screenshot.self, PairCode_.self, AddPeer.self, Version.self])
 
     @Flag(name: .customLong("version"), help: "Print the version, the git commit and the encoder in use, then exit.")
     var version = false
@@ -155,6 +155,43 @@ extension Videophonectl {
         static let configuration = CommandConfiguration(abstract: "Re-read the config file and peers.d (as SIGHUP); a broken file keeps the running configuration.")
         @OptionGroup var connection: Connection
         func run() throws { try connection.send("reload") }
+    }
+
+    struct Screenshot: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write what the screen shows now to a PNG file (board or simulator).")
+        @OptionGroup var connection: Connection
+        @Argument(help: ArgumentHelp("The PNG file to write.", valueName: "file.png")) var file: String
+        func validate() throws {
+            if file.isEmpty { throw ValidationError("expected a file name, e.g. screen.png") }
+        }
+        func run() throws {
+            let reply: String
+            do { reply = try controlRequest(path: connection.socketPath, command: "screenshot") } catch {
+                printError("videophonectl: \(error)\n")
+                throw ExitCode(1)
+            }
+            let words = reply.split(separator: " ", maxSplits: 3)
+            guard reply.hasPrefix("ok png "), words.count == 4 else {
+                printError("videophonectl: " + (reply.hasPrefix("error ") ? String(reply.dropFirst(6)) : "unexpected reply: \(reply.prefix(80))\n"))
+                throw ExitCode(1)
+            }
+            guard case .success(let decoded) = Base64URL.decode(String(words[3].filter { !$0.isWhitespace })) else {
+                printError("videophonectl: the screenshot in the reply is not base64url\n")
+                throw ExitCode(1)
+            }
+            let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                printError("videophonectl: cannot write \(file): \(String(cString: strerror(errno)))\n")
+                throw ExitCode(1)
+            }
+            defer { close(fd) }
+            let written = decoded.bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard written == decoded.bytes.count else {
+                printError("videophonectl: cannot write \(file): \(String(cString: strerror(errno)))\n")
+                throw ExitCode(1)
+            }
+            print("\(file): \(words[2]) screen, \(decoded.bytes.count) bytes")
+        }
     }
 
     struct PairCode_: ParsableCommand {

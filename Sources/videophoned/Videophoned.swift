@@ -35,13 +35,17 @@ struct Videophoned: ParsableCommand {
             help: ArgumentHelp("Encode a test picture on the board's V4L2 mem2mem encoder and report: 'auto' finds it, or DEV[:FOURCC] (FOURCC defaults to H264).", valueName: "auto|dev[:fourcc]"))
     var checkEncoder: String?
 
+    @Option(name: .customLong("check-decoder"),
+            help: ArgumentHelp("Decode a test picture on the board's V4L2 mem2mem decoder and compare: 'auto' finds it, or DEV[:FOURCC] (FOURCC defaults to H264).", valueName: "auto|dev[:fourcc]"))
+    var checkDecoder: String?
+
     @Flag(name: .customLong("version"), help: "Print the version, the git commit and the encoder in use, then exit.")
     var version = false
 
     func validate() throws {
         if showSecrets && !printConfig { throw ValidationError("--show-secrets goes with --print-config") }
-        let modes = [checkConfig != nil, printConfig, checkEncoder != nil, version].filter { $0 }.count
-        if modes > 1 { throw ValidationError("--check-config, --print-config, --check-encoder and --version are used one at a time") }
+        let modes = [checkConfig != nil, printConfig, checkEncoder != nil, checkDecoder != nil, version].filter { $0 }.count
+        if modes > 1 { throw ValidationError("--check-config, --print-config, --check-encoder, --check-decoder and --version are used one at a time") }
     }
 
     func run() throws {
@@ -54,6 +58,11 @@ struct Videophoned: ParsableCommand {
         }
         if let spec = checkEncoder {
             let (report, ok) = EncoderCheck.run(spec: spec == "auto" || spec.isEmpty ? nil : spec)
+            print(report)
+            throw ExitCode(ok ? 0 : 1)
+        }
+        if let spec = checkDecoder {
+            let (report, ok) = DecoderCheck.run(spec: spec == "auto" || spec.isEmpty ? nil : spec)
             print(report)
             throw ExitCode(ok ? 0 : 1)
         }

@@ -14,9 +14,10 @@ BIN=$(cd "${1:-$ROOT/.build/release}" && pwd)
 
 SHARE=$(mktemp -d /tmp/videophone-board.XXXXXX)
 NS=vpboard$$
-PEER_PID=""; POLL_PID=""
+PEER_PID=""; POLL_PID=""; SCREENS_PID=""
 cleanup() {
     [ -n "$POLL_PID" ] && kill "$POLL_PID" 2>/dev/null
+    [ -n "$SCREENS_PID" ] && kill "$SCREENS_PID" 2>/dev/null || true   # it may have ended with QEMU
     [ -n "$PEER_PID" ] && kill "$PEER_PID" 2>/dev/null
     wait 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
@@ -82,9 +83,15 @@ PEER_PID=$!
   done > "$SHARE/peer-status.jsonl" ) &
 POLL_PID=$!
 
+# QEMU's screendumps (through QMP) when the scenario asks; a call from the peer for the ringing screen.
+rm -f "$SHARE/qmp.sock"
+python3 "$ROOT/board/qemu/board_screens.py" serve "$SHARE" "$SHARE/peer/control.sock" "$BIN/videophonectl" > "$SHARE/screens.log" 2>&1 &
+SCREENS_PID=$!
+
 echo "board: booting (software emulation, a few minutes)"
 status=0
 ip netns exec "$NS" env BOARD_TAP=tap0 "$ROOT/board/qemu/boot.sh" "$ROOT/board/qemu/scenarios/board-call.sh" "$SHARE" || status=$?
 python3 "$ROOT/board/qemu/board_check.py" check "$SHARE" || status=1
+python3 "$ROOT/board/qemu/board_screens.py" check "$SHARE" || status=1
 echo "board: results in $SHARE"
 exit $status

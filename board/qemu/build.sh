@@ -20,13 +20,13 @@ if [ ! -e "$ROOTFS/.complete" ]; then
     echo "board: debootstrap into $ROOTFS (about a minute)" >&2
     $SUDO rm -rf "$ROOTFS"
     $SUDO debootstrap --variant=minbase \
-        --include=systemd,systemd-sysv,udev,kmod,v4l-utils,alsa-utils,gpiod,libgpiod2,libv4l-0,libasound2,libx264-164,libopus0,libsrtp2-1,libssl3,libwebrtc-audio-processing1,libmosquitto1,iproute2,procps \
+        --include=systemd,systemd-sysv,udev,kmod,v4l-utils,alsa-utils,gpiod,libgpiod2,libv4l-0,libasound2,libx264-164,libopus0,libsrtp2-1,libssl3,libwebrtc-audio-processing1,libmosquitto1,libavcodec59,libdrm2,iproute2,procps \
         bookworm "$ROOTFS" "$MIRROR" >/dev/null
     $SUDO chroot "$ROOTFS" /bin/sh -c "INITRD=No DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-image-amd64 >/dev/null"
     $SUDO touch "$ROOTFS/.complete"
 fi
 # Runtime libraries the firmware gained after a cached rootfs was built: added in place.
-for pkg in libwebrtc-audio-processing1 libmosquitto1; do
+for pkg in libwebrtc-audio-processing1 libmosquitto1 libavcodec59 libdrm2; do
     if ! $SUDO chroot "$ROOTFS" dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         echo "board: adding $pkg to the rootfs" >&2
         $SUDO chroot "$ROOTFS" /bin/sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkg >/dev/null" \

@@ -30,11 +30,25 @@ done
 
 echo "alice calls bob ..."
 "$BIN/videophonectl" --socket .state/alice/control.sock call bob
+# Both screens are simulated ([display] output = "simulated"): a PNG of each every 5 s.
+shots=.state/screens
+mkdir -p "$shots"
+echo "screenshots of both screens every 5 s: $PWD/$shots/alice.png and $PWD/$shots/bob.png"
+last_shot=0
 while true; do
+    now=$(date +%s)
+    if (( now - last_shot >= 5 )); then
+        last_shot=$now
+        for dev in alice bob; do
+            "$BIN/videophonectl" --socket ".state/$dev/control.sock" screenshot "$shots/$dev.png" >/dev/null 2>&1 || true
+        done
+    fi
     out=$("$BIN/videophonectl" --socket .state/alice/control.sock status; echo; "$BIN/videophonectl" --socket .state/bob/control.sock status)
     clear 2>/dev/null || printf '\033[H\033[2J'
     echo "videophone simulated board: two devices on loopback, 720p30 H.264 + Opus both ways (Ctrl-C to stop)"
     echo
     echo "$out"
+    echo
+    echo "screens (every 5 s): $PWD/$shots/alice.png $PWD/$shots/bob.png"
     sleep 1
 done

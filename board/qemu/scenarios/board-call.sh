@@ -19,7 +19,11 @@
 #   xrun:    a 1 s stall overruns the microphone and underruns the speaker; both recover
 #   hangup:  a second press hangs up
 #   encoder: the mem2mem encoder path streams through vicodec (FWHT: vicodec has no H.264)
+#   decoder: the mem2mem decoder path (source-change event, capture queue, I420 out)
+#            decodes vicodec's FWHT back to the picture that went in
 #   watchdog: a stopped (SIGSTOP) daemon is killed by its watchdog and restarted
+#   display: the bochs screen through DRM/KMS: idle, in call (two dumps) and ringing screens,
+#            taken by QEMU's screendump on the host (board_screens.py serve) on request
 # The host then checks what crossed the network and the sound card (board_check.py).
 set -u
 H=/mnt/host
@@ -28,11 +32,19 @@ check() { # name, condition-exit-status, detail
     if [ "$2" -eq 0 ]; then echo "CHECK $1 ok $3"; else echo "CHECK $1 FAIL $3"; FAILED=1; fi
 }
 ctl() { /usr/bin/videophonectl "$@"; }
+# Asks the host for QEMU's screendump (or, for "ring", a call from the peer) and waits for it.
+screen() {
+    touch "$H/screen-request-$1"
+    for _ in $(seq 150); do [ -e "$H/screen-done-$1" ] && return 0; sleep 0.2; done
+    return 1
+}
+shows() { ctl status --json 2>/dev/null | grep -o '"shows":"[a-z-]*"' | head -1; }
 
 # --- the board's hardware ------------------------------------------------------------
 modprobe snd-aloop
 modprobe gpio-sim
 modprobe vicodec multiplanar=1
+modprobe bochs
 mount -t configfs none /sys/kernel/config 2>/dev/null || true
 SIM=/sys/kernel/config/gpio-sim/board
 mkdir -p $SIM/bank0/line0 $SIM/bank0/line1
@@ -78,6 +90,9 @@ token = "board-in-token"
 socket = "/run/videophone/control.sock"
 [network]
 addresses = ["192.168.77.2"]
+[display]
+output = "drm"
+blank_after_s = 0
 [[peer]]
 name = "peer"
 url = "http://192.168.77.1:8090"
@@ -121,6 +136,13 @@ APLAY=$!
 arecord -q -D plughw:Loopback,1,1 -f S16_LE -r 48000 -c 1 -d 25 $H/speaker.wav &
 ARECORD=$!
 
+# --- the screen while idle: the device's name ------------------------------------------
+ls -l /dev/dri/ 2>&1 | tail -2
+for _ in $(seq 50); do [ "$(shows)" = '"shows":"idle"' ] && break; sleep 0.2; done
+journalctl -u videophoned --no-pager | grep -E "display" | tail -2
+screen idle
+check display-idle "$([ "$(shows)" = '"shows":"idle"' ] && [ -e $H/idle.ppm ]; echo $?)" "$(shows) $(ctl status --json | grep -o '"output":"[^"]*"')"
+
 # --- a short press calls the peer ----------------------------------------------------
 button pull-down; sleep 0.3; button pull-up
 state=""
@@ -131,6 +153,14 @@ for _ in $(seq 150); do
 done
 check button "$([ "$state" = '"state":"in-call"' ]; echo $?)" "state after press: $state"
 sleep 2
+# --- the screen in the call: the peer's test pattern, twice ----------------------------
+for _ in $(seq 100); do
+    flips=$(ctl status --json | grep -o '"videoFlips":[0-9]*' | grep -o '[0-9]*$')
+    [ "${flips:-0}" -ge 10 ] && break
+    sleep 0.2
+done
+screen call-1; sleep 1.5; screen call-2
+check display-call "$([ "${flips:-0}" -ge 10 ] && [ -e $H/call-2.ppm ]; echo $?)" "far-end pictures flipped: $flips; $(ctl status --json | grep -o '"videoFramesDecoded":[0-9]*,"videoDecodeErrors":[0-9]*')"
 check led-on "$([ "$(led)" = 1 ]; echo $?)" "call LED line during the call: $(led)"
 sleep 5
 encoded() { ctl status --json | grep -o '"framesEncoded":[0-9]*' | head -1 | grep -o '[0-9]*$'; }
@@ -169,12 +199,26 @@ done
 check hangup "$([ "$state" = '"state":"idle"' ]; echo $?)" "state after second press: $state"
 sleep 1
 check led-off "$([ "$(led)" = 0 ]; echo $?)" "call LED line after the call: $(led)"
+# --- the peer calls the board: the ringing screen, then a long press rejects ------------
+screen ring
+for _ in $(seq 100); do [ "$(shows)" = '"shows":"ringing"' ] && break; sleep 0.2; done
+screen ringing
+check display-ringing "$([ -e $H/ringing.ppm ]; echo $?)" "$(shows) after the peer called: $(cat $H/screen-done-ring)"
+button pull-down; sleep 2; button pull-up
+for _ in $(seq 50); do
+    state=$(ctl status --json 2>/dev/null | grep -o '"state":"[a-z-]*"' | head -1)
+    [ "$state" = '"state":"idle"' ] && break
+    sleep 0.2
+done
 wait $ARECORD 2>/dev/null
 kill $APLAY 2>/dev/null
 
 # --- the hardware encoder path: vicodec's stateful encoder (FWHT) ----------------------
 /usr/bin/videophoned --check-encoder :FWHT > $H/encoder.txt 2>&1
 check encoder $? "$(tr '\n' ' ' < $H/encoder.txt)"
+# --- the hardware decoder path: vicodec's stateful decoder (FWHT), fed by its encoder ----
+/usr/bin/videophoned --check-decoder :FWHT > $H/decoder.txt 2>&1
+check decoder $? "$(tr '\n' ' ' < $H/decoder.txt)"
 
 journalctl -u videophoned -o json --no-pager > $H/journal.json
 journalctl -u videophoned --no-pager | tail -40
