@@ -91,7 +91,7 @@ import Testing
         #expect(throws: PairCode.Problem.self) { try PairCode(parsing: String(codeB.encoded.dropLast())) }
         let addedOnA = try Pairing.addPeer(try PairCode(parsing: codeB.encoded), configPath: a)
         let addedOnB = try Pairing.addPeer(try PairCode(parsing: codeA.encoded), configPath: b)
-        #expect(!addedOnA.shown.contains(codeB.tokenText) && !DropIns.exists(pendingA))
+        #expect(!addedOnA.shown.contains(codeB.tokenText) && !addedOnB.shown.contains(codeA.tokenText) && !DropIns.exists(pendingA))
         let ca = try DeviceConfig.load(path: a), cb = try DeviceConfig.load(path: b)
         #expect(ca.peers.count == 1 && cb.peers.count == 1 && ca.pendingPairings.isEmpty)
         #expect(ca.peers[0].name == "bob" && ca.peers[0].url == "http://127.0.0.1:9001")
