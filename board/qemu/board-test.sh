@@ -16,9 +16,11 @@ SHARE=$(mktemp -d /tmp/videophone-board.XXXXXX)
 NS=vpboard$$
 PEER_PID=""; POLL_PID=""; SCREENS_PID=""
 cleanup() {
-    [ -n "$POLL_PID" ] && kill "$POLL_PID" 2>/dev/null
-    [ -n "$SCREENS_PID" ] && kill "$SCREENS_PID" 2>/dev/null || true   # it may have ended with QEMU
-    [ -n "$PEER_PID" ] && kill "$PEER_PID" 2>/dev/null
+    # Each may have ended already: under set -e a failed kill must not end the cleanup
+    # before the peer and the namespace are gone.
+    for pid in "$POLL_PID" "$SCREENS_PID" "$PEER_PID"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    done
     wait 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
 }
