@@ -23,8 +23,8 @@ from testbed import TestBed, sh  # noqa: E402
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 ONLY = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else None
-# Chromium ↔ Chromium under the same impairment, in the same run (the anchor); off with
-# VIDEOPHONE_NO_ANCHOR=1.
+# Chromium ↔ Chromium under the same impairment, in the same run (the anchor), and device
+# ↔ Chromium both ways; off with VIDEOPHONE_NO_ANCHOR=1.
 ANCHOR = not os.environ.get("VIDEOPHONE_NO_ANCHOR")
 WINDOW = 10.0
 VIDEO = "[ice]\nstun_servers = [\"10.200.0.1:3478\"]\n[video]\nwidth = 1280\nheight = 720\nfps = 30\nbitrate_kbps = 2000"
@@ -285,6 +285,115 @@ def anchor(name, settings, cap, outage, runs):
     report(f"{name} (Chromium ↔ Chromium)", results, cap)
 
 
+class DeviceEnd:
+    """The device's side of a mixed call, with the same figures as a Chromium's."""
+
+    def __init__(self, device):
+        self.d = device
+
+    def inbound(self):
+        i = inbound(self.d)
+        return {"framesDecoded": i.get("framesReceived"), "bytesReceived": i.get("bytesReceived"),
+                "totalFreezesDuration": i.get("totalFreezesDuration"), "delay": i.get("endToEndDelayP50Ms")}
+
+    def sent(self):
+        return self.d.stat("outbound-rtp", "video", "bytesSent") or 0
+
+    def target(self):
+        return self.d.stat("outbound-rtp", "video", "targetBitrate") or 0
+
+
+class ChromiumEnd:
+    def __init__(self, peer):
+        self.p = peer
+
+    def inbound(self):
+        return self.p.do(op="stats")["inbound"]
+
+    def sent(self):
+        return self.p.do(op="stats")["outbound"].get("bytesSent", 0)
+
+    def target(self):
+        return self.p.do(op="stats")["outbound"].get("targetBitrate") or 0
+
+
+def mixed_run(bed, relay, sender, receiver, link, settings, cap, outage):
+    """One window of a device ↔ Chromium call; `sender` sends through the cap on `link`
+    (w2 towards the device's site, w1 towards Chromium's), `receiver` is measured."""
+    wait(lambda: sender.target() >= 1_500_000, 40)
+    time.sleep(2)
+    before = receiver.inbound()
+    t0 = time.monotonic()
+    if settings and not settings.startswith("path:"):
+        relay.set(settings)
+    if cap:
+        sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "add", "dev", link, "root", "tbf", "rate", f"{cap}kbit", "burst", "16kb", "latency", "100ms")
+    if outage:
+        relay.set(f"outage={outage}")
+    adapt, last = None, (t0, sender.sent())
+    while time.monotonic() - t0 < WINDOW:
+        time.sleep(0.25)
+        now, sent = time.monotonic(), sender.sent()
+        if cap and adapt is None and (sent - last[1]) * 8 / (now - last[0]) <= cap * 1000:
+            adapt = now - t0
+        last = (now, sent)
+    after = receiver.inbound()
+    elapsed = time.monotonic() - t0
+    if settings and not settings.startswith("path:"):
+        relay.clear()
+    if cap:
+        sh("ip", "netns", "exec", bed.wan, "tc", "qdisc", "del", "dev", link, "root")
+    t1 = time.monotonic()
+    recover = time.monotonic() - t1 if wait(lambda: sender.target() >= 1_500_000, 30) else None
+    d = lambda k: (after.get(k) or 0) - (before.get(k) or 0)  # noqa: E731
+    return {"longest": None, "total": d("totalFreezesDuration"), "fps": d("framesDecoded") / elapsed,
+            "share": d("bytesReceived") * 8 / elapsed / (cap * 1000) if cap else None,
+            "kbps": d("bytesReceived") * 8 / elapsed / 1000, "adapt": adapt, "recover": recover,
+            "delay50": after.get("delay"), "delay95": None}
+
+
+def mixed(name, settings, cap, outage, runs):
+    """Device (site 2, the callee) ↔ Chromium (site 1, calling it WHIP-style), both
+    directions: Chromium → device through the impairment (and a cap towards site 2), then
+    device → Chromium (a cap towards site 1)."""
+    from vptest import NSDevice
+    for direction in ("Chromium → device", "device → Chromium"):
+        bed, work = TestBed(), tempfile.mkdtemp(prefix="videophone-impair-")
+        results = []
+        turn = start_coturn(bed, work)
+        try:
+            host1, _, _ = bed.site(1, "eim", "eif")
+            host2, ip2, public2 = bed.site(2, "eim", "eif", forwarded_tcp=(8080,))
+            device = NSDevice(work, host2, "b", ip2, extra=VIDEO)
+            relay = bed.impair(seed=7)
+            if settings and settings.startswith("path:"):
+                relay.set(settings[5:])
+            try:
+                for _ in range(runs):
+                    peer = ChromiumPeer(host1)
+                    try:
+                        peer.do(op="whip", url=f"http://{public2}:8080", token=device.token)
+                        if not wait(lambda: (device.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 20):
+                            print(f"  (no video from Chromium at the device; run skipped)\n{device.log()[-600:]}", flush=True)
+                            continue
+                        dev, chrome = DeviceEnd(device), ChromiumEnd(peer)
+                        if direction == "Chromium → device":
+                            results.append(mixed_run(bed, relay, chrome, dev, "w2", settings, cap, outage))
+                        else:
+                            results.append(mixed_run(bed, relay, dev, chrome, "w1", settings, cap, outage))
+                        peer.do(op="hangup")
+                        wait(lambda: device.status().get("state") == "idle", 10)
+                    finally:
+                        peer.close()
+            finally:
+                relay.close()
+                device.stop()
+        finally:
+            turn.kill()
+            bed.close()
+        report(f"{name} ({direction})", results, cap)
+
+
 if __name__ == "__main__":
     print(f"\n## Impairment bed: device ↔ device, 720p 2 Mbit/s, {WINDOW:.0f} s per run, {RUNS} runs each (median, p25–p75)")
     for name, (settings, cap, outage) in SCENARIOS.items():
@@ -293,3 +402,4 @@ if __name__ == "__main__":
         scenario(name, settings, cap, outage, RUNS)
         if ANCHOR:
             anchor(name, settings, cap, outage, RUNS)
+            mixed(name, settings, cap, outage, RUNS)

@@ -10,6 +10,8 @@ lines on stdin, each answered by one JSON line on stdout:
     {"op": "offer"}                      -> {"sdp": ...}    (ICE gathered, no trickle)
     {"op": "answer", "sdp": OFFER}       -> {"sdp": ...}
     {"op": "accept", "sdp": ANSWER}      -> {}
+    {"op": "whip", "url": U, "token": T} -> {}             (calls the device at U)
+    {"op": "hangup"}                     -> {}             (DELETE of that call)
     {"op": "stats"}                      -> {"inbound": {...}, "outbound": {...}, "pair": {...}}
 """
 import http.server
@@ -17,6 +19,7 @@ import json
 import shutil
 import sys
 import threading
+import urllib.request
 
 PAGE = """<!doctype html><meta charset=utf-8><title>anchor</title>
 <video id=remote autoplay muted playsinline></video>
@@ -106,6 +109,7 @@ def main():
     try:
         driver.get(f"http://127.0.0.1:{port}/")
         print(json.dumps({"ready": True}), flush=True)
+        call = None
         for line in sys.stdin:
             cmd = json.loads(line)
             op = cmd["op"]
@@ -118,6 +122,25 @@ def main():
                 out = {"sdp": run("makeAnswer", cmd["sdp"])}
             elif op == "accept":
                 out = run("accept", cmd["sdp"]) or {}
+            elif op == "whip":
+                # Calls a device: the offer goes to its POST /call (WHIP style, from inside
+                # this namespace), the answer comes back; the call's resource is kept for
+                # the hang-up.
+                offer = run("makeOffer")
+                req = urllib.request.Request(cmd["url"] + "/call", data=offer.encode(), method="POST",
+                                             headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {cmd['token']}"})
+                with urllib.request.urlopen(req, timeout=15) as r:
+                    answer, location = r.read().decode(), r.headers.get("Location")
+                call = (cmd["url"] + location if location and location.startswith("/") else location, cmd["token"])
+                out = run("accept", answer) or {}
+            elif op == "hangup":
+                if call:
+                    req = urllib.request.Request(call[0], method="DELETE", headers={"Authorization": f"Bearer {call[1]}"})
+                    try:
+                        urllib.request.urlopen(req, timeout=5).read()
+                    except Exception as e:  # noqa: BLE001  (the device may have ended it)
+                        print(f"hangup: {e}", file=sys.stderr)
+                out = {}
             elif op == "stats":
                 out = run("figures")
             else:
