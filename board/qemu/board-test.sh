@@ -6,7 +6,8 @@
 # namespace, so nothing the board sends leaves it. Inside the board (scenarios/board-call.sh)
 # the firmware is installed under systemd, the gpio-sim button is pressed, and the call runs
 # with vivid video and snd-aloop sound. board_check.py then checks both ends.
-#   board/qemu/board-test.sh [BIN_DIR]      (BIN_DIR: a release build, static Swift runtime)
+#   board/qemu/board-test.sh [BIN_DIR]      (BIN_DIR: a release build, static Swift runtime;
+#                                            packaged with toolchain/deb.sh and installed with dpkg)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$(cd "${1:-$ROOT/.build/release}" && pwd)
@@ -23,9 +24,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-cp "$BIN/videophoned" "$BIN/videophonectl" "$ROOT/systemd/videophoned.service" \
-   "$ROOT/systemd/videophone.sysusers" "$ROOT/systemd/60-videophone-gpio.rules" "$SHARE/"
-mkdir -p "$SHARE/boards" && cp "$ROOT"/board/profiles/*.toml "$SHARE/boards/"
+# The board installs the firmware as a user would: the Debian package of this build.
+"$ROOT/toolchain/deb.sh" amd64 "$BIN" "$SHARE"
 python3 "$ROOT/board/qemu/board_check.py" tone "$SHARE/mic.wav"
 
 # The GPIO shim against both libgpiod APIs: Debian 12's 1.6, and 2.x compiled in from the
