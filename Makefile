@@ -83,7 +83,8 @@ deb-check: release
 	toolchain/deb.sh amd64 $(RELEASE) .build-deb/check
 	toolchain/deb-check.sh .build-deb/check/videophone_*_amd64.deb
 
-## bench: call setup, latency, CPU and memory figures, and the echo canceller's (see BENCHMARKS.md).
+## bench: call setup, latency, CPU and memory figures, and the echo canceller's (see BENCHMARKS.md);
+## then the unit tests as arm64 code under qemu-aarch64 (test-aarch64, timed).
 bench: release
 	@toolchain/install-test-deps.sh
 	$(RELEASE)/videophone-bench --binary $(RELEASE)/videophoned
@@ -93,6 +94,7 @@ bench: release
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/MQTT/bench_mqtt.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py
 	$(MAKE) fuzz-toml BIN=$(RELEASE)
+	$(MAKE) test-aarch64
 
 ## perf-audit: the hot-path micro-benchmarks (Benchmarks/, ordo-one/package-benchmark: wall
 ## time, CPU and malloc counts) and videophone-bench's end-to-end figures, compared with
