@@ -14,6 +14,8 @@ fail() { echo "toolchain/deb: $arch: $*" >&2; exit 1; }
 version=$(sed -n 's/.*static let version = "\([^"]*\)".*/\1/p' "$repo/Sources/BuildInfo/BuildInfo.swift")
 [ -n "$version" ] || fail "no version in Sources/BuildInfo/BuildInfo.swift"
 for b in videophoned videophonectl; do [ -x "$bindir/$b" ] || fail "no $bindir/$b (build it first)"; done
+mkdir -p "$out"
+out=$(cd "$out" && pwd); bindir=$(cd "$bindir" && pwd)
 
 shlibdeps_args=""
 run=""
