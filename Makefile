@@ -40,7 +40,6 @@ test: deps
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Abuse
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Pairing
 	$(MAKE) perf-audit-fast
-	$(MAKE) deb-check
 	$(MAKE) aarch64-smoke
 	$(MAKE) board-test
 
@@ -77,8 +76,9 @@ deb: release aarch64
 	toolchain/deb.sh amd64 $(RELEASE) $(DEBDIR)
 	toolchain/deb.sh arm64 $(AARCH64_DIST) $(DEBDIR)
 
-## deb-check: part of make test. Builds the amd64 package and checks it: lintian without
-## errors, the files and conffiles it must hold, Depends from the linked libraries.
+## deb-check: builds the amd64 package and checks it: lintian without errors, the files and
+## conffiles it must hold, Depends from the linked libraries. make test runs the same check
+## on the package that board-test builds and installs.
 deb-check: release
 	toolchain/deb.sh amd64 $(RELEASE) .build-deb/check
 	toolchain/deb-check.sh .build-deb/check/videophone_*_amd64.deb
@@ -165,7 +165,7 @@ fuzz-smoke: deps
 board-smoke:
 	board/qemu/boot.sh board/qemu/scenarios/drivers.sh
 
-## board-test: the firmware on the emulated board under systemd: the gpio-sim button calls a
+## board-test: the firmware's Debian package (deb-check'd) on the emulated board under systemd: the gpio-sim button calls a
 ## peer outside the VM; vivid video and snd-aloop sound go both ways; LED, journal and
 ## watchdog checked (board/qemu/board-test.sh). A few minutes under software emulation.
 board-test: release

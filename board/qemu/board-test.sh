@@ -26,6 +26,10 @@ trap cleanup EXIT INT TERM
 
 # The board installs the firmware as a user would: the Debian package of this build.
 "$ROOT/toolchain/deb.sh" amd64 "$BIN" "$SHARE"
+# The same package, checked before it goes on the board: lintian, contents, scripts.
+DEB_CHECK=0
+"$ROOT/toolchain/deb-check.sh" "$SHARE"/videophone_*_amd64.deb > "$SHARE/deb-check.log" 2>&1 || DEB_CHECK=1
+grep -E '^(FAIL|deb-check)' "$SHARE/deb-check.log"
 python3 "$ROOT/board/qemu/board_check.py" tone "$SHARE/mic.wav"
 
 # The GPIO shim against both libgpiod APIs: Debian 12's 1.6, and 2.x compiled in from the
@@ -86,5 +90,6 @@ echo "board: booting (software emulation, a few minutes)"
 status=0
 ip netns exec "$NS" env BOARD_TAP=tap0 "$ROOT/board/qemu/boot.sh" "$ROOT/board/qemu/scenarios/board-call.sh" "$SHARE" || status=$?
 python3 "$ROOT/board/qemu/board_check.py" check "$SHARE" || status=1
+[ "$DEB_CHECK" -eq 0 ] || { echo "board: the package failed deb-check ($SHARE/deb-check.log)"; status=1; }
 echo "board: results in $SHARE"
 exit $status
