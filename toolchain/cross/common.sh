@@ -23,6 +23,7 @@ VP_ARM64_DEV_PACKAGES="libc6-dev libstdc++-14-dev libgcc-14-dev linux-libc-dev l
 vp_step=""
 vp_fail() {
     echo "toolchain/cross: step '${vp_step:-?}' failed: $*" >&2
+    vp_reported=1
     exit 1
 }
 vp_begin() {
@@ -31,7 +32,7 @@ vp_begin() {
 }
 # On an unexpected error (set -e), name the step that was running.
 vp_trap_errors() {
-    trap 'rc=$?; [ $rc -eq 0 ] || echo "toolchain/cross: step '"'"'${vp_step:-?}'"'"' failed (exit $rc); see the messages above" >&2' EXIT
+    trap 'rc=$?; [ $rc -eq 0 ] || [ -n "${vp_reported:-}" ] || echo "toolchain/cross: step '"'"'${vp_step:-?}'"'"' failed (exit $rc); see the messages above" >&2' EXIT
 }
 
 # The Debian mirror this machine's apt already uses (never a hard-coded host).
