@@ -7,7 +7,7 @@ SWIFT ?= swift
 RELEASE := .build/release
 DEBUG := .build/debug
 
-.PHONY: all deps build release run test test-tsan bench board-smoke board-test clean fuzz fuzz-smoke install toml-difftest fuzz-toml perf-audit perf-audit-fast perf-profile
+.PHONY: all deps build release run test test-tsan bench board-smoke board-test clean fuzz fuzz-smoke install toml-difftest fuzz-toml perf-audit perf-audit-fast perf-profile aarch64 test-aarch64 aarch64-smoke deb deb-check
 
 all: build
 
@@ -41,6 +41,7 @@ test: deps
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Pairing
 	VIDEOPHONE_BIN=$(DEBUG) python3 -m pytest -q -p no:cacheprovider Tests/Display
 	$(MAKE) perf-audit-fast
+	$(MAKE) aarch64-smoke
 	$(MAKE) board-test
 
 ## test-tsan: the unit and integration tests again under ThreadSanitizer (their daemons are
@@ -49,7 +50,42 @@ test: deps
 test-tsan: deps
 	VIDEOPHONE_TEST_TIME_SCALE=2 $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 
-## bench: call setup, latency, CPU and memory figures, and the echo canceller's (see BENCHMARKS.md).
+## aarch64: videophoned and videophonectl for arm64 boards (Debian 13), release, Swift runtime
+## linked statically, in .build-aarch64/dist. Cross-built with Debian's swiftlang 6.2 in a sid
+## chroot against a trixie arm64 sysroot; both are built on first use into
+## ~/.cache/videophone-toolchain (toolchain/cross/).
+AARCH64_DIST := .build-aarch64/dist
+aarch64:
+	toolchain/cross/aarch64.sh build $(AARCH64_DIST)
+
+## test-aarch64: every unit test cross-built for arm64 and run under qemu-aarch64 user
+## emulation (part of make bench: see BENCHMARKS.md for its time). AARCH64_TEST_FILTER=REGEX
+## narrows it.
+test-aarch64:
+	toolchain/cross/aarch64.sh test $(AARCH64_TEST_FILTER)
+
+## aarch64-smoke: part of make test. The arm64 binaries run --version and --check-config
+## under qemu-aarch64 (a good and a bad config), and the I/O-free protocol suites run as
+## arm64 code (toolchain/cross/aarch64-smoke.sh).
+aarch64-smoke: aarch64
+	toolchain/cross/aarch64-smoke.sh $(AARCH64_DIST)
+
+## deb: dist/videophone_VERSION_amd64.deb (this machine's build) and
+## dist/videophone_VERSION_arm64.deb (make aarch64), with debhelper (toolchain/debian).
+DEBDIR ?= dist
+deb: release aarch64
+	toolchain/deb.sh amd64 $(RELEASE) $(DEBDIR)
+	toolchain/deb.sh arm64 $(AARCH64_DIST) $(DEBDIR)
+
+## deb-check: builds the amd64 package and checks it: lintian without errors, the files and
+## conffiles it must hold, Depends from the linked libraries. make test runs the same check
+## on the package that board-test builds and installs.
+deb-check: release
+	toolchain/deb.sh amd64 $(RELEASE) .build-deb/check
+	toolchain/deb-check.sh .build-deb/check/videophone_*_amd64.deb
+
+## bench: call setup, latency, CPU and memory figures, and the echo canceller's (see BENCHMARKS.md);
+## then the unit tests as arm64 code under qemu-aarch64 (test-aarch64, timed).
 bench: release
 	@toolchain/install-test-deps.sh
 	$(RELEASE)/videophone-bench --binary $(RELEASE)/videophoned
@@ -61,6 +97,7 @@ bench: release
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/MQTT/bench_mqtt.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py
 	$(MAKE) fuzz-toml BIN=$(RELEASE)
+	$(MAKE) test-aarch64
 
 ## perf-audit: the hot-path micro-benchmarks (Benchmarks/, ordo-one/package-benchmark: wall
 ## time, CPU and malloc counts) and videophone-bench's end-to-end figures, compared with
@@ -131,11 +168,11 @@ fuzz-smoke: deps
 board-smoke:
 	board/qemu/boot.sh board/qemu/scenarios/drivers.sh
 
-## board-test: the firmware on the emulated board under systemd: the gpio-sim button calls a
+## board-test: the firmware's Debian package (deb-check'd) on the emulated board under systemd: the gpio-sim button calls a
 ## peer outside the VM; vivid video and snd-aloop sound go both ways; LED, journal and
 ## watchdog checked (board/qemu/board-test.sh). A few minutes under software emulation.
 board-test: release
 	board/qemu/board-test.sh $(RELEASE)
 
 clean:
-	rm -rf .build .build-tsan .build-fuzz .state Benchmarks/.build .perf
+	rm -rf .build .build-tsan .build-fuzz .build-aarch64 .build-deb dist .state Benchmarks/.build .perf

@@ -157,7 +157,10 @@ func writeSeeds(into root: String) -> Bool {
     let pps: [UInt8] = [0x68, 0xCE, 0x3C, 0x80]
     let idr: [UInt8] = [0x65] + (0..<300).map { UInt8(truncatingIfNeeded: $0 * 7 + 1) | 1 }
     let slice: [UInt8] = [0x41, 0x9A, 0x02, 0x04]
-    let au = AnnexB.startCode + sps + AnnexB.startCode + pps + [0, 0, 1] + idr
+    // Built in steps: Swift 6.2 cannot type-check the one-expression sum in reasonable time.
+    var au: [UInt8] = AnnexB.startCode + sps
+    au += AnnexB.startCode + pps
+    au += [0, 0, 1] + idr
     put("h264", "annexb-keyframe", [20] + au)
     put("h264", "annexb-slice", [0xFE] + AnnexB.startCode + [0x09, 0xF0] + AnnexB.startCode + slice)
     var stap: [UInt8] = [0x78]
@@ -172,8 +175,12 @@ func writeSeeds(into root: String) -> Bool {
     var frames: [UInt8] = [0, 0xFF, 0xF0, 0, 0, 0, 0]
     var payloads: [([UInt8], Bool)] = []
     H264Packetizer(maxPayloadSize: 100).packetize(accessUnit: au) { payloads.append((Array($0), $1)) }
-    for (i, (p, last)) in payloads.enumerated() { frames += [(i == 0 ? 1 : 0) | (last ? 4 : 0), 1, UInt8(p.count)] + p }
-    let second = [(0x01 | 0x04) as UInt8, 2, UInt8(slice.count)] + slice   // one lost before it
+    for (i, (p, last)) in payloads.enumerated() {
+        let flags: UInt8 = (i == 0 ? 1 : 0) | (last ? 4 : 0)
+        frames += [flags, 1, UInt8(p.count)] + p
+    }
+    let secondHeader: [UInt8] = [0x01 | 0x04, 2, UInt8(slice.count)]
+    let second = secondHeader + slice   // one lost before it
     put("h264-assembler", "keyframe-then-gap", frames + second + [0x80, 100] + [0xC0, 50, 1, 2, 3, 4, 5, 6, 7, 8])
     put("h264-assembler", "reordered", [1, 0, 10, 0, 0, 0, 0] + [0x05, 2, UInt8(slice.count)] + slice + [0x01, 0xFF, 4, 0x7C, 0x85, 1, 2]
         + [0x00, 0xFF, 1, 0x68])

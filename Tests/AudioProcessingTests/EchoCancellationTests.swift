@@ -32,6 +32,6 @@ final class OpusLoop: @unchecked Sendable {
         #expect(on.erleDB >= 25)
         #expect(on.doubleTalkNearChangeDB >= -6)
         #expect((on.reconvergedAfter ?? 99) <= 1)
-        #expect(on.figures?.framesProcessed == 26 * 100)
+        #expect(on.figures?.framesProcessed == UInt64(26 * 100))
     }
 }

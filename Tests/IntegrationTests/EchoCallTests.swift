@@ -48,7 +48,15 @@ import Testing
     /// A WAV of one second of silence: a talker who says nothing.
     static func silenceFile(_ dir: String) throws -> String {
         let path = "\(dir)/silence.wav"
-        var b: [UInt8] = Array("RIFF".utf8) + le32(36 + 96_000) + Array("WAVEfmt ".utf8) + le32(16) + [1, 0, 1, 0] + le32(48_000) + le32(96_000) + [2, 0, 16, 0]
+        // Appended piece by piece: Swift 6.2 cannot type-check the one-expression sum in time.
+        var b: [UInt8] = Array("RIFF".utf8)
+        b += le32(36 + 96_000)
+        b += Array("WAVEfmt ".utf8)
+        b += le32(16)
+        b += [1, 0, 1, 0]
+        b += le32(48_000)
+        b += le32(96_000)
+        b += [2, 0, 16, 0]
         b += Array("data".utf8) + le32(96_000) + [UInt8](repeating: 0, count: 96_000)
         try Data(b).write(to: URL(fileURLWithPath: path))
         return path

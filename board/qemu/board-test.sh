@@ -6,7 +6,8 @@
 # namespace, so nothing the board sends leaves it. Inside the board (scenarios/board-call.sh)
 # the firmware is installed under systemd, the gpio-sim button is pressed, and the call runs
 # with vivid video and snd-aloop sound. board_check.py then checks both ends.
-#   board/qemu/board-test.sh [BIN_DIR]      (BIN_DIR: a release build, static Swift runtime)
+#   board/qemu/board-test.sh [BIN_DIR]      (BIN_DIR: a release build, static Swift runtime;
+#                                            packaged with toolchain/deb.sh and installed with dpkg)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$(cd "${1:-$ROOT/.build/release}" && pwd)
@@ -26,9 +27,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-cp "$BIN/videophoned" "$BIN/videophonectl" "$ROOT/systemd/videophoned.service" \
-   "$ROOT/systemd/videophone.sysusers" "$ROOT/systemd/60-videophone-gpio.rules" "$SHARE/"
-mkdir -p "$SHARE/boards" && cp "$ROOT"/board/profiles/*.toml "$SHARE/boards/"
+# The board installs the firmware as a user would: the Debian package of this build.
+"$ROOT/toolchain/deb.sh" amd64 "$BIN" "$SHARE"
+# The same package, checked before it goes on the board: lintian, contents, scripts.
+DEB_CHECK=0
+"$ROOT/toolchain/deb-check.sh" "$SHARE"/videophone_*_amd64.deb > "$SHARE/deb-check.log" 2>&1 || DEB_CHECK=1
+grep -E '^(FAIL|deb-check)' "$SHARE/deb-check.log"
 python3 "$ROOT/board/qemu/board_check.py" tone "$SHARE/mic.wav"
 
 # The GPIO shim against both libgpiod APIs: Debian 12's 1.6, and 2.x compiled in from the
@@ -95,5 +99,6 @@ status=0
 ip netns exec "$NS" env BOARD_TAP=tap0 "$ROOT/board/qemu/boot.sh" "$ROOT/board/qemu/scenarios/board-call.sh" "$SHARE" || status=$?
 python3 "$ROOT/board/qemu/board_check.py" check "$SHARE" || status=1
 python3 "$ROOT/board/qemu/board_screens.py" check "$SHARE" || status=1
+[ "$DEB_CHECK" -eq 0 ] || { echo "board: the package failed deb-check ($SHARE/deb-check.log)"; status=1; }
 echo "board: results in $SHARE"
 exit $status

@@ -22,7 +22,7 @@ NET=()
 SCREEN=(-device bochs-display,xres=640,yres=480 -qmp "unix:$SHARE/qmp.sock,server=on,wait=off")
 timeout "${BOARD_TIMEOUT:-600}" qemu-system-x86_64 -nodefaults -no-user-config -machine pc "${BIOS[@]}" \
     -accel tcg,tb-size=128 -m 512 -smp 1 \
-    -kernel "$ROOTFS/boot/vmlinuz-$KVER" -initrd "$CACHE/initrd.img" \
+    -kernel "$ROOTFS/boot/vmlinuz-$KVER" -initrd "$CACHE/initrd-v2.img" \
     -append "console=ttyS0 panic=-1 quiet loglevel=3" \
     -fsdev local,id=r,path="$ROOTFS",security_model=passthrough,readonly=on -device virtio-9p-pci,fsdev=r,mount_tag=rootfs \
     -fsdev local,id=h,path="$SHARE",security_model=none -device virtio-9p-pci,fsdev=h,mount_tag=host \

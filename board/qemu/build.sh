@@ -101,9 +101,11 @@ if [ ! -e "$ROOTFS/lib/modules/$KVER/updates/vicodec.ko" ]; then
 fi
 
 # The initramfs: busybox, the virtio/9p/overlay modules, and an init that switches root.
-if [ ! -e "$CACHE/initrd.img" ]; then
+# (initrd-v2: the overlay's tmpfs may use most of the RAM, so that a package upgrade, which
+# holds old and new binaries at once, fits; a cached older image is left for older trees.)
+if [ ! -e "$CACHE/initrd-v2.img" ]; then
     echo "board: making the initramfs" >&2
-    INITRAMFS=$CACHE/initramfs
+    INITRAMFS=$CACHE/initramfs-v2
     rm -rf "$INITRAMFS" && mkdir -p "$INITRAMFS"/{bin,dev,proc,sys,mnt/lower,mnt/upper,newroot,lib/modules}
     cp /bin/busybox "$INITRAMFS/bin/"
     for m in virtio_pci 9pnet_virtio 9p overlay; do
@@ -118,12 +120,12 @@ if [ ! -e "$CACHE/initrd.img" ]; then
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in $(cat /lib/modules/order); do insmod /lib/modules/$m 2>/dev/null; done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro rootfs /mnt/lower
-mount -t tmpfs tmpfs /mnt/upper
+mount -t tmpfs -o size=85% tmpfs /mnt/upper
 mkdir -p /mnt/upper/upper /mnt/upper/work
 mount -t overlay overlay -o lowerdir=/mnt/lower,upperdir=/mnt/upper/upper,workdir=/mnt/upper/work /newroot
 exec switch_root /newroot /lib/systemd/systemd
 INIT
     chmod +x "$INITRAMFS/init"
-    (cd "$INITRAMFS" && find . | cpio -o -H newc 2>/dev/null | gzip > "$CACHE/initrd.img")
+    (cd "$INITRAMFS" && find . | cpio -o -H newc 2>/dev/null | gzip > "$CACHE/initrd-v2.img")
 fi
 echo "$CACHE"

@@ -9,8 +9,10 @@
 #   gpio-busy: a GPIO line held by another program at start is logged and retried
 #   camera-hotplug: started without a camera (fault, LED pattern), vivid loaded later: the
 #            idle probe finds it (by card name, whatever node it got) and clears the fault
-#   install: the firmware, unit, sysusers and udev files install; the service starts as
-#            Type=notify (systemctl returns only after READY=1)
+#   package-install, package-unprovisioned: the .deb installs with dpkg; it creates the
+#            user and the state folder and enables the unit, which stays stopped without a config
+#   install: with the config written, the service starts as Type=notify (systemctl returns
+#            only after READY=1)
 #   button:  a press on the gpio-sim button line makes the device call the peer
 #   led:     the call LED line is high during the call, low after
 #   journal: journalctl -u videophoned shows the call with CALL_ID and PEER fields
@@ -24,6 +26,9 @@
 #   watchdog: a stopped (SIGSTOP) daemon is killed by its watchdog and restarted
 #   display: the bochs screen through DRM/KMS: idle, in call (two dumps) and ringing screens,
 #            taken by QEMU's screendump on the host (board_screens.py serve) on request
+#   package-upgrade: reinstalling the package over the running service restarts it and keeps
+#            the config and the identity (certificate fingerprint)
+#   package-purge: dpkg --purge stops the service and removes /var/lib/videophone
 # The host then checks what crossed the network and the sound card (board_check.py).
 set -u
 H=/mnt/host
@@ -57,13 +62,15 @@ IF=$(ip -o link show | awk -F': ' '$2 != "lo" {print $2; exit}')
 ip link set "$IF" up
 ip addr add 192.168.77.2/24 dev "$IF"
 
-# --- install the firmware as a package would -----------------------------------------
-install -m 0755 $H/videophoned $H/videophonectl /usr/bin/
-install -m 0644 $H/videophoned.service /etc/systemd/system/
-install -m 0644 $H/videophone.sysusers /usr/lib/sysusers.d/videophone.conf
-install -m 0644 $H/60-videophone-gpio.rules /etc/udev/rules.d/
-install -d /usr/share/videophone/boards && install -m 0644 $H/boards/*.toml /usr/share/videophone/boards/
-systemd-sysusers
+# --- install the firmware: the Debian package ----------------------------------------
+# Its postinst creates the user and group (sysusers), /var/lib/videophone (tmpfiles),
+# reloads udev and enables the unit; with no config yet the service must not start.
+DEB=$(ls $H/videophone_*_amd64.deb)
+dpkg -i "$DEB" > $H/dpkg-install.log 2>&1
+check package-install $? "dpkg -i $(basename "$DEB"): $(tail -n 3 $H/dpkg-install.log | tr '\n' ' ')"
+[ "$(systemctl is-enabled videophoned)" = enabled ] && [ "$(systemctl is-active videophoned)" != active ] \
+    && getent passwd videophone >/dev/null && [ -d /var/lib/videophone ] && [ -f /etc/videophone/videophone.toml.example ]
+check package-unprovisioned $? "enabled=$(systemctl is-enabled videophoned) active=$(systemctl is-active videophoned) user=$(getent passwd videophone | cut -d: -f1) state=$(stat -c %U:%a /var/lib/videophone 2>&1)"
 udevadm control --reload
 echo 1 > $SIM/live
 udevadm settle
@@ -235,4 +242,17 @@ for _ in $(seq 60); do
 done
 journalctl -u videophoned --no-pager | grep -iE "watchdog|Scheduled restart" | tail -3
 check watchdog "$([ "$PID2" != "$PID1" ] && [ "$PID2" != 0 ]; echo $?)" "main PID $PID1 -> $PID2, $(systemctl show -p NRestarts videophoned)"
+
+# --- package upgrade over the running service, then purge ------------------------------
+FP1=$(ctl identity 2>/dev/null | sha256sum); CONF1=$(sha256sum < /etc/videophone/videophone.toml)
+PID3=$(systemctl show -p MainPID --value videophoned)
+dpkg -i "$DEB" > $H/dpkg-upgrade.log 2>&1; rc=$?
+for _ in $(seq 50); do [ "$(systemctl is-active videophoned)" = active ] && break; sleep 0.2; done
+PID4=$(systemctl show -p MainPID --value videophoned)
+FP2=$(ctl identity 2>/dev/null | sha256sum); CONF2=$(sha256sum < /etc/videophone/videophone.toml)
+[ $rc -eq 0 ] && [ "$PID4" != "$PID3" ] && [ "$PID4" != 0 ] && [ "$FP1" = "$FP2" ] && [ "$CONF1" = "$CONF2" ]
+check package-upgrade $? "dpkg exit $rc, main PID $PID3 -> $PID4, identity kept: $([ "$FP1" = "$FP2" ] && echo yes || echo no), config kept: $([ "$CONF1" = "$CONF2" ] && echo yes || echo no)"
+dpkg --purge videophone > $H/dpkg-purge.log 2>&1; rc=$?
+[ $rc -eq 0 ] && [ "$(systemctl is-active videophoned)" != active ] && [ ! -e /var/lib/videophone ] && [ ! -e /usr/bin/videophoned ]
+check package-purge $? "dpkg exit $rc, active=$(systemctl is-active videophoned), state dir: $(ls -d /var/lib/videophone 2>&1 | tail -1)"
 exit $FAILED
