@@ -125,6 +125,11 @@ final class MQTTClient: @unchecked Sendable {
         mosquitto_connect_callback_set(m) { _, obj, rc in
             Unmanaged<MQTTClient>.fromOpaque(obj!).takeUnretainedValue().connected(rc: rc)
         }
+        mosquitto_subscribe_callback_set(m) { _, obj, _, count, granted in
+            // 0x80 in a granted QoS is the broker's refusal (MQTT 3.1.1 §3.9.3).
+            let refused = (0..<Int(count)).contains { granted?[$0] == 0x80 }
+            Unmanaged<MQTTClient>.fromOpaque(obj!).takeUnretainedValue().subscribed(grantedFailure: refused)
+        }
         mosquitto_disconnect_callback_set(m) { _, obj, rc in
             Unmanaged<MQTTClient>.fromOpaque(obj!).takeUnretainedValue().dropped(rc: rc)
         }
@@ -181,6 +186,8 @@ final class MQTTClient: @unchecked Sendable {
     // MARK: The mqtt thread
 
     private enum Phase { case idle(until: Instant), connecting(BrokerURL, deadline: Instant), connected(BrokerURL) }
+    /// SUBACKs still due on this connection (mqtt thread only).
+    private var awaitingSubscriptions = 0
     private var phase: Phase = .idle(until: .now())
     /// Which URL is next, and how many full rounds of the list have failed in a row.
     private var next = 0
@@ -282,8 +289,28 @@ final class MQTTClient: @unchecked Sendable {
         failedRounds = 0
         // Try this broker first next time too.
         next = settings.urls.firstIndex(of: url) ?? 0
-        state.withLock { $0.connected = url; $0.pending = 0; $0.connects += 1 }
+        // Reachable only once the broker has acknowledged the inbox subscription: with a
+        // clean session, a message published to it before the SUBACK is dropped (seen with
+        // NATS after a node loss, its JetStream still re-electing: the peer's offer vanished).
+        awaitingSubscriptions = settings.subscriptions.count
         for topic in settings.subscriptions { mosquitto_subscribe(mosq, nil, topic, 1) }
+        if awaitingSubscriptions == 0 { ready(url) }
+    }
+
+    /// SUBACK (on the mqtt thread): when the last one is in, the device is reachable.
+    private func subscribed(grantedFailure: Bool) {
+        guard case .connected(let url) = phase, awaitingSubscriptions > 0 else { return }
+        if grantedFailure {
+            mosquitto_disconnect(mosq)
+            lost(url, "broker refused the inbox subscription")
+            return
+        }
+        awaitingSubscriptions -= 1
+        if awaitingSubscriptions == 0 { ready(url) }
+    }
+
+    private func ready(_ url: BrokerURL) {
+        state.withLock { $0.connected = url; $0.pending = 0; $0.connects += 1 }
         let online = Array("online".utf8)
         mosquitto_publish(mosq, nil, settings.presenceTopic, Int32(online.count), online, 1, true)
         onEvent?(.connected(url))
