@@ -189,6 +189,10 @@ extension Device {
                 j.field("decodeP50Ms", percentile(v.decodeMs, 50))
                 j.field("lipSyncOffsetP50Ms", percentile(v.syncOffsetMs, 50))
                 j.field("lipSyncOffsetP95Ms", percentile(v.syncOffsetMs, 95))
+                j.field("lipSyncOffsetP5Ms", percentile(v.syncOffsetMs, 5))
+                // The broadcast window (ITU-R BT.1359): audio at most 45 ms ahead, 125 ms behind.
+                j.field("lipSyncInWindow", v.syncOffsetMs.isEmpty ? nil
+                        : Double(v.syncOffsetMs.count { (-125.0...45.0).contains($0) }) / Double(v.syncOffsetMs.count))
             }
             j.endObject()
             j.field("mdnsResolved", s.mdnsResolved)
