@@ -409,7 +409,7 @@ def lip_sync(seconds=60):
             a.ctl("call", "b")
             wait(lambda: (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 15)
             time.sleep(seconds)
-            m = b.status().get("media", {})
+            m = b.status().get("call", {}).get("media", {})
         finally:
             relay.close()
             a.stop()
