@@ -36,6 +36,8 @@ final class MediaSender: @unchecked Sendable {
         var fps = RateMeter()
         /// Quarter-second windows: congestion control and its benchmark read this rate.
         var bitrate = RateMeter(window: 0.25)
+        /// Bytes resent (NACK answers), per second over half-second windows.
+        var resent = RateMeter(window: 0.5)
     }
 
     /// An encoded frame handed over by the camera thread.
@@ -183,6 +185,9 @@ final class MediaSender: @unchecked Sendable {
 
     /// The congestion controller's target: the pacer follows it.
     func setTarget(kbps: Int) { lock.withLock { pacer.setTarget(bps: Double(kbps) * 1000) } }
+
+    /// Resends (answers to NACKs) on the wire lately, kbit/s.
+    func resendKbps(now: Instant) -> Double { lock.withLock { video.resent.current(now: now) * 8 / 1000 } }
 
     func stop() { lock.withLock { stopped = true } }
 
@@ -471,6 +476,7 @@ final class MediaSender: @unchecked Sendable {
                         if let t = ring[i].twcc { history.forget(sequence: t) }
                     }
                     video.retransmitted += 1
+                    video.resent.add(Double(ring[i].bytes.count), now: now)
                 case .duplicate?:
                     refused.duplicates += 1
                 case .budget?:

@@ -340,7 +340,7 @@ public final class PeerConnection: @unchecked Sendable {
     public func requestKeyframe() {
         perform { pc in
             guard let v = pc.videoReceiver, let media = v.remoteSSRC else { return }
-            v.lastPLI = Instant.now()
+            v.chain.keyframeRequested(now: Instant.now())
             pc.sendRTCP([.pli(sender: pc.sender.videoSSRC, media: media)])
             pc.shared.withLock { $0.inboundVideo?.pliCount += 1 }
         }
@@ -1052,7 +1052,11 @@ public final class PeerConnection: @unchecked Sendable {
                     shared.withLock { $0.unknownFeedbackPackets += UInt64(unknown) }
                     refusals.refused("transport feedback", source: "peer", reason: "\(unknown) packets reported that we never sent (or long ago)", now: now)
                 }
-                if !results.isEmpty, let kbps = bitrateController.receivedTransportFeedback(results, arrived: arrived, lost: lost, now: now) { targetBitrateChanged(kbps) }
+                if !results.isEmpty, let kbps = bitrateController.receivedTransportFeedback(results, arrived: arrived, lost: lost, now: now) {
+                    targetBitrateChanged(kbps)
+                } else {
+                    updateEncoderTarget(now: now)
+                }
                 if let d = bitrateController.delayBased {
                     shared.withLock { $0.delayBasedKbps = Int(d.estimateBps / 1000); $0.queueDelayMs = d.queueDelayMs }
                 }
@@ -1082,7 +1086,23 @@ public final class PeerConnection: @unchecked Sendable {
     func targetBitrateChanged(_ kbps: Int) {
         shared.withLock { $0.targetVideoKbps = kbps; $0.lossBasedKbps = Int(bitrateController.lossBasedKbps) }
         sender.setTarget(kbps: kbps)
-        handlers.onTargetBitrate?(kbps)
+        updateEncoderTarget(now: Instant.now())
+    }
+
+    /// What the encoder was last told, kbit/s.
+    var encoderKbps: Int?
+
+    /// The encoder gets the target less what resends take (as libwebrtc subtracts its
+    /// protection overhead): after a drop the resends of what the queue lost would
+    /// otherwise ride on top of a full-rate picture, keep the queue full and lose more.
+    /// At least half the target stays the picture's.
+    func updateEncoderTarget(now: Instant) {
+        let target = bitrateController.targetKbps
+        let media = max(target / 2, target - Int(sender.resendKbps(now: now)))
+        if let last = encoderKbps, abs(media - last) < max(10, last / 20), media != target { return }
+        guard media != encoderKbps else { return }
+        encoderKbps = media
+        handlers.onTargetBitrate?(media)
     }
 
     func handleReports(_ reports: [ReceptionReport]) {
@@ -1095,6 +1115,7 @@ public final class PeerConnection: @unchecked Sendable {
         for r in reports where r.ssrc == sender.videoSSRC || r.ssrc == sender.audioSSRC {
             if let rtt = roundTripTime(report: r, nowNTP: nowNTP) {
                 shared.withLock { $0.pair.currentRoundTripTime = rtt }
+                videoReceiver?.setRoundTrip(.nanoseconds(Int64(rtt * 1e9)))
             }
         }
     }

@@ -1,50 +1,46 @@
 import NetworkCore
 import RTP
 
-/// The receive side of the video stream: statistics, NACK generation and frame assembly.
-/// Owned by the transport thread.
+/// The receive side of the video stream: statistics, and the I/O-free
+/// ``VideoReceiveChain`` (NACKs, frame assembly, keyframe requests). Owned by the
+/// transport thread.
 final class VideoReceiver {
     let payloadType: UInt8
     let absCaptureTimeID: UInt8?
     var remoteSSRC: UInt32?
     var statistics = ReceiveStatistics(ssrc: 0, clockRate: 90000)
-    var nack = NACKGenerator()
-    var assembler = H264FrameAssembler(capacity: 512)
-    var lastPLI: Instant?
+    var chain = VideoReceiveChain()
+    private var roundTrip: Duration?
 
     init(payloadType: UInt8, absCaptureTimeID: UInt8?) {
         self.payloadType = payloadType
         self.absCaptureTimeID = absCaptureTimeID
     }
 
-    var hasWork: Bool { nack.missingCount > 0 || remoteSSRC != nil }
-    var framesDropped: Int { assembler.framesDropped }
+    var hasWork: Bool { chain.hasWork }
+    var framesDropped: Int { chain.framesDropped }
+
+    /// The round trip measured from RTCP: NACKs are repeated once per round trip.
+    func setRoundTrip(_ rtt: Duration) {
+        roundTrip = rtt
+        chain.setRoundTrip(rtt)
+    }
 
     func receive(_ p: RTPPacket, now: Instant) -> [AssembledFrame] {
         if remoteSSRC != p.ssrc {
             remoteSSRC = p.ssrc
             statistics = ReceiveStatistics(ssrc: p.ssrc, clockRate: 90000)
-            nack = NACKGenerator()
-            assembler = H264FrameAssembler(capacity: 512)
+            chain = VideoReceiveChain()
+            if let rtt = roundTrip { chain.setRoundTrip(rtt) }
         }
         statistics.received(sequence: p.sequenceNumber, rtpTimestamp: p.timestamp, payloadBytes: p.payload.count, arrival: now)
-        nack.received(p.sequenceNumber, now: now)
         let capture = absCaptureTimeID.flatMap { p.extension($0) }.flatMap(AbsCaptureTime.decode)
-        return assembler.insert(p, captureNTP: capture, now: now)
+        return chain.receive(p, captureNTP: capture, now: now)
     }
 
-    /// Periodic work: frames released by gap timeouts, NACKs due, whether to send a PLI
-    /// (at most one per 300 ms).
+    /// Periodic work: frames released by a gap given up, NACKs due, whether to send a PLI.
     func tick(now: Instant) -> ([AssembledFrame], [UInt16], Bool) {
-        let frames = assembler.poll(now: now)
-        let nacks = nack.due(now: now)
-        var pli = false
-        if assembler.takeKeyframeRequest() {
-            if lastPLI.map({ now - $0 > .milliseconds(300) }) ?? true {
-                pli = true
-                lastPLI = now
-            }
-        }
+        let (frames, nacks, pli) = chain.tick(now: now)
         return (frames, nacks, pli)
     }
 }

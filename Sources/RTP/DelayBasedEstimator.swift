@@ -79,12 +79,18 @@ public struct DelayBasedEstimator: Sendable {
         let lost = media.count(where: { $0.arrivalMicros == nil }) - media.count(where: { $0.late })
         let fresh = media.count(where: { !$0.late })
         recentLoss = 0.7 * recentLoss + 0.3 * (fresh == 0 ? 0 : Double(max(lost, 0)) / Double(fresh))
-        queueLoss = recentLoss > 0.05 && (queueDelayMs ?? 0) > queueThresholdMs / 2
         var received = results.filter { $0.arrivalMicros != nil }
         received.sort { $0.sendMicros < $1.sendMicros }
         for r in received {
             recordAcked(arrival: r.arrivalMicros!, size: r.size)
             packet(send: r.sendMicros, arrival: r.arrivalMicros!)
+        }
+        // The queue's floor lags by design (150 ms, for jitter); the latest group's own
+        // queue is what a buffer that is overflowing right now shows.
+        queueLoss = recentLoss > 0.05 && ((queueDelayMs ?? 0) > queueThresholdMs / 2 || (lastQueueSample ?? 0) > queueThresholdMs)
+        if queueLoss && usage != .overusing {
+            overuseEvents += 1
+            usage = .overusing
         }
         updateAckedRate()
         updateRate(nowMs: nowMs)
@@ -120,7 +126,10 @@ public struct DelayBasedEstimator: Sendable {
         let sameBurst = send - g.firstSend <= 5_000
         // Packets that queued behind each other arrive back to back: one group too.
         let arrivalDelta = arrival - g.lastArrival
+        // At most 100 ms of them (as GCC's inter-arrival grouping): behind a standing queue
+        // every packet arrives back to back, and one endless group would hide the queue.
         let queuedBurst = arrivalDelta >= 0 && arrivalDelta < 5_000 && arrivalDelta - (send - g.lastSend) < 0
+            && arrival - g.firstArrival < 100_000
         if sameBurst || queuedBurst {
             g.lastSend = max(g.lastSend, send)
             g.lastArrival = max(g.lastArrival, arrival)
@@ -191,7 +200,7 @@ public struct DelayBasedEstimator: Sendable {
         let floor = recentQueue.reduce(Double.infinity) { min($0, $1.delay) }
         // Jitter is learnt while the queue is calm: a queue that builds would otherwise
         // raise its own threshold as it grows.
-        if let previous = lastQueueSample, floor < queueThresholdMs / 2 {
+        if let previous = lastQueueSample, floor < queueThresholdMs / 2, q < queueThresholdMs / 2 {
             queueJitterMs += (min(abs(q - previous), 50) - queueJitterMs) / 16
         }
         lastQueueSample = q
@@ -209,7 +218,7 @@ public struct DelayBasedEstimator: Sendable {
     private var queueOverThreshold = 0
     private var baseBuckets: [(second: Int64, minimum: Double)] = []
     private var recentQueue: [(arrival: Int64, delay: Double)] = []
-    private var lastQueueSample: Double?
+    private(set) var lastQueueSample: Double?
 
     /// Least-squares slope of y over x.
     static func slope(_ points: [(x: Double, y: Double)]) -> Double? {
@@ -278,7 +287,18 @@ public struct DelayBasedEstimator: Sendable {
         let span = max(latest - earliest, 0)
         guard span >= 100_000 else { return }
         ackedBps = Double(bytes) * 8 / (Double(span) / 1e6)
+        // The last 120 ms alone: right after a drop the longer window still holds arrivals
+        // from before it, and a cut from that rate stays above the new link.
+        var recentBytes = 0
+        var recentEarliest = latest
+        for a in acked where a.arrival > latest - 120_000 {
+            recentBytes += a.size
+            recentEarliest = min(recentEarliest, a.arrival)
+        }
+        let recentSpan = latest - recentEarliest
+        recentAckedBps = recentSpan >= 80_000 ? Double(recentBytes) * 8 / (Double(recentSpan) / 1e6) : nil
     }
+    private var recentAckedBps: Double?
 
     // MARK: AIMD
 
@@ -317,7 +337,8 @@ public struct DelayBasedEstimator: Sendable {
             }
             estimateBps = grown
         case .decrease:
-            if let a = ackedBps {
+            if let long = ackedBps {
+                let a = min(long, recentAckedBps ?? long)
                 let akbps = a / 1000
                 // Below what gets through by 15 % (GCC), and further by the standing queue,
                 // so that it drains in about a second instead of delaying every frame.

@@ -98,6 +98,15 @@ public struct H264FrameAssembler {
         return drain(now: now)
     }
 
+    /// Gives up on whatever is missing now (its owner knows it cannot be repaired): waits
+    /// for the next keyframe and asks for one.
+    public mutating func giveUp(now: Instant) {
+        if !waitingForKeyframe && lastDeliveredSeq != nil { framesDropped += 1 }
+        waitingForKeyframe = true
+        keyframeRequestPending = true
+        stalledSince = now
+    }
+
     /// Gives up on gaps older than ``gapTimeout``; call periodically.
     public mutating func poll(now: Instant) -> [AssembledFrame] {
         drain(now: now)
@@ -216,7 +225,7 @@ public struct H264FrameAssembler {
 /// Tracks missing sequence numbers and says which to NACK (RFC 4585 §6.2.1), retrying
 /// each at most `maxRetries` times, no more often than once per `retryInterval`.
 public struct NACKGenerator {
-    struct Missing { var firstSeen: Instant; var lastSent: Instant?; var retries: Int }
+    struct Missing { var firstSeen: Instant; var lastSent: Instant?; var retries: Int; var firstSent: Instant? = nil }
     private var missing: [UInt16: Missing] = [:]
     private var highest: UInt16?
     public var maxRetries = 10
@@ -253,6 +262,13 @@ public struct NACKGenerator {
             return false
         }
         guard let m = missing.removeValue(forKey: seq) else { return false }
+        if let asked = m.firstSent {
+            // How long a repair takes on this path now, queue included (from the first
+            // ask: an overestimate when that resend was lost, and bounded). Asking again
+            // sooner only sends duplicates into the queue.
+            let took = now - asked
+            repairTime = repairTime.map { $0 + (took - $0) / 4 } ?? took
+        }
         if m.lastSent == nil {
             // Up at once to what this packet needed (with a margin), down slowly.
             reorderedFills += 1
@@ -268,9 +284,10 @@ public struct NACKGenerator {
         var out: [UInt16] = []
         for (seq, var m) in missing {
             if now - m.firstSeen > maxAge || m.retries >= maxRetries { missing[seq] = nil; continue }
-            if let last = m.lastSent, now - last < retryInterval { continue }
+            if let last = m.lastSent, now - last < effectiveRetryInterval { continue }
             if m.lastSent == nil && now - m.firstSeen < reorderWait { continue }
             m.lastSent = now
+            if m.firstSent == nil { m.firstSent = now }
             m.retries += 1
             missing[seq] = m
             out.append(seq)
@@ -280,4 +297,20 @@ public struct NACKGenerator {
     }
 
     public var missingCount: Int { missing.count }
+
+    /// How long a NACK answered on its first ask took to be repaired (smoothed): the round
+    /// trip plus whatever queue the resend waited in.
+    public private(set) var repairTime: Duration?
+    /// The longest wait between two NACKs for one packet, however slow repairs get.
+    public static let maxRetryInterval: Duration = .milliseconds(400)
+
+    /// The wait before asking again: ``retryInterval``, or longer when repairs have been
+    /// seen to take longer (a NACK repeated before its resend could arrive is a duplicate).
+    public var effectiveRetryInterval: Duration {
+        let asked = repairTime.map { max(retryInterval, $0 + $0 / 4 + .milliseconds(5)) } ?? retryInterval
+        return min(Self.maxRetryInterval, asked)
+    }
+
+    /// Stops asking for everything missing now (it cannot be resent any more).
+    public mutating func forgetMissing() { missing.removeAll() }
 }

@@ -91,8 +91,7 @@ func fuzzH264(_ data: [UInt8]) {
 /// or broken peer could send it.
 func fuzzH264Assembler(_ data: [UInt8]) {
     var r = FuzzReader(data)
-    var assembler = H264FrameAssembler(capacity: r.bool() ? 16 : 1024)
-    var nack = NACKGenerator()
+    var chain = VideoReceiveChain(capacity: r.bool() ? 16 : 1024)
     var stats = ReceiveStatistics(ssrc: 1, clockRate: 90_000)
     var seq = r.u16()
     var ts = r.u32()
@@ -104,8 +103,8 @@ func fuzzH264Assembler(_ data: [UInt8]) {
         var frames: [AssembledFrame] = []
         if flags & 0x80 != 0 {
             now = now + .milliseconds(Int64(r.u8()) * 4)
-            frames = assembler.poll(now: now)
-            _ = nack.due(now: now)
+            frames = chain.tick(now: now).frames
+            if flags & 0x20 != 0 { chain.setRoundTrip(.milliseconds(Int64(r.u16()))) }
             if flags & 0x40 != 0 { stats.receivedSenderReport(ntp: UInt64(r.u32()) << 16, arrival: now) }
             let report = stats.makeReport(now: now)
             _ = roundTripTime(report: report, nowNTP: UInt64(r.u32()) << 16)
@@ -116,17 +115,16 @@ func fuzzH264Assembler(_ data: [UInt8]) {
             let payload = r.take(Int(r.u8()))
             let packet = RTPPacket(marker: flags & 4 != 0, payloadType: 102, sequenceNumber: seq, timestamp: ts, ssrc: 1,
                                    payload: payload[...])
-            frames = assembler.insert(packet, captureNTP: flags & 8 != 0 ? UInt64(ts) : nil, now: now)
-            nack.received(seq, now: now)
+            frames = chain.receive(packet, captureNTP: flags & 8 != 0 ? UInt64(ts) : nil, now: now)
             stats.received(sequence: seq, rtpTimestamp: ts, payloadBytes: payload.count, arrival: now)
         }
         for f in frames {
             require(f.packetCount > 0 && f.data.starts(with: AnnexB.startCode), "assembled frame without packets or start code")
         }
-        _ = assembler.takeKeyframeRequest()
-        _ = assembler.framesDropped
+        _ = chain.framesDropped
         _ = stats.jitterSeconds; _ = stats.packetsLost
-        require(nack.missingCount <= nack.maxMissing, "NACK generator tracks \(nack.missingCount) sequence numbers")
+        require(chain.nack.missingCount <= chain.nack.maxMissing, "NACK generator tracks \(chain.nack.missingCount) sequence numbers")
+        require(chain.nack.effectiveRetryInterval <= NACKGenerator.maxRetryInterval, "NACK retry interval unbounded")
     }
 }
 

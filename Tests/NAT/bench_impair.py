@@ -55,6 +55,28 @@ def inbound(device):
     return next((x for x in s.get("call", {}).get("stats", []) if x["type"] == "inbound-rtp" and x["kind"] == "video"), {})
 
 
+TRACE = os.environ.get("VIDEOPHONE_TRACE")
+
+
+def trace(a, b, t0, seconds=3.0):
+    """VIDEOPHONE_TRACE=1: the first seconds of the impairment every 50 ms, sender and
+    callee side by side (where a freeze comes from)."""
+    print("    t ms  target  delay  loss  queue ms  pacerQ  sent kbit/s  rtx  | frames  lost  nacks  plis  keyframes", flush=True)
+    last = None
+    while time.monotonic() - t0 < seconds:
+        s, r = a.status(), b.status()
+        o = next((x for x in s.get("call", {}).get("stats", []) if x["type"] == "outbound-rtp" and x["kind"] == "video"), {})
+        i = next((x for x in r.get("call", {}).get("stats", []) if x["type"] == "inbound-rtp" and x["kind"] == "video"), {})
+        now = time.monotonic()
+        rate = (o.get("bytesSent", 0) - last[1]) * 8 / (now - last[0]) / 1000 if last else 0
+        last = (now, o.get("bytesSent", 0))
+        k = lambda v: f"{(v or 0) / 1000:6.0f}"  # noqa: E731
+        print(f"  {(now - t0) * 1000:6.0f} {k(o.get('targetBitrate'))} {k(o.get('delayBasedEstimate'))} {k(o.get('lossBasedEstimate'))}"
+              f"  {o.get('queueDelayMs') or 0:7.1f}  {o.get('pacerQueueBytes', 0):6d}  {rate:10.0f}  {o.get('retransmittedPacketsSent', 0):4d}"
+              f"  | {i.get('framesReceived', 0):6d} {i.get('packetsLost', 0):5d} {i.get('nackCount', 0):6d} {i.get('pliCount', 0):5d} {i.get('keyFramesReceived', 0):5d}", flush=True)
+        time.sleep(0.05)
+
+
 def one_run(bed, relay, a, b, settings, cap, outage):
     wait(lambda: (a.stat("outbound-rtp", "video", "targetBitrate") or 0) >= 1_900_000, 40)
     time.sleep(2)
@@ -72,6 +94,8 @@ def one_run(bed, relay, a, b, settings, cap, outage):
     # Adapted: the bytes sent in a 250 ms window fit the cap (the same measure as for
     # Chromium below).
     adapt, last = None, (t0, a.stat("outbound-rtp", "video", "bytesSent") or 0)
+    if TRACE:
+        trace(a, b, t0)
     while time.monotonic() - t0 < WINDOW:
         time.sleep(0.25)
         now, sent = time.monotonic(), a.stat("outbound-rtp", "video", "bytesSent") or 0
@@ -99,6 +123,8 @@ def one_run(bed, relay, a, b, settings, cap, outage):
         "recover": recover,
         "delay50": after.get("endToEndDelayP50Ms"),
         "delay95": after.get("endToEndDelayP95Ms"),
+        # Where a freeze came from: losses, NACK rounds, keyframe rounds.
+        "why": {k: d(k) for k in ("packetsLost", "nackCount", "retransmittedPacketsReceived", "pliCount", "framesDropped", "keyFramesReceived")},
     }
 
 
@@ -142,6 +168,9 @@ def report(name, results, cap):
           + (f" = {spread(col('share'), '%', 100)} of the cap  adapt {spread(col('adapt'), 'ms', 1000)}" if cap else "")
           + f"  recover {spread(col('recover'), 'ms', 1000)}  delay p50 {spread(col('delay50'))} p95 {spread(col('delay95'))}"
           + f"  (n={len(results)})", flush=True)
+    for r in results:
+        if "why" in r:
+            print("    callee: " + ", ".join(f"{k} {v}" for k, v in r["why"].items()), flush=True)
 
 
 def pattern_y4m(frames=300):
