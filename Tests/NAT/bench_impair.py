@@ -58,7 +58,7 @@ def inbound(device):
 TRACE = os.environ.get("VIDEOPHONE_TRACE")
 
 
-def trace(a, b, t0, seconds=3.0):
+def trace(a, b, t0, seconds=float(os.environ.get("VIDEOPHONE_TRACE", "3") or 3)):
     """VIDEOPHONE_TRACE=1: the first seconds of the impairment every 50 ms, sender and
     callee side by side (where a freeze comes from)."""
     print("    t ms  target  delay  loss  queue ms  pacerQ  sent kbit/s  rtx  | frames  lost  nacks  plis  keyframes", flush=True)

@@ -122,10 +122,24 @@ struct Bottleneck {
     /// Each packet's delay varies by up to ± this, independently: packets overtake each other.
     var jitterMs = 0.0
 
+    /// A token bucket's allowance (as `tc tbf burst`): while the queue is empty, this many
+    /// bytes pass at line rate, refilled at the cap's rate. Short probes then see no limit.
+    var burstBytes = 0.0
+    var tokens = 0.0
+    var tokensAtMs = 0.0
+
     /// Arrival time in ms, or nil when the queue was full.
     mutating func send(bytes: Int, atMs t: Double) -> Double? {
         sent += 1
         if randomLoss > 0, rng.nextUnit() < randomLoss { lost += 1; return nil }
+        if burstBytes > 0 {
+            tokens = min(burstBytes, tokens + max(0, t - max(tokensAtMs, linkFreeAtMs)) * capBps / 8000)
+            tokensAtMs = t
+            if linkFreeAtMs <= t, tokens >= Double(bytes) {
+                tokens -= Double(bytes)
+                return t + oneWayMs
+            }
+        }
         let start = max(t, linkFreeAtMs)
         let queued = start - t
         guard queued <= maxQueueMs else { lost += 1; lossTimesMs.append(t); return nil }

@@ -33,6 +33,8 @@ struct VideoPathSimulation {
     private var nextTickMs = 0.0
     private var clockMs = 0.0
     private var resentBytes: [(atMs: Double, bytes: Int)] = []
+    private var probe: (ProbeController.Cluster, Int, Double)?
+    private var probesInFlight: [(arrivalMs: Double, twcc: UInt16)] = []
     private let t0 = Instant(nanoseconds: 10_000_000_000)
 
     /// When each frame completed at the receiver (ms).
@@ -65,6 +67,17 @@ struct VideoPathSimulation {
                 sent[p.sequenceNumber &- 512] = nil
             }
             if queueHead > 256 { queue.removeFirst(queueHead); queueHead = 0 }
+            // Bandwidth probes: padding that only transport feedback sees.
+            if probe == nil, let cluster = controller.probeCluster(now: at(t)) { probe = (cluster, 0, t) }
+            while let (cluster, count, nextMs) = probe, nextMs <= t {
+                let bytes = cluster.packetSize + 40
+                history.sent(sequence: twcc, size: bytes, at: at(nextMs), probe: cluster.id)
+                if let arrival = link.send(bytes: bytes, atMs: nextMs) { probesInFlight.append((arrival, twcc)) }
+                twcc &+= 1
+                probe = count + 1 < cluster.packets ? (cluster, count + 1, nextMs + cluster.interval.seconds * 1000) : nil
+            }
+            for p in probesInFlight where p.arrivalMs <= t { feedback.received(sequence: p.twcc, now: at(p.arrivalMs)) }
+            probesInFlight.removeAll { $0.arrivalMs <= t }
             for a in inFlight where a.arrivalMs <= t {
                 feedback.received(sequence: a.twcc, now: at(a.arrivalMs))
                 completions += chain.receive(a.packet, now: at(a.arrivalMs)).map { _ in a.arrivalMs }
@@ -175,6 +188,22 @@ struct VideoPathSimulation {
         // through the narrowed link takes about 480 ms (BENCHMARKS.md).
         #expect(longest <= 600, "longest freeze \(longest) ms")
         #expect(sim.plis == 0, "repaired by a keyframe instead of resends")
+    }
+
+    /// A 1 Mbit/s shaper with a 16 kB token bucket, as the bench's `tc tbf`: a probe fits
+    /// in the bucket and sees no limit. Lifts that end in overuse make probing back off,
+    /// so the call settles under the cap instead of overflowing it every two seconds.
+    @Test func aShapersBurstDoesNotFoolTheProbesIntoOverflowingIt() {
+        var link = Bottleneck(capBps: 1_000_000)
+        link.burstBytes = 16_000
+        var sim = VideoPathSimulation(link: link)
+        sim.controller = BitrateController(startKbps: 800, maximumKbps: 2000)
+        sim.run(untilMs: 40_000) { _ in 1_000_000 }
+        let (longest, total) = sim.freezes(fromMs: 10_000)
+        let late = sim.link.lossTimesMs.filter { $0 > 10_000 }
+        print("1 Mbit/s shaper with a 16 kB bucket: lost after 10 s \(late.count), freezes total \(total) ms, longest \(longest) ms, failed lifts \(sim.controller.prober.liftsFailed), probes \(sim.controller.prober.probesSent)")
+        #expect(late.count <= 10, "lost \(late.count) packets in the 30 s after settling")
+        #expect(total <= 500, "froze \(total) ms in 30 s")
     }
 
     /// Every packet for 3 s is lost: the gap spans more than the sender keeps, so the
