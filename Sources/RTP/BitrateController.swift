@@ -93,26 +93,16 @@ public struct BitrateController: Sendable {
         } else {
             lossWindow = (now, arrived, lost)
         }
-        let overuses = delayBased!.overuseEvents
-        if overuses > overuseEventsSeen, let lift = lastProbeLift, now - lift < .seconds(2) {
-            // The rate a probe proved did not hold: it was a token bucket's burst, not room.
-            prober.liftFailed()
-            lastProbeLift = nil
-        } else if let lift = lastProbeLift, now - lift >= .seconds(3) {
-            prober.liftHeld()
-            lastProbeLift = nil
-        }
-        overuseEventsSeen = overuses
         if var proved = prober.feedback(results, now: now) {
             // A probe is a few kilobytes: a shaper's token bucket (tc tbf, an ISP's policer)
             // lets it through at line rate whatever the rate behind it. So one probe lifts
             // the estimate by at most ``maxProbeStep`` and to at most half again what the
-            // media gets through; the media then shows whether the room is real, and a
-            // lift that ends in overuse makes the next probe wait longer.
+            // media gets through: the media then shows whether the room is real, and a
+            // false lift overshoots the link by little enough for the delay signal to catch
+            // it before the shaper's queue overflows.
             let estimate = delayBased!.estimateBps
             proved = min(proved, estimate * Self.maxProbeStep)
             if let acked = delayBased!.ackedBps { proved = min(proved, max(estimate, 1.5 * acked + 10_000)) }
-            if proved > estimate { lastProbeLift = now }
             delayBased!.probed(bps: proved)
             // A path proved to carry more lifts the loss-based half too (it only cuts on
             // heavy loss, and climbs 8 % a second).
@@ -123,8 +113,6 @@ public struct BitrateController: Sendable {
 
     /// The most one probe lifts the estimate by.
     public static let maxProbeStep = 1.3
-    private var lastProbeLift: Instant?
-    private var overuseEventsSeen = 0
 
     /// Finds headroom while the delay-based estimate holds steady.
     public private(set) var prober = ProbeController()

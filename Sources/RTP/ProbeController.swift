@@ -18,22 +18,8 @@ public struct ProbeController: Sendable {
     public static let packetSize = 255
     /// A cluster lasts about this long at its rate (enough packets for a rate).
     static let clusterDuration = 0.015
-    /// How long to wait between probes while the estimate holds steady: ``baseInterval``,
-    /// doubled (up to ``maxInterval``) each time a probe's lift ended in overuse.
-    public private(set) var interval: Duration = ProbeController.baseInterval
-    public static let baseInterval: Duration = .seconds(2)
-    public static let maxInterval: Duration = .seconds(30)
-    /// Lifts that ended in overuse.
-    public private(set) var liftsFailed = 0
-
-    /// The estimate a probe lifted ran into overuse soon after: probe less often.
-    public mutating func liftFailed() {
-        liftsFailed += 1
-        interval = min(interval * 2, Self.maxInterval)
-    }
-
-    /// The estimate a probe lifted held: the path does change, probe at the base rate.
-    public mutating func liftHeld() { interval = Self.baseInterval }
+    /// How long to wait between probes while the estimate holds steady.
+    public var interval: Duration = .seconds(2)
 
     private var nextID = 0
     private var lastProbe: Instant?

@@ -191,8 +191,9 @@ struct VideoPathSimulation {
     }
 
     /// A 1 Mbit/s shaper with a 16 kB token bucket, as the bench's `tc tbf`: a probe fits
-    /// in the bucket and sees no limit. Lifts that end in overuse make probing back off,
-    /// so the call settles under the cap instead of overflowing it every two seconds.
+    /// in the bucket and sees no limit. One probe lifts the estimate by at most 30 %, so the
+    /// call settles under the cap instead of overflowing it every two seconds (with the
+    /// probe taken at its word: 620 packets lost and 8.3 s of freezes in these 30 s).
     @Test func aShapersBurstDoesNotFoolTheProbesIntoOverflowingIt() {
         var link = Bottleneck(capBps: 1_000_000)
         link.burstBytes = 16_000
@@ -201,7 +202,7 @@ struct VideoPathSimulation {
         sim.run(untilMs: 40_000) { _ in 1_000_000 }
         let (longest, total) = sim.freezes(fromMs: 10_000)
         let late = sim.link.lossTimesMs.filter { $0 > 10_000 }
-        print("1 Mbit/s shaper with a 16 kB bucket: lost after 10 s \(late.count), freezes total \(total) ms, longest \(longest) ms, failed lifts \(sim.controller.prober.liftsFailed), probes \(sim.controller.prober.probesSent)")
+        print("1 Mbit/s shaper with a 16 kB bucket: lost after 10 s \(late.count), freezes total \(total) ms, longest \(longest) ms, probes \(sim.controller.prober.probesSent)")
         #expect(late.count <= 10, "lost \(late.count) packets in the 30 s after settling")
         #expect(total <= 500, "froze \(total) ms in 30 s")
     }
