@@ -93,16 +93,33 @@ public struct BitrateController: Sendable {
         } else {
             lossWindow = (now, arrived, lost)
         }
+        // A lift that held for a second was room: the next probe comes sooner and may lift
+        // further (GCC's exponential probing). One that ran into overuse starts over small.
+        if let lift = lastProbeLift {
+            if delayBased!.overuseEvents > overuseEventsAtLift {
+                probeStep = Self.firstProbeStep
+                prober.interval = ProbeController.calmInterval
+                lastProbeLift = nil
+            } else if now - lift >= .seconds(1) {
+                probeStep = min(probeStep + 0.35, Self.maxProbeStep)
+                prober.interval = ProbeController.followUpInterval
+                lastProbeLift = nil
+            }
+        }
         if var proved = prober.feedback(results, now: now) {
             // A probe is a few kilobytes: a shaper's token bucket (tc tbf, an ISP's policer)
             // lets it through at line rate whatever the rate behind it. So one probe lifts
-            // the estimate by at most ``maxProbeStep`` and to at most half again what the
-            // media gets through: the media then shows whether the room is real, and a
-            // false lift overshoots the link by little enough for the delay signal to catch
-            // it before the shaper's queue overflows.
+            // the estimate by at most ``probeStep`` times itself and what the media gets
+            // through: the media then shows whether the room is real, and a false lift
+            // overshoots the link by little enough for the delay signal to catch it before
+            // the shaper's queue overflows.
             let estimate = delayBased!.estimateBps
-            proved = min(proved, estimate * Self.maxProbeStep)
-            if let acked = delayBased!.ackedBps { proved = min(proved, max(estimate, 1.5 * acked + 10_000)) }
+            proved = min(proved, estimate * probeStep)
+            if let acked = delayBased!.ackedBps { proved = min(proved, max(estimate, probeStep * acked + 10_000)) }
+            if proved > estimate {
+                lastProbeLift = now
+                overuseEventsAtLift = delayBased!.overuseEvents
+            }
             delayBased!.probed(bps: proved)
             // A path proved to carry more lifts the loss-based half too (it only cuts on
             // heavy loss, and climbs 8 % a second).
@@ -111,8 +128,13 @@ public struct BitrateController: Sendable {
         return update()
     }
 
-    /// The most one probe lifts the estimate by.
-    public static let maxProbeStep = 1.3
+    /// How far one probe may lift the estimate: ``firstProbeStep`` times, growing to
+    /// ``maxProbeStep`` while lifts hold.
+    public private(set) var probeStep = BitrateController.firstProbeStep
+    public static let firstProbeStep = 1.3
+    public static let maxProbeStep = 2.0
+    private var lastProbeLift: Instant?
+    private var overuseEventsAtLift = 0
 
     /// Finds headroom while the delay-based estimate holds steady.
     public private(set) var prober = ProbeController()

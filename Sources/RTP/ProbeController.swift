@@ -18,8 +18,11 @@ public struct ProbeController: Sendable {
     public static let packetSize = 255
     /// A cluster lasts about this long at its rate (enough packets for a rate).
     static let clusterDuration = 0.015
-    /// How long to wait between probes while the estimate holds steady.
-    public var interval: Duration = .seconds(2)
+    /// How long to wait between probes while the estimate holds steady: ``calmInterval``,
+    /// or ``followUpInterval`` after a probe's lift held (the owner sets it).
+    public var interval: Duration = ProbeController.calmInterval
+    public static let calmInterval: Duration = .seconds(2)
+    public static let followUpInterval: Duration = .milliseconds(500)
 
     private var nextID = 0
     private var lastProbe: Instant?

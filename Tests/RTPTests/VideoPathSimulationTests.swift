@@ -207,6 +207,19 @@ struct VideoPathSimulation {
         #expect(total <= 500, "froze \(total) ms in 30 s")
     }
 
+    /// 2 Mbit/s → 300 kbit/s for 10 s, then the cap lifts: probes that keep holding lift
+    /// the estimate further and sooner each time, so the rate is back over 1.5 Mbit/s
+    /// within 5 s (the bench's target), where 30 % steps every 2 s would take 16 s.
+    @Test func afterA300kbitCapLiftsTheRateIsBackWithinFiveSeconds() {
+        var sim = VideoPathSimulation(link: Bottleneck(capBps: 5_000_000))
+        sim.run(untilMs: 25_000) { $0 < 5000 ? 5_000_000 : ($0 < 15_000 ? 300_000 : 5_000_000) }
+        let low = sim.targets.filter { $0.0 > 8000 && $0.0 < 15_000 }.map(\.1)
+        let back = sim.targets.first { $0.0 >= 15_000 && $0.1 >= 1500 }?.0
+        print("300 kbit/s: target \(low.min() ?? -1)–\(low.max() ?? -1) kbit/s under the cap, back over 1.5 Mbit/s \(back.map { $0 - 15_000 } ?? -1) ms after it lifted")
+        #expect((low.max() ?? 0) <= 300, "target over the cap")
+        #expect(back != nil && back! - 15_000 <= 5000, "back over 1.5 Mbit/s after \(back.map { $0 - 15_000 } ?? -1) ms")
+    }
+
     /// Every packet for 3 s is lost: the gap spans more than the sender keeps, so the
     /// receiver asks for a keyframe as soon as packets flow again, not after a timeout.
     @Test func anOutageIsRepairedByAKeyframeAsSoonAsThePathIsBack() {
