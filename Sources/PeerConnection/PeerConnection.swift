@@ -133,6 +133,7 @@ public final class PeerConnection: @unchecked Sendable {
         var gatheringComplete = false
         var remoteUfrag: String?
         var ignoredSTUN: UInt64 = 0
+        var feedbackWatchdog = FeedbackWatchdog()
         var targetVideoKbps = 0
         var ignoredCandidates: UInt64 = 0
         var refusedDTLS: UInt64 = 0
@@ -330,6 +331,13 @@ public final class PeerConnection: @unchecked Sendable {
 
     /// Hands one encoded video frame to the transport thread, which paces it out (no-op
     /// until SRTP keys exist). Returns at once: no packetizing, SRTP or `sendto` here.
+    /// Whether to send, hold or probe with the video frame at hand: transport feedback
+    /// stopped for half a second (``FeedbackWatchdog``). On hold the caller skips encoding
+    /// and makes the next frame it sends a keyframe.
+    public func videoFeedbackDecision(now: Instant = Instant.now()) -> FeedbackWatchdog.Decision {
+        shared.withLock { $0.feedbackWatchdog.decide(now: now) }
+    }
+
     public func sendVideo(_ data: [UInt8], isKeyframe: Bool, width: Int, height: Int, captureTime: Instant, captureNTP: UInt64) {
         let frame = MediaSender.VideoFrame(data: data, isKeyframe: isKeyframe, width: width, height: height, captureTime: captureTime, captureNTP: captureNTP)
         if sender.queueVideo(frame) { wake() }
@@ -1048,6 +1056,7 @@ public final class PeerConnection: @unchecked Sendable {
                 handlers.onKeyframeRequest?()
             case let .transportFeedback(fb):
                 let (results, unknown, arrived, lost) = sender.feedbackResults(fb, now: now)
+                shared.withLock { $0.feedbackWatchdog.feedbackArrived(now: now) }
                 if unknown > 0 {
                     shared.withLock { $0.unknownFeedbackPackets += UInt64(unknown) }
                     refusals.refused("transport feedback", source: "peer", reason: "\(unknown) packets reported that we never sent (or long ago)", now: now)

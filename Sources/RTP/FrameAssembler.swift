@@ -129,6 +129,8 @@ public struct H264FrameAssembler {
                 if let end = completeFrame(from: start) {
                     if !waitingForKeyframe { framesDropped += 1 }
                     waitingForKeyframe = false
+                    // The keyframe asked for (or a better one) is here: no PLI needed.
+                    keyframeRequestPending = false
                     emit(from: start, to: end, into: &out)
                     jumped = true
                     break

@@ -269,6 +269,7 @@ public final class MediaSession: @unchecked Sendable {
     private var scaler = I420Scaler()
     private var targetKbps: Int?
     private var framesSeen = 0
+    private var pausedForFeedback = false
 
     /// A new encoder for `rung` at the present target; the next frame is a keyframe.
     /// Call with `encoderLock` held.
@@ -299,6 +300,24 @@ public final class MediaSession: @unchecked Sendable {
         if let t = targetKbps, let rung = ladder.update(targetKbps: t, seconds: Double(frame.captureTime.nanoseconds) / 1e9) {
             logger.info("video adapts to the network", metadata: ["size": "\(rung.width)x\(rung.height)", "fps": "\(rung.fps)", "targetKbps": "\(t)"])
             reopenEncoder(rung)
+        }
+        // The peer's feedback stopped: frames would go into a dead path. Hold them, and
+        // start again with a keyframe, which the far end can show at once.
+        switch pc.videoFeedbackDecision() {
+        case .hold:
+            if !pausedForFeedback {
+                pausedForFeedback = true
+                logger.notice("video paused: no transport feedback from the peer for half a second")
+            }
+            state.withLock { $0.forceKeyframe = true }
+            return
+        case .probe:
+            break  // one keyframe a second while paused
+        case .send:
+            if pausedForFeedback {
+                pausedForFeedback = false
+                logger.notice("video resumed: the peer's feedback is back")
+            }
         }
         let rung = ladder.current
         framesSeen += 1

@@ -74,3 +74,26 @@ import Testing
         #expect(c.targetKbps >= 1900)
     }
 }
+
+@Suite struct FeedbackWatchdogTests {
+    let t0 = Instant(nanoseconds: 5_000_000_000)
+    func at(_ ms: Int64) -> Instant { t0 + .milliseconds(ms) }
+
+    @Test func videoHoldsAfterHalfASecondWithoutFeedbackProbesOnceASecondAndResumesWithIt() {
+        var w = FeedbackWatchdog()
+        // A peer that never sent feedback is never paused.
+        #expect(w.decide(now: at(10_000)) == .send)
+        w.feedbackArrived(now: at(10_000))
+        for ms in stride(from: Int64(10_033), through: 10_500, by: 33) { #expect(w.decide(now: at(ms)) == .send) }
+        var decisions: [FeedbackWatchdog.Decision] = []
+        for ms in stride(from: Int64(10_533), through: 13_000, by: 33) { decisions.append(w.decide(now: at(ms))) }
+        #expect(decisions.first == .hold)
+        // About one frame a second goes while silent, so video's own feedback can restart.
+        #expect(decisions.count(where: { $0 == .probe }) == 2, "\(decisions)")
+        #expect(w.pauses == 1)
+        w.feedbackArrived(now: at(13_010))
+        #expect(w.decide(now: at(13_020)) == .send)
+        #expect(w.decide(now: at(13_600)) == .hold)
+        #expect(w.pauses == 2)
+    }
+}
