@@ -99,11 +99,11 @@ public struct H264FrameAssembler {
     }
 
     /// Gives up on whatever is missing now (its owner knows it cannot be repaired): waits
-    /// for the next keyframe and asks for one.
-    public mutating func giveUp(now: Instant) {
+    /// for the next keyframe and asks for one unless told one is on its way.
+    public mutating func giveUp(now: Instant, requestKeyframe: Bool = true) {
         if !waitingForKeyframe && lastDeliveredSeq != nil { framesDropped += 1 }
         waitingForKeyframe = true
-        keyframeRequestPending = true
+        if requestKeyframe { keyframeRequestPending = true }
         stalledSince = now
     }
 

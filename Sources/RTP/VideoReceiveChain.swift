@@ -54,7 +54,8 @@ public struct VideoReceiveChain {
                 unrecoverableGaps += 1
                 nack.received(seq, now: now)
                 nack.forgetMissing()
-                assembler.giveUp(now: now)
+                // A keyframe starting here (a sender resuming after a pause) needs no PLI.
+                assembler.giveUp(now: now, requestKeyframe: !H264Payload.startsKeyframe(packet.payload))
                 highest = (seq, packet.timestamp)
                 return assembler.insert(packet, captureNTP: captureNTP, now: now)
             }
