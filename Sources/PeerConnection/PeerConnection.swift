@@ -332,7 +332,7 @@ public final class PeerConnection: @unchecked Sendable {
     /// Hands one encoded video frame to the transport thread, which paces it out (no-op
     /// until SRTP keys exist). Returns at once: no packetizing, SRTP or `sendto` here.
     /// Whether to send, hold or probe with the video frame at hand: transport feedback
-    /// stopped for half a second (``FeedbackWatchdog``). On hold the caller skips encoding
+    /// stopped for a second (``FeedbackWatchdog``). On hold the caller skips encoding
     /// and makes the next frame it sends a keyframe.
     public func videoFeedbackDecision(now: Instant = Instant.now()) -> FeedbackWatchdog.Decision {
         shared.withLock { $0.feedbackWatchdog.decide(now: now) }

@@ -7,14 +7,15 @@ import NetworkCore
 /// video frame after it is a keyframe, sent at once. As libwebrtc's congestion window
 /// stops media when nothing is acknowledged. I/O-free.
 public struct FeedbackWatchdog: Sendable {
-    /// Silence this long, where feedback normally comes every 50 ms, pauses video.
+    /// Silence this long, where feedback normally comes every 50 ms, pauses video (a
+    /// second: a busy peer or a loaded machine stalls for a few hundred ms).
     public var silence: Duration
     private var lastFeedback: Instant?
     /// Times video was paused.
     public private(set) var pauses = 0
     private var paused = false
 
-    public init(silence: Duration = .milliseconds(500)) { self.silence = silence }
+    public init(silence: Duration = .seconds(1)) { self.silence = silence }
 
     /// Transport-wide feedback arrived.
     public mutating func feedbackArrived(now: Instant) { lastFeedback = now }

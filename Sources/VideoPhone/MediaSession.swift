@@ -307,7 +307,7 @@ public final class MediaSession: @unchecked Sendable {
         case .hold:
             if !pausedForFeedback {
                 pausedForFeedback = true
-                logger.notice("video paused: no transport feedback from the peer for half a second")
+                logger.notice("video paused: no transport feedback from the peer for a second")
             }
             state.withLock { $0.forceKeyframe = true }
             return
