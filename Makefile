@@ -95,6 +95,7 @@ bench: release
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_impair.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/MQTT/bench_mqtt.py
+	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/MQTT/bench_nats.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py
 	$(MAKE) fuzz-toml BIN=$(RELEASE)
 	$(MAKE) test-aarch64
