@@ -219,6 +219,24 @@ mqtt {{ listen: {ip}:8883, stream_replicas: 3, consumer_replicas: 3, tls {{ cert
         except ValueError:
             return {}
 
+    def elected_after(self, stream, since):
+        """Seconds from `since` (time.time()) to the first new leader of `stream` that a
+        node's log announces after it."""
+        import datetime
+        first = None
+        for n, (_, _, d) in self.confs.items():
+            for line in open(os.path.join(d, "log"), errors="replace"):
+                if f"new stream leader for '$G > {stream}'" not in line:
+                    continue
+                try:
+                    stamp = " ".join(line.split()[1:3])
+                    t = datetime.datetime.strptime(stamp, "%Y/%m/%d %H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc).timestamp()
+                except ValueError:
+                    continue
+                if t > since and (first is None or t < first):
+                    first = t
+        return None if first is None else first - since
+
     def stream_leader(self, stream):
         """The node number leading `stream`'s raft group, as a live node reports it."""
         for n in self.procs:
@@ -300,7 +318,7 @@ def nats_node_loss(bed, workdir, standby, frames_wanted=30, log=print):
         assert a.ctl("hangup").returncode == 0
         assert wait(lambda: b.state() == "idle", 5)
         cluster.kill(lead)
-        killed = time.monotonic()
+        killed, killed_wall = time.monotonic(), time.time()
         assert wait(lambda: broker_status(a).get("url") == cluster.url(third), 40, interval=0.02), a.log() + cluster.logs()
         took = time.monotonic() - killed
         # b calls a at once (at most when the session leader of NATS is still being elected).
@@ -311,9 +329,13 @@ def nats_node_loss(bed, workdir, standby, frames_wanted=30, log=print):
         # copy would be refused as a replay).
         assert broker_status(a).get("refused") == {} and broker_status(b).get("refused") == {}, (broker_status(a), broker_status(b))
         reelected = cluster.stream_leader("$MQTT_sess") not in (None, lead)  # a live node may still name the dead one
+        if not reelected:
+            wait(lambda: cluster.stream_leader("$MQTT_sess") not in (None, lead), 15, interval=0.2)
+        election = cluster.elected_after("$MQTT_sess", killed_wall)
         log(f"nats: $MQTT_sess led by node {lead}, killed; a on node {third} after {took:.2f} s, "
-            f"b's call to a up after {call:.2f} s (session leader re-elected by then: {reelected}; standby {standby})")
-        return took, call, reelected
+            f"b's call to a up after {call:.2f} s (session leader re-elected by then: {reelected}, "
+            f"after {election if election is None else round(election, 2)} s; standby {standby})")
+        return took, call, election
     finally:
         for d in (a, b):
             if d:
