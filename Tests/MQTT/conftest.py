@@ -83,7 +83,7 @@ class PKI:
 class Broker:
     """One mosquitto on the WAN: TLS on `port`, passwords, per-device ACLs."""
 
-    def __init__(self, bed, workdir, pki, port, users, client_certificates=False):
+    def __init__(self, bed, workdir, pki, port, users, client_certificates=False, second_port=None):
         self.port, self.bed = port, bed
         d = os.path.join(workdir, f"broker-{port}")
         os.makedirs(d)
@@ -116,6 +116,9 @@ cafile {pki.ca}
 certfile {pki.broker_cert}
 keyfile {pki.broker_key}
 """)
+            if second_port:
+                # A second listener of the same broker (a standby link to it shares its state).
+                f.write(f"listener {second_port} {BROKER_IP}\ncafile {pki.ca}\ncertfile {pki.broker_cert}\nkeyfile {pki.broker_key}\n")
             if client_certificates:
                 # The device's client certificate is its login: its CN is the username.
                 f.write("require_certificate true\nuse_identity_as_username true\n")

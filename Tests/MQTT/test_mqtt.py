@@ -188,6 +188,50 @@ def test_the_device_moves_to_the_next_broker_when_its_broker_dies_and_calls_go_o
             br.kill()
 
 
+def test_with_a_standby_link_a_dropped_connection_costs_no_call_and_its_will_is_taken_back(bed, workdir):
+    """`standby = true`: a keeps a second connection (here to a second listener of the same
+    Mosquitto). Its first connection is cut (ss -K) while the broker lives: signalling
+    goes on through the standby at once, and when the broker publishes the cut
+    connection's will (`offline`), a puts `online` back. Each message reaches a on both
+    links and is taken once."""
+    turn = start_coturn(bed, workdir)
+    pki = PKI(workdir)
+    ha, hb = Home(bed, workdir, pki, 1, "a"), Home(bed, workdir, pki, 2, "b")
+    broker = Broker(bed, workdir, pki, 8883, {ha.hex: ha.password, hb.hex: hb.password}, second_port=8884)
+    try:
+        b = hb.start(workdir, pki, [broker.url()], ha)
+        a = ha.start(workdir, pki, [broker.url(), f"mqtts://{BROKER_IP}:8884"], hb, extra="standby = true")
+        assert wait(lambda: broker_status(a).get("url") == broker.url() and broker_status(a).get("standby") == f"mqtts://{BROKER_IP}:8884", 10), a.log()
+        assert wait(lambda: broker_status(b).get("peers", {}).get("a") == "online", 5), b.log()
+        assert b.ctl("call", "a").returncode == 0, b.log() + a.log()
+        assert wait(lambda: frames(a) > FRAMES and frames(b) > FRAMES, 15), a.log() + "\n----\n" + b.log()
+        assert b.ctl("hangup").returncode == 0
+        assert wait(lambda: a.state() == "idle", 5), a.log()
+
+        sh("ip", "netns", "exec", ha.ns, "ss", "-K", "dst", BROKER_IP, "dport", "=", "8883")
+        assert wait(lambda: "signalling goes on through the standby" in a.log(), 5), a.log()
+        offline = lambda: any("PEER=a" in l and "PRESENCE=offline" in l for l in b.log().splitlines())
+        assert wait(offline, 5), b.log() + open(broker.log).read() + a.log()
+        assert wait(lambda: broker_status(b).get("peers", {}).get("a") == "online", 5), (broker_status(b), a.log())
+        # Here the cut link's reconnect said `online` again too. A will that comes after
+        # that (a broker timing out a half-open connection late) is put right by a alone:
+        offlines = lambda: sum("PEER=a" in l and "PRESENCE=offline" in l for l in b.log().splitlines())
+        seen = offlines()
+        subprocess.run(injector(bed, pki, "mosquitto_pub", "-r", "-q", "1", "-m", "offline", topic=f"{PREFIX}/presence/{ha.hex}"), check=True, timeout=10)
+        assert wait(lambda: offlines() > seen, 5), b.log()
+        assert wait(lambda: broker_status(b).get("peers", {}).get("a") == "online", 5), (broker_status(b), a.log())
+        # A call right away, whichever link a is on.
+        assert b.ctl("call", "a").returncode == 0, b.log() + a.log()
+        assert wait(lambda: frames(a) > FRAMES and frames(b) > FRAMES, 15), a.log() + "\n----\n" + b.log()
+        assert broker_status(a).get("refused") == {}, broker_status(a)
+        assert "broker" not in a.status().get("faults", [])
+        a.stop()
+        b.stop()
+    finally:
+        broker.kill()
+        turn.kill()
+
+
 def test_a_peer_that_goes_offline_shows_in_status_metrics_and_on_the_led(bed, workdir):
     pki, ha, hb, (broker,) = homes(bed, workdir)
     try:
