@@ -23,8 +23,7 @@ import Glibc
 /// another broker of the list, subscribed like the first: when the primary's broker
 /// dies, signalling moves to the standby at once instead of waiting for a new connect
 /// (which on a NATS cluster waits for JetStream to re-elect the leader of its session
-/// records, 3–9 s). Inbox messages are taken from the link in use only (each arrives on
-/// both); presence from either.
+/// records, 3–9 s). Messages are taken from the link in use only (each arrives on both).
 final class BrokerSignalling: @unchecked Sendable {
     /// A call resource reached through the broker: `mqtt:FINGERPRINT/CALLID`.
     struct Target: Equatable, Sendable {
@@ -251,13 +250,20 @@ final class BrokerSignalling: @unchecked Sendable {
     // MARK: Inbound (the mqtt thread)
 
     private func received(topic: String, payload: [UInt8], link: Int) {
+        // Each message reaches both links: the one in use takes it (a second copy of a
+        // request would fail as a replay, one of a presence could flip it back). Right
+        // after a broker loss that is the standby. While no link is ready yet (between a
+        // SUBACK and the last one, retained presence comes in), any link's counts, as with
+        // one link. Our own presence counts from either.
+        if topic == presenceTopic {
+            presenceChanged(topic: topic, payload: payload)
+            return
+        }
+        if links.count > 1, let inUse = active, inUse !== links[link] { return }
         if topic != inbox {
             presenceChanged(topic: topic, payload: payload)
             return
         }
-        // Each message reaches both links: the one in use takes it (a second copy would
-        // fail as a replay). Right after a broker loss that is the standby.
-        guard active === links[link] else { return }
         metrics.brokerMessage(sent: false)
         let result = state.withLock { $0.verifier.open(payload, nowMs: wallClockMs()) }
         let peer: String, m: SignalMessage
