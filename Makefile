@@ -26,7 +26,8 @@ run: release
 	board/sim/run.sh $(RELEASE)
 
 ## test: unit, integration, interop (Chromium, aiortc), NAT tests (network namespaces,
-## nftables, coturn), broker signalling (Mosquitto, Tests/MQTT) and the emulated board end to end.
+## nftables, coturn, a coturn pool on a shared Redis user database), broker signalling (Mosquitto,
+## a NATS cluster; Tests/MQTT) and the emulated board end to end.
 test: deps
 	@toolchain/install-test-deps.sh
 	$(SWIFT) build
