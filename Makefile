@@ -26,7 +26,8 @@ run: release
 	board/sim/run.sh $(RELEASE)
 
 ## test: unit, integration, interop (Chromium, aiortc), NAT tests (network namespaces,
-## nftables, coturn), broker signalling (Mosquitto, Tests/MQTT) and the emulated board end to end.
+## nftables, coturn, a coturn pool on a shared Redis user database), broker signalling (Mosquitto,
+## a NATS cluster; Tests/MQTT) and the emulated board end to end.
 test: deps
 	@toolchain/install-test-deps.sh
 	$(SWIFT) build
@@ -95,6 +96,7 @@ bench: release
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_impair.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/MQTT/bench_mqtt.py
+	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/MQTT/bench_nats.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py
 	$(MAKE) fuzz-toml BIN=$(RELEASE)
 	$(MAKE) test-aarch64

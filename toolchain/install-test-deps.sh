@@ -2,10 +2,11 @@
 # Installs what the tests need beyond the build: Debian's Chromium and its driver,
 # iproute2 for the network namespaces, nftables and coturn for the NAT test bed, promtool
 # (prometheus) and systemd-analyze (systemd), mosquitto and its clients and nats-server (the MQTT brokers of Tests/MQTT),
+# redis-server (the user database a pool of coturns shares, Tests/NAT),
 # and Selenium, aiortc and pytest from PyPI. A no-op when present.
 set -eu
 
-"$(dirname "$0")/apt-ensure.sh" chromium chromium-driver iproute2 prometheus systemd coturn nftables openssl espeak-ng mosquitto mosquitto-clients nats-server
+"$(dirname "$0")/apt-ensure.sh" chromium chromium-driver iproute2 prometheus systemd coturn nftables openssl espeak-ng mosquitto mosquitto-clients nats-server redis-server
 
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c "import selenium, aiortc, pytest, numpy" 2>/dev/null; then

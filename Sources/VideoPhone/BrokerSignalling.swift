@@ -18,6 +18,12 @@ import Glibc
 ///
 /// Inbound requests go to the same handlers as the HTTP routes (``SignallingServer``), with
 /// the pinned peer as the caller: call control cannot tell the adapters apart.
+///
+/// With `[broker] standby = true` a second connection (the standby link) stays up to
+/// another broker of the list, subscribed like the first: when the primary's broker
+/// dies, signalling moves to the standby at once instead of waiting for a new connect
+/// (which on a NATS cluster waits for JetStream to re-elect the leader of its session
+/// records, 3–9 s). Messages are taken from the link in use only (each arrives on both).
 final class BrokerSignalling: @unchecked Sendable {
     /// A call resource reached through the broker: `mqtt:FINGERPRINT/CALLID`.
     struct Target: Equatable, Sendable {
@@ -36,7 +42,12 @@ final class BrokerSignalling: @unchecked Sendable {
 
     enum Presence: String, Sendable { case unknown, online, offline }
 
-    let client: MQTTClient
+    /// The primary link, then the standby link when configured.
+    let links: [MQTTClient]
+    /// The link signalling goes through: the primary while it is up, else the standby.
+    private var active: MQTTClient? { links.first { $0.connectedURL != nil } }
+    private let presenceTopic: String
+    private let stopping = Locked(false)
     let identity: DTLSCertificate
     let certificateDER: [UInt8]
     let logger: Logger
@@ -86,11 +97,24 @@ final class BrokerSignalling: @unchecked Sendable {
         Self.pin(config, into: &s)
         let presenceTopics = s.peersByHex.keys.sorted().map { "\(broker.topicPrefix)/presence/\($0)" }
         state = Locked(s)
-        client = MQTTClient(settings: .init(
+        presenceTopic = "\(broker.topicPrefix)/presence/\(me)"
+        let primary = MQTTClient.Settings(
             urls: broker.urls, ca: broker.ca, certificate: broker.certificate, key: broker.key,
             username: broker.username, password: broker.password, clientID: "vp-" + me.prefix(20),
-            keepaliveSeconds: broker.keepaliveSeconds, presenceTopic: "\(broker.topicPrefix)/presence/\(me)",
-            subscriptions: [inbox] + presenceTopics))
+            keepaliveSeconds: broker.keepaliveSeconds, presenceTopic: presenceTopic,
+            subscriptions: [inbox] + presenceTopics + (broker.standby ? [presenceTopic] : []))
+        if broker.standby {
+            // The standby starts its list one further on, so the two links sit on two
+            // brokers; each also reads our own presence, to put `online` back when the
+            // other link's will (its TCP connection dropped, its broker alive) said `offline`.
+            var standby = primary
+            standby.urls = Array(broker.urls.dropFirst() + broker.urls.prefix(1))
+            standby.clientID += "-s"
+            standby.threadName = "mqtt-standby"
+            links = [MQTTClient(settings: primary), MQTTClient(settings: standby)]
+        } else {
+            links = [MQTTClient(settings: primary)]
+        }
         for name in s.peersByHex.values { metrics.peerPresence(name, .unknown) }
     }
 
@@ -114,13 +138,18 @@ final class BrokerSignalling: @unchecked Sendable {
     }
 
     func start() throws(HTTPError) {
-        client.onMessage = { [weak self] topic, payload in self?.received(topic: topic, payload: payload) }
-        client.onEvent = { [weak self] event in self?.connectionEvent(event) }
-        client.onTick = { [weak self] in self?.expire() }
-        try client.start()
+        for (i, link) in links.enumerated() {
+            link.onMessage = { [weak self] topic, payload in self?.received(topic: topic, payload: payload, link: i) }
+            link.onEvent = { [weak self] event in self?.connectionEvent(event, link: i) }
+            if i == 0 { link.onTick = { [weak self] in self?.expire() } }
+            try link.start()
+        }
     }
 
-    func stop() { client.stop() }
+    func stop() {
+        stopping.withLock { $0 = true }
+        for link in links.reversed() { link.stop() }
+    }
 
     /// The peer's presence as its retained presence topic last said.
     func presence(of peer: String) -> Presence { state.current.presence[peer] ?? .unknown }
@@ -128,11 +157,15 @@ final class BrokerSignalling: @unchecked Sendable {
     /// For status: connection, presence by peer, refusals by reason, signalling round trips.
     var snapshot: (url: BrokerURL?, presence: [String: Presence], refused: [String: Int], traffic: (out: Int, in: Int, connects: Int)) {
         let s = state.current
-        return (client.connectedURL, s.presence, s.refused, client.traffic)
+        let t = links.reduce((out: 0, in: 0, connects: 0)) { a, l in let x = l.traffic; return (a.out + x.out, a.in + x.in, a.connects + x.connects) }
+        return (active?.connectedURL, s.presence, s.refused, t)
     }
 
     /// Round-trip times (ms) of requests answered through the broker, the last 256.
     var roundTrips: [Double] { state.current.roundTripsMs }
+
+    /// The standby link's broker when it is connected and not the one in use.
+    var standbyURL: BrokerURL? { links.count > 1 && links[0].connectedURL != nil ? links[1].connectedURL : nil }
 
     // MARK: Outbound (the port's adapter)
 
@@ -162,7 +195,7 @@ final class BrokerSignalling: @unchecked Sendable {
             }
             guard queued else { completion(.failure(HTTPError("too many signalling requests waiting for the broker"))); return }
         }
-        if client.connectedURL == nil {
+        if active == nil {
             // Reconnecting: hold it briefly rather than fail a call over a broker hiccup.
             let held = state.withLock { s -> Bool in
                 guard s.outbox.count < Self.maxOutbox else { return false }
@@ -173,14 +206,14 @@ final class BrokerSignalling: @unchecked Sendable {
         }
         guard publish(m) else {
             let c = state.withLock { $0.pending.removeValue(forKey: nonce)?.completion }
-            let why = client.connectedURL == nil ? "not connected to any broker" : "too many messages waiting for the broker"
+            let why = active == nil ? "not connected to any broker" : "too many messages waiting for the broker"
             c?(.failure(HTTPError("\(kind.rawValue) not sent: \(why)")))
             return
         }
     }
 
     /// The device's addresses changed: the broker connection may be dead; make a new one.
-    func addressesChanged() { client.reconnect() }
+    func addressesChanged() { for link in links { link.reconnect() } }
 
     /// Sends what was held while disconnected (the mqtt thread, once connected).
     private func flushOutbox() {
@@ -198,9 +231,9 @@ final class BrokerSignalling: @unchecked Sendable {
             logger.error("cannot sign a signalling message", metadata: ["REASON": "\(error)"])
             return false
         }
-        let ok = client.publish(topic: "\(prefix)/inbox/\(hex(m.to))", payload: wire)
-        if ok { metrics.brokerMessage(sent: true) }
-        return ok
+        let ok = active?.publish(topic: "\(prefix)/inbox/\(hex(m.to))", payload: wire)
+        if ok == true { metrics.brokerMessage(sent: true) }
+        return ok == true
     }
 
     /// Requests whose reply did not come in time fail (the `mqtt` thread, every ≤ 100 ms).
@@ -216,7 +249,17 @@ final class BrokerSignalling: @unchecked Sendable {
 
     // MARK: Inbound (the mqtt thread)
 
-    private func received(topic: String, payload: [UInt8]) {
+    private func received(topic: String, payload: [UInt8], link: Int) {
+        // Each message reaches both links: the one in use takes it (a second copy of a
+        // request would fail as a replay, one of a presence could flip it back). Right
+        // after a broker loss that is the standby. While no link is ready yet (between a
+        // SUBACK and the last one, retained presence comes in), any link's counts, as with
+        // one link. Our own presence counts from either.
+        if topic == presenceTopic {
+            presenceChanged(topic: topic, payload: payload)
+            return
+        }
+        if links.count > 1, let inUse = active, inUse !== links[link] { return }
         if topic != inbox {
             presenceChanged(topic: topic, payload: payload)
             return
@@ -284,6 +327,13 @@ final class BrokerSignalling: @unchecked Sendable {
         guard topic.hasPrefix(prefix) else { return }
         let fp = String(topic.dropFirst(prefix.count))
         let text = String(decoding: payload.prefix(16), as: UTF8.self)
+        if topic == presenceTopic {
+            // A link's will fired while we are still up through the other one.
+            if text == "offline", !stopping.current, let link = active {
+                _ = link.publish(topic: presenceTopic, payload: Array("online".utf8), retain: true, qos: 1)
+            }
+            return
+        }
         let value: Presence = text == "online" ? .online : text == "offline" ? .offline : .unknown
         let changed = state.withLock { s -> String? in
             guard let name = s.peersByHex[fp], s.presence[name] != value else { return nil }
@@ -296,7 +346,29 @@ final class BrokerSignalling: @unchecked Sendable {
         }
     }
 
-    private func connectionEvent(_ event: MQTTClient.Event) {
+    private func connectionEvent(_ event: MQTTClient.Event, link: Int) {
+        let others = links.indices.contains { $0 != link && links[$0].connectedURL != nil }
+        if others {
+            // With a standby, a link that comes or goes while the other is up is not an outage.
+            switch event {
+            case .connected(let url):
+                logger.notice(link > 0 ? "standby broker connection up" : "connected to broker; the standby link is up too",
+                              metadata: ["broker": "\(url)"])
+                metrics.brokerConnected(true)
+                onConnectivity?(true)
+                state.withLock { $0.outageLogged = [] }
+                flushOutbox()
+                return
+            case .disconnected(let url, let reason):
+                logger.warning(link > 0 ? "standby broker connection lost; reconnecting it" : "broker connection lost; signalling goes on through the standby",
+                               metadata: ["broker": "\(url)", "REASON": "\(reason)"])
+                return
+            case .attemptFailed(let url, let reason):
+                let first = state.withLock { $0.outageLogged.insert("standby " + url.description).inserted }
+                if first { logger.warning("cannot connect the \(link > 0 ? "standby" : "primary") link to broker", metadata: ["broker": "\(url)", "REASON": "\(reason)"]) }
+                return
+            }
+        }
         switch event {
         case .connected(let url):
             let wasDown = state.withLock { s -> Bool in defer { s.outageLogged = [] }; return !s.outageLogged.isEmpty }

@@ -49,6 +49,9 @@ public struct BrokerConfig: Sendable, Equatable {
     /// How far a message's timestamp may be from our clock (replays older than this fail
     /// on the timestamp; newer ones on the nonce).
     public var replayWindowSeconds = 30
+    /// Keep a second connection up to another broker of the list (`standby`): signalling
+    /// moves to it at once when the first broker dies. Two broker connections per device.
+    public var standby = false
     public init() {}
 }
 
@@ -311,6 +314,7 @@ public struct DeviceConfig: Sendable, Equatable {
         struct PeerEntry { var name: String?; var url: String?; var token: String?; var acceptToken: String?; var fingerprint: String?; var line: Int; var nameLine: Int?
             var via: PeerConfig.Via?; var viaLine: Int? }
         var brokerLine: Int?
+        var standbyLine: Int?
         func readablePath(_ e: TOMLEntry) throws(ConfigError) -> String {
             let path = try string(e)
             guard !path.isEmpty else { throw err(e, "expected a file path") }
@@ -511,6 +515,9 @@ public struct DeviceConfig: Sendable, Equatable {
                 }
                 c.broker = c.broker ?? BrokerConfig(); c.broker!.topicPrefix = t
             case ("broker", "keepalive_s"): brokerLine = brokerLine ?? e.line; c.broker = c.broker ?? BrokerConfig(); c.broker!.keepaliveSeconds = try int(e, 5...3600)
+            case ("broker", "standby"):
+                brokerLine = brokerLine ?? e.line; standbyLine = e.line
+                c.broker = c.broker ?? BrokerConfig(); c.broker!.standby = try bool(e)
             case ("broker", "replay_window_s"): brokerLine = brokerLine ?? e.line; c.broker = c.broker ?? BrokerConfig(); c.broker!.replayWindowSeconds = try int(e, 5...600)
             case ("peer", "accept_token"): peers[e.tableIndex, default: PeerEntry(line: e.line)].acceptToken = try string(e)
             case ("peer", "fingerprint"):
@@ -587,6 +594,10 @@ public struct DeviceConfig: Sendable, Equatable {
             if b.urls.contains(where: { !$0.tls }) && (b.password != nil || b.certificate != nil) {
                 throw ConfigError(file: file, line: brokerLine, key: "broker.urls",
                                   problem: "credentials would cross the network in the clear: use mqtts:// for every broker")
+            }
+            if b.standby && Set(b.urls.map(\.description)).count < 2 {
+                throw ConfigError(file: file, line: standbyLine ?? brokerLine, key: "broker.standby",
+                                  problem: "a standby connection needs a second broker in urls (it keeps one up to another broker)")
             }
             if b.urls.allSatisfy({ !$0.tls }) && b.ca != nil {
                 throw ConfigError(file: file, line: brokerLine, key: "broker.ca", problem: "a CA is only used with mqtts:// brokers")

@@ -105,6 +105,7 @@ extension DeviceConfig {
             line("topic_prefix", q(b.topicPrefix))
             line("keepalive_s", String(b.keepaliveSeconds))
             line("replay_window_s", String(b.replayWindowSeconds))
+            line("standby", b.standby ? "true" : "false")
         }
         out += "\n[metrics]\n"
         line("listen", q(metricsListen ?? ""), metricsListen == nil ? "served on the signalling port" : nil)

@@ -54,6 +54,14 @@ final class MQTTClient: @unchecked Sendable {
         var subscriptions: [String]
         /// How long a connect attempt may take before the next broker is tried.
         var connectTimeout: Duration = .seconds(3)
+        /// QoS of the subscriptions and of ``publish(topic:payload:retain:)``. 0: a clean
+        /// session keeps nothing for an absent device anyway, and QoS 1 costs brokers that
+        /// keep MQTT state in a replicated log (NATS' JetStream) a replicated write per
+        /// message and a replicated consumer per subscription, both stuck while that log
+        /// re-elects its leaders after a node loss. Presence and the will stay QoS 1.
+        var qos: Int32 = 0
+        /// The thread's name (`mqtt`; `mqtt-standby` for the standby link).
+        var threadName = "mqtt"
     }
 
     /// Connection changes: connected to a URL, or lost (with why).
@@ -149,12 +157,13 @@ final class MQTTClient: @unchecked Sendable {
             client.state.withLock { $0.bytesIn += n }
             client.onMessage?(String(cString: t), payload)
         }
-        loop.start(name: "mqtt") { [self] in run(m) }
+        loop.start(name: settings.threadName) { [self] in run(m) }
     }
 
-    /// Publishes `payload` (QoS 1); false when not connected or too many are waiting.
+    /// Publishes `payload` (at the settings' QoS unless `qos` says otherwise); false when
+    /// not connected or too many are waiting.
     @discardableResult
-    func publish(topic: String, payload: [UInt8], retain: Bool = false) -> Bool {
+    func publish(topic: String, payload: [UInt8], retain: Bool = false, qos: Int32? = nil) -> Bool {
         guard let m = mosq else { return false }
         let ok = state.withLock { s -> Bool in
             guard s.connected != nil, s.pending < Self.maxPending else { return false }
@@ -163,7 +172,7 @@ final class MQTTClient: @unchecked Sendable {
             return true
         }
         guard ok else { return false }
-        let rc = mosquitto_publish(m, nil, topic, Int32(payload.count), payload, 1, retain)
+        let rc = mosquitto_publish(m, nil, topic, Int32(payload.count), payload, qos ?? settings.qos, retain)
         if rc != MOSQ_ERR_SUCCESS.rawValue {
             state.withLock { $0.pending = max(0, $0.pending - 1) }
             return false
@@ -173,7 +182,14 @@ final class MQTTClient: @unchecked Sendable {
 
     /// Drops the connection and connects again, to the same broker first: the device's
     /// addresses changed, so the old TCP connection may be dead without knowing it yet.
-    func reconnect() { reconnectAsked.withLock { $0 = true } }
+    ///
+    /// The link counts as down from this call on, so a message sent right after it (the ICE
+    /// restart that follows an address change) waits for the new connection instead of
+    /// going into the old one, where a QoS 0 publish would be lost with it.
+    func reconnect() {
+        reconnectAsked.withLock { $0 = true }
+        state.withLock { $0.connected = nil }
+    }
 
     /// Publishes `offline` (a clean disconnect sends no will), disconnects and ends the thread.
     func stop() {
@@ -293,7 +309,7 @@ final class MQTTClient: @unchecked Sendable {
         // clean session, a message published to it before the SUBACK is dropped (seen with
         // NATS after a node loss, its JetStream still re-electing: the peer's offer vanished).
         awaitingSubscriptions = settings.subscriptions.count
-        for topic in settings.subscriptions { mosquitto_subscribe(mosq, nil, topic, 1) }
+        for topic in settings.subscriptions { mosquitto_subscribe(mosq, nil, topic, settings.qos) }
         if awaitingSubscriptions == 0 { ready(url) }
     }
 

@@ -37,6 +37,7 @@ extension Device {
             j.beginObject("broker")
             j.field("connected", b.url != nil)
             j.field("url", b.url?.description)
+            j.field("standby", broker.standbyURL?.description)
             j.field("inbox", broker.inbox)
             j.field("connects", b.traffic.connects)
             j.field("bytesSent", b.traffic.out)

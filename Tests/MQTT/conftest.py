@@ -83,7 +83,7 @@ class PKI:
 class Broker:
     """One mosquitto on the WAN: TLS on `port`, passwords, per-device ACLs."""
 
-    def __init__(self, bed, workdir, pki, port, users, client_certificates=False):
+    def __init__(self, bed, workdir, pki, port, users, client_certificates=False, second_port=None):
         self.port, self.bed = port, bed
         d = os.path.join(workdir, f"broker-{port}")
         os.makedirs(d)
@@ -116,6 +116,9 @@ cafile {pki.ca}
 certfile {pki.broker_cert}
 keyfile {pki.broker_key}
 """)
+            if second_port:
+                # A second listener of the same broker (a standby link to it shares its state).
+                f.write(f"listener {second_port} {BROKER_IP}\ncafile {pki.ca}\ncertfile {pki.broker_cert}\nkeyfile {pki.broker_key}\n")
             if client_certificates:
                 # The device's client certificate is its login: its CN is the username.
                 f.write("require_certificate true\nuse_identity_as_username true\n")
@@ -179,6 +182,7 @@ class NATSCluster:
             with open(conf, "w") as f:
                 f.write(f"""server_name: n{n}
 listen: {ip}:4222
+http: {ip}:8222
 jetstream {{ store_dir: "{d}/js" }}
 cluster {{ name: vp, listen: {ip}:6222, routes: [{routes}] }}
 authorization {{ users: [{users_conf}] }}
@@ -207,6 +211,46 @@ mqtt {{ listen: {ip}:8883, stream_replicas: 3, consumer_replicas: 3, tls {{ cert
 
     def url(self, n):
         return f"mqtts://{self.nodes[n - 1][1]}:8883"
+
+    def jsz(self, n):
+        """Node n's JetStream report (its monitoring port, /jsz with streams)."""
+        import json
+        ns, ip = self.nodes[n - 1]
+        out = sh("ip", "netns", "exec", ns, "curl", "-s", "-m", "2", f"http://{ip}:8222/jsz?accounts=true&streams=true", check=False)
+        try:
+            return json.loads(out)
+        except ValueError:
+            return {}
+
+    def elected_after(self, stream, since):
+        """Seconds from `since` (time.time()) to the first new leader of `stream` that a
+        node's log announces after it."""
+        import datetime
+        first = None
+        for n, (_, _, d) in self.confs.items():
+            for line in open(os.path.join(d, "log"), errors="replace"):
+                if f"new stream leader for '$G > {stream}'" not in line:
+                    continue
+                try:
+                    stamp = " ".join(line.split()[1:3])
+                    t = datetime.datetime.strptime(stamp, "%Y/%m/%d %H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc).timestamp()
+                except ValueError:
+                    continue
+                if t > since and (first is None or t < first):
+                    first = t
+        return None if first is None else first - since
+
+    def stream_leader(self, stream):
+        """The node number leading `stream`'s raft group, as a live node reports it."""
+        for n in self.procs:
+            if self.procs[n].poll() is not None:
+                continue
+            for acc in self.jsz(n).get("account_details", []):
+                for st in acc.get("stream_detail", []):
+                    leader = (st.get("cluster") or {}).get("leader")
+                    if st.get("name") == stream and leader:
+                        return int(leader.lstrip("n"))
+        return None
 
     def logs(self):
         return "".join(f"\n--- nats{n}\n" + open(os.path.join(c[2], "log")).read()[-2500:] for n, c in self.confs.items())
@@ -247,6 +291,60 @@ topic_prefix = "{PREFIX}"
         # [ice] first: NSDevice puts `extra` after [network].
         self.dev = NSDevice(workdir, self.ns, self.name, self.ip, extra="[ice]\n" + cfg, bind_all=bind_all)
         return self.dev
+
+
+def nats_node_loss(bed, workdir, standby, frames_wanted=30, log=print):
+    """The NATS failover scenario (the test and bench_nats.py): three nodes; a's first
+    broker is the node that leads the MQTT session stream (the worst case: a new connect
+    anywhere waits for that stream's leader to be re-elected), b on another node, both
+    lists ending with the third. That node is killed; returns (seconds until a is on the
+    third node, seconds until b's call to a then shows frames at both, whether JetStream
+    had re-elected the session stream's leader by the time the call was up)."""
+    pki = PKI(workdir)
+    ha, hb = Home(bed, workdir, pki, 1, "a"), Home(bed, workdir, pki, 2, "b")
+    turn = nat_conftest.start_coturn(bed, workdir)
+    cluster = NATSCluster(bed, workdir, pki, {ha.hex: ha.password, hb.hex: hb.password})
+    a = b = None
+    try:
+        lead = wait(lambda: cluster.stream_leader("$MQTT_sess"), 10, interval=0.2) and cluster.stream_leader("$MQTT_sess")
+        assert lead, "no leader for $MQTT_sess: " + cluster.logs()
+        third, other = [n for n in (1, 2, 3) if n != lead]
+        extra = "standby = true" if standby else ""
+        b = hb.start(workdir, pki, [cluster.url(other), cluster.url(third)], ha, extra=extra)
+        a = ha.start(workdir, pki, [cluster.url(lead), cluster.url(third)], hb, extra=extra)
+        want = lambda d, n: broker_status(d).get("url") == cluster.url(n) and (not standby or broker_status(d).get("standby") == cluster.url(third))
+        assert wait(lambda: want(a, lead) and want(b, other), 20), a.log() + b.log() + cluster.logs()
+        assert wait(lambda: broker_status(a).get("peers", {}).get("b") == "online", 10), (broker_status(a), a.log())
+        frames = lambda d: d.stat("inbound-rtp", "video", "framesReceived") or 0
+        assert a.ctl("call", "b").returncode == 0, a.log()
+        assert wait(lambda: frames(a) > frames_wanted and frames(b) > frames_wanted, 15), a.log() + "\n----\n" + b.log()
+        assert a.ctl("hangup").returncode == 0
+        assert wait(lambda: b.state() == "idle", 5)
+        cluster.kill(lead)
+        killed, killed_wall = time.monotonic(), time.time()
+        assert wait(lambda: broker_status(a).get("url") == cluster.url(third), 40, interval=0.02), a.log() + cluster.logs()
+        took = time.monotonic() - killed
+        # b calls a at once (at most when the session leader of NATS is still being elected).
+        assert wait(lambda: b.ctl("call", "a").returncode == 0, 15, interval=0.2), b.log() + a.log()
+        assert wait(lambda: frames(a) > frames_wanted and frames(b) > frames_wanted, 15), a.log() + "\n----\n" + b.log()
+        call = time.monotonic() - killed
+        # With a standby each message reaches the device twice; it takes it once (a second
+        # copy would be refused as a replay).
+        assert broker_status(a).get("refused") == {} and broker_status(b).get("refused") == {}, (broker_status(a), broker_status(b))
+        reelected = cluster.stream_leader("$MQTT_sess") not in (None, lead)  # a live node may still name the dead one
+        if not reelected:
+            wait(lambda: cluster.stream_leader("$MQTT_sess") not in (None, lead), 15, interval=0.2)
+        election = cluster.elected_after("$MQTT_sess", killed_wall)
+        log(f"nats: $MQTT_sess led by node {lead}, killed; a on node {third} after {took:.2f} s, "
+            f"b's call to a up after {call:.2f} s (session leader re-elected by then: {reelected}, "
+            f"after {election if election is None else round(election, 2)} s; standby {standby})")
+        return took, call, election
+    finally:
+        for d in (a, b):
+            if d:
+                d.stop()
+        cluster.close()
+        turn.kill()
 
 
 def injector(bed, pki, *args, topic, timeout=10):

@@ -188,6 +188,50 @@ def test_the_device_moves_to_the_next_broker_when_its_broker_dies_and_calls_go_o
             br.kill()
 
 
+def test_with_a_standby_link_a_dropped_connection_costs_no_call_and_its_will_is_taken_back(bed, workdir):
+    """`standby = true`: a keeps a second connection (here to a second listener of the same
+    Mosquitto). Its first connection is cut (ss -K) while the broker lives: signalling
+    goes on through the standby at once, and when the broker publishes the cut
+    connection's will (`offline`), a puts `online` back. Each message reaches a on both
+    links and is taken once."""
+    turn = start_coturn(bed, workdir)
+    pki = PKI(workdir)
+    ha, hb = Home(bed, workdir, pki, 1, "a"), Home(bed, workdir, pki, 2, "b")
+    broker = Broker(bed, workdir, pki, 8883, {ha.hex: ha.password, hb.hex: hb.password}, second_port=8884)
+    try:
+        b = hb.start(workdir, pki, [broker.url()], ha)
+        a = ha.start(workdir, pki, [broker.url(), f"mqtts://{BROKER_IP}:8884"], hb, extra="standby = true")
+        assert wait(lambda: broker_status(a).get("url") == broker.url() and broker_status(a).get("standby") == f"mqtts://{BROKER_IP}:8884", 10), a.log()
+        assert wait(lambda: broker_status(b).get("peers", {}).get("a") == "online", 5), b.log()
+        assert b.ctl("call", "a").returncode == 0, b.log() + a.log()
+        assert wait(lambda: frames(a) > FRAMES and frames(b) > FRAMES, 15), a.log() + "\n----\n" + b.log()
+        assert b.ctl("hangup").returncode == 0
+        assert wait(lambda: a.state() == "idle", 5), a.log()
+
+        sh("ip", "netns", "exec", ha.ns, "ss", "-K", "dst", BROKER_IP, "dport", "=", "8883")
+        assert wait(lambda: "signalling goes on through the standby" in a.log(), 5), a.log()
+        offline = lambda: any("PEER=a" in l and "PRESENCE=offline" in l for l in b.log().splitlines())
+        assert wait(offline, 5), b.log() + open(broker.log).read() + a.log()
+        assert wait(lambda: broker_status(b).get("peers", {}).get("a") == "online", 5), (broker_status(b), a.log())
+        # Here the cut link's reconnect said `online` again too. A will that comes after
+        # that (a broker timing out a half-open connection late) is put right by a alone:
+        offlines = lambda: sum("PEER=a" in l and "PRESENCE=offline" in l for l in b.log().splitlines())
+        seen = offlines()
+        subprocess.run(injector(bed, pki, "mosquitto_pub", "-r", "-q", "1", "-m", "offline", topic=f"{PREFIX}/presence/{ha.hex}"), check=True, timeout=10)
+        assert wait(lambda: offlines() > seen, 5), b.log()
+        assert wait(lambda: broker_status(b).get("peers", {}).get("a") == "online", 5), (broker_status(b), a.log())
+        # A call right away, whichever link a is on.
+        assert b.ctl("call", "a").returncode == 0, b.log() + a.log()
+        assert wait(lambda: frames(a) > FRAMES and frames(b) > FRAMES, 15), a.log() + "\n----\n" + b.log()
+        assert broker_status(a).get("refused") == {}, broker_status(a)
+        assert "broker" not in a.status().get("faults", [])
+        a.stop()
+        b.stop()
+    finally:
+        broker.kill()
+        turn.kill()
+
+
 def test_a_peer_that_goes_offline_shows_in_status_metrics_and_on_the_led(bed, workdir):
     pki, ha, hb, (broker,) = homes(bed, workdir)
     try:
@@ -273,33 +317,12 @@ def test_a_client_certificate_is_the_login_and_a_wrong_one_is_refused(bed, workd
 
 def test_through_a_three_node_nats_cluster_devices_on_different_nodes_call_and_survive_a_node_loss(bed, workdir):
     """NATS (Debian's nats-server) with JetStream and its MQTT listener, three nodes each in
-    its own namespace: a on node 1, b on node 2, a call between them; node 1 dies and a
-    moves to node 3 (next in its list), and calls go on."""
-    from conftest import NATSCluster
-    turn = start_coturn(bed, workdir)
-    pki, ha, hb, _ = homes(bed, workdir, brokers=())
-    cluster = NATSCluster(bed, workdir, pki, {ha.hex: ha.password, hb.hex: hb.password})
-    try:
-        b = hb.start(workdir, pki, [cluster.url(2), cluster.url(3)], ha)
-        a = ha.start(workdir, pki, [cluster.url(1), cluster.url(3)], hb)
-        assert wait(lambda: broker_status(a).get("url") == cluster.url(1) and broker_status(b).get("url") == cluster.url(2), 20), \
-            a.log() + b.log() + cluster.logs()
-        assert wait(lambda: broker_status(a).get("peers", {}).get("b") == "online", 10), (broker_status(a), a.log())
-        assert a.ctl("call", "b").returncode == 0, a.log()
-        assert wait(lambda: frames(a) > FRAMES and frames(b) > FRAMES, 15), a.log() + "\n----\n" + b.log()
-        assert a.ctl("hangup").returncode == 0
-        assert wait(lambda: b.state() == "idle", 5)
-        cluster.kill(1)
-        killed = time.monotonic()
-        assert wait(lambda: broker_status(a).get("url") == cluster.url(3), 40), a.log() + cluster.logs()
-        took = time.monotonic() - killed
-        print(f"nats: reconnected after {took:.2f} s")
-        time.sleep(0.5)
-        assert b.ctl("call", "a").returncode == 0, b.log() + a.log()
-        assert wait(lambda: frames(a) > FRAMES and frames(b) > FRAMES, 15), a.log() + "\n----\n" + b.log()
-        print(f"nats: a on node 3 {took:.2f} s after node 1 died")
-        a.stop()
-        b.stop()
-    finally:
-        cluster.close()
-        turn.kill()
+    its own namespace: a and b on different nodes, a call between them; a's node dies, and
+    it is the one leading the MQTT session stream. Each device keeps a standby connection
+    to the third node (`standby = true`): a new connect would wait 3-9 s for JetStream to
+    re-elect that leader, a connection already up does not, and QoS 0 messages do not go
+    through JetStream at all. a is on the third node within the 5 s of issue #10 and b's
+    call to a right after goes through."""
+    from conftest import nats_node_loss
+    took, call, _ = nats_node_loss(bed, workdir, standby=True)
+    assert took <= 5, f"a on the third node {took:.2f} s after its node died"

@@ -271,6 +271,112 @@ def test_with_one_of_two_turn_servers_dead_a_relayed_call_goes_through_the_other
         second.kill()
 
 
+REDIS_DB = "ip=127.0.0.1 port=6379 dbname=0 connect_timeout=5"
+
+
+def start_redis(bed, workdir):
+    """Debian's redis-server in the WAN namespace, on its loopback: the user database that
+    a pool of coturns shares (coturn's `redis-userdb`). Nothing on disk."""
+    import subprocess
+    proc = subprocess.Popen(["ip", "netns", "exec", bed.wan, "redis-server", "--bind", "127.0.0.1", "--port", "6379",
+                             "--save", "", "--appendonly", "no", "--dir", workdir, "--logfile", os.path.join(workdir, "redis.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ok = wait(lambda: proc.poll() is not None or subprocess.run(["ip", "netns", "exec", bed.wan, "redis-cli", "-h", "127.0.0.1", "ping"],
+                                                                 capture_output=True, text=True).stdout.strip() == "PONG", 5)
+    assert ok and proc.poll() is None, "redis-server did not start"
+    return proc
+
+
+def start_db_coturn(bed, workdir, port, relay_ports):
+    """coturn with long-term credentials whose users live in the shared Redis only (no
+    `user=` line in its configuration)."""
+    import subprocess
+    conf = os.path.join(workdir, f"turnserver-db-{port}.conf")
+    log = os.path.join(workdir, f"turn-db-{port}.log")
+    with open(conf, "w") as f:
+        f.write(f"""listening-ip=10.200.0.1
+relay-ip=10.200.0.1
+listening-port={port}
+min-port={relay_ports[0]}
+max-port={relay_ports[1]}
+realm=videophone.test
+lt-cred-mech
+redis-userdb="{REDIS_DB}"
+fingerprint
+verbose
+no-cli
+no-dtls
+no-tls
+simple-log
+log-file={log}
+""")
+    proc = subprocess.Popen(["ip", "netns", "exec", bed.wan, "turnserver", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ok = wait(lambda: proc.poll() is not None or sh_out(bed, "ss", "-Hlun", f"sport = :{port}"), 5)
+    assert ok and proc.poll() is None, f"coturn on {port} did not start"
+    return proc, log
+
+
+def sh_out(bed, *args):
+    import subprocess
+    return subprocess.run(["ip", "netns", "exec", bed.wan, *args], capture_output=True, text=True).stdout.strip()
+
+
+def allocations(log, user):
+    """Successful allocations coturn logged for `user`."""
+    text = open(log, errors="replace").read() if os.path.exists(log) else ""
+    return sum(1 for line in text.splitlines() if f"user <{user}>" in line and "ALLOCATE processed, success" in line)
+
+
+def test_a_turn_pool_sharing_one_redis_user_database_survives_the_loss_of_a_server(bed, workdir):
+    """Two coturns share one user database in Redis; the user the devices log in with
+    exists only there (added with coturn's own turnadmin). Both NATs symmetric: the call
+    must be relayed. A first call allocates on both servers; then the first server listed
+    dies, and a second call goes through the other."""
+    import subprocess
+    redis = start_redis(bed, workdir)
+    user, password = "fleet-7f3a", "fleet-pass-91c2"
+    r = subprocess.run(["ip", "netns", "exec", bed.wan, "turnadmin", "-a", "-N", REDIS_DB, "-u", user, "-r", "videophone.test", "-p", password],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sh_out(bed, "redis-cli", "-h", "127.0.0.1", "--scan", "--pattern", f"turn/realm/videophone.test/user/{user}/*"), "user not in Redis"
+    first, first_log = start_db_coturn(bed, workdir, 3478, (49152, 49599))
+    second, second_log = start_db_coturn(bed, workdir, 3479, (49600, 49999))
+    pool = (f'[ice]\nstun_servers = ["10.200.0.1:3479"]\n\n[[turn]]\nurl = "turn:10.200.0.1:3478?transport=udp"\nusername = "{user}"\ncredential = "{password}"'
+            f'\n\n[[turn]]\nurl = "turn:10.200.0.1:3479?transport=udp"\nusername = "{user}"\ncredential = "{password}"')
+    a, b, _ = caller_and_callee(bed, workdir, pool, pool, ("apdm", "apdf"), ("apdm", "apdf"))
+
+    def relayed_call():
+        """Calls b, waits for video both ways; returns the relay ports of the selected pair."""
+        assert a.ctl("call", "b").returncode == 0, a.log()
+        ok = wait(lambda: (a.stat("inbound-rtp", "video", "framesReceived") or 0) > 30
+                  and (b.stat("inbound-rtp", "video", "framesReceived") or 0) > 30, 15)
+        assert ok, a.log() + "\n----\n" + b.log()
+        pair = {k: a.stat("candidate-pair", None, k) for k in ("localCandidateType", "localAddress", "remoteCandidateType", "remoteAddress")}
+        ports = [int(pair[f"{side}Address"].rsplit(":", 1)[1]) for side in ("local", "remote") if pair[f"{side}CandidateType"] == "relay"]
+        assert ports, pair  # both NATs symmetric: no direct path
+        assert a.ctl("hangup").returncode == 0
+        assert wait(lambda: a.state() == "idle" and b.state() == "idle", 5)
+        return ports
+
+    try:
+        relayed_call()
+        # Both servers found the user in the shared database (each device allocates on all).
+        assert allocations(first_log, user) > 0 and allocations(second_log, user) > 0, open(first_log, errors="replace").read()[-2000:]
+        first.kill()
+        first.wait(5)
+        before = allocations(second_log, user)
+        ports = relayed_call()
+        # Through the server that is left: its relay ports are 49600-49999.
+        assert all(49600 <= p <= 49999 for p in ports), ports
+        assert allocations(second_log, user) > before
+    finally:
+        a.stop()
+        b.stop()
+        for p in (first, second, redis):
+            if p.poll() is None:
+                p.kill()
+
+
 def test_burst_loss_with_jitter_and_reordering_through_the_relay_keeps_the_picture(bed, workdir):
     """The impairment bed's smoke (make bench runs the six scenarios): the link between the
     sites goes through the user-space relay with 2 % loss in bursts of 5, 40 ms ± 15 ms

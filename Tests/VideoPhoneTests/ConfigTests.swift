@@ -192,6 +192,8 @@ import Testing
         ("[broker]\nurls = [\"mqtts://1.2.3.4\"]\ntopic_prefix = \"/a\"\n", "cfg.toml:3: broker.topic_prefix: expected a topic like"),
         ("[broker]\nurls = [\"mqtts://1.2.3.4\"]\nkeepalive_s = 1\n", "cfg.toml:3: broker.keepalive_s: 1 is out of range 5...3600"),
         ("[broker]\nurl = \"mqtts://1.2.3.4\"\n", "cfg.toml:2: broker.url: unknown key"),
+        ("[broker]\nurls = [\"mqtts://1.2.3.4\"]\nstandby = true\n", "cfg.toml:3: broker.standby: a standby connection needs a second broker"),
+        ("[broker]\nurls = [\"mqtts://1.2.3.4\", \"mqtts://1.2.3.5\"]\nstandby = 1\n", "cfg.toml:3: broker.standby: expected"),
         ("[broker]\nca = \"/dev/null\"\n", "cfg.toml:2: broker.urls: [broker] needs urls"),
         ("[[peer]]\nname = \"p\"\nvia = \"broker\"\nfingerprint = \"sha-256 AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB\"\n", "cfg.toml:3: peer.via: via = \"broker\" needs a [broker] table"),
         ("[broker]\nurls = [\"mqtts://1.2.3.4\"]\n[[peer]]\nname = \"p\"\nvia = \"broker\"\n", "cfg.toml:5: peer.via: peer 'p' is reached through the broker, which needs its sha-256 fingerprint pinned"),
