@@ -186,6 +186,9 @@ final class MediaSender: @unchecked Sendable {
     /// The congestion controller's target: the pacer follows it.
     func setTarget(kbps: Int) { lock.withLock { pacer.setTarget(bps: Double(kbps) * 1000) } }
 
+    /// The round trip from RTCP: the resend limiter's window for repeated NACKs.
+    func setRoundTrip(_ rtt: Duration) { lock.withLock { resendLimiter.setRoundTrip(rtt) } }
+
     /// Resends (answers to NACKs) on the wire lately, kbit/s.
     func resendKbps(now: Instant) -> Double { lock.withLock { video.resent.current(now: now) * 8 / 1000 } }
 

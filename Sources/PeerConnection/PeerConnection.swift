@@ -1045,7 +1045,7 @@ public final class PeerConnection: @unchecked Sendable {
                     let refused = sender.retransmit(lost, now: now)
                     if refused.duplicates + refused.overBudget + refused.tooOld > 0 {
                         refusals.refused("retransmission", source: "NACK from \(agent.selectedPair.map { "\($0.remote)" } ?? "peer")",
-                                         reason: "\(refused.duplicates) asked again within 100 ms, \(refused.overBudget) over the resend budget, \(refused.tooOld) older than a second", now: now)
+                                         reason: "\(refused.duplicates) asked again within a round trip, \(refused.overBudget) over the resend budget, \(refused.tooOld) older than a second", now: now)
                     }
                 }
             case .pli:
@@ -1125,6 +1125,7 @@ public final class PeerConnection: @unchecked Sendable {
             if let rtt = roundTripTime(report: r, nowNTP: nowNTP) {
                 shared.withLock { $0.pair.currentRoundTripTime = rtt }
                 videoReceiver?.setRoundTrip(.nanoseconds(Int64(rtt * 1e9)))
+                sender.setRoundTrip(.nanoseconds(Int64(rtt * 1e9)))
             }
         }
     }

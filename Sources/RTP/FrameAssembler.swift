@@ -264,10 +264,12 @@ public struct NACKGenerator {
             return false
         }
         guard let m = missing.removeValue(forKey: seq) else { return false }
-        if let asked = m.firstSent {
-            // How long a repair takes on this path now, queue included (from the first
-            // ask: an overestimate when that resend was lost, and bounded). Asking again
-            // sooner only sends duplicates into the queue.
+        if let asked = m.firstSent, m.retries == 1 {
+            // How long a repair takes on this path now, queue included. Only a packet
+            // asked for once says so unambiguously: after a second ask, the time from the
+            // first counts a lost resend too, and each such sample would lengthen the wait
+            // that makes the next one longer. (Until repairs are seen, the round trip from
+            // RTCP sets the interval, and it includes the queue.)
             let took = now - asked
             repairTime = repairTime.map { $0 + (took - $0) / 4 } ?? took
         }

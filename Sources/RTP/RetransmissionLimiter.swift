@@ -50,6 +50,14 @@ public struct RetransmissionLimiter: Sendable {
         tokens = floorBytesPerSecond * burst.seconds
     }
 
+    /// The round trip measured from RTCP: a NACK repeated after a full round trip asks
+    /// for a resend that was lost, not one still on its way, so it is answered. (A fixed
+    /// 100 ms would refuse every second ask of a receiver that repeats once per 60 ms
+    /// round trip, and a loss twice over would freeze the picture.)
+    public mutating func setRoundTrip(_ rtt: Duration) {
+        minInterval = min(max(rtt * 0.9, .milliseconds(10)), .milliseconds(500))
+    }
+
     /// Whether `bytes` for `sequence` may go out again now, given the current sending rate
     /// (bytes/s); nil means yes (and the resend is accounted), else why not.
     public mutating func allow(sequence: UInt16, bytes: Int, sendingBytesPerSecond: Double, now: Instant) -> Refusal? {

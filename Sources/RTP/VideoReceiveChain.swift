@@ -5,8 +5,9 @@ import NetworkCore
 ///
 /// The policy is to repair a loss with retransmissions wherever the sender can still
 /// make them, and to ask for a keyframe (PLI) only when it cannot:
-/// - a gap stays open as long as its packets are still being NACKed (up to the NACK
-///   generator's age limit), not just ``H264FrameAssembler/gapTimeout``: after a drop in
+/// - a gap stays open while its packets are still being NACKed (about three repair
+///   attempts, at most the NACK generator's age limit), not just
+///   ``H264FrameAssembler/gapTimeout``: after a drop in
 ///   bandwidth the retransmissions wait behind the bottleneck's queue, and a keyframe sent
 ///   into that queue costs far more than the few packets it replaces;
 /// - a gap that spans more time than the sender keeps packets for
@@ -69,8 +70,10 @@ public struct VideoReceiveChain {
     /// gap given up, the sequence numbers to NACK now, and whether to send a PLI.
     public mutating func tick(now: Instant) -> (frames: [AssembledFrame], nacks: [UInt16], pli: Bool) {
         let nacks = nack.due(now: now)
-        // A gap whose packets are still being asked for waits for them.
-        assembler.gapTimeout = nack.missingCount > 0 ? max(shortGapTimeout, nack.maxAge) : shortGapTimeout
+        // A gap whose packets are still being asked for waits for them: about three
+        // repair attempts, at most as long as they are asked for.
+        let attempts = nack.effectiveRetryInterval * 3 + .milliseconds(100)
+        assembler.gapTimeout = nack.missingCount > 0 ? max(shortGapTimeout, min(nack.maxAge, attempts)) : shortGapTimeout
         let frames = assembler.poll(now: now)
         var pli = false
         if assembler.takeKeyframeRequest() {
