@@ -86,8 +86,10 @@ public struct DelayBasedEstimator: Sendable {
             packet(send: r.sendMicros, arrival: r.arrivalMicros!)
         }
         // The queue's floor lags by design (150 ms, for jitter); the latest group's own
-        // queue is what a buffer that is overflowing right now shows.
-        queueLoss = recentLoss > 0.05 && ((queueDelayMs ?? 0) > queueThresholdMs / 2 || (lastQueueSample ?? 0) > queueThresholdMs)
+        // queue is what a buffer that is overflowing right now shows, with heavy loss
+        // (a radio link's few per cent of random loss plus a scheduling hiccup is not it).
+        queueLoss = (recentLoss > 0.05 && (queueDelayMs ?? 0) > queueThresholdMs / 2)
+            || (recentLoss > 0.1 && (lastQueueSample ?? 0) > queueThresholdMs)
         if queueLoss && usage != .overusing {
             overuseEvents += 1
             usage = .overusing
