@@ -7,7 +7,7 @@ SWIFT ?= swift
 RELEASE := .build/release
 DEBUG := .build/debug
 
-.PHONY: all deps build release run test test-tsan bench board-smoke board-test clean fuzz fuzz-smoke install toml-difftest fuzz-toml perf-audit perf-audit-fast perf-profile aarch64 test-aarch64 aarch64-smoke deb deb-check
+.PHONY: all deps build release run test test-tsan bench board-smoke board-test board-smoke-arm64 board-test-arm64 clean fuzz fuzz-smoke install toml-difftest fuzz-toml perf-audit perf-audit-fast perf-profile aarch64 test-aarch64 aarch64-smoke deb deb-check
 
 all: build
 
@@ -173,6 +173,19 @@ board-smoke:
 ## watchdog checked (board/qemu/board-test.sh). A few minutes under software emulation.
 board-test: release
 	board/qemu/board-test.sh $(RELEASE)
+
+## board-test-arm64: the emulated arm64 board (qemu-system-aarch64 -M virt -cpu cortex-a72,
+## two vCPUs, Debian 13 arm64 with Debian's arm64 kernel, systemd): make aarch64's binaries
+## as the arm64 .deb (deb-check'd), installed with dpkg; the shorter scenario
+## (board/qemu/scenarios/board-call-short.sh: drivers, install, Type=notify start, a button
+## call to the same peer outside the VM, sound both ways, idle and in-call memory). Builds its
+## rootfs and modules once into ~/.cache/videophone-board-arm64 (board/qemu/build-arm64.sh).
+board-test-arm64: release aarch64
+	BOARD_ARCH=arm64 board/qemu/board-test.sh $(RELEASE) $(AARCH64_DIST)
+
+## board-smoke-arm64: boots the emulated arm64 board and checks its drivers.
+board-smoke-arm64:
+	BOARD_ARCH=arm64 board/qemu/boot.sh board/qemu/scenarios/drivers.sh
 
 clean:
 	rm -rf .build .build-tsan .build-fuzz .build-aarch64 .build-deb dist .state Benchmarks/.build .perf

@@ -118,6 +118,10 @@ def check(share):
         peak_mb = f"{int(peak) / 2**20:.1f} MiB" if peak.isdigit() else peak
         print(f"INFO board daemon, under software emulation (not a target): CPU {cpu:.1f} s over the whole run "
               f"(call {fields.get('call_seconds')} s), peak memory {peak_mb} (cgroup), VmHWM {int(fields['vmhwm_kb']) / 1024:.1f} MiB")
+        if "idle_vmrss_kb" in fields:
+            print(f"INFO board daemon resident memory: idle VmRSS {int(fields['idle_vmrss_kb']) / 1024:.1f} MiB "
+                  f"(VmHWM {int(fields['idle_vmhwm_kb']) / 1024:.1f} MiB), in call VmRSS {int(fields['call_vmrss_kb']) / 1024:.1f} MiB "
+                  f"(VmHWM {int(fields['vmhwm_kb']) / 1024:.1f} MiB)")
     except (OSError, KeyError, ValueError) as e:
         print(f"INFO no resource figures: {e}")
     return 1 if failed else 0
