@@ -99,10 +99,14 @@ TARBALL=$(ls "$KH"/usr/src/$KSRC.tar.* 2>/dev/null | head -1)
 [ -n "$TARBALL" ] || board_fail "no $KSRC tarball in $KH/usr/src"
 
 # kbuild's own helpers (fixdep, modpost) are arm64 programs from linux-kbuild: qemu-user runs
-# them with the rootfs's libc. The compiler is the host's cross gcc.
+# them with the rootfs's libc. The compiler is the host's cross gcc (Debian 12: gcc 12; the
+# kernel was built with gcc 14), so two settings that name gcc 14 features are turned off:
+# -fmin-function-alignment (gcc 12 aligns with -falign-functions instead) and BTF for the
+# modules (it needs pahole; the modules load without it).
 export QEMU_LD_PREFIX=$ROOTFS
 board_extra_modules "$CACHE" "$ROOTFS" "$KVER" "$TARBALL" "$KH/usr/src/linux-headers-$KVER" \
-    ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- CC=aarch64-linux-gnu-gcc
+    ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- CC=aarch64-linux-gnu-gcc \
+    CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT= CONFIG_DEBUG_INFO_BTF_MODULES=
 
 board_initrd "$ROOTFS" "$KVER" "$ROOTFS/bin/busybox" "$CACHE/initrd.img" virtio_pci virtio_mmio 9pnet_virtio 9p overlay
 echo "$CACHE"

@@ -79,11 +79,15 @@ board_extra_modules() {
             '*/drivers/media/v4l2-core/v4l2-mem2mem.c' '*/drivers/media/test-drivers/vicodec/*' \
             || board_fail "vicodec's sources are not in $tarball"
         cp "$src"/linux-source-*/drivers/media/v4l2-core/v4l2-mem2mem.c "$src"/linux-source-*/drivers/media/test-drivers/vicodec/*.[ch] "$src"/
-        printf 'obj-m += v4l2-mem2mem.o vicodec.o\nvicodec-objs := vicodec-core.o codec-fwht.o codec-v4l2-fwht.o\n' > "$src/Kbuild"
+        # The mem2mem core too, unless the kernel already ships it (Debian's arm64 one does).
+        m2m="v4l2-mem2mem.o "
+        grep -qE '^CONFIG_V4L2_MEM2MEM_DEV=[ym]' "$headers/include/config/auto.conf" 2>/dev/null && m2m=""
+        printf 'obj-m += %svicodec.o\nvicodec-objs := vicodec-core.o codec-fwht.o codec-v4l2-fwht.o\n' "$m2m" > "$src/Kbuild"
         make -s -C "$headers" "$@" M="$src" modules > "$src/build.log" 2>&1 \
             || { tail -n 20 "$src/build.log" >&2; board_fail "make modules for vicodec against $headers (log: $src/build.log)"; }
         $SUDO mkdir -p "$rootfs/lib/modules/$kver/updates"
-        $SUDO cp "$src"/v4l2-mem2mem.ko "$src"/vicodec.ko "$rootfs/lib/modules/$kver/updates/"
+        $SUDO cp "$src"/vicodec.ko "$rootfs/lib/modules/$kver/updates/"
+        [ -z "$m2m" ] || $SUDO cp "$src"/v4l2-mem2mem.ko "$rootfs/lib/modules/$kver/updates/"
         $SUDO depmod -b "$rootfs" "$kver"
     fi
 }
