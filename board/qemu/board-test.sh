@@ -122,7 +122,8 @@ timeout=600; [ "$ARCH" = arm64 ] && timeout=1200
 ip netns exec "$NS" env BOARD_TAP=tap0 BOARD_ARCH="$ARCH" BOARD_DEB="$DEB" BOARD_TIMEOUT="${BOARD_TIMEOUT:-$timeout}" \
     "$ROOT/board/qemu/boot.sh" "$ROOT/board/qemu/scenarios/$SCENARIO" "$SHARE" || status=$?
 echo "board: the $ARCH board ran for $(( $(date +%s) - start )) s"
-python3 "$ROOT/board/qemu/board_check.py" check "$SHARE" || status=1
+width=640; [ "$ARCH" = arm64 ] && width=320     # board-call-short.sh's lighter picture
+python3 "$ROOT/board/qemu/board_check.py" check "$SHARE" "$width" || status=1
 if [ "$ARCH" = amd64 ]; then
     python3 "$ROOT/board/qemu/board_screens.py" check "$SHARE" || status=1
 fi
