@@ -20,7 +20,7 @@ FAILED=0
 check() { # name, condition-exit-status, detail
     if [ "$2" -eq 0 ]; then echo "CHECK $1 ok $3"; else echo "CHECK $1 FAIL $3"; FAILED=1; fi
 }
-ctl() { /usr/bin/videophonectl "$@"; }
+ctl() { timeout 20 /usr/bin/videophonectl "$@"; }
 state() { ctl status --json 2>/dev/null | grep -o '"state":"[a-z-]*"' | head -1; }
 wait_state() { # state, tries of 0.2 s
     for _ in $(seq "$2"); do [ "$(state)" = "\"state\":\"$1\"" ] && return 0; sleep 0.2; done
@@ -106,6 +106,14 @@ check devices "$(ctl status --json | grep -q '"faults":\[\]'; echo $?)" "faults:
 sleep 5
 IDLE=$(mem "$PID")
 echo "idle: $IDLE"
+# BOARD_SMOKE (board-test.sh): boot, install, start and devices only; no call.
+if [ -e $H/smoke-only ]; then
+    echo "idle_vmrss_kb=$(echo "$IDLE" | sed -E 's/.*VmRSS:=([0-9]+).*/\1/') idle_vmhwm_kb=$(echo "$IDLE" | sed -E 's/.*VmHWM:=([0-9]+).*/\1/')" > $H/board-resources.txt
+    exit $FAILED
+fi
+# The daemon's threads (named) and their CPU, every 10 s through the call: under emulation a
+# starved or spinning thread shows here first.
+( for _ in $(seq 12); do date +%T; top -b -H -n 1 -w 160 -p "$PID" | sed -n '7,20p'; sleep 10; done > $H/threads.log 2>&1 ) &
 
 # --- the microphone hears a 1 kHz tone; the speaker's output is recorded back ----------
 aplay -q -D plughw:Loopback,0,0 $H/mic.wav &
