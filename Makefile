@@ -7,7 +7,7 @@ SWIFT ?= swift
 RELEASE := .build/release
 DEBUG := .build/debug
 
-.PHONY: all deps build release run test test-tsan bench board-smoke board-test clean fuzz fuzz-smoke install toml-difftest fuzz-toml perf-audit perf-audit-fast perf-profile aarch64 test-aarch64 aarch64-smoke deb deb-check
+.PHONY: all deps build release run test test-tsan bench board-smoke board-test board-smoke-arm64 board-test-arm64 board-test-arm64-smoke clean fuzz fuzz-smoke install toml-difftest fuzz-toml perf-audit perf-audit-fast perf-profile aarch64 test-aarch64 aarch64-smoke deb deb-check
 
 all: build
 
@@ -44,6 +44,7 @@ test: deps
 	$(MAKE) perf-audit-fast
 	$(MAKE) aarch64-smoke
 	$(MAKE) board-test
+	$(MAKE) board-test-arm64-smoke
 
 ## test-tsan: the unit and integration tests again under ThreadSanitizer (their daemons are
 ## instrumented too; a race in a daemon's log fails its test). Timing-bound waits are
@@ -86,7 +87,8 @@ deb-check: release
 	toolchain/deb-check.sh .build-deb/check/videophone_*_amd64.deb
 
 ## bench: call setup, latency, CPU and memory figures, and the echo canceller's (see BENCHMARKS.md);
-## then the unit tests as arm64 code under qemu-aarch64 (test-aarch64, timed).
+## then the unit tests as arm64 code under qemu-aarch64 (test-aarch64, timed) and the call on
+## the emulated arm64 board (board-test-arm64).
 bench: release
 	@toolchain/install-test-deps.sh
 	$(RELEASE)/videophone-bench --binary $(RELEASE)/videophoned
@@ -100,6 +102,7 @@ bench: release
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py
 	$(MAKE) fuzz-toml BIN=$(RELEASE)
 	$(MAKE) test-aarch64
+	$(MAKE) board-test-arm64
 
 ## perf-audit: the hot-path micro-benchmarks (Benchmarks/, ordo-one/package-benchmark: wall
 ## time, CPU and malloc counts) and videophone-bench's end-to-end figures, compared with
@@ -175,6 +178,24 @@ board-smoke:
 ## watchdog checked (board/qemu/board-test.sh). A few minutes under software emulation.
 board-test: release
 	board/qemu/board-test.sh $(RELEASE)
+
+## board-test-arm64: the emulated arm64 board (qemu-system-aarch64 -M virt -cpu cortex-a72,
+## two vCPUs, Debian 13 arm64 with Debian's arm64 kernel, systemd): make aarch64's binaries
+## as the arm64 .deb (deb-check'd), installed with dpkg; the shorter scenario
+## (board/qemu/scenarios/board-call-short.sh: drivers, install, Type=notify start, a button
+## call to the same peer outside the VM, sound both ways, idle and in-call memory). Builds its
+## rootfs and modules once into ~/.cache/videophone-board-arm64 (board/qemu/build-arm64.sh).
+board-test-arm64: release aarch64
+	BOARD_ARCH=arm64 board/qemu/board-test.sh $(RELEASE) $(AARCH64_DIST)
+
+## board-test-arm64-smoke: part of make test. The same arm64 board and package, only boot,
+## dpkg -i, the Type=notify start, camera/sound/GPIO found and idle memory (no call).
+board-test-arm64-smoke: release aarch64
+	BOARD_SMOKE=1 BOARD_ARCH=arm64 board/qemu/board-test.sh $(RELEASE) $(AARCH64_DIST)
+
+## board-smoke-arm64: boots the emulated arm64 board and checks its drivers.
+board-smoke-arm64:
+	BOARD_ARCH=arm64 board/qemu/boot.sh board/qemu/scenarios/drivers.sh
 
 clean:
 	rm -rf .build .build-tsan .build-fuzz .build-aarch64 .build-deb dist .state Benchmarks/.build .perf

@@ -8,10 +8,20 @@
 # with vivid video and snd-aloop sound. board_check.py then checks both ends.
 #   board/qemu/board-test.sh [BIN_DIR]      (BIN_DIR: a release build, static Swift runtime;
 #                                            packaged with toolchain/deb.sh and installed with dpkg)
+#   [BOARD_SMOKE=1] BOARD_ARCH=arm64 board/qemu/board-test.sh BIN_DIR ARM64_BIN_DIR
+#       the arm64 board (Debian 13, qemu-system-aarch64 -M virt): ARM64_BIN_DIR (make aarch64)
+#       packaged as the arm64 .deb and installed there; the shorter scenario
+#       (scenarios/board-call-short.sh); the peer is BIN_DIR's videophoned, as above.
+#       BOARD_SMOKE=1: only boot, install, start (Type=notify) and devices; no call.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$(cd "${1:-$ROOT/.build/release}" && pwd)
-"$ROOT/board/qemu/build.sh" >/dev/null      # outside the namespace: may need the apt mirror
+ARCH=${BOARD_ARCH:-amd64}
+case "$ARCH" in
+amd64) BOARD_BIN=$BIN; SCENARIO=board-call.sh ;;
+arm64) BOARD_BIN=$(cd "${2:-$ROOT/.build-aarch64/dist}" && pwd); SCENARIO=board-call-short.sh ;;
+*) echo "board: unknown BOARD_ARCH $ARCH (amd64 or arm64)" >&2; exit 2 ;;
+esac
 
 SHARE=$(mktemp -d /tmp/videophone-board.XXXXXX)
 NS=vpboard$$
@@ -27,14 +37,25 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+SMOKE=${BOARD_SMOKE:-0}
+[ "$SMOKE" = 1 ] && touch "$SHARE/smoke-only"
 # The board installs the firmware as a user would: the Debian package of this build.
-"$ROOT/toolchain/deb.sh" amd64 "$BIN" "$SHARE"
+"$ROOT/toolchain/deb.sh" "$ARCH" "$BOARD_BIN" "$SHARE"
+DEB=$(ls "$SHARE"/videophone_*_"$ARCH".deb)
+# The board's pieces (cached), with the package's dependencies in its rootfs; outside the
+# namespace: may need the apt mirror.
+if [ "$ARCH" = arm64 ]; then
+    "$ROOT/board/qemu/build-arm64.sh" "$DEB" >/dev/null
+else
+    "$ROOT/board/qemu/build.sh" >/dev/null
+fi
 # The same package, checked before it goes on the board: lintian, contents, scripts.
 DEB_CHECK=0
-"$ROOT/toolchain/deb-check.sh" "$SHARE"/videophone_*_amd64.deb > "$SHARE/deb-check.log" 2>&1 || DEB_CHECK=1
-grep -E '^(FAIL|deb-check)' "$SHARE/deb-check.log"
+"$ROOT/toolchain/deb-check.sh" "$DEB" > "$SHARE/deb-check.log" 2>&1 || DEB_CHECK=1
+grep -E '^(FAIL|deb-check)' "$SHARE/deb-check.log" || true
 python3 "$ROOT/board/qemu/board_check.py" tone "$SHARE/mic.wav"
 
+if [ "$ARCH" = amd64 ]; then
 # The GPIO shim against both libgpiod APIs: Debian 12's 1.6, and 2.x compiled in from the
 # sources PyPI's gpiod sdist carries (Debian 12 has no libgpiod 2).
 GPIOD2=$HOME/.cache/videophone-board/gpiod-2.5.0
@@ -47,6 +68,7 @@ fi
 gcc -O2 -Wall -o "$SHARE/gpio-shim-test-v1" "$ROOT/board/qemu/gpio-shim-test.c" -lgpiod
 gcc -O2 -Wall -D_GNU_SOURCE -DGPIOD_API_VERSION_STR="\"$(cat "$GPIOD2/libgpiod-version.txt")\"" \
     -I"$GPIOD2/include" -I"$GPIOD2/lib" -o "$SHARE/gpio-shim-test-v2" "$ROOT/board/qemu/gpio-shim-test.c" "$GPIOD2"/lib/*.c
+fi
 
 ip netns add "$NS"
 ip -n "$NS" link set lo up
@@ -90,15 +112,29 @@ PEER_PID=$!
 POLL_PID=$!
 
 # QEMU's screendumps (through QMP) when the scenario asks; a call from the peer for the ringing screen.
-rm -f "$SHARE/qmp.sock"
-python3 "$ROOT/board/qemu/board_screens.py" serve "$SHARE" "$SHARE/peer/control.sock" "$BIN/videophonectl" > "$SHARE/screens.log" 2>&1 &
-SCREENS_PID=$!
+if [ "$ARCH" = amd64 ]; then
+    rm -f "$SHARE/qmp.sock"
+    python3 "$ROOT/board/qemu/board_screens.py" serve "$SHARE" "$SHARE/peer/control.sock" "$BIN/videophonectl" > "$SHARE/screens.log" 2>&1 &
+    SCREENS_PID=$!
+fi
 
-echo "board: booting (software emulation, a few minutes)"
+echo "board: booting the $ARCH board (software emulation, a few minutes)"
 status=0
-ip netns exec "$NS" env BOARD_TAP=tap0 "$ROOT/board/qemu/boot.sh" "$ROOT/board/qemu/scenarios/board-call.sh" "$SHARE" || status=$?
-python3 "$ROOT/board/qemu/board_check.py" check "$SHARE" || status=1
-python3 "$ROOT/board/qemu/board_screens.py" check "$SHARE" || status=1
+start=$(date +%s)
+timeout=600; [ "$ARCH" = arm64 ] && timeout=1200
+ip netns exec "$NS" env BOARD_TAP=tap0 BOARD_ARCH="$ARCH" BOARD_DEB="$DEB" BOARD_TIMEOUT="${BOARD_TIMEOUT:-$timeout}" \
+    "$ROOT/board/qemu/boot.sh" "$ROOT/board/qemu/scenarios/$SCENARIO" "$SHARE" || status=$?
+echo "board: the $ARCH board ran for $(( $(date +%s) - start )) s"
+width=640; [ "$ARCH" = arm64 ] && width=320     # board-call-short.sh's lighter picture
+if [ "$SMOKE" = 1 ]; then
+    cat "$SHARE/board-resources.txt" 2>/dev/null || true
+else
+    python3 "$ROOT/board/qemu/board_check.py" check "$SHARE" "$width" || status=1
+fi
+[ -e "$SHARE/threads.log" ] && { echo "board: the daemon's threads in the call (top -H):"; tail -n 16 "$SHARE/threads.log"; }
+if [ "$ARCH" = amd64 ]; then
+    python3 "$ROOT/board/qemu/board_screens.py" check "$SHARE" || status=1
+fi
 [ "$DEB_CHECK" -eq 0 ] || { echo "board: the package failed deb-check ($SHARE/deb-check.log)"; status=1; }
 echo "board: results in $SHARE"
 exit $status

@@ -2,12 +2,13 @@
 """Host side of the board test (standard library only).
 
   board_check.py tone PATH     writes the tone the board's microphone hears (1 kHz, 60 s)
-  board_check.py check SHARE   checks what crossed the network and the sound card:
+  board_check.py check SHARE [WIDTH]   checks what crossed the network and the sound card
+                                       (WIDTH: the board's camera width, 640 unless given):
     - the peer outside the VM received video frames and decoded audio with a real level
       (the 1 kHz tone through snd-aloop → ALSA capture → Opus → SRTP), not silence;
     - the board played the peer's 440 Hz tone (SRTP → jitter buffer → Opus → ALSA
       playback → snd-aloop), recorded back in the VM;
-    - the board sent vivid's 640x480 frames; prints the daemon's CPU time and peak memory.
+    - the board sent vivid's frames at the configured width; prints the daemon's CPU time and peak memory.
 """
 import array
 import json
@@ -77,7 +78,7 @@ def peer_figures(path):
     return frames, decoded, level
 
 
-def check(share):
+def check(share, camera_width=640):
     failed = []
 
     def expect(name, ok, detail):
@@ -106,7 +107,7 @@ def check(share):
         with open(f"{share}/board-status.json") as f:
             status = json.load(f)
         width = next((s.get("frameWidth") for s in status.get("call", {}).get("stats", []) if s.get("type") == "outbound-rtp" and s.get("kind") == "video"), None)
-        expect("board-camera", width == 640, f"the board sends {width} pixels wide (vivid at 640x480)")
+        expect("board-camera", width == camera_width, f"the board sends {width} pixels wide (vivid at {camera_width} wide)")
     except (OSError, json.JSONDecodeError) as e:
         expect("board-camera", False, f"no status from the board: {e}")
 
@@ -118,6 +119,10 @@ def check(share):
         peak_mb = f"{int(peak) / 2**20:.1f} MiB" if peak.isdigit() else peak
         print(f"INFO board daemon, under software emulation (not a target): CPU {cpu:.1f} s over the whole run "
               f"(call {fields.get('call_seconds')} s), peak memory {peak_mb} (cgroup), VmHWM {int(fields['vmhwm_kb']) / 1024:.1f} MiB")
+        if "idle_vmrss_kb" in fields:
+            print(f"INFO board daemon resident memory: idle VmRSS {int(fields['idle_vmrss_kb']) / 1024:.1f} MiB "
+                  f"(VmHWM {int(fields['idle_vmhwm_kb']) / 1024:.1f} MiB), in call VmRSS {int(fields['call_vmrss_kb']) / 1024:.1f} MiB "
+                  f"(VmHWM {int(fields['vmhwm_kb']) / 1024:.1f} MiB)")
     except (OSError, KeyError, ValueError) as e:
         print(f"INFO no resource figures: {e}")
     return 1 if failed else 0
@@ -126,7 +131,7 @@ def check(share):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "tone":
         write_tone(sys.argv[2])
-    elif len(sys.argv) == 3 and sys.argv[1] == "check":
-        sys.exit(check(sys.argv[2]))
+    elif len(sys.argv) in (3, 4) and sys.argv[1] == "check":
+        sys.exit(check(sys.argv[2], *(int(a) for a in sys.argv[3:])))
     else:
         sys.exit(__doc__)
