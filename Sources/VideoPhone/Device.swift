@@ -318,7 +318,8 @@ public final class Device: @unchecked Sendable {
     @discardableResult
     func onControl(_ work: @escaping @Sendable () -> Void) -> Bool {
         let queued = control.async(work)
-        if !queued && rateLimiter.shouldLog(source: "call-control") {
+        // After stop() the queue refuses everything: that is shutting down, not overload.
+        if !queued && !stopped.withLock({ $0 }) && rateLimiter.shouldLog(source: "call-control") {
             logger.warning("call control overloaded; an event was refused", metadata: ["REASON": "queue of \(control.capacity) full"])
         }
         return queued
