@@ -39,8 +39,5 @@ final class VideoReceiver {
     }
 
     /// Periodic work: frames released by a gap given up, NACKs due, whether to send a PLI.
-    func tick(now: Instant) -> ([AssembledFrame], [UInt16], Bool) {
-        let (frames, nacks, pli) = chain.tick(now: now)
-        return (frames, nacks, pli)
-    }
+    func tick(now: Instant) -> (frames: [AssembledFrame], nacks: [UInt16], pli: Bool) { chain.tick(now: now) }
 }

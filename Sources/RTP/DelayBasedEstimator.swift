@@ -279,24 +279,23 @@ public struct DelayBasedEstimator: Sendable {
 
     private mutating func updateAckedRate() {
         guard let latest = acked.max(by: { $0.arrival < $1.arrival })?.arrival else { return }
-        var bytes = 0
-        var earliest = latest
+        // One pass for both windows: the last 300 ms, and the last 120 ms alone (right
+        // after a drop the longer window still holds arrivals from before it, and a cut
+        // from that rate stays above the new link).
+        var bytes = 0, recentBytes = 0
+        var earliest = latest, recentEarliest = latest
         for a in acked where a.arrival > latest - Self.ackedWindowMicros {
             bytes += a.size
             earliest = min(earliest, a.arrival)
+            if a.arrival > latest - 120_000 {
+                recentBytes += a.size
+                recentEarliest = min(recentEarliest, a.arrival)
+            }
         }
         // Under 100 ms of arrivals says little about a rate.
         let span = max(latest - earliest, 0)
         guard span >= 100_000 else { return }
         ackedBps = Double(bytes) * 8 / (Double(span) / 1e6)
-        // The last 120 ms alone: right after a drop the longer window still holds arrivals
-        // from before it, and a cut from that rate stays above the new link.
-        var recentBytes = 0
-        var recentEarliest = latest
-        for a in acked where a.arrival > latest - 120_000 {
-            recentBytes += a.size
-            recentEarliest = min(recentEarliest, a.arrival)
-        }
         let recentSpan = latest - recentEarliest
         recentAckedBps = recentSpan >= 80_000 ? Double(recentBytes) * 8 / (Double(recentSpan) / 1e6) : nil
     }

@@ -47,22 +47,20 @@ public struct VideoReceiveChain {
     /// frames it completed, oldest first.
     public mutating func receive(_ packet: RTPPacket, captureNTP: UInt64? = nil, now: Instant) -> [AssembledFrame] {
         let seq = packet.sequenceNumber
-        if let h = highest, SequenceNumber.distance(from: h.seq, to: seq) > 1 {
-            let span = Double(Int32(bitPattern: packet.timestamp &- h.timestamp)) / clockRate
-            if span > maxRecoverableSpan.seconds {
-                // Everything between was sent longer ago than the sender keeps: no NACK,
-                // and a keyframe now rather than after the gap timeout.
-                unrecoverableGaps += 1
-                nack.received(seq, now: now)
-                nack.forgetMissing()
-                // A keyframe starting here (a sender resuming after a pause) needs no PLI.
-                assembler.giveUp(now: now, requestKeyframe: !H264Payload.startsKeyframe(packet.payload))
-                highest = (seq, packet.timestamp)
-                return assembler.insert(packet, captureNTP: captureNTP, now: now)
-            }
-        }
+        // Everything missing before this packet was sent longer ago than the sender keeps:
+        // no NACK, and a keyframe now rather than after the gap timeout.
+        let unrecoverable = highest.map { h in
+            SequenceNumber.distance(from: h.seq, to: seq) > 1
+                && Double(Int32(bitPattern: packet.timestamp &- h.timestamp)) / clockRate > maxRecoverableSpan.seconds
+        } ?? false
         if highest.map({ SequenceNumber.isNewer(seq, than: $0.seq) }) ?? true { highest = (seq, packet.timestamp) }
         nack.received(seq, now: now)
+        if unrecoverable {
+            unrecoverableGaps += 1
+            nack.forgetMissing()
+            // A keyframe starting here (a sender resuming after a pause) needs no PLI.
+            assembler.giveUp(now: now, requestKeyframe: !H264Payload.startsKeyframe(packet.payload))
+        }
         return assembler.insert(packet, captureNTP: captureNTP, now: now)
     }
 
