@@ -4,6 +4,9 @@
 SHELL := /bin/bash
 export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
+# libsrtp2 built on OpenSSL (toolchain/libsrtp2.sh, run by `deps`) comes first for pkg-config.
+SRTP_PREFIX := $(shell toolchain/libsrtp2.sh prefix)
+export PKG_CONFIG_PATH := $(SRTP_PREFIX)/lib/pkgconfig$(if $(PKG_CONFIG_PATH),:$(PKG_CONFIG_PATH),)
 RELEASE := .build/release
 DEBUG := .build/debug
 

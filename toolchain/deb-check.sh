@@ -36,9 +36,11 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 dpkg-deb -x "$deb" "$tmp/root"; dpkg-deb -e "$deb" "$tmp/ctl"
 grep -qx /etc/videophone/videophone.toml.example "$tmp/ctl/conffiles"; check "example config is a conffile" $? "$(cat "$tmp/ctl/conffiles" 2>/dev/null)"
 depends=$(dpkg-deb -f "$deb" Depends)
-for lib in libx264 libopus0 libsrtp2 libssl3 libasound2 libgpiod libmosquitto1 libwebrtc-audio-processing libc6; do
+for lib in libx264 libopus0 libssl3 libasound2 libgpiod libmosquitto1 libwebrtc-audio-processing libc6; do
     echo "$depends" | grep -q "$lib"; check "Depends names $lib" $? "$depends"
 done
+# libsrtp2 is Debian's source built on OpenSSL and linked in (toolchain/libsrtp2.sh): no NSS.
+! echo "$depends" | grep -q -e libsrtp2 -e libnss3; check "Depends names neither libsrtp2 nor NSS (libsrtp2 on OpenSSL, static)" $? "$depends"
 [ -n "$depends" ] && ! echo "$depends" | grep -qi swift; check "Depends names no Swift runtime" $? "$depends"
 needed=$(readelf -d "$tmp/root/usr/bin/videophoned" | grep NEEDED)
 [ -n "$needed" ] && ! echo "$needed" | grep -q 'libswift\|libFoundation'; check "Swift runtime linked statically" $? "$needed"

@@ -20,14 +20,16 @@ case "$common" in "$repo"/*|"") ;; *) export VP_EXTRA_BINDS="$common" ;; esac
 "$here/build-chroot.sh"
 "$here/build-sysroot.sh"
 "$here/build-sdk.sh"
+"$here/../libsrtp2.sh" cross-arm64
 vp_trap_errors
 
-# pkg-config inside the chroot reads the sysroot's arm64 .pc files, with paths rewritten into it.
+# pkg-config inside the chroot reads the sysroot's arm64 .pc files, with paths rewritten into it;
+# libsrtp2 on OpenSSL (toolchain/libsrtp2.sh) first.
 vp_swift() {
     vp_chroot_run "$repo" env \
         PKG_CONFIG_SYSROOT_DIR="$VP_SYSROOT" \
-        PKG_CONFIG_LIBDIR="$VP_SYSROOT/usr/lib/aarch64-linux-gnu/pkgconfig:$VP_SYSROOT/usr/share/pkgconfig" \
-        PKG_CONFIG_PATH="$VP_SYSROOT/usr/lib/aarch64-linux-gnu/pkgconfig:$VP_SYSROOT/usr/share/pkgconfig" \
+        PKG_CONFIG_LIBDIR="$VP_SYSROOT/opt/videophone-libsrtp2/lib/pkgconfig:$VP_SYSROOT/usr/lib/aarch64-linux-gnu/pkgconfig:$VP_SYSROOT/usr/share/pkgconfig" \
+        PKG_CONFIG_PATH="$VP_SYSROOT/opt/videophone-libsrtp2/lib/pkgconfig:$VP_SYSROOT/usr/lib/aarch64-linux-gnu/pkgconfig:$VP_SYSROOT/usr/share/pkgconfig" \
         VP_APM_PKGCONFIG=webrtc-audio-processing-1 \
         swift "$@" --swift-sdks-path "$VP_SDK_DIR" --swift-sdk "$VP_SDK_NAME" --scratch-path "$repo/.build-aarch64"
 }
