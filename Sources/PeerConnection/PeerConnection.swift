@@ -99,6 +99,8 @@ public final class PeerConnection: @unchecked Sendable {
     var paths: [CandidatePath] = []
     var relays: [RelayAllocation] = []
     var receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
+    /// A received RTP packet, decrypted, as the parser reads it (capacity kept between packets).
+    var rtpScratch: [UInt8] = { var a: [UInt8] = []; a.reserveCapacity(2048); return a }()
 
     // Shared state.
     let sender: MediaSender
@@ -913,8 +915,11 @@ public final class PeerConnection: @unchecked Sendable {
             } else {
                 var len = length
                 do { try srtp.unprotectRTP(buffer: receiveBuffer.baseAddress!, length: &len) } catch { countSRTPFailure(error, from); return }
-                let bytes = Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<len]))
-                guard let packet = try? RTPPacket(parsing: bytes) else { countMalformed("RTP", from); return }
+                // Into the one reusable array (unique again once the last packet is dropped):
+                // no allocation per packet.
+                rtpScratch.removeAll(keepingCapacity: true)
+                rtpScratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<len]))
+                guard let packet = try? RTPPacket(parsing: rtpScratch) else { countMalformed("RTP", from); return }
                 handleRTP(packet, now: now)
             }
         default:
@@ -949,8 +954,11 @@ public final class PeerConnection: @unchecked Sendable {
             recordTransportSequence(p, now: now)
             guard p.payload.count >= 2, let primary = receiver.remoteSSRC ?? v.remoteSSRCs.first else { return }
             let osn = UInt16(p.payload[p.payload.startIndex]) << 8 | UInt16(p.payload[p.payload.startIndex + 1])
-            let original = RTPPacket(marker: p.marker, payloadType: v.codec.payloadType, sequenceNumber: osn, timestamp: p.timestamp,
-                                     ssrc: primary, extensions: p.extensions, payload: p.payload.dropFirst(2))
+            var original = p  // the header and its extensions as they came, without a copy
+            original.payloadType = v.codec.payloadType
+            original.sequenceNumber = osn
+            original.ssrc = primary
+            original.payload = p.payload.dropFirst(2)
             shared.withLock { $0.inboundVideo?.retransmittedPacketsReceived += 1 }
             deliver(receiver.receive(original, now: now), now: now)
         } else if let v = s.video, p.payloadType == v.codec.payloadType, let receiver = videoReceiver {
@@ -989,7 +997,7 @@ public final class PeerConnection: @unchecked Sendable {
     /// Transport-wide sequence numbers are reported for every stream of the BUNDLE.
     func recordTransportSequence(_ p: RTPPacket, now: Instant) {
         guard let id = remoteTWCCID, let ext = p.extension(id), ext.count >= 2 else { return }
-        feedbackGenerator.received(sequence: UInt16(ext[0]) << 8 | UInt16(ext[1]), now: now)
+        feedbackGenerator.received(sequence: UInt16(ext[ext.startIndex]) << 8 | UInt16(ext[ext.startIndex + 1]), now: now)
     }
 
     /// Media from an SSRC the stream does not take: counted and logged (rate-limited).

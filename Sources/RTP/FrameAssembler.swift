@@ -45,6 +45,8 @@ public struct H264FrameAssembler {
     /// ``maxKeyframeStarts`` (a stream of keyframe starts that never complete cannot grow it).
     private var keyframeStarts: [UInt16] = []
     public static let maxKeyframeStarts = 32
+    /// The payload size a slot grows to: an RTP payload under a 1200-byte datagram.
+    static let slotCapacity = 1200
     /// Keyframe starts forgotten because the list was full.
     public private(set) var keyframeStartsDropped = 0
     /// How many keyframe starts are remembered now (for tests and status).
@@ -85,6 +87,10 @@ public struct H264FrameAssembler {
         slots[idx].captureNTP = captureNTP
         slots[idx].padding = packet.payload.isEmpty
         slots[idx].payload.removeAll(keepingCapacity: true)
+        if slots[idx].payload.capacity < packet.payload.count {
+            // Grown once to a full packet, so a slot allocates at most once in a call.
+            slots[idx].payload.reserveCapacity(max(packet.payload.count, H264FrameAssembler.slotCapacity))
+        }
         slots[idx].payload.append(contentsOf: packet.payload)
         if H264Payload.startsKeyframe(packet.payload) {
             // Starts whose packet was since overwritten in the ring can never complete.
@@ -124,20 +130,18 @@ public struct H264FrameAssembler {
                 if let last = lastDeliveredSeq { return !SequenceNumber.isNewer(s, than: last) }
                 return false
             }
-            var jumped = false
-            for start in keyframeStarts.sorted(by: { SequenceNumber.isNewer($1, than: $0) }) {
-                if let end = completeFrame(from: start) {
-                    if !waitingForKeyframe { framesDropped += 1 }
-                    waitingForKeyframe = false
-                    // The keyframe asked for (or a better one) is here: no PLI needed.
-                    keyframeRequestPending = false
-                    emit(from: start, to: end, into: &out)
-                    jumped = true
-                    break
-                }
+            // The oldest keyframe start whose frame is complete (found without sorting the list).
+            var oldest: (start: UInt16, end: UInt16)?
+            for start in keyframeStarts {
+                if let o = oldest, !SequenceNumber.isNewer(o.start, than: start) { continue }
+                if let end = completeFrame(from: start) { oldest = (start, end) }
             }
-            if jumped { continue }
-            break
+            guard let (start, end) = oldest else { break }
+            if !waitingForKeyframe { framesDropped += 1 }
+            waitingForKeyframe = false
+            // The keyframe asked for (or a better one) is here: no PLI needed.
+            keyframeRequestPending = false
+            emit(from: start, to: end, into: &out)
         }
         if out.isEmpty {
             if hasPendingPackets() {
@@ -194,12 +198,22 @@ public struct H264FrameAssembler {
             lastDeliveredSeq = end
             return
         }
+        // One allocation per frame: payloads plus a start code per NAL unit, with room for
+        // the start codes of STAP-A's units (each at most 2 bytes more than its length field).
+        var size = 0
+        var seq = start
+        while true {
+            size += slots[Int(seq) & mask].payload.count + 4
+            if seq == end { break }
+            seq &+= 1
+        }
         var data: [UInt8] = []
+        data.reserveCapacity(size + size / 8 + 16)
         var fuOpen = false
         var ok = true
         var keyframe = false
         var capture: UInt64? = nil
-        var seq = start
+        seq = start
         var count = 0
         while true {
             let idx = Int(seq) & mask

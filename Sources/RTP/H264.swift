@@ -14,26 +14,52 @@ public enum H264NALType {
 
 /// Annex B byte-stream helpers.
 public enum AnnexB {
+    /// The NAL units of an Annex B access unit, in order, found one at a time without
+    /// allocating (the packetizer runs once per frame on the send path).
+    public struct NALUnits: IteratorProtocol {
+        private let data: [UInt8]
+        /// Where the scan for the next start code resumes, and the payload start of the NAL
+        /// unit found last (nil before the first start code, or at the end).
+        private var scan = 0
+        private var pending: Int?
+
+        public init(_ data: [UInt8]) {
+            self.data = data
+            pending = nextStart().map { $0.payload }
+        }
+
+        /// The next start code at or after `scan`: where it begins and where its NAL unit does.
+        private mutating func nextStart() -> (code: Int, payload: Int)? {
+            let n = data.count
+            var i = scan
+            while i + 2 < n {
+                if data[i] == 0 && data[i + 1] == 0 {
+                    if data[i + 2] == 1 { scan = i + 3; return (i, i + 3) }
+                    if data[i + 2] == 0 && i + 3 < n && data[i + 3] == 1 { scan = i + 4; return (i, i + 4) }
+                }
+                i += 1
+            }
+            scan = n
+            return nil
+        }
+
+        /// The next non-empty NAL unit's range.
+        public mutating func next() -> Range<Int>? {
+            while let begin = pending {
+                let following = nextStart()
+                pending = following?.payload
+                let end = following?.code ?? data.count
+                if end > begin { return begin..<end }
+            }
+            return nil
+        }
+    }
+
     /// Splits an Annex B access unit at its start codes; returns the NAL units' ranges.
     public static func nalUnitRanges(_ data: [UInt8]) -> [Range<Int>] {
-        var starts: [(payload: Int, code: Int)] = []
-        var i = 0
-        let n = data.count
-        while i + 2 < n {
-            if data[i] == 0 && data[i + 1] == 0 {
-                if data[i + 2] == 1 {
-                    starts.append((i + 3, i)); i += 3; continue
-                } else if data[i + 2] == 0 && i + 3 < n && data[i + 3] == 1 {
-                    starts.append((i + 4, i)); i += 4; continue
-                }
-            }
-            i += 1
-        }
         var ranges: [Range<Int>] = []
-        for (k, s) in starts.enumerated() {
-            let end = k + 1 < starts.count ? starts[k + 1].code : n
-            if end > s.payload { ranges.append(s.payload..<end) }
-        }
+        var units = NALUnits(data)
+        while let r = units.next() { ranges.append(r) }
         return ranges
     }
 
@@ -43,14 +69,23 @@ public enum AnnexB {
 /// Splits H.264 access units into RTP payloads, packetization-mode 1 (RFC 6184 §5.6–5.8):
 /// small NAL units are aggregated into STAP-A, large ones fragmented into FU-A, the rest
 /// go as single NAL unit packets. `maxPayloadSize` keeps packets under the path MTU.
+///
+/// One packetizer per stream: it keeps one payload-sized buffer, so that a frame is cut
+/// into packets without a heap allocation once the first frame has sized it.
 public struct H264Packetizer: Sendable {
     public var maxPayloadSize: Int
+    private var buffer: [UInt8] = []
+
     public init(maxPayloadSize: Int = 1200) { self.maxPayloadSize = maxPayloadSize }
 
-    /// Calls `emit(payload, isLastOfFrame)` once per RTP payload, in order.
-    public func packetize(accessUnit data: [UInt8], emit: (ArraySlice<UInt8>, Bool) -> Void) {
-        let nals = AnnexB.nalUnitRanges(data).filter { data[$0.lowerBound] & 0x1F != H264NALType.aud }
-        var stap: [UInt8] = []
+    /// Calls `emit(payload, isLastOfFrame)` once per RTP payload, in order. Access unit
+    /// delimiters are left out. The payload slice is valid only during the call.
+    public mutating func packetize(accessUnit data: [UInt8], emit: (ArraySlice<UInt8>, Bool) -> Void) {
+        if buffer.capacity < maxPayloadSize { buffer.reserveCapacity(maxPayloadSize) }
+        var stap = buffer
+        buffer = []  // `stap` is the only reference while the frame is cut: appends stay in place
+        defer { stap.removeAll(keepingCapacity: true); buffer = stap }
+        stap.removeAll(keepingCapacity: true)
         var stapCount = 0
         var stapNRI: UInt8 = 0
         func flushStap(last: Bool) {
@@ -73,8 +108,11 @@ public struct H264Packetizer: Sendable {
             stapNRI = max(stapNRI, data[r.lowerBound] & 0x60)
             stapCount += 1
         }
-        for (k, r) in nals.enumerated() {
-            let isLast = k == nals.count - 1
+        var units = NALUnitsSkippingAUD(data)
+        var next = units.next()
+        while let r = next {
+            next = units.next()
+            let isLast = next == nil
             if stapCount > 0 {
                 if stap.count + 2 + r.count <= maxPayloadSize {
                     addToStap(r)
@@ -88,13 +126,27 @@ public struct H264Packetizer: Sendable {
             } else if r.count <= maxPayloadSize {
                 emit(data[r], isLast)
             } else {
-                fragment(data, r, isLastNAL: isLast, emit: emit)
+                fragment(data, r, isLastNAL: isLast, into: &stap, emit: emit)
             }
         }
         flushStap(last: true)
     }
 
-    private func fragment(_ data: [UInt8], _ r: Range<Int>, isLastNAL: Bool, emit: (ArraySlice<UInt8>, Bool) -> Void) {
+    /// The access unit's NAL units without its delimiters (AUD), which RTP does not carry.
+    private struct NALUnitsSkippingAUD {
+        var units: AnnexB.NALUnits
+        let data: [UInt8]
+        init(_ data: [UInt8]) { self.data = data; units = AnnexB.NALUnits(data) }
+        mutating func next() -> Range<Int>? {
+            while let r = units.next() {
+                if data[r.lowerBound] & 0x1F != H264NALType.aud { return r }
+            }
+            return nil
+        }
+    }
+
+    private func fragment(_ data: [UInt8], _ r: Range<Int>, isLastNAL: Bool, into buf: inout [UInt8],
+                          emit: (ArraySlice<UInt8>, Bool) -> Void) {
         let header = data[r.lowerBound]
         let indicator = (header & 0xE0) | H264NALType.fuA
         let type = header & 0x1F
@@ -104,8 +156,6 @@ public struct H264Packetizer: Sendable {
         let total = r.upperBound - offset
         let count = (total + chunk - 1) / chunk
         let per = (total + count - 1) / count
-        var buf: [UInt8] = []
-        buf.reserveCapacity(maxPayloadSize)
         var first = true
         while offset < r.upperBound {
             let end = min(offset + per, r.upperBound)
@@ -118,6 +168,7 @@ public struct H264Packetizer: Sendable {
             first = false
             offset = end
         }
+        buf.removeAll(keepingCapacity: true)
     }
 }
 

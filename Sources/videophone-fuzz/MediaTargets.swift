@@ -72,7 +72,8 @@ func fuzzH264(_ data: [UInt8]) {
     // Types 0 and 24-31 are not H.264 NAL units an encoder emits (they mean STAP/FU on the wire).
     guard nals.allSatisfy({ (1...23).contains($0[0] & 0x1F) }) else { return }
     var payloads: [([UInt8], Bool)] = []
-    H264Packetizer(maxPayloadSize: maxPayload).packetize(accessUnit: input) { payloads.append((Array($0), $1)) }
+    var packetizer = H264Packetizer(maxPayloadSize: maxPayload)
+    packetizer.packetize(accessUnit: input) { payloads.append((Array($0), $1)) }
     require(payloads.isEmpty == nals.isEmpty, "H.264 packetizer: \(nals.count) NAL units gave \(payloads.count) payloads")
     var out: [UInt8] = []
     var fuOpen = false

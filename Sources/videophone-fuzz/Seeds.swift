@@ -174,7 +174,8 @@ func writeSeeds(into root: String) -> Bool {
     // and time records (flags & 0x80).
     var frames: [UInt8] = [0, 0xFF, 0xF0, 0, 0, 0, 0]
     var payloads: [([UInt8], Bool)] = []
-    H264Packetizer(maxPayloadSize: 100).packetize(accessUnit: au) { payloads.append((Array($0), $1)) }
+    var packetizer = H264Packetizer(maxPayloadSize: 100)
+    packetizer.packetize(accessUnit: au) { payloads.append((Array($0), $1)) }
     for (i, (p, last)) in payloads.enumerated() {
         let flags: UInt8 = (i == 0 ? 1 : 0) | (last ? 4 : 0)
         frames += [flags, 1, UInt8(p.count)] + p

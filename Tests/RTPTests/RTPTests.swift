@@ -87,7 +87,8 @@ import Testing
     static func packets(_ au: [UInt8], firstSeq: UInt16, ts: UInt32, max: Int = 1200) -> [RTPPacket] {
         var out: [RTPPacket] = []
         var seq = firstSeq
-        H264Packetizer(maxPayloadSize: max).packetize(accessUnit: au) { payload, last in
+        var packetizer = H264Packetizer(maxPayloadSize: max)
+        packetizer.packetize(accessUnit: au) { payload, last in
             out.append(RTPPacket(marker: last, payloadType: 102, sequenceNumber: seq, timestamp: ts, ssrc: 1, payload: payload))
             seq &+= 1
         }
