@@ -37,8 +37,8 @@ let package = Package(
         // C libraries, found through pkg-config; shim.h wraps macros and variadic calls.
         .systemLibrary(name: "CX264", pkgConfig: "x264", providers: [.apt(["libx264-dev"])]),
         .systemLibrary(name: "COpus", pkgConfig: "opus", providers: [.apt(["libopus-dev"])]),
-        // libsrtp2 on OpenSSL, built from Debian's source by toolchain/libsrtp2.sh (the Makefile puts
-        // its .pc first); a plain `swift build` falls back to Debian's binary, built on NSS.
+        // libsrtp2 on OpenSSL, built from Debian's source by toolchain/libsrtp2.sh: `make` puts its
+        // .pc first on PKG_CONFIG_PATH (a bare `swift build` needs that too, or Debian's libsrtp2-dev).
         .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),

@@ -208,7 +208,37 @@ public struct DelayBasedEstimator: Sendable {
         lastQueueSample = q
         queueDelayMs = floor
         queueOverThreshold = floor > queueThresholdMs ? queueOverThreshold + 1 : 0
+        baseDelayStep(floor: floor, base: base, group: g, second: second)
     }
+
+    /// A queue of ours drains once the rate is cut. A floor that holds still over the
+    /// threshold for a second, through a cut and without loss, is the path's own delay
+    /// stepping up (a route change, a handover): it becomes the new base, and the capacity
+    /// learnt on the old path is forgotten. Without this the ten-second floor reads the
+    /// step as a standing queue and keeps the rate cut for ten seconds. A full queue drops
+    /// packets, so a queue pinned at its limit is not taken for a step.
+    private mutating func baseDelayStep(floor: Double, base: Double, group g: Group, second: Int64) {
+        guard floor > queueThresholdMs, recentLoss < 0.02 else { stepWatch = nil; return }
+        guard let w = stepWatch, abs(floor - w.floor) <= max(8, 2 * queueJitterMs, 0.15 * w.floor) else {
+            stepWatch = (g.firstArrival, floor, overuseEvents)
+            return
+        }
+        guard g.firstArrival - w.since >= 1_000_000, overuseEvents > w.overuses else { return }
+        baseBuckets = [(second, base + floor)]
+        recentQueue.removeAll(keepingCapacity: true)
+        queueDelayMs = 0
+        queueOverThreshold = 0
+        lastQueueSample = nil
+        capacityKbps = nil
+        stepWatch = nil
+        baseDelaySteps += 1
+    }
+
+    /// How often the path's own delay was found to have stepped up (``baseDelayStep``).
+    public private(set) var baseDelaySteps = 0
+    /// A floor over the threshold being watched: since when (arrival µs), its level, and
+    /// the overuse count then (a cut must have followed for the floor to tell anything).
+    private var stepWatch: (since: Int64, floor: Double, overuses: Int)?
 
     /// Queueing past this reads as overuse: 40 ms plus three times the delay jitter.
     public var queueThresholdMs: Double { min(40 + 3 * queueJitterMs, 200) }

@@ -166,7 +166,8 @@ struct SplitMix {
 
     /// Runs `seconds` of a 30 fps call through `link` whose cap follows `cap(t)`; returns
     /// the target over time (ms, kbps).
-    func run(seconds: Double, cap: (Double) -> Double, controller c: inout BitrateController, link: inout Bottleneck) -> [(Double, Int)] {
+    func run(seconds: Double, cap: (Double) -> Double, delay: ((Double) -> Double)? = nil,
+             controller c: inout BitrateController, link: inout Bottleneck) -> [(Double, Int)] {
         var history = SendHistory()
         var generator = TransportFeedbackGenerator()
         var seq: UInt16 = 0
@@ -177,6 +178,7 @@ struct SplitMix {
         var nextFrame = 0.0
         while t < seconds * 1000 {
             link.capBps = cap(t)
+            if let delay { link.oneWayMs = delay(t) }
             if t >= nextFrame {
                 nextFrame += 1000.0 / 30
                 var bytes = c.targetKbps * 1000 / 8 / 30
@@ -229,6 +231,24 @@ struct SplitMix {
         #expect(up != nil && up! - 12000 <= 5000, "back over 1.5 Mbit/s after \(up.map { $0 - 12000 } ?? -1) ms")
         // Found by a probe, not by growing a few percent a second into the free link.
         #expect(c.prober.probesSent >= 1)
+    }
+
+    /// The path's own delay steps up by 100 ms mid-call (a route change, a handover): a
+    /// queue that no cut drains is no queue of ours. The estimate takes the new delay as
+    /// the path's within about a second, and the rate comes back instead of staying cut
+    /// for the ten seconds the delay floor remembers.
+    @Test func aStepInThePathsDelayIsNotAStandingQueue() {
+        var c = BitrateController(startKbps: 1500, maximumKbps: 1500)
+        var link = Bottleneck(capBps: 5_000_000)
+        let trace = run(seconds: 20, cap: { _ in 5_000_000 }, delay: { $0 < 6000 ? 20 : 120 }, controller: &c, link: &link)
+        let after = trace.filter { $0.0 > 9000 }.map(\.1)
+        let mean = Double(after.reduce(0, +)) / Double(after.count)
+        let lowest = trace.filter { $0.0 > 6000 }.map(\.1).min()!
+        print("delay step: lowest \(lowest) kbit/s, mean from 3 s after \(Int(mean)) kbit/s, rebased \(c.delayBased!.baseDelaySteps)")
+        #expect(c.delayBased!.baseDelaySteps == 1)
+        #expect(lowest >= 500, "the step cut the target to \(lowest) kbit/s")
+        #expect(mean >= 1300, "mean target \(mean) kbit/s from 3 s after the step")
+        #expect(link.lost == 0)
     }
 
     /// 5 % random loss with room on the link is no queue: the delay-based half holds.
