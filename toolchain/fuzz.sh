@@ -31,6 +31,9 @@ case "$MODE" in
   *) echo "usage: $0 smoke|long [TARGET...] | run TARGET [libFuzzer flags]" >&2; exit 2 ;;
 esac
 
+# libsrtp2 on OpenSSL (toolchain/libsrtp2.sh), as `make` builds with it, also when run directly.
+"$(dirname "$0")/libsrtp2.sh" native
+export PKG_CONFIG_PATH="$("$(dirname "$0")/libsrtp2.sh" prefix)/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 echo "== building videophone-fuzz (release, libFuzzer + ASan) in $SCRATCH"
 # SwiftPM passes its sanitizers to the compiler as separate -sanitize= flags and the driver keeps
 # only the last one (fuzzer OR address, varying between builds): -Xswiftc gives both at once.
