@@ -174,23 +174,32 @@ public struct H264Packetizer: Sendable {
 
 /// Facts about one RTP payload of H.264, read without copying.
 public enum H264Payload {
-    /// True when the payload begins a NAL unit that starts a keyframe (SPS, or IDR).
+    /// True when the payload begins a NAL unit that starts a keyframe: an SPS, or the first
+    /// slice of an IDR picture. A later slice of a multi-slice IDR is no start: a frame
+    /// assembled from it would lack the slices before it.
     public static func startsKeyframe(_ p: ArraySlice<UInt8>) -> Bool {
         guard let first = p.first else { return false }
         let type = first & 0x1F
         switch type {
-        case H264NALType.sps, H264NALType.idr: return true
+        case H264NALType.sps: return true
+        case H264NALType.idr: return firstSlice(p, at: p.startIndex + 1)
         case H264NALType.stapA:
             let i = p.startIndex + 3
             guard i < p.endIndex else { return false }
             let t = p[i] & 0x1F
-            return t == H264NALType.sps || t == H264NALType.idr
+            return t == H264NALType.sps || (t == H264NALType.idr && firstSlice(p, at: i + 1))
         case H264NALType.fuA:
             guard p.count >= 2 else { return false }
             let fu = p[p.startIndex + 1]
-            return fu & 0x80 != 0 && fu & 0x1F == H264NALType.idr
+            return fu & 0x80 != 0 && fu & 0x1F == H264NALType.idr && firstSlice(p, at: p.startIndex + 2)
         default: return false
         }
+    }
+
+    /// Whether the slice header at `i` has first_mb_in_slice = 0: its ue(v) code is the
+    /// single bit 1 (H.264 §7.3.3, §9.1).
+    private static func firstSlice(_ p: ArraySlice<UInt8>, at i: Int) -> Bool {
+        i < p.endIndex && p[i] & 0x80 != 0
     }
 
     /// True when the payload contains an IDR slice (any part).

@@ -155,7 +155,7 @@ func writeSeeds(into root: String) -> Bool {
     // H.264: a mode byte (bit 0: FU-A open; the rest: payload size), then the bytes.
     let sps: [UInt8] = [0x67, 0x42, 0xE0, 0x1F, 0xDA, 0x01, 0x40, 0x16, 0xE8]
     let pps: [UInt8] = [0x68, 0xCE, 0x3C, 0x80]
-    let idr: [UInt8] = [0x65] + (0..<300).map { UInt8(truncatingIfNeeded: $0 * 7 + 1) | 1 }
+    let idr: [UInt8] = [0x65, 0x88] + (0..<299).map { UInt8(truncatingIfNeeded: $0 * 7 + 1) | 1 }
     let slice: [UInt8] = [0x41, 0x9A, 0x02, 0x04]
     // Built in steps: Swift 6.2 cannot type-check the one-expression sum in reasonable time.
     var au: [UInt8] = AnnexB.startCode + sps

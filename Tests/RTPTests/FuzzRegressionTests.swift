@@ -58,7 +58,7 @@ import Testing
         #expect(out.isEmpty)
         var assembler = H264FrameAssembler()
         let now = Instant(nanoseconds: 1_000_000_000)
-        let idr = RTPPacket(marker: true, payloadType: 102, sequenceNumber: 1, timestamp: 3000, ssrc: 1, payload: [0x65, 1, 2][...])
+        let idr = RTPPacket(marker: true, payloadType: 102, sequenceNumber: 1, timestamp: 3000, ssrc: 1, payload: [0x65, 0x88, 2][...])
         #expect(assembler.insert(idr, now: now).count == 1)
         let empty = RTPPacket(marker: true, payloadType: 102, sequenceNumber: 2, timestamp: 6000, ssrc: 1, payload: [0x78][...])
         #expect(assembler.insert(empty, now: now).isEmpty)

@@ -79,8 +79,9 @@ import Testing
             au += [0, 0, 0, 1, 0x67, 0x42, 0xC0, 0x1F, 0xDA, 0x01, 0x40]
             au += [0, 0, 0, 1, 0x68, 0xCE, 0x3C, 0x80]
         }
-        au += [0, 0, 1, idr ? 0x65 : 0x41]
-        au += (0..<sliceSize).map { UInt8(truncatingIfNeeded: $0 * 7 + 1) | 1 }
+        // A slice header that starts the picture: first_mb_in_slice = 0 (ue(v) "1").
+        au += [0, 0, 1, idr ? 0x65 : 0x41, 0x88]
+        au += (1..<sliceSize).map { UInt8(truncatingIfNeeded: $0 * 7 + 1) | 1 }
         return au
     }
 
@@ -264,5 +265,21 @@ import Testing
         do { let ok = f.accept(2, now: t0 + .seconds(3) + .milliseconds(1)); #expect(ok) }
         #expect(f.current == 2)
         #expect(f.refused == 2)
+    }
+}
+
+@Suite struct KeyframeStartTests {
+    /// Only the first slice of an IDR picture starts a keyframe: with multi-slice IDRs, a
+    /// frame assembled from a later slice would lack the slices before it.
+    @Test func onlyTheFirstSliceOfAnIDRStartsAKeyframe() {
+        #expect(H264Payload.startsKeyframe([0x67, 0x42][...]))                  // SPS
+        #expect(H264Payload.startsKeyframe([0x65, 0x88, 0x84][...]))            // IDR, first_mb 0
+        #expect(!H264Payload.startsKeyframe([0x65, 0x40, 0x84][...]))           // IDR, a later slice
+        #expect(!H264Payload.startsKeyframe([0x65][...]))                       // no slice header
+        #expect(H264Payload.startsKeyframe([0x7C, 0x85, 0x88][...]))            // FU-A start of IDR, first_mb 0
+        #expect(!H264Payload.startsKeyframe([0x7C, 0x85, 0x21][...]))           // FU-A start of a later slice
+        #expect(H264Payload.startsKeyframe([0x78, 0, 2, 0x65, 0x88][...]))      // STAP-A, IDR first
+        #expect(!H264Payload.startsKeyframe([0x78, 0, 2, 0x65, 0x10][...]))     // STAP-A, later IDR slice
+        #expect(H264Payload.startsKeyframe([0x78, 0, 2, 0x67, 0x42][...]))      // STAP-A, SPS first
     }
 }
