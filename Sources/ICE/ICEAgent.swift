@@ -111,13 +111,17 @@ public struct ICEAgent {
         selected.map { (pairs[$0].localIndex, pairs[$0].remote) }
     }
 
+    /// The datagrams to send, once. Polled on every turn of the transport loop, so an
+    /// empty queue costs nothing (emptying a shared array would allocate a new one).
     public mutating func takeTransmits() -> [ICETransmit] {
-        defer { transmits.removeAll(keepingCapacity: true) }
+        guard !transmits.isEmpty else { return [] }
+        defer { transmits = [] }
         return transmits
     }
 
     public mutating func takeEvents() -> [ICEEvent] {
-        defer { events.removeAll() }
+        guard !events.isEmpty else { return [] }
+        defer { events = [] }
         return events
     }
 

@@ -430,7 +430,13 @@ public final class PeerConnection: @unchecked Sendable {
                     serviceLink(r)
                 }
             }
-            let queued = commands.withLock { c -> [(PeerConnection) -> Void] in defer { c.removeAll() }; return c }
+            // Every turn of the loop: nothing to take costs nothing (emptying the shared
+            // array would allocate a new one each time).
+            let queued = commands.withLock { c -> [(PeerConnection) -> Void] in
+                guard !c.isEmpty else { return [] }
+                defer { c = [] }
+                return c
+            }
             for c in queued { c(self) }
             if closed { break }
             let later = Instant.now()

@@ -57,9 +57,23 @@ public final class UDPSocket: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, buffer.baseAddress, buffer.count, 0, $0, &len) }
         }
         guard n >= 0 else { return nil }
+        // In a call nearly every datagram comes from the same peer: the address read last
+        // is reused, so receiving allocates nothing (an address holds its bytes in an array).
+        let same = lastSourceLength == len && withUnsafeBytes(of: &storage) { s in
+            withUnsafeBytes(of: &lastSource) { memcmp($0.baseAddress!, s.baseAddress!, Int(len)) == 0 }
+        }
+        if same, let from = lastSourceAddress { return (n, from) }
         guard let from = withUnsafeBytes(of: &storage, { TransportAddress(storage: $0.baseAddress!) }) else { return nil }
+        lastSource = storage
+        lastSourceLength = len
+        lastSourceAddress = from
         return (n, from)
     }
+
+    // The last source address (receive is called by the socket's one reading thread).
+    private var lastSource = sockaddr_storage()
+    private var lastSourceLength: socklen_t = 0
+    private var lastSourceAddress: TransportAddress?
 }
 
 /// The machine's usable unicast addresses, for host candidates.
