@@ -86,11 +86,16 @@ public final class ToneSource: AudioSource, @unchecked Sendable {
     private var phase = 0.0
     public let frequency: Double
 
+    private var chunk = [Int16](repeating: 0, count: 960)
+
     public init(frequency: Double = 440) { self.frequency = frequency }
 
     public func start(_ onSamples: @escaping @Sendable ([Int16], Instant) -> Void) throws {
         runner.start(name: "tone-mic", interval: .milliseconds(20)) { now in
-            var samples = [Int16](repeating: 0, count: 960)
+            // One buffer for every chunk: consumers copy what they keep, so it is unique
+            // again by the next chunk and refilling it allocates nothing.
+            var samples = self.chunk
+            self.chunk = []
             let step = 2 * Double.pi * self.frequency / 48000
             for i in 0..<960 {
                 samples[i] = Int16(8000 * sin(self.phase))
@@ -98,6 +103,7 @@ public final class ToneSource: AudioSource, @unchecked Sendable {
             }
             self.phase = self.phase.truncatingRemainder(dividingBy: 2 * Double.pi)
             onSamples(samples, now)
+            self.chunk = samples
         }
     }
 

@@ -415,8 +415,8 @@ public final class PeerConnection: @unchecked Sendable {
             let n = poll(&fds, nfds_t(fds.count), timeoutMS)
             if n > 0 {
                 if fds[sockets.count].revents != 0 {
-                    var drain = [UInt8](repeating: 0, count: 64)
-                    _ = read(wakeRead, &drain, 64)
+                    // Into the receive buffer (free between datagrams): no array per wake-up.
+                    _ = read(wakeRead, receiveBuffer.baseAddress, 64)
                 }
                 for i in 0..<sockets.count where fds[i].revents != 0 {
                     // Drain the socket, but yield to timers after a burst.
