@@ -63,3 +63,27 @@ func runEchoBench(runs: Int, level: String, verbose: Bool = getenv("VP_AEC_VERBO
     print("delay added: none buffered (frames are processed in place as captured); only the processing time above")
     print()
 }
+
+/// `videophone-bench --aec-check DB`: a quick proof that the canceller this binary was
+/// built against cancels echo at all (make aarch64-smoke runs it as arm64 code against
+/// webrtc-audio-processing 1.x): one room (80 ms, 6 dB down), the scenario's first 8 s of
+/// far-end single talk, no Opus. True when ERLE over 2–8 s reaches `minimumERLE`.
+func runEchoCheck(minimumERLE: Double) -> Bool {
+    guard var s = try? EchoScenario.withSpeech() else {
+        print("aec-check: espeak-ng missing (toolchain/install-test-deps.sh installs it)")
+        return false
+    }
+    s.roomA = RoomResponse(delayMs: 80, attenuationDB: 6, seed: 3)
+    s.seconds = 8
+    let stage: AudioProcessor
+    do { stage = try AudioProcessor(settings: .speakerphone) } catch {
+        print("aec-check: \(AudioProcessor.library) failed to start: \(error)")
+        return false
+    }
+    let off = s.run(nil) { $0 }
+    let r = s.run(stage) { $0 }
+    let ok = r.erleDB >= minimumERLE
+    print("aec-check: \(AudioProcessor.library): ERLE 2–8 s \(fmt(r.erleDB)) dB (stage off \(fmt(off.erleDB)) dB, bound \(fmt(minimumERLE)) dB), "
+          + "CPU \(fmt(r.cpuMsMedian * 1000, 0)) µs per 10 ms frame: \(ok ? "ok" : "FAILED")")
+    return ok
+}
