@@ -19,6 +19,9 @@ public struct AudioProcessingSettings: Sendable, Equatable {
     public var gainControl = false
     /// The level the gain control aims for, dB below full scale (0...31).
     public var gainTargetDBFS = 3
+    /// Whether the stage follows jumps of the bulk delay itself (`BulkDelayTracker`);
+    /// off only to measure the library alone (`videophone-bench --aec-no-tracker`).
+    public var followBulkDelay = true
 
     public init() {}
 
@@ -252,7 +255,7 @@ public final class AudioProcessor: @unchecked Sendable {
         }
         if !haveReference { reference.update(repeating: 0) }
         var jumped = false
-        if settings.echoCancellation { jumped = followBulkDelay() }
+        if settings.echoCancellation && settings.followBulkDelay { jumped = followBulkDelay() }
         var referenceEnergy = 0.0
         for s in reference { referenceEnergy += Double(s) * Double(s) }
         // The echo trails the reference by the bulk delay (up to ~150 ms) and the room's
