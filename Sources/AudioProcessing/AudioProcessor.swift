@@ -73,8 +73,8 @@ public struct AudioProcessingFigures: Sendable {
     /// The stage's own estimate of the bulk delay from the far-end reference to its echo
     /// in the microphone, ms (envelope cross-correlation; nil until the far end has talked).
     public var bulkDelayMs: Double?
-    /// Times that bulk delay jumped and the stage shifted the reference to follow it, and
-    /// by how much the reference is shifted now, ms.
+    /// Times that bulk delay jumped and the stage re-aligned to it, and by how much the
+    /// reference is held back now, ms.
     public var bulkDelayJumps: UInt64 = 0
     public var referenceShiftMs = 0.0
     /// Microphone frames that clipped.
@@ -272,7 +272,7 @@ public final class AudioProcessor: @unchecked Sendable {
 
         // Just after a discontinuity the canceller may be misaligned for a few hundred
         // ms: while the far end talks, attenuate (−20 dB) rather than send its echo back;
-        // −40 dB after a restart, whose fresh gain control also starts with its gain up.
+        // −40 dB after a restart, while the fresh canceller has next to no filter yet.
         if guardFrames > 0 {
             guardFrames -= 1
             if recentReferenceLevel > 100 * 100 {
@@ -353,8 +353,8 @@ public final class AudioProcessor: @unchecked Sendable {
         return moved
     }
 
-    /// A fresh library instance with the same settings (allocates: only on a bulk delay
-    /// jump the reference cannot follow). Keeps the old one if the new one will not start.
+    /// A fresh library instance with the same settings (allocates: once per bulk delay
+    /// jump, never per frame). Keeps the old one if the new one will not start.
     private func restartCanceller() {
         var err = [CChar](repeating: 0, count: 8)
         guard let fresh = vp_apm_create(&librarySettings, &err, err.count) else { return }
