@@ -19,6 +19,9 @@ public struct AudioProcessingSettings: Sendable, Equatable {
     public var gainControl = false
     /// The level the gain control aims for, dB below full scale (0...31).
     public var gainTargetDBFS = 3
+    /// Whether the stage follows jumps of the bulk delay itself (`BulkDelayTracker`);
+    /// off only to measure the library alone (`videophone-bench --aec-no-tracker`).
+    public var followBulkDelay = true
 
     public init() {}
 
@@ -67,6 +70,13 @@ public struct AudioProcessingFigures: Sendable {
     public var driftAdjustments: UInt64 = 0
     /// Times the stage re-aligned after an xrun or a device reopen.
     public var realignments: UInt64 = 0
+    /// The stage's own estimate of the bulk delay from the far-end reference to its echo
+    /// in the microphone, ms (envelope cross-correlation; nil until the far end has talked).
+    public var bulkDelayMs: Double?
+    /// Times that bulk delay jumped and the stage re-aligned to it, and by how much the
+    /// reference is held back now, ms.
+    public var bulkDelayJumps: UInt64 = 0
+    public var referenceShiftMs = 0.0
     /// Microphone frames that clipped.
     public var clippedFrames: UInt64 = 0
     /// Frames the library refused (it then passed the microphone through).
@@ -90,7 +100,8 @@ public struct AudioProcessingFigures: Sendable {
 public final class AudioProcessor: @unchecked Sendable {
     public static let frameSamples = Int(VP_APM_FRAME)
     public let settings: AudioProcessingSettings
-    private let apm: OpaquePointer
+    private var apm: OpaquePointer
+    private var librarySettings: vp_apm_settings
     private let ring = ReferenceRing(capacity: 48_000)
     private let reference: UnsafeMutableBufferPointer<Int16>
     private let work: UnsafeMutableBufferPointer<Int16>
@@ -106,7 +117,15 @@ public final class AudioProcessor: @unchecked Sendable {
     private var clippingLogged = false
     private var lastDiscontinuities = 0
     private var guardFrames = 0
+    private var guardDeep = false
+    private var recentReferenceLevel = 0.0
     private var frameCounter: UInt64 = 0
+    // The reference's own delay line: the stage shifts the reference by a detected bulk
+    // delay jump (`tracker`) so the canceller finds the echo where it left it.
+    private var tracker = BulkDelayTracker()
+    private let delayLine: UnsafeMutableBufferPointer<Int16>
+    private var delayLineWritten = 0
+    private var shift = 0
     /// Logs a condition once (reference stopped, microphone clipping); set before start.
     public var onEvent: (@Sendable (String) -> Void)?
 
@@ -116,6 +135,11 @@ public final class AudioProcessor: @unchecked Sendable {
     static let high = 960 * 3
     /// After a discontinuity, frames during which residual echo is held down (see `process`).
     static let guardLength = 30
+    /// The same after the canceller restarted on a jump of the bulk delay (it converges
+    /// within ~0.5 s on the scenario's rooms).
+    static let restartGuardLength = 100
+    /// The most the reference can be held back to follow a bulk delay jump (250 ms).
+    static let maxShift = 12_000
 
     public init(settings: AudioProcessingSettings) throws(AudioProcessingError) {
         self.settings = settings
@@ -131,11 +155,14 @@ public final class AudioProcessor: @unchecked Sendable {
             throw AudioProcessingError(description: "\(Self.library): \(reason)")
         }
         apm = a
+        librarySettings = s
         reference = .allocate(capacity: Self.frameSamples)
         reference.initialize(repeating: 0)
         work = .allocate(capacity: Self.frameSamples)
         work.initialize(repeating: 0)
         output = [Int16](repeating: 0, count: 960)
+        delayLine = .allocate(capacity: Self.maxShift + Self.frameSamples)
+        delayLine.initialize(repeating: 0)
         times = .allocate(capacity: 500)
         times.initialize(repeating: 0)
         shared = AudioProcessingFigures(library: Self.library)
@@ -148,6 +175,8 @@ public final class AudioProcessor: @unchecked Sendable {
         vp_apm_destroy(apm)
         reference.deallocate()
         work.deallocate()
+        delayLine.deallocate()
+        tracker.deallocate()
         times.deallocate()
     }
 
@@ -202,6 +231,7 @@ public final class AudioProcessor: @unchecked Sendable {
         ring.skip(ring.fill)
         primed = false
         guardFrames = Self.guardLength
+        guardDeep = false
         lock.withLock { shared.realignments += 1 }
     }
 
@@ -224,8 +254,13 @@ public final class AudioProcessor: @unchecked Sendable {
             if adjusted { lock.withLock { shared.driftAdjustments += 1 } }
         }
         if !haveReference { reference.update(repeating: 0) }
+        var jumped = false
+        if settings.echoCancellation && settings.followBulkDelay { jumped = followBulkDelay() }
         var referenceEnergy = 0.0
         for s in reference { referenceEnergy += Double(s) * Double(s) }
+        // The echo trails the reference by the bulk delay (up to ~150 ms) and the room's
+        // tail: a decaying peak of its level says whether echo may be arriving now.
+        recentReferenceLevel = max(referenceEnergy / Double(Self.frameSamples), recentReferenceLevel * 0.9)
         let backlog = ring.fill
         let systemDelaySamples = ring.latestPlaybackDelay + Int(captureDelay.nanosecondsInt / 20_833) - backlog
         let delayMs = max(0, systemDelaySamples / 48)
@@ -236,11 +271,13 @@ public final class AudioProcessor: @unchecked Sendable {
         failed = failed || r != 0
 
         // Just after a discontinuity the canceller may be misaligned for a few hundred
-        // ms: while the far end talks, attenuate (−20 dB) rather than send its echo back.
+        // ms: while the far end talks, attenuate (−20 dB) rather than send its echo back;
+        // −40 dB after a restart, while the fresh canceller has next to no filter yet.
         if guardFrames > 0 {
             guardFrames -= 1
-            if referenceEnergy / Double(Self.frameSamples) > 100 * 100 {
-                for i in 0..<work.count { work[i] = work[i] / 10 }
+            if recentReferenceLevel > 100 * 100 {
+                let divisor: Int16 = guardDeep ? 100 : 10
+                for i in 0..<work.count { work[i] = work[i] / divisor }
             }
         }
 
@@ -265,6 +302,9 @@ public final class AudioProcessor: @unchecked Sendable {
             if !haveReference && settings.echoCancellation { shared.referenceMissingFrames += 1 }
             if clipped > 4 { shared.clippedFrames += 1 }
             if failed { shared.errors += 1 }
+            if jumped { shared.bulkDelayJumps += 1 }
+            shared.referenceShiftMs = Double(shift) / 48
+            shared.bulkDelayMs = tracker.settled.map { Double($0 * BulkDelayTracker.block) / 48 }
             if refresh {
                 if stats.has_erle != 0 { shared.erleDB = stats.erle_db }
                 if stats.has_delay != 0 { shared.estimatedDelayMs = stats.delay_ms }
@@ -274,6 +314,52 @@ public final class AudioProcessor: @unchecked Sendable {
         }
         if logStopped { onEvent?("echo canceller: the speaker's reference stopped (speaker failed or underran); going on without it") }
         if logClipping { onEvent?("microphone is clipping; lower its capture volume (the echo canceller cannot remove clipped echo)") }
+    }
+
+    /// Feeds the tracker this frame's reference (as read) and microphone (unprocessed);
+    /// on a bulk jump of the delay between them re-aligns (below). Leaves the reference
+    /// to give the library in `reference`. True when it re-aligned.
+    private func followBulkDelay() -> Bool {
+        let jump = tracker.frame(reference: UnsafeBufferPointer(reference), microphone: UnsafeBufferPointer(work))
+        let capacity = delayLine.count
+        var at = delayLineWritten % capacity
+        for s in reference {
+            delayLine[at] = s
+            at += 1
+            if at == capacity { at = 0 }
+        }
+        delayLineWritten += Self.frameSamples
+        var moved = false
+        if let jump {
+            // Hold the reference back by the jump where the line reaches (a jump down can
+            // only undo earlier jumps up: the stage cannot read the speaker's future), and
+            // start the canceller afresh on the new alignment: its own read pointer would
+            // take seconds to follow (0.3), and even shifted back into place its filter
+            // can trail it for a second or two. Echo is held down while it converges.
+            shift = max(0, min(Self.maxShift, shift + jump))
+            restartCanceller()
+            guardFrames = Self.restartGuardLength
+            guardDeep = true
+            moved = true
+        }
+        if shift > 0 {
+            var from = ((delayLineWritten - Self.frameSamples - shift) % capacity + capacity) % capacity
+            for i in 0..<Self.frameSamples {
+                reference[i] = delayLine[from]
+                from += 1
+                if from == capacity { from = 0 }
+            }
+        }
+        return moved
+    }
+
+    /// A fresh library instance with the same settings (allocates: once per bulk delay
+    /// jump, never per frame). Keeps the old one if the new one will not start.
+    private func restartCanceller() {
+        var err = [CChar](repeating: 0, count: 8)
+        guard let fresh = vp_apm_create(&librarySettings, &err, err.count) else { return }
+        vp_apm_destroy(apm)
+        apm = fresh
     }
 
     /// Figures as of now (any thread).

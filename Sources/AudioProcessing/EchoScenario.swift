@@ -54,6 +54,9 @@ public struct EchoScenario: Sendable {
     /// What the devices report: the speaker's queue and the microphone's.
     public var playbackDelay = Duration.milliseconds(20)
     public var captureDelay = Duration.milliseconds(10)
+    /// How much of the table to run, seconds (26: all of it). The figures of phases cut
+    /// off are 0 (no windows after the change, `reconvergedAfter` nil).
+    public var seconds = 26
 
     public init(far: [Int16], near: [Int16]) { self.far = far; self.near = near }
 
@@ -83,7 +86,7 @@ public struct EchoScenario: Sendable {
     /// Runs the scenario; `processor` nil measures the unprocessed path.
     public func run(_ processor: AudioProcessor?, encoder: (([Int16]) -> [Int16])) -> Result {
         let rate = 48_000, step = 960
-        let total = 26 * rate
+        let total = max(1, min(26, seconds)) * rate
         var pathA = EchoPath(room: roomA), pathB = EchoPath(room: roomB)
         var echoA = EchoPath(room: roomA), echoB = EchoPath(room: roomB)
         var farChunk = [Int16](repeating: 0, count: step)
@@ -127,7 +130,9 @@ public struct EchoScenario: Sendable {
         }
         func energy(_ x: [Int16], _ from: Double, _ to: Double) -> Double {
             var e = 0.0
-            for i in Int(from * Double(rate))..<min(x.count, Int(to * Double(rate))) { e += Double(x[i]) * Double(x[i]) }
+            let lo = Int(from * Double(rate)), hi = min(x.count, Int(to * Double(rate)))
+            guard lo < hi else { return 0 }
+            for i in lo..<hi { e += Double(x[i]) * Double(x[i]) }
             return e
         }
         func dB(_ a: Double, _ b: Double) -> Double { 10 * log10(max(a, 1e-9) / max(b, 1e-9)) }

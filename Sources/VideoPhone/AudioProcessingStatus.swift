@@ -28,6 +28,9 @@ extension Device {
         j.field("referenceMissingFrames", f.referenceMissingFrames)
         j.field("driftAdjustments", f.driftAdjustments)
         j.field("realignments", f.realignments)
+        j.field("bulkDelayMs", f.bulkDelayMs)
+        j.field("bulkDelayJumps", f.bulkDelayJumps)
+        j.field("referenceShiftMs", f.referenceShiftMs)
         j.field("clippedFrames", f.clippedFrames)
         j.endObject()
     }
@@ -52,6 +55,7 @@ extension DeviceMetrics {
         gauge("audio_processing_frames", "", "10 ms microphone frames processed since start.").set(Double(f.framesProcessed))
         gauge("audio_reference_missing_frames", "", "Frames processed without the speaker's reference since start.").set(Double(f.referenceMissingFrames))
         gauge("audio_processing_realignments", "", "Times the stage re-aligned (call start, xrun, reopen).").set(Double(f.realignments))
+        gauge("echo_bulk_delay_jumps", "", "Jumps of the speaker-to-microphone bulk delay the stage found and re-aligned to.").set(Double(f.bulkDelayJumps))
         gauge("audio_drift_adjustments", "", "10 ms steps taken to follow speaker/microphone clock drift.").set(Double(f.driftAdjustments))
     }
 }

@@ -9,19 +9,21 @@ import Glibc
 /// `videophone-bench --aec N`: the microphone stage on the echo scenario (EchoScenario:
 /// espeak-ng talkers, far-end single talk, near-end single talk, double talk, an echo path
 /// change, silence) through real Opus, in N rooms (direct path 30–120 ms, 3–10 dB down).
-func runEchoBench(runs: Int, level: String, verbose: Bool = getenv("VP_AEC_VERBOSE") != nil) {
+func runEchoBench(runs: Int, level: String, tracker: Bool = true, verbose: Bool = getenv("VP_AEC_VERBOSE") != nil) {
     var settings = AudioProcessingSettings.speakerphone
     settings.echoLevel = AudioProcessingSettings.EchoLevel(rawValue: level) ?? .moderate
+    settings.followBulkDelay = tracker
     guard let base = try? EchoScenario.withSpeech() else {
         print("## Echo cancellation: espeak-ng missing (toolchain/install-test-deps.sh installs it)")
         return
     }
-    print("## Echo cancellation, noise suppression, gain control (\(AudioProcessor.library)), \(runs) rooms, suppression \(settings.echoLevel.rawValue), 10 ms frames at 48 kHz")
+    print("## Echo cancellation, noise suppression, gain control (\(AudioProcessor.library)), \(runs) rooms, suppression \(settings.echoLevel.rawValue), bulk delay tracker \(tracker ? "on" : "off"), 10 ms frames at 48 kHz")
     var erle: [Double] = [], erleOff: [Double] = [], dt: [Double] = [], cpu: [Double] = [], cpuP90: [Double] = []
     // Two kinds of echo path change: the room's response (same bulk delay: someone moves, the
     // box is turned) and a jump of the bulk delay (a device reopened with other buffering).
     var reconvResponse: [Double] = [], reconvJumpUp: [Double] = [], reconvJumpDown: [Double] = []
     var neverResponse = 0, neverUp = 0, neverDown = 0
+    var jumpsSteady = 0, jumpsOnJump = 0
     let delays = [30.0, 55, 80, 100, 120]
     for i in 0..<runs {
         for kind in 0..<2 {
@@ -40,6 +42,7 @@ func runEchoBench(runs: Int, level: String, verbose: Bool = getenv("VP_AEC_VERBO
                 cpu.append(r.cpuMsMedian * 1000); cpuP90.append(r.cpuMsP90 * 1000)
             }
             let t = r.reconvergedAfter.map { $0 * 1000 }
+            if kind == 0 { jumpsSteady += Int(r.figures?.bulkDelayJumps ?? 0) } else { jumpsOnJump += Int(r.figures?.bulkDelayJumps ?? 0) }
             switch (kind, b > a) {
             case (0, _): if let t { reconvResponse.append(t) } else { neverResponse += 1 }
             case (_, true): if let t { reconvJumpUp.append(t) } else { neverUp += 1 }
@@ -58,8 +61,35 @@ func runEchoBench(runs: Int, level: String, verbose: Bool = getenv("VP_AEC_VERBO
     print("  response changed, same delay        \(spread(reconvResponse, "ms"))\(never(neverResponse))")
     print("  bulk delay jumped up 40–65 ms       \(spread(reconvJumpUp, "ms"))\(never(neverUp))")
     print("  bulk delay jumped down 65–70 ms     \(spread(reconvJumpDown, "ms"))\(never(neverDown))")
+    if tracker {
+        print("bulk delay jumps the stage re-aligned to: \(jumpsOnJump) in the \(runs) runs with a jump, \(jumpsSteady) in the \(runs) without")
+    }
     print("CPU per 10 ms frame (thread time)     \(spread(cpu, "µs"))   p90 \(spread(cpuP90, "µs"))")
     print("  = \(fmt((cpu.sorted()[cpu.count / 2]) / 10_000 * 100, 2)) % of one core (median)")
     print("delay added: none buffered (frames are processed in place as captured); only the processing time above")
     print()
+}
+
+/// `videophone-bench --aec-check DB`: a quick proof that the canceller this binary was
+/// built against cancels echo at all (make aarch64-smoke runs it as arm64 code against
+/// webrtc-audio-processing 1.x): one room (80 ms, 6 dB down), the scenario's first 8 s of
+/// far-end single talk, no Opus. True when ERLE over 2–8 s reaches `minimumERLE`.
+func runEchoCheck(minimumERLE: Double) -> Bool {
+    guard var s = try? EchoScenario.withSpeech() else {
+        print("aec-check: espeak-ng missing (toolchain/install-test-deps.sh installs it)")
+        return false
+    }
+    s.roomA = RoomResponse(delayMs: 80, attenuationDB: 6, seed: 3)
+    s.seconds = 8
+    let stage: AudioProcessor
+    do { stage = try AudioProcessor(settings: .speakerphone) } catch {
+        print("aec-check: \(AudioProcessor.library) failed to start: \(error)")
+        return false
+    }
+    let off = s.run(nil) { $0 }
+    let r = s.run(stage) { $0 }
+    let ok = r.erleDB >= minimumERLE
+    print("aec-check: \(AudioProcessor.library): ERLE 2–8 s \(fmt(r.erleDB)) dB (stage off \(fmt(off.erleDB)) dB, bound \(fmt(minimumERLE)) dB), "
+          + "CPU \(fmt(r.cpuMsMedian * 1000, 0)) µs per 10 ms frame: \(ok ? "ok" : "FAILED")")
+    return ok
 }

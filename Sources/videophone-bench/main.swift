@@ -12,7 +12,9 @@ import Glibc
 /// videophone-bench: the figures BENCHMARKS.md records. Two devices on loopback.
 ///
 ///   videophone-bench [--calls N] [--call-seconds S] [--latency-seconds S] [--binary PATH] [--json PATH]
-///   videophone-bench --aec N [--aec-level low|moderate|high]   (only the echo canceller's figures, N rooms)
+///   videophone-bench --aec N [--aec-level low|moderate|high] [--aec-no-tracker]   (only the echo canceller's figures, N rooms;
+///                                         --aec-no-tracker: the library alone, without the stage's bulk delay tracker)
+///   videophone-bench --aec-check MIN_ERLE_DB   (one room, far-end single talk: exit 1 below the bound)
 ///   videophone-bench --display S [--binary PATH]   (decode, compose, glass to glass, lip sync, callee RSS; S-second calls)
 ///
 /// `--json` also writes the headline figures for `make perf-audit` (toolchain/perf-audit.py).
@@ -23,6 +25,8 @@ var latencySeconds = 10
 var binary = ".build/release/videophoned"
 var echoRuns: Int? = nil
 var echoLevel = "moderate"
+var echoCheck: Double? = nil
+var echoTracker = true
 var displaySeconds: Int? = nil
 var args = Array(CommandLine.arguments.dropFirst())
 while !args.isEmpty {
@@ -35,6 +39,8 @@ while !args.isEmpty {
     case "--binary": binary = value()
     case "--aec": echoRuns = Int(value()) ?? 5
     case "--aec-level": echoLevel = value()
+    case "--aec-no-tracker": echoTracker = false
+    case "--aec-check": echoCheck = Double(value()) ?? 25
     case "--display": displaySeconds = Int(value()) ?? 20
     case "--json": jsonPath = value()
     default: printError("unknown argument \(a)\n"); exit(2)
@@ -47,7 +53,8 @@ LoggingSystem.bootstrap { label in
     return h
 }
 let logger = Logger(label: "bench")
-if let echoRuns { runEchoBench(runs: echoRuns, level: echoLevel); exit(0) }
+if let echoCheck { exit(runEchoCheck(minimumERLE: echoCheck) ? 0 : 1) }
+if let echoRuns { runEchoBench(runs: echoRuns, level: echoLevel, tracker: echoTracker); exit(0) }
 if let displaySeconds { signal(SIGPIPE, SIG_IGN); runDisplayBench(seconds: displaySeconds, binary: binary); exit(0) }
 signal(SIGPIPE, SIG_IGN)
 

@@ -33,5 +33,8 @@ final class OpusLoop: @unchecked Sendable {
         #expect(on.doubleTalkNearChangeDB >= -6)
         #expect((on.reconvergedAfter ?? 99) <= 1)
         #expect(on.figures?.framesProcessed == UInt64(26 * 100))
+        // A steady bulk delay, near-end talk and double talk never look like a jump to the tracker.
+        #expect(on.figures?.bulkDelayJumps == 0)
+        #expect(abs((on.figures?.bulkDelayMs ?? 0) - 60) <= 4)
     }
 }

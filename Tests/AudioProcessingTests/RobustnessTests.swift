@@ -110,6 +110,8 @@ func worstWindow(_ o: Stream.Output, from: Double, to: Double) -> Double {
         let late = erle(o, from: 6, to: 16)
         print("drift (speaker \(speakerFaster ? "faster" : "slower")): ERLE 6–16 s \(late) dB, drift adjustments \(o.figures.driftAdjustments), reference missing frames \(o.figures.referenceMissingFrames)")
         #expect(late >= 20)
+        // Drift moves the delay 10 ms at a time: followed quietly, never taken for a jump.
+        #expect(o.figures.bulkDelayJumps == 0)
         if speakerFaster { #expect(o.figures.driftAdjustments > 0) } else { #expect(o.figures.referenceMissingFrames > 0) }
     }
 

@@ -4,6 +4,9 @@
 #                                                Swift runtime linked statically
 #   toolchain/cross/aarch64.sh test [FILTER]    cross-builds the unit tests and runs them
 #                                                under qemu-aarch64 user emulation
+#   toolchain/cross/aarch64.sh bench [ARGS...]   cross-builds videophone-bench (release) and,
+#                                                with ARGS, runs it under qemu-aarch64, e.g.
+#                                                `bench --aec 10` (webrtc-audio-processing 1.x)
 #   toolchain/cross/aarch64.sh toolchain        only builds the caches (see common.sh)
 #   toolchain/cross/aarch64.sh swift ARGS...    swift ARGS with the aarch64 SDK, in the chroot
 # Run from the repo's top folder. Scratch folder: .build-aarch64 (sid chroot paths).
@@ -59,6 +62,21 @@ build)
     cp "$bin/videophoned" "$bin/videophonectl" "$out/"
     echo "toolchain/cross: built $out/videophoned $out/videophonectl" >&2
     ;;
+bench)
+    # videophone-bench as arm64 code: the echo canceller against the sysroot's
+    # webrtc-audio-processing 1.x (AEC3), which Debian 12's host cannot give. Its talkers
+    # come from the host's espeak-ng (run natively: the exec leaves the emulator).
+    shift
+    vp_begin "cross-build bench" "videophone-bench for aarch64 (release, static Swift runtime)"
+    vp_swift build -c release --static-swift-stdlib --product videophone-bench \
+        || vp_fail "swift build --product videophone-bench for aarch64 failed"
+    [ "$#" -gt 0 ] || exit 0
+    vp_qemu_ready
+    "$here/../apt-ensure.sh" espeak-ng || vp_fail "could not install espeak-ng (apt)"
+    vp_begin "run bench" "videophone-bench $* under qemu-aarch64 user emulation"
+    qemu-aarch64-static -L "$VP_SYSROOT" "$repo/.build-aarch64/aarch64-unknown-linux-gnu/release/videophone-bench" "$@" \
+        || vp_fail "videophone-bench $* under qemu-aarch64 failed"
+    ;;
 test)
     # Debian's swiftlang ships the _Testing_Foundation cross-import module but not its
     # library, and every test target that imports Testing and Foundation links it. The
@@ -78,5 +96,5 @@ test)
     "$here/run-tests-qemu.sh" "$repo/.build-aarch64/aarch64-unknown-linux-gnu/debug" "${2:-}"
     ;;
 *)
-    echo "usage: $0 build [OUTDIR] | test [FILTER] | toolchain" >&2; exit 2 ;;
+    echo "usage: $0 build [OUTDIR] | test [FILTER] | bench [ARGS...] | toolchain | swift ARGS..." >&2; exit 2 ;;
 esac
