@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <type_traits>
+#include <utility>
 
 // The .pc files' -D flags do not reach a SwiftPM target (it drops -D from pkg-config for
 // safety), so the defines both versions' headers expect are set here.
@@ -134,10 +136,18 @@ static bool configure(vp_apm *a, const vp_apm_settings *s, char *err, size_t n) 
 }
 #endif
 
+#if VP_APM_V1
+// apm_load.c's trampoline for Create() returns a plain pointer.
+static_assert(std::is_same<decltype(std::declval<webrtc::AudioProcessingBuilder &>().Create()), webrtc::AudioProcessing *>::value,
+              "AudioProcessingBuilder::Create() no longer returns AudioProcessing*: update apm_load.c");
+#endif
+
 extern "C" vp_apm *vp_apm_create(const vp_apm_settings *s, char *err, size_t n) {
     if (err && n) err[0] = 0;
     char scratch[8];
     if (!err || n == 0) { err = scratch; n = sizeof scratch; }
+    // The library is loaded on first use (dlopen): not installed → an error, not a crash.
+    if (vp_apm_load(err, n) != 0) return nullptr;
     vp_apm *a = new (std::nothrow) vp_apm();
     if (!a) { snprintf(err, n, "out of memory"); return nullptr; }
     if (!configure(a, s, err, n)) { vp_apm_destroy(a); return nullptr; }
