@@ -28,7 +28,8 @@
 enum { AVCODEC_FUNCTIONS(VP_LIB_INDEX, VP_LIB_INDEX) avcodec_count };
 static const char *const avcodec_names[] = { AVCODEC_FUNCTIONS(VP_LIB_NAME, VP_LIB_NAME) };
 static void *avcodec_slots[avcodec_count];
-static vp_library avcodec = { .tag = "AVCODEC", .soname = "libavcodec.so." VP_STR(LIBAVCODEC_VERSION_MAJOR),
+static const char avcodec_soname[] = VP_DLOPEN_SONAME "libavcodec.so." VP_STR(LIBAVCODEC_VERSION_MAJOR);
+static vp_library avcodec = { .tag = "AVCODEC", .soname = VP_SONAME_FROM(avcodec_soname),
                               .package = "libavcodec" VP_STR(LIBAVCODEC_VERSION_MAJOR),
                               .names = avcodec_names, .slots = avcodec_slots, .count = avcodec_count };
 

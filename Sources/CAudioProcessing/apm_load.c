@@ -40,7 +40,8 @@
 enum { APM_FUNCTIONS(APM_INDEX, APM_INDEX) apm_count };
 static const char *const apm_names[] = { APM_FUNCTIONS(APM_NAME, APM_NAME) };
 static void *apm_slots[apm_count];
-static vp_library apm = { .tag = "APM", .soname = APM_SONAME, .package = APM_PACKAGE,
+static const char apm_soname[] = VP_DLOPEN_SONAME APM_SONAME;
+static vp_library apm = { .tag = "APM", .soname = VP_SONAME_FROM(apm_soname), .package = APM_PACKAGE,
                           .names = apm_names, .slots = apm_slots, .count = apm_count };
 
 /* Hidden: the executable exports its symbols, and these must not stand in for the library's. */

@@ -125,7 +125,8 @@
 enum { GPIOD_FUNCTIONS(VP_GPIOD_INDEX) gpiod_count };
 static const char *const gpiod_names[] = { GPIOD_FUNCTIONS(VP_GPIOD_NAME) };
 static void *gpiod_slots[gpiod_count];
-static vp_library gpiod = { .tag = "GPIOD", .soname = GPIOD_SONAME, .package = GPIOD_PACKAGE,
+static const char gpiod_soname[] = VP_DLOPEN_SONAME GPIOD_SONAME;
+static vp_library gpiod = { .tag = "GPIOD", .soname = VP_SONAME_FROM(gpiod_soname), .package = GPIOD_PACKAGE,
                             .names = gpiod_names, .slots = gpiod_slots, .count = gpiod_count };
 
 int cgpiod_load(char *err, size_t err_len) { return vp_library_load(&gpiod, err, err_len); }

@@ -28,6 +28,12 @@ typedef struct vp_library {
     char error[320];
 } vp_library;
 
+/* Each library's soname is stored as VP_DLOPEN_SONAME "libasound.so.2" and used from after
+ * the prefix: toolchain/deb.sh finds the dlopened libraries in the binary by that prefix
+ * (dpkg-shlibdeps sees only linked ones) and adds their packages to Depends. */
+#define VP_DLOPEN_SONAME "VP_DLOPEN_SONAME="
+#define VP_SONAME_FROM(marked) ((marked) + sizeof VP_DLOPEN_SONAME - 1)
+
 /* Loads the library and resolves every symbol, once; 0 on success. On failure, -1 and a
  * sentence naming the soname, its package and the loader's reason in err (if given).
  * Thread-safe; after a failure the next call tries again (a package installed meanwhile). */
