@@ -33,7 +33,7 @@ enum { ALSA_FUNCTIONS(VP_LIB_INDEX, VP_LIB_INDEX) alsa_count };
 static const char *const alsa_names[] = { ALSA_FUNCTIONS(VP_LIB_NAME, VP_LIB_NAME) };
 static void *alsa_slots[alsa_count];
 static const char alsa_soname[] = VP_DLOPEN_SONAME "libasound.so.2";
-static vp_library alsa = { .tag = "ASOUND", .soname = VP_SONAME_FROM(alsa_soname), .package = "libasound2",
+static vp_library alsa = { .tag = "ASOUND", .soname = VP_SONAME_FROM(alsa_soname), .package = "libasound2, libasound2t64 on Debian 13",
                            .names = alsa_names, .slots = alsa_slots, .count = alsa_count };
 
 #define ALSA_F(...) VP_LIB_TRAMPOLINE(alsa, __VA_ARGS__)

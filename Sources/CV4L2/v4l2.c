@@ -17,7 +17,7 @@ enum { V4L2_FUNCTIONS(VP_LIB_INDEX, VP_LIB_INDEX, VP_LIB_INDEX) v4l2_count };
 static const char *const v4l2_names[] = { V4L2_FUNCTIONS(VP_LIB_NAME, VP_LIB_NAME, VP_LIB_NAME) };
 static void *v4l2_slots[v4l2_count];
 static const char v4l2_soname[] = VP_DLOPEN_SONAME "libv4l2.so.0";
-static vp_library v4l2 = { .tag = "V4L2", .soname = VP_SONAME_FROM(v4l2_soname), .package = "libv4l-0",
+static vp_library v4l2 = { .tag = "V4L2", .soname = VP_SONAME_FROM(v4l2_soname), .package = "libv4l-0, libv4l-0t64 on Debian 13",
                            .names = v4l2_names, .slots = v4l2_slots, .count = v4l2_count };
 
 #define V4L2_F(...) VP_LIB_TRAMPOLINE(v4l2, __VA_ARGS__)
