@@ -20,7 +20,17 @@
 #define APM_SONAME "libwebrtc_audio_processing.so.1"
 #define APM_PACKAGE "libwebrtc-audio-processing1"
 #define APM_FUNCTIONS(F, V) \
-    F(void *, vp_apm_create_03, _ZN6webrtc15AudioProcessing6CreateERKNS_6ConfigE, (const void *config), (config))
+    F(void *, vp_apm_create_03, _ZN6webrtc15AudioProcessing6CreateERKNS_6ConfigE, (const void *config), (config)) \
+    APM_OPTION_IDS(V)
+/* webrtc::Config keys its options by the address of a static in an inline template
+ * (Config::identifier<T>), one copy per module: the library reads them by its own copy. A
+ * linked library was bound to the executable's copy (exported for it); a dlopened one is
+ * not, when the executable exports nothing (debug builds). shim.cpp keys its options by
+ * the library's copies instead, resolved here (data, no trampoline). */
+#define APM_OPTION_IDS(V) \
+    V(void, vp_apm_id_extended_filter, _ZZN6webrtc6Config10identifierINS_14ExtendedFilterEEEPvvE14id_placeholder, (), ()) \
+    V(void, vp_apm_id_delay_agnostic, _ZZN6webrtc6Config10identifierINS_13DelayAgnosticEEEPvvE14id_placeholder, (), ()) \
+    V(void, vp_apm_id_experimental_agc, _ZZN6webrtc6Config10identifierINS_15ExperimentalAgcEEEPvvE14id_placeholder, (), ())
 #else
 /* 1.x (Debian 13). Constructors and destructors take `this` first and return nothing, and
  * AudioProcessingBuilder::Create() returns AudioProcessing* (shim.cpp asserts it), on both
@@ -45,13 +55,27 @@ static vp_library apm = { .tag = "APM", .soname = VP_SONAME_FROM(apm_soname), .p
                           .names = apm_names, .slots = apm_slots, .count = apm_count };
 
 /* Hidden: the executable exports its symbols, and these must not stand in for the library's. */
+#define APM_NONE(ret, local, symbol, params, args)
 #define APM_F(ret, local, symbol, params, args) \
     __attribute__((visibility("hidden"))) ret local params __asm__(#symbol); \
     ret local params { return ((ret (*) params)vp_library_slot(&apm, vp_slot_##local, #symbol)) args; }
 #define APM_V(ret, local, symbol, params, args) \
     __attribute__((visibility("hidden"))) void local params __asm__(#symbol); \
     void local params { ((void (*) params)vp_library_slot(&apm, vp_slot_##local, #symbol)) args; }
+#ifdef APM_OPTION_IDS
+/* The option identifiers are data: no trampolines for them. */
+#define APM_FUNCTIONS_CODE(F, V) F(void *, vp_apm_create_03, _ZN6webrtc15AudioProcessing6CreateERKNS_6ConfigE, (const void *config), (config))
+APM_FUNCTIONS_CODE(APM_F, APM_NONE)
+
+/* The library's Config::identifier<T>() address for T = 0 ExtendedFilter, 1 DelayAgnostic,
+ * 2 ExperimentalAgc (0.3 only; after vp_apm_load). */
+void *vp_apm_option_id(int which) {
+    size_t slot = which == 0 ? vp_slot_vp_apm_id_extended_filter : which == 1 ? vp_slot_vp_apm_id_delay_agnostic : vp_slot_vp_apm_id_experimental_agc;
+    return vp_library_slot(&apm, slot, apm_names[slot]);
+}
+#else
 APM_FUNCTIONS(APM_F, APM_V)
+#endif
 
 int vp_apm_load(char *err, size_t err_len) { return vp_library_load(&apm, err, err_len); }
 const char *vp_apm_soname(void) { return vp_library_soname(&apm); }

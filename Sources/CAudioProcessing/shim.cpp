@@ -61,6 +61,15 @@ extern "C" const char *vp_apm_library(void) {
 }
 
 #if VP_APM_V03
+// Options keyed by the library's own Config::identifier<T>() statics (see apm_load.c), so
+// the library finds them whether or not it was bound to the executable's copies.
+extern "C" void *vp_apm_option_id(int which);
+namespace webrtc {
+template <> void *Config::identifier<ExtendedFilter>() { return vp_apm_option_id(0); }
+template <> void *Config::identifier<DelayAgnostic>() { return vp_apm_option_id(1); }
+template <> void *Config::identifier<ExperimentalAgc>() { return vp_apm_option_id(2); }
+}  // namespace webrtc
+
 static bool configure(vp_apm *a, const vp_apm_settings *s, char *err, size_t n) {
     webrtc::Config config;
     // The reported delay is a hint on Linux (ALSA and a drifting second card): the
