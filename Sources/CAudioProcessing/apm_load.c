@@ -8,7 +8,7 @@
  *
  * Why not a separate shared object for the shim: it would have to be built, installed and
  * found next to the daemon (and the cross build and the .deb would carry it), for the same
- * six symbols. The two versions' symbol lists differ and are chosen by the same header test
+ * handful of symbols. The two versions' symbol lists differ and are chosen by the same header test
  * as shim.cpp's.
  */
 #include <stddef.h>
