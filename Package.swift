@@ -10,6 +10,14 @@ let apmPkgConfig: String = {
     return dirs.contains { FileManager.default.fileExists(atPath: $0 + "/webrtc-audio-processing-1.pc") } ? "webrtc-audio-processing-1" : "webrtc-audio-processing"
 }()
 
+/// webrtc-audio-processing's headers (libwebrtc-audio-processing-dev), for the shim alone: the
+/// library itself is loaded with dlopen, so it is not a systemLibrary (that would link it).
+/// A cross build's pkg-config sysroot (PKG_CONFIG_SYSROOT_DIR) applies to it as to the rest.
+let apmIncludeDir: String = {
+    let sysroot = ProcessInfo.processInfo.environment["PKG_CONFIG_SYSROOT_DIR"] ?? ""
+    return sysroot + (apmPkgConfig == "webrtc-audio-processing-1" ? "/usr/include/webrtc-audio-processing-1" : "/usr/include/webrtc_audio_processing")
+}()
+
 /// The videophone firmware: one daemon (`videophoned`), its control tool
 /// (`videophonectl`) and a benchmark runner, over an embedded WebRTC-compatible stack.
 ///
@@ -41,17 +49,23 @@ let package = Package(
         // .pc first on PKG_CONFIG_PATH (a bare `swift build` needs that too, or Debian's libsrtp2-dev).
         .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
-        .systemLibrary(name: "CV4L2", pkgConfig: "libv4l2", providers: [.apt(["libv4l-dev"])]),
-        .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
+        // Board-only and display-only libraries, loaded with dlopen when the config uses them
+        // (Sources/CLoader): their headers come from the -dev packages (libasound2-dev,
+        // libv4l-dev, libgpiod-dev, libavcodec-dev), nothing is linked.
+        .target(name: "CLoader"),
+        .target(name: "CALSA", dependencies: ["CLoader"]),
+        .target(name: "CV4L2", dependencies: ["CLoader"]),
+        .target(name: "CGPIOD", dependencies: ["CLoader"]),
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CLinux"),
-        .systemLibrary(name: "CAVCodec", pkgConfig: "libavcodec", providers: [.apt(["libavcodec-dev"])]),
+        .target(name: "CAVCodec", dependencies: ["CLoader"]),
         .systemLibrary(name: "CDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .systemLibrary(name: "CWebRTCAPM", pkgConfig: apmPkgConfig, providers: [.apt(["libwebrtc-audio-processing-dev"])]),
-        // C API over webrtc-audio-processing 0.3 or 1.x (C++): echo cancellation, NS, AGC.
-        .target(name: "CAudioProcessing", dependencies: ["CWebRTCAPM"], linkerSettings: [.linkedLibrary("stdc++")]),
+        // C API over webrtc-audio-processing 0.3 or 1.x (C++): echo cancellation, NS, AGC. The
+        // library is loaded with dlopen too (apm_load.c): only its headers are used here.
+        .target(name: "CAudioProcessing", dependencies: ["CLoader"],
+                cSettings: [.unsafeFlags(["-I", apmIncludeDir])], cxxSettings: [.unsafeFlags(["-I", apmIncludeDir])],
+                linkerSettings: [.linkedLibrary("stdc++")]),
 
         // Shared value types with no I/O: bytes, addresses, clocks.
         .target(name: "NetworkCore", dependencies: ["CLinux"]),

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Checks a built videophone .deb: lintian reports no error, it holds every file the board
-# needs, the example config is a conffile, Depends names the linked C libraries (and no
+# needs, the example config is a conffile, Depends names the linked and the dlopened C libraries (and no
 # Swift runtime: it is linked in), the maintainer scripts create the user, enable the unit
 # and purge the state, and the packaged daemon accepts the packaged example config.
 #   toolchain/deb-check.sh DEB
@@ -36,7 +36,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 dpkg-deb -x "$deb" "$tmp/root"; dpkg-deb -e "$deb" "$tmp/ctl"
 grep -qx /etc/videophone/videophone.toml.example "$tmp/ctl/conffiles"; check "example config is a conffile" $? "$(cat "$tmp/ctl/conffiles" 2>/dev/null)"
 depends=$(dpkg-deb -f "$deb" Depends)
-for lib in libx264 libopus0 libssl3 libasound2 libgpiod libmosquitto1 libwebrtc-audio-processing libc6; do
+for lib in libx264 libopus0 libssl3 libasound2 libgpiod libmosquitto1 libwebrtc-audio-processing libv4l-0 libavcodec libc6; do
     echo "$depends" | grep -q "$lib"; check "Depends names $lib" $? "$depends"
 done
 # libsrtp2 is Debian's source built on OpenSSL and linked in (toolchain/libsrtp2.sh): no NSS.
@@ -44,6 +44,8 @@ done
 [ -n "$depends" ] && ! echo "$depends" | grep -qi swift; check "Depends names no Swift runtime" $? "$depends"
 needed=$(readelf -d "$tmp/root/usr/bin/videophoned" | grep NEEDED)
 [ -n "$needed" ] && ! echo "$needed" | grep -q 'libswift\|libFoundation'; check "Swift runtime linked statically" $? "$needed"
+# The board-only and display libraries are loaded with dlopen when the config uses them.
+! echo "$needed" | grep -q 'libasound\|libv4l2\|libgpiod\|libavcodec\|libwebrtc'; check "board libraries not linked (dlopen)" $? "$needed"
 grep -q systemd-sysusers "$tmp/ctl/postinst"; check "postinst creates the user (sysusers)" $? "no systemd-sysusers"
 grep -q "deb-systemd-helper.*enable" "$tmp/ctl/postinst"; check "postinst enables the unit" $? "no enable"
 grep -q "ConditionPathExists=/etc/videophone/videophone.toml" "$tmp/root/"*lib/systemd/system/videophoned.service; check "unit waits for the config" $? "no ConditionPathExists"

@@ -31,6 +31,22 @@ arm64)
 *) fail "unknown architecture (amd64 or arm64)" ;;
 esac
 
+# Libraries videophoned loads with dlopen when the config uses them (libasound, libv4l2,
+# libgpiod, libavcodec, webrtc-audio-processing: Sources/CLoader) are not NEEDED, so
+# dpkg-shlibdeps cannot see them. Their sonames are marked in the binary; the dpkg
+# database's shlibs files give each one's package and minimum version for this
+# architecture. They go in Depends (an appliance package: the board's parts need them).
+infodir=/var/lib/dpkg/info
+[ "$arch" = arm64 ] && infodir="$VP_TOOLCHAIN_CACHE/dpkg-admin-arm64/info"
+dlopen_deps=""
+for so in $(strings -a "$bindir/videophoned" | sed -n 's/^VP_DLOPEN_SONAME=//p' | sort -u); do
+    name=${so%%.so.*}; major=${so##*.so.}
+    dep=$(cat "$infodir"/*.shlibs 2>/dev/null | awk -v n="$name" -v v="$major" '$1 == n && $2 == v && NF >= 3 { $1 = ""; $2 = ""; sub(/^ +/, ""); print; exit }')
+    [ -n "$dep" ] || fail "no package in $infodir provides $so (dlopened by videophoned)"
+    dlopen_deps="${dlopen_deps:+$dlopen_deps, }$dep"
+done
+[ -n "$dlopen_deps" ] || fail "no dlopened library marked in $bindir/videophoned (VP_DLOPEN_SONAME=)"
+
 work="$repo/.build-deb/$arch"
 src="$work/videophone-$version"
 rm -rf "$work"; mkdir -p "$src/stage/boards" "$src/stage/completions" "$out"
@@ -62,7 +78,7 @@ CL
 
 cd "$src"
 log="$work/dpkg-buildpackage.log"
-if ! VP_SHLIBDEPS_ARGS="$shlibdeps_args" dpkg-buildpackage -b -us -uc -d --host-arch="$arch" >"$log" 2>&1; then
+if ! VP_SHLIBDEPS_ARGS="$shlibdeps_args" VP_DLOPEN_DEPENDS="$dlopen_deps" dpkg-buildpackage -b -us -uc -d --host-arch="$arch" >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     fail "dpkg-buildpackage failed (log: $log)"
 fi

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <type_traits>
+#include <utility>
 
 // The .pc files' -D flags do not reach a SwiftPM target (it drops -D from pkg-config for
 // safety), so the defines both versions' headers expect are set here.
@@ -59,6 +61,15 @@ extern "C" const char *vp_apm_library(void) {
 }
 
 #if VP_APM_V03
+// Options keyed by the library's own Config::identifier<T>() statics (see apm_load.c), so
+// the library finds them whether or not it was bound to the executable's copies.
+extern "C" void *vp_apm_option_id(int which);
+namespace webrtc {
+template <> void *Config::identifier<ExtendedFilter>() { return vp_apm_option_id(0); }
+template <> void *Config::identifier<DelayAgnostic>() { return vp_apm_option_id(1); }
+template <> void *Config::identifier<ExperimentalAgc>() { return vp_apm_option_id(2); }
+}  // namespace webrtc
+
 static bool configure(vp_apm *a, const vp_apm_settings *s, char *err, size_t n) {
     webrtc::Config config;
     // The reported delay is a hint on Linux (ALSA and a drifting second card): the
@@ -134,10 +145,18 @@ static bool configure(vp_apm *a, const vp_apm_settings *s, char *err, size_t n) 
 }
 #endif
 
+#if VP_APM_V1
+// apm_load.c's trampoline for Create() returns a plain pointer.
+static_assert(std::is_same<decltype(std::declval<webrtc::AudioProcessingBuilder &>().Create()), webrtc::AudioProcessing *>::value,
+              "AudioProcessingBuilder::Create() no longer returns AudioProcessing*: update apm_load.c");
+#endif
+
 extern "C" vp_apm *vp_apm_create(const vp_apm_settings *s, char *err, size_t n) {
     if (err && n) err[0] = 0;
     char scratch[8];
     if (!err || n == 0) { err = scratch; n = sizeof scratch; }
+    // The library is loaded on first use (dlopen): not installed → an error, not a crash.
+    if (vp_apm_load(err, n) != 0) return nullptr;
     vp_apm *a = new (std::nothrow) vp_apm();
     if (!a) { snprintf(err, n, "out of memory"); return nullptr; }
     if (!configure(a, s, err, n)) { vp_apm_destroy(a); return nullptr; }

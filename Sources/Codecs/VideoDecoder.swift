@@ -95,6 +95,11 @@ public final class AVCodecH264Decoder: VideoDecoder {
     public static let maxPixels = 1920 * 1088
 
     public init() throws(CodecError) {
+        // libavcodec is loaded now (dlopen), not at start: only a device with a screen decodes.
+        var err = [CChar](repeating: 0, count: 400)
+        guard cavc_load(&err, err.count) == 0 else {
+            throw CodecError(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
         av_log_set_level(AV_LOG_QUIET)
         guard let codec = avcodec_find_decoder(AV_CODEC_ID_H264) else { throw CodecError("libavcodec: no H.264 decoder in this build") }
         guard let p = av_packet_alloc(), let f = av_frame_alloc() else { throw CodecError("libavcodec: out of memory") }

@@ -12,6 +12,7 @@ public struct SoundError: Error, CustomStringConvertible {
     init(_ device: String, _ what: String, _ code: Int32) {
         description = "sound device \(device): \(what): \(String(cString: snd_strerror(code)))"
     }
+    init(_ device: String, library: LibraryError) { description = "sound device \(device): \(library)" }
 }
 
 /// 20 ms at 48 kHz: one Opus frame per period, so a capture period is exactly one packet.
@@ -20,6 +21,7 @@ let periodFrames = 960
 /// Opens a PCM for 48 kHz mono S16 with 20 ms periods and a short ring (`periods` deep):
 /// latency is the product, so the ring is only as deep as xrun safety needs.
 private func openPCM(_ device: String, capture: Bool, periods: Int) throws(SoundError) -> OpaquePointer {
+    do { try BoardLibrary.alsa.load() } catch { throw SoundError(device, library: error) }
     var pcm: OpaquePointer? = nil
     var r = snd_pcm_open(&pcm, device, capture ? SND_PCM_STREAM_CAPTURE : SND_PCM_STREAM_PLAYBACK, 0)
     guard r >= 0, let pcm else { throw SoundError(device, "cannot open", r) }

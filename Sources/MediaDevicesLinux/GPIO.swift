@@ -27,6 +27,7 @@ public struct GPIOError: Error, CustomStringConvertible {
         let reason = e == EBUSY ? "in use by another program" : e == ENOENT ? "no such chip or line" : String(cString: strerror(e))
         description = "GPIO \(line): \(what): \(reason)"
     }
+    init(_ line: GPIOLineAddress, library: LibraryError) { description = "GPIO \(line): \(library)" }
 }
 
 /// Pull resistor on an input line.
@@ -47,11 +48,12 @@ public var gpioAPI: String { String(cString: vp_gpio_api()) }
 
 /// A requested input line with edge events: its descriptor goes into a `poll` loop.
 public final class GPIOInput: @unchecked Sendable {
-    private let line: UnsafeMutablePointer<vp_gpio_line>
+    private let line: OpaquePointer
     public let address: GPIOLineAddress
 
     public init(_ address: GPIOLineAddress, consumer: String, bias: GPIOBias = .asIs) throws(GPIOError) {
         self.address = address
+        do { try BoardLibrary.gpiod.load() } catch { throw GPIOError(address, library: error) }
         errno = 0
         guard let l = vp_gpio_request_input(address.chip, Int32(address.offset ?? 0), address.name, consumer, bias.raw) else {
             throw GPIOError(address, "cannot watch", errno: errno)
@@ -84,11 +86,12 @@ public final class GPIOInput: @unchecked Sendable {
 
 /// A requested output line (an LED).
 public final class GPIOOutput: @unchecked Sendable {
-    private let line: UnsafeMutablePointer<vp_gpio_line>
+    private let line: OpaquePointer
     public let address: GPIOLineAddress
 
     public init(_ address: GPIOLineAddress, consumer: String, initial: Bool = false) throws(GPIOError) {
         self.address = address
+        do { try BoardLibrary.gpiod.load() } catch { throw GPIOError(address, library: error) }
         errno = 0
         guard let l = vp_gpio_request_output(address.chip, Int32(address.offset ?? 0), address.name, consumer, initial ? 1 : 0) else {
             throw GPIOError(address, "cannot drive", errno: errno)

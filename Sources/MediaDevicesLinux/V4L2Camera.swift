@@ -25,6 +25,7 @@ final class V4L2Stream {
     static let ringSize: UInt32 = 3
 
     init(path: String, width: Int, height: Int, fps: Int) throws(CameraError) {
+        do { try BoardLibrary.v4l2.load() } catch { throw CameraError(path, "cannot open", reason: error.description) }
         let fd = cv4l2_open(path)
         guard fd >= 0 else { throw CameraError(path, "cannot open") }
         var fmt = v4l2_format()

@@ -15,6 +15,13 @@ extension GPIOConfig {
     }
 }
 
+/// Loads libgpiod (dlopen) before `request`: when it will not load, the error names the
+/// config key that needs it and the library.
+func gpioLibrary<Line>(for key: String, _ request: () throws(GPIOError) -> Line) throws -> Line {
+    do { try BoardLibrary.gpiod.load() } catch { throw BoardLibraryMissing(description: "\(key) needs \(error)") }
+    return try request()
+}
+
 /// The call LED on a GPIO line: a thread plays the pattern's on/off timing. A line that
 /// cannot be requested (missing, or held by another program) is logged once and retried
 /// every few seconds; the pattern is remembered meanwhile, for status.
@@ -52,13 +59,15 @@ public final class GPIOCallLED: CallLED, @unchecked Sendable {
         while loop.isRunning {
             if line == nil {
                 do {
-                    line = try GPIOOutput(address, consumer: "videophoned call LED", initial: activeLow)
+                    line = try gpioLibrary(for: "gpio.call_led") { () throws(GPIOError) in
+                        try GPIOOutput(address, consumer: "videophoned call LED", initial: activeLow)
+                    }
                     logger.info("call LED ready", metadata: ["line": "\(line!.resolved)", "api": "\(gpioAPI)"])
                     lastFailure = nil
                 } catch {
-                    if lastFailure != error.description {
+                    if lastFailure != "\(error)" {
                         logger.error("call LED unavailable; retrying", metadata: ["device": "\(address)", "REASON": "\(error)"])
-                        lastFailure = error.description
+                        lastFailure = "\(error)"
                     }
                     waker.wait(.seconds(5))
                     continue
@@ -116,11 +125,13 @@ public final class CallButtonWatcher: @unchecked Sendable {
         while loop.isRunning {
             let line: GPIOInput
             do {
-                line = try GPIOInput(address, consumer: "videophoned call button", bias: bias)
+                line = try gpioLibrary(for: "gpio.button") { () throws(GPIOError) in
+                    try GPIOInput(address, consumer: "videophoned call button", bias: bias)
+                }
             } catch {
-                if lastFailure != error.description {
+                if lastFailure != "\(error)" {
                     logger.error("call button unavailable; retrying", metadata: ["device": "\(address)", "REASON": "\(error)"])
-                    lastFailure = error.description
+                    lastFailure = "\(error)"
                     onAvailability(false)
                 }
                 waker.wait(.seconds(5))

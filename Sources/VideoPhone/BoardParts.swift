@@ -27,6 +27,11 @@ public enum DeviceFault: String, Comparable, Sendable, CaseIterable {
     public static func < (a: DeviceFault, b: DeviceFault) -> Bool { a.rank < b.rank }
 }
 
+/// A board library the config needs would not load (the key, the soname, the package, why).
+struct BoardLibraryMissing: Error, CustomStringConvertible {
+    let description: String
+}
+
 /// The board's camera, microphone, speaker and encoder as the config names them: opened
 /// for each call, checked at start, probed while idle when they fail, and the faults they
 /// cause (which the LED shows). No call state lives here.
@@ -94,21 +99,30 @@ final class BoardParts: @unchecked Sendable {
         }
     }
 
+    /// A board library the config needs, loaded (dlopen) on first use; when it will not load,
+    /// the error names the config key that needs it and the library (soname and package).
+    private func require(_ library: BoardLibrary, for key: String) throws(BoardLibraryMissing) {
+        do { try library.load() } catch { throw BoardLibraryMissing(description: "\(key) needs \(error)") }
+    }
+
     func openCamera(_ c: DeviceConfig, quietly: Bool = false) -> V4L2Camera? {
         open(.camera, c.videoDevice, unavailable: "camera unavailable; calls carry audio only", quietly: quietly) {
-            try V4L2Camera(device: c.videoDevice, width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)
+            try require(.v4l2, for: "video.source = \"v4l2\"")
+            return try V4L2Camera(device: c.videoDevice, width: c.videoWidth, height: c.videoHeight, fps: c.videoFPS)
         }
     }
 
     func openMicrophone(_ c: DeviceConfig, quietly: Bool = false) -> ALSACapture? {
         open(.microphone, c.audioCaptureDevice, unavailable: "microphone unavailable; calls go on without it", quietly: quietly) {
-            try ALSACapture(device: c.audioCaptureDevice)
+            try require(.alsa, for: "audio.source = \"alsa\"")
+            return try ALSACapture(device: c.audioCaptureDevice)
         }
     }
 
     func openSpeaker(_ c: DeviceConfig, quietly: Bool = false) -> ALSAPlayback? {
         open(.speaker, c.audioPlaybackDevice, unavailable: "speaker unavailable; received audio is decoded but not played", quietly: quietly) {
-            try ALSAPlayback(device: c.audioPlaybackDevice)
+            try require(.alsa, for: "audio.sink = \"alsa\"")
+            return try ALSAPlayback(device: c.audioPlaybackDevice)
         }
     }
 
@@ -237,8 +251,13 @@ final class BoardParts: @unchecked Sendable {
                                                                 "noise_suppression": "\(settings.noiseSuppression)", "gain_control": "\(settings.gainControl)"])
                 return a
             } catch {
-                logger.error("microphone processing unavailable; calls send the microphone unprocessed", metadata: ["REASON": "\(error)"])
-                p = (settings, nil, "\(error)")
+                // The keys that ask for the stage, with the library's reason (a library that
+                // will not load names its soname and package).
+                let keys = [("audio.echo_cancellation", settings.echoCancellation), ("audio.noise_suppression", settings.noiseSuppression),
+                            ("audio.gain_control", settings.gainControl)].filter { $0.1 }.map(\.0).joined(separator: ", ")
+                let fault = "\(keys) need \(error)"
+                logger.error("microphone processing unavailable; calls send the microphone unprocessed", metadata: ["REASON": "\(fault)"])
+                p = (settings, nil, fault)
                 return nil
             }
         }

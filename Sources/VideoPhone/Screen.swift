@@ -217,7 +217,13 @@ extension ScreenService {
     /// (`v4l2`, or `auto` when one is found), else libavcodec. `auto` falls back to
     /// libavcodec when the hardware one does not open.
     static func makeDecoder(_ c: DeviceConfig, logger: Logger) throws -> any VideoDecoder {
-        if c.videoDecoder == "libavcodec" { return try AVCodecH264Decoder() }
+        // libavcodec is loaded (dlopen) with the first software decoder: name the key that needs it.
+        func software() throws -> any VideoDecoder {
+            do { return try AVCodecH264Decoder() } catch {
+                throw CodecError("display.output = \"\(c.displayOutput)\" (video.decoder = \"\(c.videoDecoder)\") needs \(error)")
+            }
+        }
+        if c.videoDecoder == "libavcodec" { return try software() }
         let path = c.videoDecoderDevice ?? V4L2M2MDecoder.find()?.path
         if let path {
             do { return try V4L2M2MDecoder(path: path) } catch {
@@ -227,7 +233,7 @@ extension ScreenService {
         } else if c.videoDecoder == "v4l2" {
             throw CodecError("video.decoder = \"v4l2\" and no V4L2 H.264 decoder found")
         }
-        return try AVCodecH264Decoder()
+        return try software()
     }
 
     /// The screen `[display]` asks for: nil for `none`, or when the DRM device cannot be

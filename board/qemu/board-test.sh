@@ -65,9 +65,13 @@ if [ ! -e "$GPIOD2/lib/chip.c" ]; then
     tar -xzf "$tmp"/gpiod-2.5.0.tar.gz -C "$(dirname "$GPIOD2")"
     rm -rf "$tmp"
 fi
-gcc -O2 -Wall -o "$SHARE/gpio-shim-test-v1" "$ROOT/board/qemu/gpio-shim-test.c" -lgpiod
-gcc -O2 -Wall -D_GNU_SOURCE -DGPIOD_API_VERSION_STR="\"$(cat "$GPIOD2/libgpiod-version.txt")\"" \
-    -I"$GPIOD2/include" -I"$GPIOD2/lib" -o "$SHARE/gpio-shim-test-v2" "$ROOT/board/qemu/gpio-shim-test.c" "$GPIOD2"/lib/*.c
+# The shim loads libgpiod with dlopen, as the daemon does: v1 finds Debian's libgpiod.so.2
+# (the package depends on it); v2 the 2.x library built here, named by VIDEOPHONE_DLOPEN_GPIOD.
+SHIM="$ROOT/board/qemu/gpio-shim-test.c $ROOT/Sources/CGPIOD/gpiod.c $ROOT/Sources/CLoader/loader.c -I$ROOT/Sources/CLoader/include -I$ROOT/Sources/CGPIOD/include"
+gcc -O2 -Wall -o "$SHARE/gpio-shim-test-v1" $SHIM
+gcc -O2 -Wall -shared -fPIC -D_GNU_SOURCE -DGPIOD_API_VERSION_STR="\"$(cat "$GPIOD2/libgpiod-version.txt")\"" \
+    -I"$GPIOD2/include" -I"$GPIOD2/lib" -Wl,-soname,libgpiod.so.3 -o "$SHARE/libgpiod.so.3" "$GPIOD2"/lib/*.c
+gcc -O2 -Wall -I"$GPIOD2/include" -o "$SHARE/gpio-shim-test-v2" $SHIM
 fi
 
 ip netns add "$NS"

@@ -1,16 +1,22 @@
 /*
- * Exercises Sources/CGPIOD/shim.h, the one place where libgpiod 1.x and 2.x differ, on a
- * real GPIO chip (gpio-sim on the emulated board). board-test.sh builds it twice: against
- * Debian 12's libgpiod 1.6 and against libgpiod 2.x (its sources from PyPI's gpiod sdist,
- * compiled in), and scenarios/board-call.sh runs both the way GPIO.swift uses the shim:
+ * Exercises Sources/CGPIOD/gpiod.c, the one place where libgpiod 1.x and 2.x differ, on a
+ * real GPIO chip (gpio-sim on the emulated board), with the library loaded by dlopen as the
+ * daemon loads it (Sources/CLoader). board-test.sh builds it twice: against Debian 12's
+ * libgpiod 1.6 headers (libgpiod.so.2 from the package) and against libgpiod 2.x (its
+ * sources from PyPI's gpiod sdist, built into a libgpiod.so.3 that VIDEOPHONE_DLOPEN_GPIOD
+ * names), and scenarios/board-call.sh runs both the way GPIO.swift uses the shim:
  *
  *   gpio-shim-test SIM_LINES_DIR BUTTON_NAME LED_NAME
  *
  * SIM_LINES_DIR is gpio-sim's sysfs directory (sim_gpioN/pull drives an input, value
  * reads an output). Prints one line per check; exits non-zero if any failed.
  */
-#include "../../Sources/CGPIOD/shim.h"
+#include "../../Sources/CGPIOD/include/shim.h"
+#include <errno.h>
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static const char *dir;
@@ -48,6 +54,11 @@ static int wait_edge(vp_gpio_line *l, int *rising) {
 int main(int argc, char **argv) {
     if (argc != 4) { fprintf(stderr, "usage: %s SIM_LINES_DIR BUTTON LED\n", argv[0]); return 2; }
     dir = argv[1];
+    char err[400] = "";
+    int loaded = cgpiod_load(err, sizeof err) == 0;
+    if (!loaded) printf("%s\n", err);
+    expect(loaded, cgpiod_soname());
+    if (!loaded) return 1;
     /* Button: by name, pull-up as GPIO.swift asks; pressing pulls it down. */
     sim_write(0, "pull", "pull-up");
     vp_gpio_line *button = vp_gpio_request_input(NULL, 0, argv[2], "shim-test", VP_GPIO_BIAS_PULL_UP);

@@ -42,6 +42,12 @@ typedef struct {
     int echo_present;
 } vp_apm_stats;
 
+/* Loads the library (dlopen, apm_load.c); vp_apm_create() does it too. 0, or -1 with the
+ * soname, its package and the reason in err. */
+int vp_apm_load(char *err, size_t err_len);
+/* The soname loaded (or the VIDEOPHONE_DLOPEN_APM override). */
+const char *vp_apm_soname(void);
+
 /* "webrtc-audio-processing 0.3" or "webrtc-audio-processing 1.x". */
 const char *vp_apm_library(void);
 

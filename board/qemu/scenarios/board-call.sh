@@ -79,10 +79,10 @@ SIMCHIP=$(cat $SIM/bank0/chip_name)
 LINES=/sys/devices/platform/$SIMDEV/$SIMCHIP
 button() { echo "$1" > $LINES/sim_gpio0/pull; }   # pull-down: pressed (active low)
 led() { cat $LINES/sim_gpio1/value; }
-for v in v1 v2; do
-    $H/gpio-shim-test-$v $LINES call-button call-led
-    check gpio-shim-$v $? "Sources/CGPIOD/shim.h on gpio-sim ($v)"
-done
+VIDEOPHONE_DLOPEN_GPIOD= $H/gpio-shim-test-v1 $LINES call-button call-led
+check gpio-shim-v1 $? "Sources/CGPIOD/gpiod.c on gpio-sim (v1, Debian's libgpiod.so.2)"
+VIDEOPHONE_DLOPEN_GPIOD=$H/libgpiod.so.3 $H/gpio-shim-test-v2 $LINES call-button call-led
+check gpio-shim-v2 $? "Sources/CGPIOD/gpiod.c on gpio-sim (v2, libgpiod 2.5 built by board-test.sh)"
 button pull-up
 mkdir -p /etc/videophone
 cat > /etc/videophone/videophone.toml <<'CONF'

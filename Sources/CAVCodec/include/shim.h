@@ -7,6 +7,12 @@
 #include <libavutil/log.h>
 #include <libavutil/error.h>
 
+/* libavcodec (with libavutil and the rest of FFmpeg's tree) is loaded when a decoder is made
+ * (avcodec.c): 0, or -1 with the reason in err. */
+int cavc_load(char *err, size_t err_len);
+/* The soname loaded (libavcodec.so.N of these headers, or VIDEOPHONE_DLOPEN_AVCODEC). */
+const char *cavc_soname(void);
+
 /* AVERROR(EAGAIN) and AVERROR_EOF are macros Swift cannot import. */
 static inline int cavc_error_eagain(void) { return AVERROR(EAGAIN); }
 static inline int cavc_error_eof(void) { return AVERROR_EOF; }

@@ -1,5 +1,6 @@
 #ifndef CV4L2_SHIM_H
 #define CV4L2_SHIM_H
+#include <stddef.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <linux/videodev2.h>
@@ -7,9 +8,15 @@
 #include <libv4lconvert.h>
 #include <sys/mman.h>
 
-/* v4l2_open and v4l2_ioctl are variadic; the ioctl numbers are macros. */
-static inline int cv4l2_open(const char *path) { return v4l2_open(path, O_RDWR | O_NONBLOCK, 0); }
-static inline int cv4l2_ioctl(int fd, unsigned long request, void *arg) { return v4l2_ioctl(fd, request, arg); }
+/* libv4l2 (with libv4lconvert and libjpeg) is loaded when a V4L2 camera is opened
+ * (v4l2.c): 0, or -1 with the reason in err. The mem2mem codecs use plain ioctl only. */
+int cv4l2_load(char *err, size_t err_len);
+/* The soname loaded (libv4l2.so.0, or the VIDEOPHONE_DLOPEN_V4L2 override). */
+const char *cv4l2_soname(void);
+
+/* v4l2_open and v4l2_ioctl are variadic (defined in v4l2.c); the ioctl numbers are macros. */
+int cv4l2_open(const char *path);
+int cv4l2_ioctl(int fd, unsigned long request, void *arg);
 static const unsigned long CV4L2_VIDIOC_QUERYCAP = VIDIOC_QUERYCAP;
 static const unsigned long CV4L2_VIDIOC_S_FMT = VIDIOC_S_FMT;
 static const unsigned long CV4L2_VIDIOC_G_FMT = VIDIOC_G_FMT;
@@ -30,10 +37,8 @@ static const unsigned int CV4L2_CAP_DEVICE_CAPS = V4L2_CAP_DEVICE_CAPS;
 static const unsigned int CV4L2_BUF_FLAG_TIMESTAMP_MASK = V4L2_BUF_FLAG_TIMESTAMP_MASK;
 static const unsigned int CV4L2_BUF_FLAG_TIMESTAMP_MONOTONIC = V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC;
 static const unsigned int CV4L2_BUF_FLAG_KEYFRAME = V4L2_BUF_FLAG_KEYFRAME;
-static inline void *cv4l2_mmap(int fd, size_t length, long offset) {
-    void *p = v4l2_mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
-    return p == MAP_FAILED ? NULL : p;
-}
+/* NULL on failure. */
+void *cv4l2_mmap(int fd, size_t length, long offset);
 /* Plain ioctl (no libv4l2) for mem2mem encoders, which need no format conversion. */
 static inline int cv4l2_raw_ioctl(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }
 static inline int cv4l2_set_ctrl(int fd, unsigned int id, int value) {
