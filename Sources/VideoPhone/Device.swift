@@ -231,21 +231,28 @@ public final class Device: @unchecked Sendable {
     }
 
     /// The call whose set-up pages were given back, and when call control first saw it.
-    private var pagesCall: (id: String, seen: Instant, trimmed: Bool)?
+    private var pagesCall: (id: String, seen: Instant, trims: Int)?
+
+    /// When, after a call starts, set-up pages are given back besides at its start: while
+    /// it is being set up (the handshake's code and the encoder's buffers together are the
+    /// call's peak), then once it has settled.
+    static let trimAfter: [Duration] = [.milliseconds(250), .milliseconds(750), .seconds(2), .seconds(5)]
 
     /// Setting a call up (signalling, ICE, the DTLS handshake, opening the encoder) faults in
-    /// code the call does not run again; so does ending it. Five seconds into a call and once
-    /// it has ended, read-only file pages that are still the file's are given back (see
-    /// `clinux_trim_file_mappings`); what the call runs comes back as minor faults.
+    /// code the call does not run again; so does ending it. When a call starts, at
+    /// ``trimAfter`` and once it has ended, read-only file pages that are still the file's
+    /// are given back (see `clinux_trim_file_mappings`); what the call runs comes back as
+    /// minor faults.
     private func givePagesBack() {
         let id = lock.withLock { call?.id }
         let now = Instant.now()
         if let id {
             if pagesCall?.id != id {
-                pagesCall = (id, now, false)
-            } else if let p = pagesCall, !p.trimmed, now - p.seen >= .seconds(5) {
+                pagesCall = (id, now, 0)
                 _ = clinux_trim_file_mappings()
-                pagesCall?.trimmed = true
+            } else if let p = pagesCall, p.trims < Device.trimAfter.count, now - p.seen >= Device.trimAfter[p.trims] {
+                _ = clinux_trim_file_mappings()
+                pagesCall?.trims += 1
             }
         } else if pagesCall != nil {
             pagesCall = nil
