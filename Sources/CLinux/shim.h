@@ -7,6 +7,10 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 
+/* Gives the heap's free pages back to the kernel (malloc_trim: the top of each arena and
+ * whole free pages inside it). Returns 1 when memory was released. */
+static inline int clinux_malloc_trim(void) { return malloc_trim(0); }
+
 /* Caps glibc's malloc arenas (M_ARENA_MAX): returns 1 on success. */
 static inline int clinux_limit_malloc_arenas(int n) { return mallopt(M_ARENA_MAX, n); }
 

@@ -98,7 +98,10 @@ public final class Device: @unchecked Sendable {
     let dtls: DTLSContext
     let lock = Lock()
     private var machine: CallStateMachine
-    private var call: ActiveCall?
+    private var call: ActiveCall? { didSet { if call != nil, call !== oldValue { callsStarted += 1 } } }
+    /// Calls begun since start (under `lock`): a call that starts and ends between two
+    /// call-control ticks still gets its pages given back.
+    private var callsStarted = 0
     private var lastCall: CallSummary?
     /// Lights the call LED; the simulated board keeps the pattern for status.
     public let leds: any CallLED
@@ -232,6 +235,7 @@ public final class Device: @unchecked Sendable {
 
     /// The call whose set-up pages were given back, and when call control first saw it.
     private var pagesCall: (id: String, seen: Instant, trims: Int)?
+    private var pagesCallsStarted = 0
 
     /// When, after a call starts, set-up pages are given back besides at its start: while
     /// it is being set up (the handshake's code and the encoder's buffers together are the
@@ -242,11 +246,14 @@ public final class Device: @unchecked Sendable {
     /// code the call does not run again; so does ending it. When a call starts, at
     /// ``trimAfter`` and once it has ended, read-only file pages that are still the file's
     /// are given back (see `clinux_trim_file_mappings`); what the call runs comes back as
-    /// minor faults.
+    /// minor faults. When it has ended, the heap's free pages go back as well
+    /// (``trimAfterEnd``).
     private func givePagesBack() {
-        let id = lock.withLock { call?.id }
+        let (id, started) = lock.withLock { (call?.id, callsStarted) }
         let now = Instant.now()
+        defer { pagesCallsStarted = started }
         if let id {
+            pagesEnded = nil
             if pagesCall?.id != id {
                 pagesCall = (id, now, 0)
                 _ = clinux_trim_file_mappings()
@@ -254,11 +261,30 @@ public final class Device: @unchecked Sendable {
                 _ = clinux_trim_file_mappings()
                 pagesCall?.trims += 1
             }
-        } else if pagesCall != nil {
+        } else if pagesCall != nil || started != pagesCallsStarted {
+            // A call ended (or came and went between two ticks): its code pages and its
+            // heap go back now, and again once its threads have finished tearing down.
             pagesCall = nil
-            _ = clinux_trim_file_mappings()
+            pagesEnded = (now, 0)
+            giveBackAfterCall()
+        } else if let e = pagesEnded, e.trims < Device.trimAfterEnd.count, now - e.at >= Device.trimAfterEnd[e.trims] {
+            pagesEnded?.trims += 1
+            giveBackAfterCall()
         }
     }
+
+    /// After a call: read-only file pages that are still the file's, and the heap's free
+    /// pages (packets, reassembly slots, the encoder's buffers), so a device idles at the
+    /// same footprint after every call.
+    private func giveBackAfterCall() {
+        _ = clinux_trim_file_mappings()
+        _ = clinux_malloc_trim()
+    }
+
+    /// When, after a call ended, its pages are given back again: its media threads and
+    /// encoder are torn down after call control has moved on.
+    static let trimAfterEnd: [Duration] = [.milliseconds(500), .seconds(2)]
+    private var pagesEnded: (at: Instant, trims: Int)?
 
     /// Ring and answer timeouts, metrics and idle probes: every 250 ms on call control.
     private func scheduleTick() {

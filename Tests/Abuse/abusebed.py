@@ -281,15 +281,24 @@ def hang_up(a, b, timeout=5):
     return wait(lambda: a.state() == "idle" and b.state() == "idle", timeout, interval=0.02)
 
 
-def settled_footprint(dev, pause=1.0, samples=3):
-    """The footprint once short-lived threads have gone: after `pause`, the median of a few
-    samples."""
+def settled_footprint(dev, pause=3.0, samples=3, limit=8.0):
+    """The footprint once the daemon has settled: after `pause` (a call's media threads
+    are torn down after its state reads idle, and the daemon gives the call's pages back
+    up to 2 s after it ended), samples 0.2 s apart until `samples` in a row agree on
+    anonymous memory within 64 kB, at most `limit` seconds; the median of the last
+    `samples`."""
     time.sleep(pause)
     fs = []
-    for _ in range(samples):
+    deadline = time.time() + limit
+    while True:
         fs.append(dev.footprint())
+        last = fs[-samples:]
+        if len(last) == samples and max(f["anon_kb"] for f in last) - min(f["anon_kb"] for f in last) <= 64:
+            break
+        if time.time() > deadline:
+            break
         time.sleep(0.2)
-    return {k: int(statistics.median(f[k] for f in fs)) for k in fs[0]}
+    return {k: int(statistics.median(f[k] for f in fs[-samples:])) for k in fs[0]}
 
 
 def describe(fp):
