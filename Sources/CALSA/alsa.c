@@ -29,12 +29,7 @@
     F(int, snd_pcm_sw_params_set_start_threshold, (snd_pcm_t *pcm, snd_pcm_sw_params_t *params, snd_pcm_uframes_t val), (pcm, params, val)) \
     F(const char *, snd_strerror, (int errnum), (errnum))
 
-enum { ALSA_FUNCTIONS(VP_LIB_INDEX, VP_LIB_INDEX) alsa_count };
-static const char *const alsa_names[] = { ALSA_FUNCTIONS(VP_LIB_NAME, VP_LIB_NAME) };
-static void *alsa_slots[alsa_count];
-static const char alsa_soname[] = VP_DLOPEN_SONAME "libasound.so.2";
-static vp_library alsa = { .tag = "ASOUND", .soname = VP_SONAME_FROM(alsa_soname), .package = "libasound2, libasound2t64 on Debian 13",
-                           .names = alsa_names, .slots = alsa_slots, .count = alsa_count };
+VP_LIBRARY(alsa, "ASOUND", "libasound.so.2", "libasound2, libasound2t64 on Debian 13", ALSA_FUNCTIONS)
 
 #define ALSA_F(...) VP_LIB_TRAMPOLINE(alsa, __VA_ARGS__)
 #define ALSA_V(...) VP_LIB_TRAMPOLINE_VOID(alsa, __VA_ARGS__)

@@ -25,13 +25,8 @@
     F(int, avcodec_receive_frame, (AVCodecContext *avctx, AVFrame *frame), (avctx, frame)) \
     F(int, avcodec_send_packet, (AVCodecContext *avctx, const AVPacket *avpkt), (avctx, avpkt))
 
-enum { AVCODEC_FUNCTIONS(VP_LIB_INDEX, VP_LIB_INDEX) avcodec_count };
-static const char *const avcodec_names[] = { AVCODEC_FUNCTIONS(VP_LIB_NAME, VP_LIB_NAME) };
-static void *avcodec_slots[avcodec_count];
-static const char avcodec_soname[] = VP_DLOPEN_SONAME "libavcodec.so." VP_STR(LIBAVCODEC_VERSION_MAJOR);
-static vp_library avcodec = { .tag = "AVCODEC", .soname = VP_SONAME_FROM(avcodec_soname),
-                              .package = "libavcodec" VP_STR(LIBAVCODEC_VERSION_MAJOR),
-                              .names = avcodec_names, .slots = avcodec_slots, .count = avcodec_count };
+VP_LIBRARY(avcodec, "AVCODEC", "libavcodec.so." VP_STR(LIBAVCODEC_VERSION_MAJOR),
+           "libavcodec" VP_STR(LIBAVCODEC_VERSION_MAJOR), AVCODEC_FUNCTIONS)
 
 #define AVCODEC_F(...) VP_LIB_TRAMPOLINE(avcodec, __VA_ARGS__)
 #define AVCODEC_V(...) VP_LIB_TRAMPOLINE_VOID(avcodec, __VA_ARGS__)

@@ -58,11 +58,20 @@ static inline void *vp_library_slot(vp_library *lib, size_t index, const char *s
 /* Declares a library from an X-macro list of its functions:
  *   #define ALSA_FUNCTIONS(F, V) F(int, snd_pcm_open, (...params...), (...args...)) V(void, ...)
  *   VP_LIBRARY(alsa, "ASOUND", "libasound.so.2", "libasound2", ALSA_FUNCTIONS)
- * F: returns a value; V: returns void. Defines `static vp_library alsa` and one hidden
+ * F: returns a value; V: returns void. Defines `static vp_library alsa`; then
+ * FUNCTIONS(VP_LIB_TRAMPOLINE..., VP_LIB_TRAMPOLINE_VOID...) gives one hidden
  * trampoline per function (hidden: the executable exports its symbols, and the library
  * must keep calling its own functions, not these). */
 #define VP_LIB_INDEX(ret, name, params, args) vp_slot_##name,
 #define VP_LIB_NAME(ret, name, params, args) #name,
+/* The library's slot table and descriptor; SONAME may be a concatenation of literals. */
+#define VP_LIBRARY(lib, TAG, SONAME, PACKAGE, FUNCTIONS) \
+    enum { FUNCTIONS(VP_LIB_INDEX, VP_LIB_INDEX) lib##_count }; \
+    static const char *const lib##_names[] = { FUNCTIONS(VP_LIB_NAME, VP_LIB_NAME) }; \
+    static void *lib##_slots[lib##_count]; \
+    static const char lib##_soname[] = VP_DLOPEN_SONAME SONAME; \
+    static vp_library lib = { .tag = TAG, .soname = VP_SONAME_FROM(lib##_soname), .package = PACKAGE, \
+                              .names = lib##_names, .slots = lib##_slots, .count = lib##_count };
 #define VP_LIB_TRAMPOLINE(lib, ret, name, params, args) \
     __attribute__((visibility("hidden"))) ret name params { \
         return ((__typeof__(&name))vp_library_slot(&lib, vp_slot_##name, #name)) args; \
