@@ -120,7 +120,7 @@ final class V4L2Stream {
         var time: Instant? = nil
         if b.flags & CV4L2_BUF_FLAG_TIMESTAMP_MASK == CV4L2_BUF_FLAG_TIMESTAMP_MONOTONIC, b.timestamp.tv_sec > 0 {
             // The driver's capture moment, on the clock Instant uses.
-            time = Instant(nanoseconds: UInt64(b.timestamp.tv_sec) * 1_000_000_000 + UInt64(b.timestamp.tv_usec) * 1000)
+            time = Instant(nanoseconds: UInt64(clamping: b.timestamp.tv_sec) &* 1_000_000_000 &+ UInt64(clamping: b.timestamp.tv_usec) &* 1000)
         }
         return .frame(index: b.index, bytes: Int(b.bytesused), time: time)
     }
@@ -217,7 +217,9 @@ public final class V4L2Camera: VideoSource, @unchecked Sendable {
                     // The same moment on the wall clock, for abs-capture-time.
                     let now = Instant.now()
                     let captured = time.map { min($0, now) } ?? now
-                    let ageNTP = UInt64((now - captured).nanosecondsInt) * (1 << 32) / 1_000_000_000
+                    // A driver's timestamp may be seconds old (a buffer queued before a
+                    // stall, a camera that came back): no overflow, whatever the age.
+                    let ageNTP = NTPTime.span(nanoseconds: (now - captured).nanosecondsInt)
                     onFrame(VideoFrame(width: s.width, height: s.height,
                                        buffer: UnsafeRawBufferPointer(start: s.buffer(index), count: size),
                                        captureTime: captured, captureNTP: NTPTime.now() &- ageNTP))

@@ -55,6 +55,14 @@ public enum NTPTime {
         ((seconds + unixEpochOffset) << 32) | ((nanoseconds << 32) / 1_000_000_000)
     }
 
+    /// A span of time in NTP's 32.32 fixed point, for arithmetic on timestamps. Never
+    /// overflows: a negative span is 0, and a span of more than 2³² s is cut there.
+    public static func span(nanoseconds: Int64) -> UInt64 {
+        let ns = UInt64(max(0, nanoseconds))
+        let seconds = min(ns / 1_000_000_000, 0xFFFF_FFFF)
+        return seconds << 32 | ((ns % 1_000_000_000) << 32) / 1_000_000_000
+    }
+
     /// Converts an NTP timestamp to nanoseconds since the Unix epoch.
     public static func toUnixNanoseconds(_ ntp: UInt64) -> Int64 {
         let secs = Int64(ntp >> 32) - Int64(unixEpochOffset)
