@@ -125,7 +125,7 @@ let package = Package(
             "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "VideoPhone", "MediaDevices", "SignedSignalling", "Codecs", "Display",
         ]),
         .executableTarget(name: "videophone-bench", dependencies: [
-            "VideoPhone", "Codecs", "Display", "MediaDevices", "RTP", "SRTP", "AudioProcessing",
+            "VideoPhone", "Codecs", "Display", "MediaDevices", "MediaDevicesLinux", "RTP", "SRTP", "AudioProcessing",
             .product(name: "Logging", package: "swift-log"),
         ]),
 

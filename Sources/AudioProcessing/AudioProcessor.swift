@@ -81,6 +81,13 @@ public struct AudioProcessingFigures: Sendable {
     public var clippedFrames: UInt64 = 0
     /// Frames the library refused (it then passed the microphone through).
     public var errors: UInt64 = 0
+    /// What went into the stage and what came out of it (what the call sends), as W3C's
+    /// `totalAudioEnergy`: Σ (mean square level, full scale 1) × seconds; and the seconds
+    /// processed. Two readings give the stage's reduction over any stretch of time, the
+    /// echo return loss enhancement as the far end hears it.
+    public var microphoneEnergy = 0.0
+    public var processedEnergy = 0.0
+    public var totalSamplesDuration = 0.0
 
     public init(library: String) { self.library = library }
 }
@@ -239,6 +246,7 @@ public final class AudioProcessor: @unchecked Sendable {
         let start = Instant.now()
         var clipped = 0
         for s in work where s == .max || s == .min { clipped += 1 }
+        let inputEnergy = Self.energy(work)
 
         // The far-end reference for this frame.
         var haveReference = false
@@ -281,6 +289,7 @@ public final class AudioProcessor: @unchecked Sendable {
             }
         }
 
+        let outputEnergy = Self.energy(work)
         frameCounter += 1
         var stats = vp_apm_stats()
         let refresh = frameCounter % 50 == 1
@@ -303,6 +312,9 @@ public final class AudioProcessor: @unchecked Sendable {
             if clipped > 4 { shared.clippedFrames += 1 }
             if failed { shared.errors += 1 }
             if jumped { shared.bulkDelayJumps += 1 }
+            shared.microphoneEnergy += inputEnergy
+            shared.processedEnergy += outputEnergy
+            shared.totalSamplesDuration += Self.frameSeconds
             shared.referenceShiftMs = Double(shift) / 48
             shared.bulkDelayMs = tracker.settled.map { Double($0 * BulkDelayTracker.block) / 48 }
             if refresh {
@@ -314,6 +326,15 @@ public final class AudioProcessor: @unchecked Sendable {
         }
         if logStopped { onEvent?("echo canceller: the speaker's reference stopped (speaker failed or underran); going on without it") }
         if logClipping { onEvent?("microphone is clipping; lower its capture volume (the echo canceller cannot remove clipped echo)") }
+    }
+
+    private static let frameSeconds = Double(frameSamples) / 48_000
+
+    /// One 10 ms frame's share of W3C's totalAudioEnergy: mean square level × seconds.
+    private static func energy(_ frame: UnsafeMutableBufferPointer<Int16>) -> Double {
+        var sum = 0.0
+        for s in frame { sum += Double(s) * Double(s) }
+        return sum / Double(frame.count) / (32768 * 32768) * frameSeconds
     }
 
     /// Feeds the tracker this frame's reference (as read) and microphone (unprocessed);

@@ -90,6 +90,69 @@ public struct EchoPath: Sendable {
     }
 }
 
+/// The emulated board's echo scenario (videophone-bench --echo-room): when the near-end
+/// talker speaks and when the room changes, following what the far end does (the board's
+/// peer loops speech with long silences between). I/O-free: fed one 20 ms chunk of what
+/// the speaker played at a time.
+///   - far-end burst 1: the near end is silent (far-end single talk; then silence);
+///   - burst 2: the near end talks along (double talk) and goes on for 4 s after the far
+///     end stops (near-end single talk);
+///   - burst 3: silent again; 2.5 s into it the echo path changes;
+///   - burst 4 starting: done (the scenario may end the call).
+public struct EchoRoomSchedule: Sendable {
+    /// Below this mean square level (−50 dBFS) the far end is not talking.
+    public static let loud = 1e-5
+    /// A far-end burst ends after this many quiet chunks (0.8 s: longer than a pause
+    /// between words, far shorter than the silence between bursts).
+    public static let hangover = 40
+    /// Chunks the near end talks on after the far end's second burst ends (4 s).
+    public static let nearAfterBurst = 200
+    /// Chunks into the third burst when the echo path changes (2.5 s).
+    public static let changeInto = 125
+
+    /// Far-end bursts heard so far, whether the far end talks now, whether the near end
+    /// does, and whether the fourth burst began (the scenario is over).
+    public private(set) var burst = 0
+    public private(set) var farActive = false
+    public private(set) var nearOn = false
+    public private(set) var done = false
+    private var chunk = 0
+    private var quiet = 0
+    private var burstStart = 0
+    private var burstEnd: Int?
+    private var changed = false
+
+    public init() {}
+
+    /// One chunk's far-end level (mean square, full scale 1); true when the echo path is to
+    /// change now.
+    public mutating func step(farLevel: Double) -> Bool {
+        chunk += 1
+        if farLevel > Self.loud {
+            quiet = 0
+            if !farActive {
+                farActive = true
+                burst += 1
+                burstStart = chunk
+                burstEnd = nil
+                if burst >= 4 { done = true }
+            }
+        } else if farActive {
+            quiet += 1
+            if quiet >= Self.hangover {
+                farActive = false
+                burstEnd = chunk - quiet
+            }
+        }
+        nearOn = burst == 2 && (farActive || burstEnd.map { chunk - $0 < Self.nearAfterBurst } ?? false)
+        if burst == 3 && farActive && !changed && chunk - burstStart == Self.changeInto {
+            changed = true
+            return true
+        }
+        return false
+    }
+}
+
 /// 16-bit mono PCM from a WAV file (espeak-ng writes 22 050 Hz), resampled to 48 kHz
 /// (linear interpolation: enough for speech as a test signal); the first channel of a
 /// multi-channel file. nil when it is not a 16-bit PCM WAV at 8–192 kHz.

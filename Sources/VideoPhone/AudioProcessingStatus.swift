@@ -32,6 +32,10 @@ extension Device {
         j.field("bulkDelayJumps", f.bulkDelayJumps)
         j.field("referenceShiftMs", f.referenceShiftMs)
         j.field("clippedFrames", f.clippedFrames)
+        // W3C-style energies in and out of the stage: ERLE as the far end hears it.
+        j.field("microphoneEnergy", exactly: f.microphoneEnergy)
+        j.field("processedEnergy", exactly: f.processedEnergy)
+        j.field("totalSamplesDuration", f.totalSamplesDuration)
         j.endObject()
     }
 }

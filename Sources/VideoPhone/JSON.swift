@@ -45,6 +45,12 @@ public struct JSONWriter {
         }
     }
 
+    /// A figure at full precision (no rounding to thousandths): energies of quiet signals.
+    public mutating func field(_ key: String, exactly value: Double) {
+        separator()
+        out += JSONWriter.quote(key) + ":" + (value.isFinite ? String(value) : "null")
+    }
+
     public mutating func field<I: BinaryInteger>(_ key: String, _ value: I) {
         separator()
         out += JSONWriter.quote(key) + ":" + String(value)

@@ -15,6 +15,8 @@ import Glibc
 ///   videophone-bench --aec N [--aec-level low|moderate|high] [--aec-no-tracker]   (only the echo canceller's figures, N rooms;
 ///                                         --aec-no-tracker: the library alone, without the stage's bulk delay tracker)
 ///   videophone-bench --aec-check MIN_ERLE_DB   (one room, far-end single talk: exit 1 below the bound)
+///   videophone-bench --echo-room CAPTURE PLAYBACK NEAR_WAV LOG [--room-delay-ms D] [--room-attenuation-db A] [--seconds S]
+///                                         (the emulated board's acoustics: EchoRoom.swift)
 ///   videophone-bench --display S [--binary PATH]   (decode, compose, glass to glass, lip sync, callee RSS; S-second calls)
 ///
 /// `--json` also writes the headline figures for `make perf-audit` (toolchain/perf-audit.py).
@@ -28,6 +30,8 @@ var echoLevel = "moderate"
 var echoCheck: Double? = nil
 var echoTracker = true
 var displaySeconds: Int? = nil
+var echoRoom: [String]? = nil
+var roomDelayMs = 10.0, roomAttenuationDB = 6.0, roomSeconds = 120.0
 var args = Array(CommandLine.arguments.dropFirst())
 while !args.isEmpty {
     let a = args.removeFirst()
@@ -41,6 +45,10 @@ while !args.isEmpty {
     case "--aec-level": echoLevel = value()
     case "--aec-no-tracker": echoTracker = false
     case "--aec-check": echoCheck = Double(value()) ?? 25
+    case "--echo-room": echoRoom = (0..<4).map { _ in value() }
+    case "--room-delay-ms": roomDelayMs = Double(value()) ?? roomDelayMs
+    case "--room-attenuation-db": roomAttenuationDB = Double(value()) ?? roomAttenuationDB
+    case "--seconds": roomSeconds = Double(value()) ?? roomSeconds
     case "--display": displaySeconds = Int(value()) ?? 20
     case "--json": jsonPath = value()
     default: printError("unknown argument \(a)\n"); exit(2)
@@ -53,6 +61,10 @@ LoggingSystem.bootstrap { label in
     return h
 }
 let logger = Logger(label: "bench")
+if let r = echoRoom {
+    exit(runEchoRoom(capture: r[0], playback: r[1], nearPath: r[2], logPath: r[3],
+                     delayMs: roomDelayMs, attenuationDB: roomAttenuationDB, seconds: roomSeconds))
+}
 if let echoCheck { exit(runEchoCheck(minimumERLE: echoCheck) ? 0 : 1) }
 if let echoRuns { runEchoBench(runs: echoRuns, level: echoLevel, tracker: echoTracker); exit(0) }
 if let displaySeconds { signal(SIGPIPE, SIG_IGN); runDisplayBench(seconds: displaySeconds, binary: binary); exit(0) }

@@ -25,11 +25,11 @@ esac
 
 SHARE=$(mktemp -d /tmp/videophone-board.XXXXXX)
 NS=vpboard$$
-PEER_PID=""; POLL_PID=""; SCREENS_PID=""
+PEER_PID=""; TALKER_PID=""; POLL_PID=""; SCREENS_PID=""
 cleanup() {
     # Each may have ended already: under set -e a failed kill must not end the cleanup
     # before the peer and the namespace are gone.
-    for pid in "$POLL_PID" "$SCREENS_PID" "$PEER_PID"; do
+    for pid in "$POLL_PID" "$SCREENS_PID" "$PEER_PID" "$TALKER_PID"; do
         [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     done
     wait 2>/dev/null || true
@@ -72,6 +72,14 @@ gcc -O2 -Wall -o "$SHARE/gpio-shim-test-v1" $SHIM
 gcc -O2 -Wall -shared -fPIC -D_GNU_SOURCE -DGPIOD_API_VERSION_STR="\"$(cat "$GPIOD2/libgpiod-version.txt")\"" \
     -I"$GPIOD2/include" -I"$GPIOD2/lib" -Wl,-soname,libgpiod.so.3 -o "$SHARE/libgpiod.so.3" "$GPIOD2"/lib/*.c
 gcc -O2 -Wall -I"$GPIOD2/include" -o "$SHARE/gpio-shim-test-v2" $SHIM
+# The echo call (scenarios/board-call.sh): the far end's speech with 5 s silences, a
+# near-end talker, and the room that sits between the board's speaker and microphone.
+"$ROOT/toolchain/apt-ensure.sh" espeak-ng
+python3 "$ROOT/board/qemu/board_check.py" speech "$SHARE/far.wav" en-us 5 \
+    "This is the far end speaking, through the loudspeaker of the board. Not one word of it should come back to me."
+python3 "$ROOT/board/qemu/board_check.py" speech "$SHARE/near.wav" en-gb+f3 0 \
+    "Hello, yes, I can hear you quite well now, the weather is lovely."
+cp "$BIN/videophone-bench" "$SHARE/"
 fi
 
 ip netns add "$NS"
@@ -109,6 +117,39 @@ accept_token = "board-to-peer"
 CONF
 ip netns exec "$NS" "$BIN/videophoned" --config "$SHARE/peer.toml" 2>"$SHARE/peer.log" &
 PEER_PID=$!
+# The far end of the echo call: a talker (speech, then silence, looped), audio only.
+if [ "$ARCH" = amd64 ]; then
+mkdir -p "$SHARE/talker"
+cat > "$SHARE/talker.toml" <<CONF
+[device]
+name = "talker"
+state_directory = "$SHARE/talker"
+auto_answer = true
+[signalling]
+listen = "192.168.77.1:8091"
+token = "talker-token"
+[control]
+socket = "$SHARE/talker/control.sock"
+[network]
+addresses = ["192.168.77.1"]
+[video]
+source = "none"
+[audio]
+source = "talker"
+talker_file = "$SHARE/far.wav"
+echo_attenuation_db = 80
+echo_cancellation = false
+noise_suppression = false
+gain_control = false
+[[peer]]
+name = "board"
+url = "http://192.168.77.2:8080"
+token = "talker-to-board"
+accept_token = "board-to-talker"
+CONF
+ip netns exec "$NS" "$BIN/videophoned" --config "$SHARE/talker.toml" 2>"$SHARE/talker.log" &
+TALKER_PID=$!
+fi
 # The peer's figures, once a second, while the board runs (its call ends before QEMU does).
 ( while sleep 1; do
       ip netns exec "$NS" "$BIN/videophonectl" --socket "$SHARE/peer/control.sock" status --json 2>/dev/null && echo
@@ -125,7 +166,7 @@ fi
 echo "board: booting the $ARCH board (software emulation, a few minutes)"
 status=0
 start=$(date +%s)
-timeout=600; [ "$ARCH" = arm64 ] && timeout=1200
+timeout=900; [ "$ARCH" = arm64 ] && timeout=1200
 ip netns exec "$NS" env BOARD_TAP=tap0 BOARD_ARCH="$ARCH" BOARD_DEB="$DEB" BOARD_TIMEOUT="${BOARD_TIMEOUT:-$timeout}" \
     "$ROOT/board/qemu/boot.sh" "$ROOT/board/qemu/scenarios/$SCENARIO" "$SHARE" || status=$?
 echo "board: the $ARCH board ran for $(( $(date +%s) - start )) s"
@@ -138,6 +179,7 @@ fi
 [ -e "$SHARE/threads.log" ] && { echo "board: the daemon's threads in the call (top -H):"; tail -n 16 "$SHARE/threads.log"; }
 if [ "$ARCH" = amd64 ]; then
     python3 "$ROOT/board/qemu/board_screens.py" check "$SHARE" || status=1
+    python3 "$ROOT/board/qemu/board_check.py" echo "$SHARE" || status=1
 fi
 [ "$DEB_CHECK" -eq 0 ] || { echo "board: the package failed deb-check ($SHARE/deb-check.log)"; status=1; }
 echo "board: results in $SHARE"

@@ -20,6 +20,10 @@
 #            the camera is reopened when it returns and video resumes
 #   xrun:    a 1 s stall overruns the microphone and underruns the speaker; both recover
 #   hangup:  a second press hangs up
+#   echo-call: the speakerphone's echo: the device calls a talking peer (audio only, echo
+#            cancellation on) while videophone-bench --echo-room plays what the speaker played
+#            back into the microphone through a room, with a near-end talker; the host's
+#            board_check.py echo then judges ERLE, double talk and an echo path change
 #   encoder: the mem2mem encoder path streams through vicodec (FWHT: vicodec has no H.264)
 #   decoder: the mem2mem decoder path (source-change event, capture queue, I420 out)
 #            decodes vicodec's FWHT back to the picture that went in
@@ -36,7 +40,8 @@ FAILED=0
 check() { # name, condition-exit-status, detail
     if [ "$2" -eq 0 ]; then echo "CHECK $1 ok $3"; else echo "CHECK $1 FAIL $3"; FAILED=1; fi
 }
-ctl() { /usr/bin/videophonectl "$@"; }
+# Bounded: a daemon that stopped answering fails the checks that ask it, not the whole run.
+ctl() { timeout 20 /usr/bin/videophonectl "$@"; }
 # Asks the host for QEMU's screendump (or, for "ring", a call from the peer) and waits for it.
 screen() {
     touch "$H/screen-request-$1"
@@ -110,6 +115,13 @@ chmod 0640 /etc/videophone/videophone.toml
 chgrp videophone /etc/videophone/videophone.toml
 
 /usr/bin/videophoned --check-config /etc/videophone/videophone.toml
+# A daemon that crashes leaves its core in the share, for gdb on the host against the
+# build (board-test.sh prints where). Through a pipe: the unit's own view of the
+# filesystem is read-only.
+echo '|/bin/dd of=/mnt/host/core.videophoned bs=1M status=none' > /proc/sys/kernel/core_pattern
+mkdir -p /etc/systemd/system/videophoned.service.d
+printf '[Service]\nLimitCORE=infinity\n' > /etc/systemd/system/videophoned.service.d/core.conf
+systemctl daemon-reload
 # Another program holds the LED line when the daemon starts: it must start anyway, say
 # which line and why, and take the line once it is free.
 gpioset --mode=signal "$SIMCHIP" 1=0 &
@@ -159,6 +171,7 @@ for _ in $(seq 150); do
     sleep 0.2
 done
 check button "$([ "$state" = '"state":"in-call"' ]; echo $?)" "state after press: $state"
+[ "$state" = '"state":"in-call"' ] || journalctl -u videophoned --no-pager | tail -n 40
 sleep 2
 # --- the screen in the call: the peer's test pattern, twice ----------------------------
 for _ in $(seq 100); do
@@ -219,6 +232,68 @@ for _ in $(seq 50); do
 done
 wait $ARECORD 2>/dev/null
 kill $APLAY 2>/dev/null
+
+# --- the speakerphone's echo: a room between the board's speaker and its microphone -----
+# The device now calls a second peer that talks (speech with long silences). What the board
+# plays goes through a room (videophone-bench --echo-room: attenuated, delayed, smeared) and
+# back into its microphone, with a near-end talker (see EchoRoom.swift for when each talks).
+# Audio only: under software emulation on one vCPU, x264 and the echo canceller together do
+# not keep real time (the profile turns the stage off for that reason). board_check.py then
+# sets the room's log beside the stage's energies in and out (what the call sends).
+cp /etc/videophone/videophone.toml /run/videophone-main.toml
+cat > /etc/videophone/videophone.toml <<'CONF'
+[device]
+name = "board"
+board = "emulated"
+state_directory = "/var/lib/videophone"
+[signalling]
+listen = "0.0.0.0:8080"
+token = "board-in-token"
+[control]
+socket = "/run/videophone/control.sock"
+[network]
+addresses = ["192.168.77.2"]
+[video]
+source = "none"
+[audio]
+echo_cancellation = true
+noise_suppression = true
+gain_control = true
+[[peer]]
+name = "talker"
+url = "http://192.168.77.1:8091"
+token = "board-to-talker"
+accept_token = "talker-to-board"
+CONF
+ready=$(journalctl -u videophoned | grep -c "call button ready")
+systemctl restart videophoned
+for _ in $(seq 100); do [ "$(journalctl -u videophoned | grep -c "call button ready")" -gt "$ready" ] && ctl status >/dev/null 2>&1 && break; sleep 0.2; done
+$H/videophone-bench --echo-room plughw:Loopback,1,1 plughw:Loopback,0,0 $H/near.wav /run/echo-room.log --seconds 75 &
+ROOM=$!
+( while sleep 0.5; do
+      a=$(date +%s.%N); j=$(ctl status --json 2>/dev/null | grep -o '"microphoneEnergy":[^,]*,"processedEnergy":[^,]*,"totalSamplesDuration":[^,}]*'); b=$(date +%s.%N)
+      echo "t=$a u=$b $j"
+  done > /run/echo-status.log ) &
+POLL=$!
+sleep 1
+button pull-down; sleep 0.3; button pull-up
+for _ in $(seq 150); do
+    state=$(ctl status --json 2>/dev/null | grep -o '"state":"[a-z-]*"' | head -1)
+    [ "$state" = '"state":"in-call"' ] && break
+    sleep 0.2
+done
+check echo-call "$([ "$state" = '"state":"in-call"' ]; echo $?)" "state after press: $state (calling the talking peer, audio only, stage on)"
+for _ in $(seq 140); do grep -q done /run/echo-room.log 2>/dev/null && break; sleep 0.5; done
+ctl status --json > $H/echo-board-status.json
+button pull-down; sleep 0.3; button pull-up
+sleep 1
+kill $POLL $ROOM 2>/dev/null
+wait $ROOM
+cp /run/echo-room.log /run/echo-status.log $H/
+tail -n 2 $H/echo-room.log
+ctl status --json | grep -o '"audioProcessing":{[^}]*}'
+cp /run/videophone-main.toml /etc/videophone/videophone.toml
+systemctl restart videophoned
 
 # --- the hardware encoder path: vicodec's stateful encoder (FWHT) ----------------------
 /usr/bin/videophoned --check-encoder :FWHT > $H/encoder.txt 2>&1
