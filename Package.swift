@@ -98,7 +98,7 @@ let package = Package(
         .target(name: "MediaDevicesLinux", dependencies: ["MediaDevices", "NetworkCore", "Codecs", "Display", "CV4L2", "CALSA", "CGPIOD", "CDRM"]),
         // Sockets, demultiplexing and the W3C-shaped peer connection.
         .target(name: "PeerConnection", dependencies: [
-            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "SRTP",
+            "NetworkCore", "RTP", "STUN", "SDP", "ICE", "MDNS", "TURN", "DTLS", "SRTP", "CLinux",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The device application: config, signalling, call control, status.

@@ -6,6 +6,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* Gives the heap's free pages back to the kernel (malloc_trim: the top of each arena and
  * whole free pages inside it). Returns 1 when memory was released. */
@@ -64,5 +67,18 @@ static inline long clinux_trim_file_mappings(void) {
         if (madvise((void *)los[i], his[i] - los[i], MADV_DONTNEED) == 0) total += rsss[i];
     }
     return total;
+}
+
+/* One datagram of a sendmmsg batch: struct mmsghdr's layout (which glibc declares only
+   under _GNU_SOURCE, and Swift's Glibc module leaves out). */
+struct clinux_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+
+/* sendmmsg(2): sends `count` datagrams with one system call. Returns how many went out
+   (the first failed one ends the call) or -1 with errno when the first one failed. */
+static inline int clinux_sendmmsg(int fd, struct clinux_mmsghdr *messages, unsigned int count, int flags) {
+    return (int)syscall(SYS_sendmmsg, fd, messages, count, flags);
 }
 #endif

@@ -28,6 +28,13 @@ public final class OpusEncoder {
 
     /// Encodes 20 ms (960 samples per channel, interleaved).
     public func encode(_ pcm: [Int16]) -> [UInt8]? {
+        encode(pcm) { Array($0) }
+    }
+
+    /// Encodes 20 ms (960 samples per channel, interleaved) into the encoder's own buffer
+    /// and hands the packet to `body`, valid only inside it: no array per packet. Nil when
+    /// the frame is short or the encoder failed.
+    public func encode<R>(_ pcm: [Int16], _ body: (UnsafeRawBufferPointer) -> R) -> R? {
         guard pcm.count >= OpusEncoder.frameSamples * channels else { return nil }
         let n = pcm.withUnsafeBufferPointer { p in
             out.withUnsafeMutableBufferPointer { o in
@@ -35,7 +42,7 @@ public final class OpusEncoder {
             }
         }
         guard n > 0 else { return nil }
-        return Array(out[0..<Int(n)])
+        return out.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<Int(n)])) }
     }
 }
 

@@ -9,9 +9,10 @@ import SRTP
 /// Media threads only hand frames and audio packets over (``queueVideo(_:)``,
 /// ``queueAudio(_:samples:)``): a short lock around a bounded queue, no packetizing, no
 /// SRTP, no `sendto`. The transport thread does the rest in ``service(now:)``: audio goes
-/// out at once, video packets leave at the pacer's rate, each stamped with its
-/// transport-wide sequence number and protected just before it is sent. The hot path
-/// reuses its buffers: a fixed pool of packet buffers, one scratch buffer, the NACK ring.
+/// out at once, video packets leave at the pacer's rate in bursts (one `sendmmsg` per
+/// burst), each stamped with its transport-wide sequence number and protected just before
+/// it is sent. The hot path reuses its buffers: a fixed pool of packet buffers, one scratch
+/// buffer, the burst's datagram slots, the NACK ring.
 final class MediaSender: @unchecked Sendable {
     struct Stream {
         var ssrc: UInt32
@@ -50,15 +51,27 @@ final class MediaSender: @unchecked Sendable {
         var captureNTP: UInt64
     }
 
-    struct AudioPacket {
-        var payload: [UInt8]
-        var samples: Int
+    /// Audio packets handed over: a ring of reused payload buffers (the transport thread
+    /// swaps a filled one for an empty one of its own), so no packet allocates.
+    struct AudioRing {
+        var payloads: [[UInt8]]
+        var samples: [Int]
+        var head = 0
+        var count = 0
+
+        init(slots: Int) {
+            payloads = (0..<slots).map { _ in var b = [UInt8](); b.reserveCapacity(MediaSender.maxAudioPayload); return b }
+            samples = Array(repeating: 0, count: slots)
+        }
+
+        /// The slot that takes the next packet.
+        var tail: Int { (head + count) % payloads.count }
     }
 
     /// What media threads hand over; bounded, emptied by the transport thread.
     struct Handoff {
         var video: [VideoFrame] = []
-        var audio: [AudioPacket] = []
+        var audio = AudioRing(slots: MediaSender.maxQueuedAudio)
         var droppedFrames: UInt64 = 0
         var droppedAudio: UInt64 = 0
     }
@@ -66,6 +79,8 @@ final class MediaSender: @unchecked Sendable {
     /// the oldest is dropped (the receiver asks for a keyframe if it needs one).
     static let maxQueuedFrames = 4
     static let maxQueuedAudio = 16
+    /// The largest Opus packet (RFC 6716 §3.4: 1275 bytes per frame, one 20 ms frame).
+    static let maxAudioPayload = 1275
     let handoff = Locked(Handoff())
 
     /// A packet waiting for the pacer: an unprotected RTP packet in a pooled buffer.
@@ -111,8 +126,12 @@ final class MediaSender: @unchecked Sendable {
     private var queueCount = 0
     private var queuedBytes = 0
     private var pacer: Pacer
+    /// A burst's protected packets, sent together when the burst ends.
+    private let burst = DatagramBatch()
     private var taken: [VideoFrame] = []
-    private var takenAudio: [AudioPacket] = []
+    /// The transport thread's side of the audio ring: packets taken, and the empty
+    /// buffers it swaps in.
+    private var takenAudio = AudioRing(slots: MediaSender.maxQueuedAudio)
     /// Transport-wide sequence numbers and what was sent with them.
     private var twccSequence = UInt16.random(in: 0...UInt16.max)
     private var history = SendHistory()
@@ -146,8 +165,7 @@ final class MediaSender: @unchecked Sendable {
         queue = Array(repeating: Queued(buffer: 0, length: 0, twccOffset: nil, sequence: 0, captureTime: nil), count: MediaSender.poolSize)
         pacer = Pacer(targetBps: Double(targetKbps) * 1000)
         taken.reserveCapacity(MediaSender.maxQueuedFrames)
-        takenAudio.reserveCapacity(MediaSender.maxQueuedAudio)
-        handoff.withLock { $0.video.reserveCapacity(MediaSender.maxQueuedFrames); $0.audio.reserveCapacity(MediaSender.maxQueuedAudio) }
+        handoff.withLock { $0.video.reserveCapacity(MediaSender.maxQueuedFrames) }
     }
 
     func configure(session: NegotiatedSession) {
@@ -210,11 +228,22 @@ final class MediaSender: @unchecked Sendable {
         return true
     }
 
-    func queueAudio(_ payload: [UInt8], samples: Int) -> Bool {
-        guard lock.withLock({ !stopped && audio.active && srtp != nil && socket != nil }) else { return false }
+    /// Hands one audio packet to the transport thread, copied into the ring (the oldest is
+    /// dropped when it is full); false when nothing can be sent yet or it is too large.
+    func queueAudio(_ payload: UnsafeRawBufferPointer, samples: Int) -> Bool {
+        guard payload.count <= MediaSender.maxAudioPayload,
+              lock.withLock({ !stopped && audio.active && srtp != nil && socket != nil }) else { return false }
         handoff.withLock { h in
-            if h.audio.count >= MediaSender.maxQueuedAudio { h.audio.removeFirst(); h.droppedAudio += 1 }
-            h.audio.append(AudioPacket(payload: payload, samples: samples))
+            if h.audio.count == MediaSender.maxQueuedAudio {
+                h.audio.head = (h.audio.head + 1) % MediaSender.maxQueuedAudio
+                h.audio.count -= 1
+                h.droppedAudio += 1
+            }
+            let slot = h.audio.tail
+            h.audio.payloads[slot].removeAll(keepingCapacity: true)
+            h.audio.payloads[slot].append(contentsOf: payload)
+            h.audio.samples[slot] = samples
+            h.audio.count += 1
         }
         return true
     }
@@ -226,22 +255,38 @@ final class MediaSender: @unchecked Sendable {
     func service(now: Instant) -> (next: Instant?, sent: Bool) {
         handoff.withLock { h in
             swap(&taken, &h.video)
-            swap(&takenAudio, &h.audio)
+            // Filled buffers come over, empty ones go back: no copy, no allocation.
+            while h.audio.count > 0 {
+                let from = h.audio.head, to = takenAudio.tail
+                swap(&takenAudio.payloads[to], &h.audio.payloads[from])
+                takenAudio.samples[to] = h.audio.samples[from]
+                takenAudio.count += 1
+                h.audio.head = (from + 1) % MediaSender.maxQueuedAudio
+                h.audio.count -= 1
+            }
+            h.audio.head = 0
         }
         return lock.withLock {
             guard !stopped, srtp != nil, let socket, let remote else {
                 taken.removeAll(keepingCapacity: true)
-                takenAudio.removeAll(keepingCapacity: true)
+                takenAudio.head = 0
+                takenAudio.count = 0
                 return (nil, false)
             }
             var sent = false
-            for a in takenAudio { sent = sendAudioNow(a, now: now, socket, remote) || sent }
-            takenAudio.removeAll(keepingCapacity: true)
+            while takenAudio.count > 0 {
+                let i = takenAudio.head
+                sent = sendAudioNow(i, now: now, socket, remote) || sent
+                takenAudio.head = (i + 1) % MediaSender.maxQueuedAudio
+                takenAudio.count -= 1
+            }
+            takenAudio.head = 0
             for f in taken { packetize(f, now: now) }
             taken.removeAll(keepingCapacity: true)
             while queueCount > 0, !pacing || pacer.maySend(now: now, queuedBytes: queuedBytes) {
                 sent = sendQueued(now: now, socket, remote) || sent
             }
+            sendBurst(socket, remote)
             while let p = probe, p.next <= now {
                 sendPadding(p.cluster, now: now, socket, remote)
                 probe = p.sent + 1 < p.cluster.packets ? (p.cluster, p.sent + 1, p.next + p.cluster.interval) : nil
@@ -288,14 +333,25 @@ final class MediaSender: @unchecked Sendable {
         return twccOffset
     }
 
-    /// One datagram out, directly or through the relay. Call with the lock held.
-    private func transmit(_ bytes: [UInt8], _ socket: UDPSocket, _ remote: TransportAddress) {
-        if let relay { relay.send(bytes, to: remote) } else { socket.send(bytes, to: remote) }
+    /// One datagram out, directly or through the relay. `batched`: into the burst, which
+    /// ``sendBurst(_:_:)`` sends (a full burst goes at once). Call with the lock held.
+    private func transmit(_ bytes: [UInt8], batched: Bool = false, _ socket: UDPSocket, _ remote: TransportAddress) {
+        if let relay { relay.send(bytes, to: remote); return }
+        guard batched else { socket.send(bytes, to: remote); return }
+        if burst.append(bytes) { return }
+        burst.send(from: socket, to: remote)
+        if !burst.append(bytes) { socket.send(bytes, to: remote) }
+    }
+
+    /// Sends the packets of the burst held so far. Call with the lock held.
+    private func sendBurst(_ socket: UDPSocket, _ remote: TransportAddress) {
+        burst.send(from: socket, to: remote)
     }
 
     /// Stamps the transport-wide sequence number at `offset` of `scratch`, protects and
     /// sends it. Call with the lock held.
-    private func protectAndSend(twccOffset: Int?, now: Instant, probe: Int = -1, _ socket: UDPSocket, _ remote: TransportAddress) -> (ok: Bool, twcc: UInt16?) {
+    private func protectAndSend(twccOffset: Int?, now: Instant, probe: Int = -1, batched: Bool = false,
+                                _ socket: UDPSocket, _ remote: TransportAddress) -> (ok: Bool, twcc: UInt16?) {
         var twcc: UInt16? = nil
         if let o = twccOffset {
             twcc = twccSequence
@@ -304,25 +360,27 @@ final class MediaSender: @unchecked Sendable {
         }
         guard let srtp else { return (false, nil) }
         do { try srtp.protectRTP(&scratch) } catch { return (false, nil) }
-        transmit(scratch, socket, remote)
+        transmit(scratch, batched: batched, socket, remote)
         if let twcc { history.sent(sequence: twcc, size: scratch.count, at: now, probe: probe) }
         return (true, twcc)
     }
 
-    private func sendAudioNow(_ a: AudioPacket, now: Instant, _ socket: UDPSocket, _ remote: TransportAddress) -> Bool {
+    /// Sends the packet in slot `i` of the taken audio. Lock held.
+    private func sendAudioNow(_ i: Int, now: Instant, _ socket: UDPSocket, _ remote: TransportAddress) -> Bool {
         guard audio.active else { return false }
         if audioStart == nil { audioStart = now; audio.lastRTPTimestamp = audio.timestampOffset }
         let ts = audio.lastRTPTimestamp
         scratch.removeAll(keepingCapacity: true)
         let offset = writeHeader(into: &scratch, audio, marker: audio.packets == 0, timestamp: ts, mid: audioMid, captureNTP: nil)
-        scratch.append(contentsOf: a.payload)
+        let bytes = takenAudio.payloads[i].count
+        scratch.append(contentsOf: takenAudio.payloads[i])
         let ok = protectAndSend(twccOffset: offset, now: now, socket, remote).ok
         audio.sequence &+= 1
         audio.packets += 1
-        audio.octets += UInt64(a.payload.count)
-        audio.lastRTPTimestamp = ts &+ UInt32(a.samples)
+        audio.octets += UInt64(bytes)
+        audio.lastRTPTimestamp = ts &+ UInt32(takenAudio.samples[i])
         audio.lastNTP = NTPTime.now()
-        audio.bitrate.add(Double(a.payload.count), now: now)
+        audio.bitrate.add(Double(bytes), now: now)
         return ok
     }
 
@@ -338,6 +396,7 @@ final class MediaSender: @unchecked Sendable {
             if queueCount == MediaSender.poolSize, let socket, let remote {
                 unpacedFrames += 1
                 while queueCount > 0 { _ = sendQueued(now: now, socket, remote) }
+                sendBurst(socket, remote)
             }
             let slot = (queueHead + queueCount) % MediaSender.poolSize
             let buffer = slot
@@ -363,7 +422,8 @@ final class MediaSender: @unchecked Sendable {
         video.bitrate.add(Double(f.data.count), now: now)
     }
 
-    /// Sends the packet at the head of the pacer's queue. Call with the lock held.
+    /// Sends the packet at the head of the pacer's queue into the burst (``sendBurst(_:_:)``
+    /// puts it on the wire). Call with the lock held.
     private func sendQueued(now: Instant, _ socket: UDPSocket, _ remote: TransportAddress) -> Bool {
         let q = queue[queueHead]
         queueHead = (queueHead + 1) % MediaSender.poolSize
@@ -374,7 +434,7 @@ final class MediaSender: @unchecked Sendable {
         // With RTX the ring keeps the packet as it was before protection: a
         // retransmission is a new packet on the RTX stream, protected afresh.
         if rtxPT != nil { keepForRetransmission(q.sequence, twcc: nil, now: now) }
-        let (ok, twcc) = protectAndSend(twccOffset: q.twccOffset, now: now, socket, remote)
+        let (ok, twcc) = protectAndSend(twccOffset: q.twccOffset, now: now, batched: true, socket, remote)
         pacer.sent(bytes: scratch.count)
         guard ok else { return false }
         if rtxPT == nil { keepForRetransmission(q.sequence, twcc: twcc, now: now) }

@@ -359,6 +359,12 @@ public final class PeerConnection: @unchecked Sendable {
     /// Hands one Opus packet of `samples` samples to the transport thread, which sends it
     /// ahead of queued video.
     public func sendAudio(_ payload: [UInt8], samples: Int) {
+        payload.withUnsafeBytes { sendAudio($0, samples: samples) }
+    }
+
+    /// Hands one Opus packet of `samples` samples to the transport thread: copied into a
+    /// reused slot, no allocation.
+    public func sendAudio(_ payload: UnsafeRawBufferPointer, samples: Int) {
         if sender.queueAudio(payload, samples: samples) { wake() }
     }
 

@@ -352,7 +352,7 @@ public final class MediaSession: @unchecked Sendable {
         let pcm = audioProcessor?.process(samples, captureDelay: micTiming?.captureDelay ?? .zero,
                                           discontinuities: micTiming?.discontinuities ?? 0) ?? samples
         guard s.mediaReady, s.sendingAllowed, let opus, let pc = audioPeer.current else { return }
-        if let packet = opus.encode(pcm) { pc.sendAudio(packet, samples: OpusEncoder.frameSamples) }
+        _ = opus.encode(pcm) { pc.sendAudio($0, samples: OpusEncoder.frameSamples) }
     }
 
     func receivedAudio(_ payload: ArraySlice<UInt8>, sequence: UInt16, timestamp: UInt32) {
