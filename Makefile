@@ -10,7 +10,7 @@ export PKG_CONFIG_PATH := $(SRTP_PREFIX)/lib/pkgconfig$(if $(PKG_CONFIG_PATH),:$
 RELEASE := .build/release
 DEBUG := .build/debug
 
-.PHONY: all deps build release run test test-tsan bench board-smoke board-test board-smoke-arm64 board-test-arm64 board-test-arm64-smoke clean fuzz fuzz-smoke install toml-difftest fuzz-toml perf-audit perf-audit-fast perf-profile aarch64 test-aarch64 aarch64-smoke bench-aec-arm64 deb deb-check
+.PHONY: all deps build release run test test-tsan bench board-smoke board-test board-echo board-smoke-arm64 board-test-arm64 board-test-arm64-smoke clean fuzz fuzz-smoke install toml-difftest fuzz-toml perf-audit perf-audit-fast perf-profile aarch64 test-aarch64 aarch64-smoke bench-aec-arm64 deb deb-check
 
 all: build
 
@@ -110,6 +110,7 @@ bench: release
 	$(MAKE) fuzz-toml BIN=$(RELEASE)
 	$(MAKE) test-aarch64
 	$(MAKE) board-test-arm64
+	$(MAKE) board-echo
 
 ## bench-aec-arm64: the echo canceller's figures (videophone-bench --aec 10) as arm64 code
 ## under qemu-aarch64, against the sysroot's webrtc-audio-processing 1.x (AEC3; Debian 12's
@@ -191,6 +192,12 @@ board-smoke:
 ## watchdog checked (board/qemu/board-test.sh). A few minutes under software emulation.
 board-test: release
 	board/qemu/board-test.sh $(RELEASE)
+
+## board-echo: board-test, then the speakerphone's echo call on the emulated board: a talking
+## peer, videophone-bench --echo-room between the board's snd-aloop speaker and microphone,
+## ERLE, double talk and an echo path change judged by board_check.py echo (part of make bench).
+board-echo: release
+	BOARD_ECHO=1 board/qemu/board-test.sh $(RELEASE)
 
 ## board-test-arm64: the emulated arm64 board (qemu-system-aarch64 -M virt -cpu cortex-a72,
 ## two vCPUs, Debian 13 arm64 with Debian's arm64 kernel, systemd): make aarch64's binaries

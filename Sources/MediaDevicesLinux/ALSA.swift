@@ -71,6 +71,9 @@ public final class ALSACapture: AudioSource, AudioSourceTiming, @unchecked Senda
     /// The card's queue after the last read (`snd_pcm_delay`) plus half a period: the
     /// average age of a 10 ms frame of the chunk just delivered.
     public var captureDelay: Duration { .microseconds((queuedFrames.load(ordering: .relaxed) + periodFrames / 2) * 1000 / 48) }
+    /// Whether the thread asks for SCHED_FIFO (set before `start`; a test harness sharing
+    /// one CPU with the daemon it measures must not starve it).
+    public var realtime = true
 
     public init(device: String) throws(SoundError) {
         self.device = device
@@ -87,7 +90,7 @@ public final class ALSACapture: AudioSource, AudioSourceTiming, @unchecked Senda
         let r = snd_pcm_start(pcm)
         if r < 0 && r != -EBADFD { throw SoundError(device, "cannot start capture", r) }
         loop.start(name: "alsa-capture") { [self] in
-            requestRealtimePriority()
+            if realtime { _ = requestRealtimePriority() }
             var chunk = [Int16](repeating: 0, count: periodFrames)
             var filled = 0
             while loop.isRunning {
@@ -131,6 +134,8 @@ public final class ALSAPlayback: AudioSink, AudioSinkTiming, @unchecked Sendable
     public var discontinuities: Int { xruns.load(ordering: .relaxed) }
     /// What the card had queued (`snd_pcm_delay`) just before the frame being rendered.
     public var playbackDelay: Duration { .microseconds(queuedFrames.load(ordering: .relaxed) * 1000 / 48) }
+    /// Whether the thread asks for SCHED_FIFO (set before `start`).
+    public var realtime = true
 
     public init(device: String) throws(SoundError) {
         self.device = device
@@ -144,7 +149,7 @@ public final class ALSAPlayback: AudioSink, AudioSinkTiming, @unchecked Sendable
 
     public func start(_ render: @escaping @Sendable (UnsafeMutableBufferPointer<Int16>) -> Bool) throws {
         loop.start(name: "alsa-playback") { [self] in
-            requestRealtimePriority()
+            if realtime { _ = requestRealtimePriority() }
             let frame = UnsafeMutableBufferPointer<Int16>.allocate(capacity: periodFrames)
             defer { frame.deallocate() }
             frame.initialize(repeating: 0)

@@ -31,6 +31,10 @@ func runEchoRoom(capture: String, playback: String, nearPath: String, logPath: S
     }
     let room = EchoRoomLoop(near: near, room: RoomResponse(delayMs: delayMs, attenuationDB: attenuationDB, seed: 7),
                             changedRoom: RoomResponse(delayMs: delayMs + 40, attenuationDB: attenuationDB + 2, seed: 8), log: log)
+    // Ordinary priority: on the emulated board's one vCPU, SCHED_FIFO threads here would
+    // starve the daemon being measured (its transport thread stopped answering).
+    mic.realtime = false
+    speaker.realtime = false
     do {
         try mic.start { out in room.render(out) }
         try speaker.start { chunk, _ in room.heard(chunk) }

@@ -20,7 +20,7 @@
 #            the camera is reopened when it returns and video resumes
 #   xrun:    a 1 s stall overruns the microphone and underruns the speaker; both recover
 #   hangup:  a second press hangs up
-#   echo-call: the speakerphone's echo: the device calls a talking peer (audio only, echo
+#   echo-call (BOARD_ECHO=1 only): the speakerphone's echo: the device calls a talking peer (audio only, echo
 #            cancellation on) while videophone-bench --echo-room plays what the speaker played
 #            back into the microphone through a room, with a near-end talker; the host's
 #            board_check.py echo then judges ERLE, double talk and an echo path change
@@ -234,12 +234,14 @@ wait $ARECORD 2>/dev/null
 kill $APLAY 2>/dev/null
 
 # --- the speakerphone's echo: a room between the board's speaker and its microphone -----
+# Only with BOARD_ECHO=1 (make board-echo): it adds minutes under software emulation.
 # The device now calls a second peer that talks (speech with long silences). What the board
 # plays goes through a room (videophone-bench --echo-room: attenuated, delayed, smeared) and
 # back into its microphone, with a near-end talker (see EchoRoom.swift for when each talks).
 # Audio only: under software emulation on one vCPU, x264 and the echo canceller together do
 # not keep real time (the profile turns the stage off for that reason). board_check.py then
 # sets the room's log beside the stage's energies in and out (what the call sends).
+if [ -e $H/echo-call ]; then
 cp /etc/videophone/videophone.toml /run/videophone-main.toml
 cat > /etc/videophone/videophone.toml <<'CONF'
 [device]
@@ -294,6 +296,7 @@ tail -n 2 $H/echo-room.log
 ctl status --json | grep -o '"audioProcessing":{[^}]*}'
 cp /run/videophone-main.toml /etc/videophone/videophone.toml
 systemctl restart videophoned
+fi
 
 # --- the hardware encoder path: vicodec's stateful encoder (FWHT) ----------------------
 /usr/bin/videophoned --check-encoder :FWHT > $H/encoder.txt 2>&1
