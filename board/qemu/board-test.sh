@@ -171,7 +171,7 @@ fi
 echo "board: booting the $ARCH board (software emulation, a few minutes)"
 status=0
 start=$(date +%s)
-timeout=900; [ "$ARCH" = arm64 ] && timeout=1200; [ "$ECHO" = 1 ] && timeout=1500
+timeout=1200; [ "$ARCH" = arm64 ] && timeout=1200; [ "$ECHO" = 1 ] && timeout=1800
 ip netns exec "$NS" env BOARD_TAP=tap0 BOARD_ARCH="$ARCH" BOARD_DEB="$DEB" BOARD_TIMEOUT="${BOARD_TIMEOUT:-$timeout}" \
     "$ROOT/board/qemu/boot.sh" "$ROOT/board/qemu/scenarios/$SCENARIO" "$SHARE" || status=$?
 echo "board: the $ARCH board ran for $(( $(date +%s) - start )) s"
