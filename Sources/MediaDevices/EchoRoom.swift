@@ -153,6 +153,20 @@ public struct EchoRoomSchedule: Sendable {
     }
 }
 
+/// ``loadSpeechWAV(_:gainDB:)`` of the file at `path`; nil when it cannot be read.
+public func loadSpeechWAV(path: String, gainDB: Double = 0) -> [Int16]? {
+    guard let f = fopen(path, "rb") else { return nil }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = fread(&buf, 1, buf.count, f)
+        if n <= 0 { break }
+        bytes += buf[0..<n]
+    }
+    return loadSpeechWAV(bytes, gainDB: gainDB)
+}
+
 /// 16-bit mono PCM from a WAV file (espeak-ng writes 22 050 Hz), resampled to 48 kHz
 /// (linear interpolation: enough for speech as a test signal); the first channel of a
 /// multi-channel file. nil when it is not a 16-bit PCM WAV at 8–192 kHz.

@@ -213,18 +213,8 @@ final class BoardParts: @unchecked Sendable {
             if let r, r.key == key { return r.room }
             let file = c.audioTalkerFile ?? ""
             var made: SimulatedRoom?
-            if let f = fopen(file, "rb") {
-                var bytes: [UInt8] = []
-                var buf = [UInt8](repeating: 0, count: 65536)
-                while true {
-                    let n = fread(&buf, 1, buf.count, f)
-                    if n <= 0 { break }
-                    bytes += buf[0..<n]
-                }
-                fclose(f)
-                if let pcm = loadSpeechWAV(bytes) {
-                    made = SimulatedRoom(room: RoomResponse(delayMs: Double(c.audioEchoDelayMs), attenuationDB: Double(c.audioEchoAttenuationDB)), talker: pcm)
-                }
+            if let pcm = loadSpeechWAV(path: file) {
+                made = SimulatedRoom(room: RoomResponse(delayMs: Double(c.audioEchoDelayMs), attenuationDB: Double(c.audioEchoAttenuationDB)), talker: pcm)
             }
             if made == nil { logger.error("simulated talker unavailable; calls go on without a microphone", metadata: ["file": "\(file)", "REASON": "not a 16-bit PCM WAV file"]) }
             r = (key, made)

@@ -17,7 +17,7 @@ import Glibc
 /// daemon's own figures. Runs for `seconds`.
 func runEchoRoom(capture: String, playback: String, nearPath: String, logPath: String,
                  delayMs: Double, attenuationDB: Double, seconds: Double) -> Int32 {
-    guard let bytes = try? readFile(nearPath), let near = loadSpeechWAV(bytes), !near.isEmpty else {
+    guard let near = loadSpeechWAV(path: nearPath), !near.isEmpty else {
         printError("echo-room: \(nearPath): not a 16-bit PCM WAV\n"); return 2
     }
     guard let log = fopen(logPath, "w") else { printError("echo-room: cannot write \(logPath)\n"); return 2 }
@@ -54,19 +54,6 @@ func runEchoRoom(capture: String, playback: String, nearPath: String, logPath: S
 
 /// Set by SIGTERM or SIGINT: the room stops and writes its last line.
 nonisolated(unsafe) private var echoRoomStop: sig_atomic_t = 0
-
-private func readFile(_ path: String) throws -> [UInt8] {
-    guard let f = fopen(path, "rb") else { throw CancellationError() }
-    defer { fclose(f) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let n = fread(&buf, 1, buf.count, f)
-        if n <= 0 { break }
-        out += buf[0..<n]
-    }
-    return out
-}
 
 /// The room between the speaker's capture thread and the microphone's playback thread: a
 /// short FIFO (kept under 100 ms so the echo's delay stays put), the schedule and the log.
