@@ -66,12 +66,18 @@ def echo_figures(share):
             if '"microphoneEnergy"' not in rest:
                 continue
             fields = json.loads("{" + rest.strip() + "}")
-            polls.append(((float(m["t"]) + float(m["u"])) / 2, fields["microphoneEnergy"], fields["processedEnergy"]))
+            polls.append(((float(m["t"]) + float(m["u"])) / 2, fields["microphoneEnergy"], fields["processedEnergy"],
+                          fields.get("totalSamplesDuration", 0.0)))
     starts = {}
     for t, burst, *_ in blocks:
         starts.setdefault(burst, t)
     sums = {}
-    for (t0, mic0, out0), (t1, mic1, out1) in zip(polls, polls[1:]):
+    # How much of the call's time the stage processed: under software emulation it can fall
+    # behind real time, and then every figure here is of a microphone with holes in it.
+    if len(polls) >= 2 and polls[-1][0] > polls[0][0]:
+        print(f"INFO echo call: the stage processed {polls[-1][3] - polls[0][3]:.1f} s of audio in "
+              f"{polls[-1][0] - polls[0][0]:.1f} s; status polls every {(polls[-1][0] - polls[0][0]) / (len(polls) - 1):.1f} s")
+    for (t0, mic0, out0, _), (t1, mic1, out1, _) in zip(polls, polls[1:]):
         around = [b for b in blocks if t0 - 0.4 < b[0] <= t1]
         if not around or t1 - t0 > 2:
             continue

@@ -3,7 +3,7 @@
 # kernel) and runs a scenario script inside it under systemd; prints the scenario's log
 # and exits with its status.
 #   [BOARD_ARCH=amd64|arm64] [BOARD_TAP=tapN] [BOARD_DEB=PKG] board/qemu/boot.sh SCENARIO.sh [SHARED_DIR]
-# amd64 (default): Debian 12, qemu-system-x86_64 -M pc, one vCPU (build.sh).
+# amd64 (default): Debian 12, qemu-system-x86_64 -M pc, two vCPUs (build.sh).
 # arm64: Debian 13, qemu-system-aarch64 -M virt -cpu cortex-a72, two vCPUs (build-arm64.sh;
 #        BOARD_DEB: the arm64 package whose dependencies the rootfs must hold).
 set -euo pipefail
@@ -22,7 +22,9 @@ amd64)
     [ -e /usr/share/qemu/qboot.rom ] && BIOS=(-bios /usr/share/qemu/qboot.rom)
     # A screen Debian's kernel drives through DRM (bochs), 640x480, and QEMU's monitor (QMP) on a
     # socket in the share, so the host can take screendumps (board/qemu/board_screens.py).
-    MACHINE=(qemu-system-x86_64 -machine pc "${BIOS[@]}" -m 512 -smp 1
+    # Two vCPUs, as on arm64: on one, the daemon's SCHED_FIFO capture thread (which runs the
+    # audio processing stage) starved its transport thread, and the peer saw consent fail.
+    MACHINE=(qemu-system-x86_64 -machine pc "${BIOS[@]}" -m 512 -smp 2
              -device bochs-display,xres=640,yres=480 -qmp "unix:$SHARE/qmp.sock,server=on,wait=off")
     CONSOLE=ttyS0 ;;
 arm64)
