@@ -33,7 +33,8 @@ func runEchoBench(runs: Int, level: String, tracker: Bool = true, verbose: Bool 
             let b = kind == 0 ? a : delays[(i + 2) % delays.count]
             s.roomB = RoomResponse(delayMs: b, attenuationDB: 3 + Double((i + 3) * 5 % 8), seed: UInt64(100 + i))
             let opus = (try! OpusEncoder(channels: 1), try! OpusDecoder(channels: 1))
-            guard let stage = try? AudioProcessor(settings: settings) else { print("library failed to start"); return }
+            let stage: AudioProcessor
+            do { stage = try AudioProcessor(settings: settings) } catch { print("library failed to start: \(error)"); return }
             let r = s.run(stage) { pcm in opus.0.encode(pcm).flatMap { opus.1.decode($0[...]) }.map(Array.init) ?? [] }
             if kind == 0 {
                 let opusOff = (try! OpusEncoder(channels: 1), try! OpusDecoder(channels: 1))
