@@ -118,6 +118,8 @@ final class MediaSender: @unchecked Sendable {
     private var audioMid: [UInt8] = []
     private var packetizer = H264Packetizer(maxPayloadSize: 1200 - 12 - 28 - 16)
     private var scratch: [UInt8] = []
+    /// RTCP being protected and sent (lock held).
+    private var rtcpOut: [UInt8] = []
     private var audioStart: Instant?
     // The pacer's queue: a ring of indices into a pool of reused buffers.
     private var pool: [[UInt8]]
@@ -517,7 +519,7 @@ final class MediaSender: @unchecked Sendable {
     /// Resends the protected packets for the NACKed sequence numbers we still hold, within
     /// the limiter's rules; returns how many were refused as repeats and over the budget.
     @discardableResult
-    func retransmit(_ seqs: [UInt16], now: Instant = Instant.now()) -> (duplicates: Int, overBudget: Int, tooOld: Int) {
+    func retransmit(_ seqs: some Sequence<UInt16>, now: Instant = Instant.now()) -> (duplicates: Int, overBudget: Int, tooOld: Int) {
         lock.withLock {
             guard let socket, let remote else { return (0, 0, 0) }
             video.nacks += 1
@@ -551,11 +553,11 @@ final class MediaSender: @unchecked Sendable {
         }
     }
 
-    /// Pairs transport-wide feedback with what was sent.
-    func feedbackResults(_ fb: TransportFeedback, now: Instant) -> (results: [SendHistory.Result], unknown: Int, arrived: UInt64, lost: UInt64) {
+    /// Pairs transport-wide feedback with what was sent, into `results` (its storage reused).
+    func feedbackResults(_ fb: TransportFeedbackView, now: Instant, into results: inout [SendHistory.Result]) -> (unknown: Int, arrived: UInt64, lost: UInt64) {
         lock.withLock {
-            let (results, unknown) = history.results(for: fb, now: now)
-            return (results, unknown, history.packetsArrived, history.packetsLost)
+            let unknown = history.results(for: fb, now: now, into: &results)
+            return (unknown, history.packetsArrived, history.packetsLost)
         }
     }
 
@@ -582,9 +584,11 @@ final class MediaSender: @unchecked Sendable {
     func sendRTCP(_ compound: [UInt8]) {
         lock.withLock {
             guard let srtp, let socket, let remote else { return }
-            var bytes = compound
-            do { try srtp.protectRTCP(&bytes) } catch { return }
-            transmit(bytes, socket, remote)
+            // Protected in a buffer kept for it (SRTCP appends its index and tag).
+            rtcpOut.removeAll(keepingCapacity: true)
+            rtcpOut.append(contentsOf: compound)
+            do { try srtp.protectRTCP(&rtcpOut) } catch { return }
+            transmit(rtcpOut, socket, remote)
         }
     }
 
