@@ -565,19 +565,24 @@ final class MediaSender: @unchecked Sendable {
         lock.withLock { if fir { video.firs += 1 } else { video.plis += 1 } }
     }
 
-    /// SR packets for the streams we send (RFC 3550 §6.4.1), report blocks on the first.
-    func senderReports(blocks: [ReceptionReport]) -> [RTCPPacket] {
+    /// SR packets for the streams we send (RFC 3550 §6.4.1), report blocks on the first,
+    /// appended to `b`; returns how many. Serialized as they are made: no array of them.
+    func senderReports(blocks: [ReceptionReport], into b: inout [UInt8]) -> Int {
         lock.withLock {
-            var out: [RTCPPacket] = []
+            var n = 0
             let ntp = NTPTime.now()
-            for s in [video, audio] where s.active && s.packets > 0 {
+            func report(_ s: Stream) {
+                guard s.active && s.packets > 0 else { return }
                 // Extrapolate the RTP timestamp to now from the last packet's NTP time.
                 let elapsed = Double(NTPTime.toUnixNanoseconds(ntp) - NTPTime.toUnixNanoseconds(s.lastNTP)) / 1e9
                 let ts = s.lastRTPTimestamp &+ UInt32(truncatingIfNeeded: Int64(max(0, elapsed) * Double(s.clockRate)))
-                out.append(.senderReport(ssrc: s.ssrc, ntp: ntp, rtpTimestamp: ts, packetCount: UInt32(truncatingIfNeeded: s.packets),
-                                         octetCount: UInt32(truncatingIfNeeded: s.octets), reports: out.isEmpty ? blocks : []))
+                RTCPPacket.senderReport(ssrc: s.ssrc, ntp: ntp, rtpTimestamp: ts, packetCount: UInt32(truncatingIfNeeded: s.packets),
+                                        octetCount: UInt32(truncatingIfNeeded: s.octets), reports: n == 0 ? blocks : []).serialize(into: &b)
+                n += 1
             }
-            return out
+            report(video)
+            report(audio)
+            return n
         }
     }
 

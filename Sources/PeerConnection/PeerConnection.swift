@@ -1162,14 +1162,19 @@ public final class PeerConnection: @unchecked Sendable {
     }
 
     func sendReports(now: Instant) {
-        var blocks: [ReceptionReport] = []
-        if let v = videoReceiver, v.remoteSSRC != nil { blocks.append(v.statistics.makeReport(now: now)) }
-        if audioStats != nil { blocks.append(audioStats!.makeReport(now: now)) }
-        var packets = sender.senderReports(blocks: blocks)
-        if packets.isEmpty { packets = [.receiverReport(ssrc: sender.videoSSRC, reports: blocks)] }
-        packets.append(.sourceDescription([(sender.videoSSRC, sender.cname), (sender.audioSSRC, sender.cname)]))
-        sendRTCP(packets)
+        // Into storage kept for them (transport thread only): no array per report.
+        reportBlocks.removeAll(keepingCapacity: true)
+        if let v = videoReceiver, v.remoteSSRC != nil { reportBlocks.append(v.statistics.makeReport(now: now)) }
+        if audioStats != nil { reportBlocks.append(audioStats!.makeReport(now: now)) }
+        rtcpOut.removeAll(keepingCapacity: true)
+        if sender.senderReports(blocks: reportBlocks, into: &rtcpOut) == 0 {
+            RTCPPacket.receiverReport(ssrc: sender.videoSSRC, reports: reportBlocks).serialize(into: &rtcpOut)
+        }
+        RTCPPacket.sourceDescription([(sender.videoSSRC, sender.cname), (sender.audioSSRC, sender.cname)]).serialize(into: &rtcpOut)
+        sender.sendRTCP(rtcpOut)
     }
+    /// The report blocks of the report being sent (storage kept; transport thread only).
+    var reportBlocks: [ReceptionReport] = []
 
     func sendRTCP(_ packets: [RTCPPacket]) {
         rtcpOut.removeAll(keepingCapacity: true)
