@@ -118,6 +118,8 @@ final class MediaSender: @unchecked Sendable {
     private var audioMid: [UInt8] = []
     private var packetizer = H264Packetizer(maxPayloadSize: 1200 - 12 - 28 - 16)
     private var scratch: [UInt8] = []
+    /// RTCP being protected and sent (lock held).
+    private var rtcpOut: [UInt8] = []
     private var audioStart: Instant?
     // The pacer's queue: a ring of indices into a pool of reused buffers.
     private var pool: [[UInt8]]
@@ -517,7 +519,7 @@ final class MediaSender: @unchecked Sendable {
     /// Resends the protected packets for the NACKed sequence numbers we still hold, within
     /// the limiter's rules; returns how many were refused as repeats and over the budget.
     @discardableResult
-    func retransmit(_ seqs: [UInt16], now: Instant = Instant.now()) -> (duplicates: Int, overBudget: Int, tooOld: Int) {
+    func retransmit(_ seqs: some Sequence<UInt16>, now: Instant = Instant.now()) -> (duplicates: Int, overBudget: Int, tooOld: Int) {
         lock.withLock {
             guard let socket, let remote else { return (0, 0, 0) }
             video.nacks += 1
@@ -551,11 +553,11 @@ final class MediaSender: @unchecked Sendable {
         }
     }
 
-    /// Pairs transport-wide feedback with what was sent.
-    func feedbackResults(_ fb: TransportFeedback, now: Instant) -> (results: [SendHistory.Result], unknown: Int, arrived: UInt64, lost: UInt64) {
+    /// Pairs transport-wide feedback with what was sent, into `results` (its storage reused).
+    func feedbackResults(_ fb: TransportFeedbackView, now: Instant, into results: inout [SendHistory.Result]) -> (unknown: Int, arrived: UInt64, lost: UInt64) {
         lock.withLock {
-            let (results, unknown) = history.results(for: fb, now: now)
-            return (results, unknown, history.packetsArrived, history.packetsLost)
+            let unknown = history.results(for: fb, now: now, into: &results)
+            return (unknown, history.packetsArrived, history.packetsLost)
         }
     }
 
@@ -563,28 +565,35 @@ final class MediaSender: @unchecked Sendable {
         lock.withLock { if fir { video.firs += 1 } else { video.plis += 1 } }
     }
 
-    /// SR packets for the streams we send (RFC 3550 §6.4.1), report blocks on the first.
-    func senderReports(blocks: [ReceptionReport]) -> [RTCPPacket] {
+    /// SR packets for the streams we send (RFC 3550 §6.4.1), report blocks on the first,
+    /// appended to `b`; returns how many. Serialized as they are made: no array of them.
+    func senderReports(blocks: [ReceptionReport], into b: inout [UInt8]) -> Int {
         lock.withLock {
-            var out: [RTCPPacket] = []
+            var n = 0
             let ntp = NTPTime.now()
-            for s in [video, audio] where s.active && s.packets > 0 {
+            func report(_ s: Stream) {
+                guard s.active && s.packets > 0 else { return }
                 // Extrapolate the RTP timestamp to now from the last packet's NTP time.
                 let elapsed = Double(NTPTime.toUnixNanoseconds(ntp) - NTPTime.toUnixNanoseconds(s.lastNTP)) / 1e9
                 let ts = s.lastRTPTimestamp &+ UInt32(truncatingIfNeeded: Int64(max(0, elapsed) * Double(s.clockRate)))
-                out.append(.senderReport(ssrc: s.ssrc, ntp: ntp, rtpTimestamp: ts, packetCount: UInt32(truncatingIfNeeded: s.packets),
-                                         octetCount: UInt32(truncatingIfNeeded: s.octets), reports: out.isEmpty ? blocks : []))
+                RTCPPacket.senderReport(ssrc: s.ssrc, ntp: ntp, rtpTimestamp: ts, packetCount: UInt32(truncatingIfNeeded: s.packets),
+                                        octetCount: UInt32(truncatingIfNeeded: s.octets), reports: n == 0 ? blocks : []).serialize(into: &b)
+                n += 1
             }
-            return out
+            report(video)
+            report(audio)
+            return n
         }
     }
 
     func sendRTCP(_ compound: [UInt8]) {
         lock.withLock {
             guard let srtp, let socket, let remote else { return }
-            var bytes = compound
-            do { try srtp.protectRTCP(&bytes) } catch { return }
-            transmit(bytes, socket, remote)
+            // Protected in a buffer kept for it (SRTCP appends its index and tag).
+            rtcpOut.removeAll(keepingCapacity: true)
+            rtcpOut.append(contentsOf: compound)
+            do { try srtp.protectRTCP(&rtcpOut) } catch { return }
+            transmit(rtcpOut, socket, remote)
         }
     }
 

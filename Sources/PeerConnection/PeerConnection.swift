@@ -99,7 +99,7 @@ public final class PeerConnection: @unchecked Sendable {
     var paths: [CandidatePath] = []
     var relays: [RelayAllocation] = []
     var receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
-    /// A received RTP packet, decrypted, as the parser reads it (capacity kept between packets).
+    /// A received RTP or RTCP packet, decrypted, as the parser reads it (capacity kept between packets).
     var rtpScratch: [UInt8] = { var a: [UInt8] = []; a.reserveCapacity(2048); return a }()
 
     // Shared state.
@@ -524,8 +524,11 @@ public final class PeerConnection: @unchecked Sendable {
             sender.startProbe(cluster, now: now)
         }
         if srtpIn != nil, let d = feedbackGenerator.nextDeadline, d <= now {
-            let messages = feedbackGenerator.poll(now: now, senderSSRC: sender.videoSSRC, mediaSSRC: videoReceiver?.remoteSSRC ?? 0)
-            if !messages.isEmpty { sendRTCP(messages.map { .transportFeedback($0) }) }
+            // Serialized straight into a buffer kept for it: no allocation per message.
+            rtcpOut.removeAll(keepingCapacity: true)
+            if feedbackGenerator.poll(now: now, senderSSRC: sender.videoSSRC, mediaSSRC: videoReceiver?.remoteSSRC ?? 0, appendingTo: &rtcpOut) > 0 {
+                sender.sendRTCP(rtcpOut)
+            }
         }
         if let t = nextRTCP, t <= now {
             sendReports(now: now)
@@ -921,9 +924,11 @@ public final class PeerConnection: @unchecked Sendable {
             guard let srtp = srtpIn, length >= 12 else { countMalformed("RTP before keys", from); return }
             let pt = receiveBuffer[1]
             if pt >= 192 && pt <= 223 {
-                var bytes = Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length]))
-                do { try srtp.unprotectRTCP(&bytes) } catch { countSRTPFailure(error, from); return }
-                handleRTCP(bytes, now: now)
+                // The RTP path's reusable array (room for SRTCP's trailer): no allocation.
+                rtpScratch.removeAll(keepingCapacity: true)
+                rtpScratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length]))
+                do { try srtp.unprotectRTCP(&rtpScratch) } catch { countSRTPFailure(error, from); return }
+                handleRTCP(rtpScratch, now: now)
             } else {
                 var len = length
                 do { try srtp.unprotectRTP(buffer: receiveBuffer.baseAddress!, length: &len) } catch { countSRTPFailure(error, from); return }
@@ -1037,8 +1042,9 @@ public final class PeerConnection: @unchecked Sendable {
     }
 
     func handleRTCP(_ bytes: [UInt8], now: Instant) {
-        let packets: [RTCPPacket]
-        do { packets = try RTCPPacket.parseCompound(bytes) } catch {
+        // Read in place: no copy of its lists (report blocks, NACKs, feedback).
+        let packets: RTCPCompound
+        do { packets = try RTCPCompound(parsing: bytes) } catch {
             shared.withLock { $0.malformed += 1 }
             return
         }
@@ -1068,14 +1074,15 @@ public final class PeerConnection: @unchecked Sendable {
                                          reason: "\(refused.duplicates) asked again within a round trip, \(refused.overBudget) over the resend budget, \(refused.tooOld) older than a second", now: now)
                     }
                 }
-            case .pli:
+            case .parsed(.pli):
                 sender.countKeyframeRequest(fir: false)
                 handlers.onKeyframeRequest?()
-            case .fir:
+            case .parsed(.fir):
                 sender.countKeyframeRequest(fir: true)
                 handlers.onKeyframeRequest?()
             case let .transportFeedback(fb):
-                let (results, unknown, arrived, lost) = sender.feedbackResults(fb, now: now)
+                let (unknown, arrived, lost) = sender.feedbackResults(fb, now: now, into: &feedbackResults)
+                let results = feedbackResults
                 shared.withLock { $0.feedbackWatchdog.feedbackArrived(now: now) }
                 if unknown > 0 {
                     shared.withLock { $0.unknownFeedbackPackets += UInt64(unknown) }
@@ -1089,10 +1096,10 @@ public final class PeerConnection: @unchecked Sendable {
                 if let d = bitrateController.delayBased {
                     shared.withLock { $0.delayBasedKbps = Int(d.estimateBps / 1000); $0.queueDelayMs = d.queueDelayMs }
                 }
-            case let .remb(_, bitrate, _):
+            case let .parsed(.remb(_, bitrate, _)):
                 shared.withLock { $0.pair.availableOutgoingBitrate = Double(bitrate) }
                 if let kbps = bitrateController.receivedREMB(bitsPerSecond: bitrate) { targetBitrateChanged(kbps) }
-            case let .bye(ssrcs, reason):
+            case let .parsed(.bye(ssrcs, reason)):
                 let known = ssrcs.contains { $0 == videoReceiver?.remoteSSRC || $0 == audioStats?.ssrc } || ssrcs.isEmpty
                 if known || (videoReceiver?.remoteSSRC == nil && audioStats == nil) {
                     shutdown(reason: "peer sent RTCP BYE" + (reason.map { " (\($0))" } ?? ""), notifyPeer: false, remote: true)
@@ -1109,6 +1116,10 @@ public final class PeerConnection: @unchecked Sendable {
     var pacingEnabled = false
     /// Transport-wide feedback for what we receive (transport thread only).
     var feedbackGenerator = TransportFeedbackGenerator()
+    /// The RTCP about to be sent, and the results of the feedback received: storage kept
+    /// from message to message (transport thread only).
+    var rtcpOut: [UInt8] = []
+    var feedbackResults: [SendHistory.Result] = []
     /// The peer's transport-wide sequence number extension ID, when negotiated.
     var remoteTWCCID: UInt8?
 
@@ -1134,7 +1145,7 @@ public final class PeerConnection: @unchecked Sendable {
         handlers.onTargetBitrate?(media)
     }
 
-    func handleReports(_ reports: [ReceptionReport]) {
+    func handleReports(_ reports: some Sequence<ReceptionReport>) {
         let nowNTP = NTPTime.now()
         for r in reports where r.ssrc == sender.videoSSRC {
             let now = Instant.now()
@@ -1151,17 +1162,24 @@ public final class PeerConnection: @unchecked Sendable {
     }
 
     func sendReports(now: Instant) {
-        var blocks: [ReceptionReport] = []
-        if let v = videoReceiver, v.remoteSSRC != nil { blocks.append(v.statistics.makeReport(now: now)) }
-        if audioStats != nil { blocks.append(audioStats!.makeReport(now: now)) }
-        var packets = sender.senderReports(blocks: blocks)
-        if packets.isEmpty { packets = [.receiverReport(ssrc: sender.videoSSRC, reports: blocks)] }
-        packets.append(.sourceDescription([(sender.videoSSRC, sender.cname), (sender.audioSSRC, sender.cname)]))
-        sendRTCP(packets)
+        // Into storage kept for them (transport thread only): no array per report.
+        reportBlocks.removeAll(keepingCapacity: true)
+        if let v = videoReceiver, v.remoteSSRC != nil { reportBlocks.append(v.statistics.makeReport(now: now)) }
+        if audioStats != nil { reportBlocks.append(audioStats!.makeReport(now: now)) }
+        rtcpOut.removeAll(keepingCapacity: true)
+        if sender.senderReports(blocks: reportBlocks, into: &rtcpOut) == 0 {
+            RTCPPacket.receiverReport(ssrc: sender.videoSSRC, reports: reportBlocks).serialize(into: &rtcpOut)
+        }
+        RTCPPacket.sourceDescription([(sender.videoSSRC, sender.cname), (sender.audioSSRC, sender.cname)]).serialize(into: &rtcpOut)
+        sender.sendRTCP(rtcpOut)
     }
+    /// The report blocks of the report being sent (storage kept; transport thread only).
+    var reportBlocks: [ReceptionReport] = []
 
     func sendRTCP(_ packets: [RTCPPacket]) {
-        sender.sendRTCP(RTCPPacket.compound(packets))
+        rtcpOut.removeAll(keepingCapacity: true)
+        for p in packets { p.serialize(into: &rtcpOut) }
+        sender.sendRTCP(rtcpOut)
     }
 
     func shutdown(reason: String, notifyPeer: Bool, remote: Bool) {

@@ -42,7 +42,10 @@ public struct AudioJitterBuffer: Sendable {
     /// RFC 3550 interarrival jitter, in milliseconds.
     public private(set) var jitterMs = 0.0
 
-    private var slots: [[UInt8]?]
+    /// The ring: each slot's bytes, kept when it empties so the next packet into it is
+    /// copied without allocating, and whether it holds a packet.
+    private var slots: [[UInt8]]
+    private var present: [Bool]
     private var nextSeq: UInt16?
     private var highestSeq: UInt16 = 0
     private var playing = false
@@ -55,7 +58,8 @@ public struct AudioJitterBuffer: Sendable {
         self.frameSamples = frameSamples
         self.minimumFrames = minimumFrames
         self.maximumFrames = maximumFrames
-        slots = Array(repeating: nil, count: 64)
+        slots = Array(repeating: [], count: 64)
+        present = Array(repeating: false, count: 64)
     }
 
     /// The depth (in frames) playout starts at and drifts back to: the minimum, plus
@@ -75,13 +79,31 @@ public struct AudioJitterBuffer: Sendable {
     /// The delay the buffer currently adds, for stats.
     public var currentDelay: Duration { frameDuration * bufferedFrames }
 
+    /// A received packet the caller owns as an array: the ring keeps the array itself.
     public mutating func insert(sequence: UInt16, timestamp: UInt32, payload: [UInt8], arrival: Instant) {
+        insert(sequence: sequence, timestamp: timestamp, arrival: arrival) { $0 = payload }
+    }
+
+    /// A received packet in a slice of the datagram's buffer (AudioPlayout): copied into the
+    /// ring's storage, with no allocation once the slot has held a packet.
+    public mutating func insert(sequence: UInt16, timestamp: UInt32, payload: ArraySlice<UInt8>, arrival: Instant) {
+        insert(sequence: sequence, timestamp: timestamp, arrival: arrival) { slot in
+            slot.removeAll(keepingCapacity: true)
+            // Room for Opus at up to 128 kbit/s (320 bytes per 20 ms) the first time.
+            if slot.capacity < payload.count { slot.reserveCapacity(max(payload.count, 320)) }
+            slot.append(contentsOf: payload)
+        }
+    }
+
+    /// Files a packet; `store` puts its bytes into the slot.
+    private mutating func insert(sequence: UInt16, timestamp: UInt32, arrival: Instant, store: (inout [UInt8]) -> Void) {
         timestampReference = (sequence, timestamp)
         updateJitter(timestamp: timestamp, arrival: arrival)
         guard let next = nextSeq else {
             nextSeq = sequence
             highestSeq = sequence
-            slots[slot(sequence)] = payload
+            present[slot(sequence)] = true
+            store(&slots[slot(sequence)])
             return
         }
         if sequence != next && isNewer(next, than: sequence) {
@@ -93,26 +115,28 @@ public struct AudioJitterBuffer: Sendable {
         if isNewer(sequence, than: highestSeq) {
             // A jump longer than the ring (the sender restarted): start over from it.
             if Int(sequence &- nextSeq!) >= slots.count {
-                for i in slots.indices { slots[i] = nil }
+                for i in present.indices { present[i] = false }
                 nextSeq = sequence
                 playing = false
             } else {
                 // Clear the slots the ring is about to reuse.
                 var s = highestSeq &+ 1
-                while s != sequence { slots[slot(s)] = nil; s = s &+ 1 }
+                while s != sequence { present[slot(s)] = false; s = s &+ 1 }
             }
             highestSeq = sequence
-        } else if slots[slot(sequence)] != nil {
+        } else if present[slot(sequence)] {
             counters.duplicates += 1
             return
         }
-        slots[slot(sequence)] = payload
+        present[slot(sequence)] = true
+        store(&slots[slot(sequence)])
         if !playing {
             // While (re)buffering, the stream starts at the oldest packet actually here.
-            while slots[slot(nextSeq!)] == nil && nextSeq! != highestSeq { nextSeq = nextSeq! &+ 1 }
+            while !present[slot(nextSeq!)] && nextSeq! != highestSeq { nextSeq = nextSeq! &+ 1 }
         }
         trimBacklog()
     }
+
 
     /// A received packet's sequence number and RTP timestamp: the timestamps of the others
     /// follow (one frame of ``frameSamples`` per sequence number).
@@ -158,12 +182,14 @@ public struct AudioJitterBuffer: Sendable {
         }
         drySince = 0
         nextSeq = next &+ 1
-        if let p = slots[slot(next)] {
-            slots[slot(next)] = nil
-            return .packet(p)
+        // The slot's bytes are shared with the caller, not copied: once it lets go of
+        // them, the next packet into the slot reuses their storage.
+        if present[slot(next)] {
+            present[slot(next)] = false
+            return .packet(slots[slot(next)])
         }
         counters.concealed += 1
-        return .lost(next: bufferedFrames > 0 ? slots[slot(next &+ 1)] : nil)
+        return .lost(next: bufferedFrames > 0 && present[slot(next &+ 1)] ? slots[slot(next &+ 1)] : nil)
     }
 
     /// After a burst the buffer can hold far more than the target: drop the oldest so the
@@ -171,8 +197,8 @@ public struct AudioJitterBuffer: Sendable {
     private mutating func trimBacklog() {
         guard playing, bufferedFrames > targetFrames + 3 else { return }
         while bufferedFrames > targetFrames + 1, let next = nextSeq {
-            if slots[slot(next)] != nil { counters.discarded += 1 }
-            slots[slot(next)] = nil
+            if present[slot(next)] { counters.discarded += 1 }
+            present[slot(next)] = false
             nextSeq = next &+ 1
         }
     }

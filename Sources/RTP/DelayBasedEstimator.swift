@@ -64,7 +64,12 @@ public struct DelayBasedEstimator: Sendable {
         samples.reserveCapacity(Self.windowSize)
         acked.reserveCapacity(Self.maxAcked)
         recentQueue.reserveCapacity(65)
+        baseBuckets.reserveCapacity(11)
+        arrivals.reserveCapacity(512)
     }
+
+    /// One message's arrived packets (send µs, arrival µs, bytes), reused from message to message.
+    private var arrivals: [(send: Int64, arrival: Int64, size: Int)] = []
 
     /// One feedback message's results (any order); `now` is the sender's clock. Returns
     /// the new estimate in bit/s.
@@ -73,17 +78,29 @@ public struct DelayBasedEstimator: Sendable {
         let nowMs = Double(now.nanoseconds) / 1e6
         // Loss with a queue behind it is the queue overflowing: overuse now, without
         // waiting for the trend (random loss on a calm path is the loss-based half's).
-        let media = results.filter { $0.probe < 0 }
+        var lostCount = 0, lateCount = 0, fresh = 0
+        for r in results where r.probe < 0 {
+            if r.arrivalMicros == nil { lostCount += 1 }
+            if r.late { lateCount += 1 } else { fresh += 1 }
+        }
         // Packets reported lost before and arriving now were reordered: they take back
         // the loss they were counted as.
-        let lost = media.count(where: { $0.arrivalMicros == nil }) - media.count(where: { $0.late })
-        let fresh = media.count(where: { !$0.late })
+        let lost = lostCount - lateCount
         recentLoss = 0.7 * recentLoss + 0.3 * (fresh == 0 ? 0 : Double(max(lost, 0)) / Double(fresh))
-        var received = results.filter { $0.arrivalMicros != nil }
-        received.sort { $0.sendMicros < $1.sendMicros }
-        for r in received {
-            recordAcked(arrival: r.arrivalMicros!, size: r.size)
-            packet(send: r.sendMicros, arrival: r.arrivalMicros!)
+        // The arrivals in send order, in storage kept from message to message. Feedback
+        // lists packets by sequence number, which is send order: the sort (which allocates
+        // its merge buffer) runs only when something is out of order.
+        arrivals.removeAll(keepingCapacity: true)
+        var inOrder = true
+        for r in results {
+            guard let arrival = r.arrivalMicros else { continue }
+            if let last = arrivals.last, r.sendMicros < last.send { inOrder = false }
+            arrivals.append((r.sendMicros, arrival, r.size))
+        }
+        if !inOrder { arrivals.sort { $0.send < $1.send } }
+        for a in arrivals {
+            recordAcked(arrival: a.arrival, size: a.size)
+            packet(send: a.send, arrival: a.arrival)
         }
         // The queue's floor lags by design (150 ms, for jitter); the latest group's own
         // queue is what a buffer that is overflowing right now shows, with heavy loss
@@ -224,7 +241,8 @@ public struct DelayBasedEstimator: Sendable {
             return
         }
         guard g.firstArrival - w.since >= 1_000_000, overuseEvents > w.overuses else { return }
-        baseBuckets = [(second, base + floor)]
+        baseBuckets.removeAll(keepingCapacity: true)
+        baseBuckets.append((second, base + floor))
         recentQueue.removeAll(keepingCapacity: true)
         queueDelayMs = 0
         queueOverThreshold = 0

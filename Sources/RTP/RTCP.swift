@@ -25,7 +25,7 @@ public struct ReceptionReport: Equatable, Sendable {
         b.appendU32(highestSequence); b.appendU32(jitter); b.appendU32(lastSR); b.appendU32(delaySinceLastSR)
     }
 
-    fileprivate init?(reader r: inout ByteReader) {
+    init?(reader r: inout ByteReader) {
         guard let ssrc = r.u32(), let fl = r.u8(), let lost = r.u24(), let hs = r.u32(),
               let j = r.u32(), let lsr = r.u32(), let dlsr = r.u32() else { return nil }
         self.ssrc = ssrc; fractionLost = fl
@@ -73,102 +73,9 @@ public enum RTCPPacket: Equatable, Sendable {
         }
     }
 
-    /// Parses a compound RTCP packet into its parts.
+    /// Parses a compound RTCP packet into its parts (copies of ``RTCPCompound``'s views).
     public static func parseCompound(_ bytes: [UInt8]) throws(RTPParseError) -> [RTCPPacket] {
-        var out: [RTCPPacket] = []
-        var offset = 0
-        while offset < bytes.count {
-            guard bytes.count - offset >= 4 else { throw RTPParseError("RTCP header truncated: \(bytes.count - offset) < 4 bytes") }
-            guard bytes[offset] >> 6 == 2 else { throw RTPParseError("RTCP version \(bytes[offset] >> 6), expected 2") }
-            let count = bytes[offset] & 0x1F
-            let type = bytes[offset + 1]
-            let length = (Int(bytes.readU16(at: offset + 2)) + 1) * 4
-            guard offset + length <= bytes.count else { throw RTPParseError("RTCP type \(type) length \(length) overruns \(bytes.count - offset) bytes") }
-            var r = ByteReader(bytes, offset: offset + 4, end: offset + length)
-            if bytes[offset] & 0x20 != 0 {
-                let pad = Int(bytes[offset + length - 1])
-                guard pad <= length - 4 else { throw RTPParseError("RTCP padding \(pad) exceeds packet") }
-                r = ByteReader(bytes, offset: offset + 4, end: offset + length - pad)
-            }
-            out.append(try parseOne(type: type, count: count, reader: &r))
-            offset += length
-        }
-        return out
-    }
-
-    private static func parseOne(type: UInt8, count: UInt8, reader r: inout ByteReader) throws(RTPParseError) -> RTCPPacket {
-        func fail(_ what: String) -> RTPParseError { RTPParseError("RTCP \(what) truncated") }
-        switch type {
-        case 200:
-            guard let ssrc = r.u32(), let ntp = r.u64(), let ts = r.u32(), let pc = r.u32(), let oc = r.u32() else { throw fail("SR") }
-            var reports: [ReceptionReport] = []
-            for _ in 0..<count { guard let rr = ReceptionReport(reader: &r) else { throw fail("SR report block") }; reports.append(rr) }
-            return .senderReport(ssrc: ssrc, ntp: ntp, rtpTimestamp: ts, packetCount: pc, octetCount: oc, reports: reports)
-        case 201:
-            guard let ssrc = r.u32() else { throw fail("RR") }
-            var reports: [ReceptionReport] = []
-            for _ in 0..<count { guard let rr = ReceptionReport(reader: &r) else { throw fail("RR report block") }; reports.append(rr) }
-            return .receiverReport(ssrc: ssrc, reports: reports)
-        case 202:
-            var chunks: [(ssrc: UInt32, cname: String)] = []
-            for _ in 0..<count {
-                guard let ssrc = r.u32() else { throw fail("SDES chunk") }
-                var cname = ""
-                let chunkStart = r.offset - 4
-                while true {
-                    guard let itemType = r.u8() else { throw fail("SDES item") }
-                    if itemType == 0 { break }
-                    guard let len = r.u8(), let text = r.take(Int(len)) else { throw fail("SDES item") }
-                    if itemType == 1 { cname = String(decoding: text, as: UTF8.self) }
-                }
-                // Chunks are padded to a 32-bit boundary (a packet may end before it: its
-                // padding field can cut the chunk anywhere; reading stops at the end).
-                while (r.offset - chunkStart) % 4 != 0, r.u8() != nil {}
-                chunks.append((ssrc, cname))
-            }
-            return .sourceDescription(chunks)
-        case 203:
-            var ssrcs: [UInt32] = []
-            for _ in 0..<count { guard let s = r.u32() else { throw fail("BYE") }; ssrcs.append(s) }
-            var reason: String? = nil
-            if let len = r.u8(), let text = r.take(Int(len)) { reason = String(decoding: text, as: UTF8.self) }
-            return .bye(ssrcs: ssrcs, reason: reason)
-        case 205:
-            guard let sender = r.u32(), let media = r.u32() else { throw fail("RTPFB") }
-            if count == 1 {
-                var lost: [UInt16] = []
-                while r.remaining >= 4 {
-                    let pid = r.u16()!, blp = r.u16()!
-                    lost.append(pid)
-                    for bit in 0..<16 where blp & (1 << bit) != 0 { lost.append(pid &+ UInt16(bit + 1)) }
-                }
-                return .nack(sender: sender, media: media, lost: lost)
-            }
-            if count == 15 { return .transportFeedback(try TransportFeedback(senderSSRC: sender, mediaSSRC: media, reader: &r)) }
-            return .other(type: type, count: count)
-        case 206:
-            guard let sender = r.u32(), let media = r.u32() else { throw fail("PSFB") }
-            switch count {
-            case 1: return .pli(sender: sender, media: media)
-            case 4:
-                var entries: [(ssrc: UInt32, sequence: UInt8)] = []
-                while r.remaining >= 8 {
-                    let s = r.u32()!, seq = r.u8()!
-                    _ = r.skip(3)
-                    entries.append((s, seq))
-                }
-                return .fir(sender: sender, entries: entries)
-            case 15:
-                guard let magic = r.u32(), magic == 0x5245_4D42, let n = r.u8(), let expMant = r.u24() else { return .other(type: type, count: count) }
-                let exp = expMant >> 18, mantissa = UInt64(expMant & 0x3FFFF)
-                var ssrcs: [UInt32] = []
-                for _ in 0..<n { guard let s = r.u32() else { throw fail("REMB") }; ssrcs.append(s) }
-                return .remb(sender: sender, bitrate: mantissa << exp, ssrcs: ssrcs)
-            default: return .other(type: type, count: count)
-            }
-        default:
-            return .other(type: type, count: count)
-        }
+        RTCPCompound.packets(try RTCPCompound(parsing: bytes))
     }
 
     /// Appends this packet's wire form to `b`.
@@ -189,7 +96,7 @@ public enum RTCPPacket: Equatable, Sendable {
             for c in chunks {
                 let chunkStart = b.count
                 b.appendU32(c.ssrc)
-                let name = Array(c.cname.utf8.prefix(255))
+                let name = c.cname.utf8.prefix(255)   // a view: no copy
                 b.append(1); b.append(UInt8(name.count)); b.append(contentsOf: name)
                 b.append(0)
                 while (b.count - chunkStart) % 4 != 0 { b.append(0) }
@@ -221,12 +128,28 @@ public enum RTCPPacket: Equatable, Sendable {
             b.appendU24(exp << 18 | UInt32(mantissa))
             for s in ssrcs { b.appendU32(s) }
         case let .transportFeedback(fb):
-            header(15, 205)
-            b.appendU32(fb.senderSSRC); b.appendU32(fb.mediaSSRC)
-            fb.serializeFCI(into: &b)
+            var symbols: [TransportFeedback.Symbol] = []
+            RTCPPacket.serializeTransportFeedback(sender: fb.senderSSRC, media: fb.mediaSSRC, baseSequence: fb.baseSequence,
+                                                  statusCount: fb.statusCount, referenceTime: fb.referenceTime,
+                                                  feedbackCount: fb.feedbackCount, received: fb.received, symbols: &symbols, into: &b)
+            return
         case .other:
             return
         }
+        while (b.count - start) % 4 != 0 { b.append(0) }
+        b.writeU16(UInt16((b.count - start) / 4 - 1), at: start + 2)
+    }
+
+    /// A transport-wide feedback packet (RTPFB FMT 15) from its fields, appended to `b`;
+    /// `symbols` is scratch a caller may keep (``TransportFeedbackGenerator``).
+    static func serializeTransportFeedback(sender: UInt32, media: UInt32, baseSequence: UInt16, statusCount: UInt16, referenceTime: Int32,
+                                           feedbackCount: UInt8, received: some Collection<(offset: UInt16, ticks: Int64)>,
+                                           symbols: inout [TransportFeedback.Symbol], into b: inout [UInt8]) {
+        let start = b.count
+        b.append(0x80 | 15); b.append(205); b.appendU16(0)
+        b.appendU32(sender); b.appendU32(media)
+        TransportFeedback.serializeFCI(baseSequence: baseSequence, statusCount: statusCount, referenceTime: referenceTime,
+                                       feedbackCount: feedbackCount, received: received, symbols: &symbols, into: &b)
         while (b.count - start) % 4 != 0 { b.append(0) }
         b.writeU16(UInt16((b.count - start) / 4 - 1), at: start + 2)
     }

@@ -44,66 +44,31 @@ public struct TransportFeedback: Equatable, Sendable {
     /// Status symbols: not received, small delta (1 byte), large or negative delta (2 bytes).
     enum Symbol: UInt8 { case notReceived = 0, small = 1, large = 2 }
 
-    /// Parses the FCI after the two SSRCs. Throws on truncation, reserved symbols and
-    /// deltas that would not fit; a status count past the chunks is an error too.
+    /// Parses the FCI after the two SSRCs (``TransportFeedbackView`` checks it).
     init(senderSSRC: UInt32, mediaSSRC: UInt32, reader r: inout ByteReader) throws(RTPParseError) {
-        func fail(_ what: String) -> RTPParseError { RTPParseError("RTCP transport feedback \(what)") }
-        guard let base = r.u16(), let count = r.u16(), let ref = r.u24(), let fbCount = r.u8() else { throw fail("header truncated") }
-        self.senderSSRC = senderSSRC; self.mediaSSRC = mediaSSRC
-        baseSequence = base; statusCount = count; feedbackCount = fbCount
-        referenceTime = ref & 0x80_0000 != 0 ? Int32(bitPattern: ref | 0xFF00_0000) : Int32(ref)
-        // Symbols of the received packets only, with their offsets.
-        var symbols: [(offset: UInt16, symbol: Symbol)] = []
-        var covered = 0
-        while covered < Int(count) {
-            guard let chunk = r.u16() else { throw fail("chunks end after \(covered) of \(count) packets") }
-            if chunk & 0x8000 == 0 {
-                // Run length: one symbol, up to 8191 times.
-                guard let s = Symbol(rawValue: UInt8(chunk >> 13 & 3)) else { throw fail("reserved status symbol") }
-                let run = min(Int(chunk & 0x1FFF), Int(count) - covered)
-                guard run > 0 else { throw fail("empty run-length chunk") }
-                if s != .notReceived {
-                    // Each received packet needs a delta byte: a run longer than what is left
-                    // of the message is a lie, refused before it can grow memory.
-                    guard run <= r.remaining else { throw fail("run of \(run) received packets overruns the message") }
-                    for k in 0..<run { symbols.append((UInt16(covered + k), s)) }
-                }
-                covered += run
-            } else if chunk & 0x4000 == 0 {
-                // Fourteen one-bit symbols.
-                for k in 0..<14 where covered < Int(count) {
-                    if chunk >> (13 - k) & 1 == 1 { symbols.append((UInt16(covered), .small)) }
-                    covered += 1
-                }
-            } else {
-                // Seven two-bit symbols.
-                for k in 0..<7 where covered < Int(count) {
-                    guard let s = Symbol(rawValue: UInt8(chunk >> (12 - 2 * k) & 3)) else { throw fail("reserved status symbol") }
-                    if s != .notReceived { symbols.append((UInt16(covered), s)) }
-                    covered += 1
-                }
-            }
-            // Every received packet needs at least one delta byte after the chunks.
-            guard symbols.count <= r.remaining else { throw fail("\(symbols.count) received packets but \(r.remaining) bytes left") }
-        }
-        var ticks: Int64 = 0
-        received = []
-        received.reserveCapacity(symbols.count)
-        for (offset, s) in symbols {
-            if s == .small {
-                guard let d = r.u8() else { throw fail("receive deltas truncated") }
-                ticks += Int64(d)
-            } else {
-                guard let d = r.u16() else { throw fail("receive deltas truncated") }
-                ticks += Int64(Int16(bitPattern: d))
-            }
-            received.append((offset, ticks))
-        }
+        self.init(try TransportFeedbackView(senderSSRC: senderSSRC, mediaSSRC: mediaSSRC, reader: &r))
+    }
+
+    /// A message read in place, copied out.
+    public init(_ view: TransportFeedbackView) {
+        self.init(senderSSRC: view.senderSSRC, mediaSSRC: view.mediaSSRC, baseSequence: view.baseSequence, statusCount: view.statusCount,
+                  referenceTime: view.referenceTime, feedbackCount: view.feedbackCount, received: [])
+        received.reserveCapacity(view.receivedCount)
+        for p in view { received.append(p) }
     }
 
     /// Appends the FCI (after the SSRCs) to `b`, padded to 32 bits. Deltas must fit in a
     /// signed 16-bit tick count (the generator splits messages where they would not).
     func serializeFCI(into b: inout [UInt8]) {
+        var symbols: [Symbol] = []
+        Self.serializeFCI(baseSequence: baseSequence, statusCount: statusCount, referenceTime: referenceTime, feedbackCount: feedbackCount,
+                          received: received, symbols: &symbols, into: &b)
+    }
+
+    /// The FCI of a message given by its fields; `symbols` is scratch (its storage is
+    /// reused by a caller that keeps it: no allocation once it has grown).
+    static func serializeFCI(baseSequence: UInt16, statusCount: UInt16, referenceTime: Int32, feedbackCount: UInt8,
+                             received: some Collection<(offset: UInt16, ticks: Int64)>, symbols: inout [Symbol], into b: inout [UInt8]) {
         b.appendU16(baseSequence)
         b.appendU16(statusCount)
         b.appendU24(UInt32(bitPattern: referenceTime) & 0xFF_FFFF)
@@ -111,15 +76,13 @@ public struct TransportFeedback: Equatable, Sendable {
         // Symbols for every covered packet, then the chunks: two-bit vectors of seven
         // where any large delta is present, one-bit vectors of fourteen otherwise, and
         // run lengths for long stretches of one symbol (a loss burst).
-        var symbols = [Symbol](repeating: .notReceived, count: Int(statusCount))
-        var deltas: [Int64] = []
-        deltas.reserveCapacity(received.count)
+        symbols.removeAll(keepingCapacity: true)
+        symbols.append(contentsOf: repeatElement(.notReceived, count: Int(statusCount)))
         var last: Int64 = 0
         for (offset, ticks) in received where Int(offset) < symbols.count {
             let d = ticks - last
             last = ticks
             symbols[Int(offset)] = (0...255).contains(d) ? .small : .large
-            deltas.append(d)
         }
         var i = 0
         while i < symbols.count {
@@ -144,10 +107,140 @@ public struct TransportFeedback: Equatable, Sendable {
                 i += seven.count
             }
         }
-        for d in deltas {
+        // The deltas again, in the same order (no array of them).
+        last = 0
+        for (offset, ticks) in received where Int(offset) < symbols.count {
+            let d = ticks - last
+            last = ticks
             if (0...255).contains(d) { b.append(UInt8(d)) } else { b.appendU16(UInt16(bitPattern: Int16(clamping: d))) }
         }
         while b.count % 4 != 0 { b.append(0) }
+    }
+}
+
+/// A transport-wide feedback message read in place: the fields, and the received packets
+/// decoded from the datagram as they are iterated (nothing copied, nothing allocated).
+/// Built only from a message that parsed whole, so iterating it cannot fail.
+public struct TransportFeedbackView: Sequence, Sendable {
+    public let senderSSRC: UInt32
+    public let mediaSSRC: UInt32
+    public let baseSequence: UInt16
+    public let statusCount: UInt16
+    public let referenceTime: Int32
+    public let feedbackCount: UInt8
+    /// How many packets the message reports arrived.
+    public let receivedCount: Int
+    let bytes: [UInt8]
+    /// Where the status chunks and the receive deltas start in `bytes`.
+    let chunks: Int
+    let deltas: Int
+
+    /// Checks the FCI after the two SSRCs. Throws on truncation, reserved symbols and
+    /// deltas that would not fit; a status count past the chunks is an error too.
+    init(senderSSRC: UInt32, mediaSSRC: UInt32, reader r: inout ByteReader) throws(RTPParseError) {
+        func fail(_ what: String) -> RTPParseError { RTPParseError("RTCP transport feedback \(what)") }
+        guard let base = r.u16(), let count = r.u16(), let ref = r.u24(), let fbCount = r.u8() else { throw fail("header truncated") }
+        self.senderSSRC = senderSSRC; self.mediaSSRC = mediaSSRC
+        baseSequence = base; statusCount = count; feedbackCount = fbCount
+        referenceTime = ref & 0x80_0000 != 0 ? Int32(bitPattern: ref | 0xFF00_0000) : Int32(ref)
+        bytes = r.bytes
+        chunks = r.offset
+        // Counts the received packets and their delta bytes; nothing is kept.
+        var received = 0, deltaBytes = 0
+        var covered = 0
+        while covered < Int(count) {
+            guard let chunk = r.u16() else { throw fail("chunks end after \(covered) of \(count) packets") }
+            if chunk & 0x8000 == 0 {
+                // Run length: one symbol, up to 8191 times.
+                guard let s = TransportFeedback.Symbol(rawValue: UInt8(chunk >> 13 & 3)) else { throw fail("reserved status symbol") }
+                let run = Swift.min(Int(chunk & 0x1FFF), Int(count) - covered)
+                guard run > 0 else { throw fail("empty run-length chunk") }
+                if s != .notReceived {
+                    // Each received packet needs a delta byte: a run longer than what is left
+                    // of the message is a lie, refused before it is believed.
+                    guard run <= r.remaining else { throw fail("run of \(run) received packets overruns the message") }
+                    received += run
+                    deltaBytes += run * Int(s.rawValue)
+                }
+                covered += run
+            } else if chunk & 0x4000 == 0 {
+                // Fourteen one-bit symbols.
+                for k in 0..<14 where covered < Int(count) {
+                    if chunk >> (13 - k) & 1 == 1 { received += 1; deltaBytes += 1 }
+                    covered += 1
+                }
+            } else {
+                // Seven two-bit symbols.
+                for k in 0..<7 where covered < Int(count) {
+                    guard let s = TransportFeedback.Symbol(rawValue: UInt8(chunk >> (12 - 2 * k) & 3)) else { throw fail("reserved status symbol") }
+                    if s != .notReceived { received += 1; deltaBytes += Int(s.rawValue) }
+                    covered += 1
+                }
+            }
+            // Every received packet needs at least one delta byte after the chunks.
+            guard received <= r.remaining else { throw fail("\(received) received packets but \(r.remaining) bytes left") }
+        }
+        deltas = r.offset
+        guard r.skip(deltaBytes) else { throw fail("receive deltas truncated") }
+        receivedCount = received
+    }
+
+    public func makeIterator() -> Iterator { Iterator(self) }
+
+    /// The received packets in order: offset from `baseSequence`, arrival in 250 µs ticks
+    /// from the reference time. Walks the chunks and the deltas side by side.
+    public struct Iterator: IteratorProtocol {
+        let bytes: [UInt8]
+        let statusCount: Int
+        var chunkAt: Int
+        var deltaAt: Int
+        var covered = 0
+        var ticks: Int64 = 0
+        var chunk: UInt16 = 0
+        /// Symbols left in the current chunk, and the next one's index in it.
+        var left = 0
+        var k = 0
+
+        init(_ v: TransportFeedbackView) {
+            bytes = v.bytes; statusCount = Int(v.statusCount); chunkAt = v.chunks; deltaAt = v.deltas
+        }
+
+        public mutating func next() -> (offset: UInt16, ticks: Int64)? {
+            while covered < statusCount {
+                if left == 0 {
+                    chunk = UInt16(bytes[chunkAt]) << 8 | UInt16(bytes[chunkAt + 1])
+                    chunkAt += 2
+                    k = 0
+                    if chunk & 0x8000 == 0 {
+                        left = Swift.min(Int(chunk & 0x1FFF), statusCount - covered)
+                        // A run of losses: nothing to decode.
+                        if chunk >> 13 & 3 == 0 { covered += left; left = 0; continue }
+                    } else {
+                        left = Swift.min(chunk & 0x4000 == 0 ? 14 : 7, statusCount - covered)
+                    }
+                }
+                let symbol: UInt16
+                if chunk & 0x8000 == 0 {
+                    symbol = chunk >> 13 & 3
+                } else if chunk & 0x4000 == 0 {
+                    symbol = chunk >> (13 - UInt16(k)) & 1
+                } else {
+                    symbol = chunk >> (12 - 2 * UInt16(k)) & 3
+                }
+                k += 1; left -= 1; covered += 1
+                if symbol == 1 {
+                    ticks += Int64(bytes[deltaAt])
+                    deltaAt += 1
+                } else if symbol == 2 {
+                    ticks += Int64(Int16(bitPattern: UInt16(bytes[deltaAt]) << 8 | UInt16(bytes[deltaAt + 1])))
+                    deltaAt += 2
+                } else {
+                    continue
+                }
+                return (UInt16(truncatingIfNeeded: covered - 1), ticks)
+            }
+            return nil
+        }
     }
 }
 
@@ -173,6 +266,7 @@ public struct TransportFeedbackGenerator: Sendable {
     public init(interval: Duration = .milliseconds(50)) {
         self.interval = interval
         pending.reserveCapacity(TransportFeedbackGenerator.maxPending)
+        receivedScratch.reserveCapacity(TransportFeedbackGenerator.maxPerMessage)
     }
 
     /// A packet carrying transport-wide sequence number `sequence` arrived at `now`.
@@ -194,10 +288,48 @@ public struct TransportFeedbackGenerator: Sendable {
 
     /// Feedback messages when due, oldest first.
     public mutating func poll(now: Instant, senderSSRC: UInt32, mediaSSRC: UInt32) -> [TransportFeedback] {
-        guard !pending.isEmpty, lastSent.map({ now - $0 >= interval }) ?? true else { return [] }
-        lastSent = now
-        pending.sort { $0.sequence < $1.sequence }
         var out: [TransportFeedback] = []
+        drain(now: now) { base, count, reference, feedbackCount, received in
+            out.append(TransportFeedback(senderSSRC: senderSSRC, mediaSSRC: mediaSSRC, baseSequence: base, statusCount: count,
+                                         referenceTime: reference, feedbackCount: feedbackCount, received: Array(received)))
+        }
+        return out
+    }
+
+    /// The same messages, when due, appended to `b` as RTCP packets (a compound packet):
+    /// what the transport thread sends, with no allocation once `b` and the generator's
+    /// scratch have grown. Returns how many messages were appended.
+    public mutating func poll(now: Instant, senderSSRC: UInt32, mediaSSRC: UInt32, appendingTo b: inout [UInt8]) -> Int {
+        var symbols: [TransportFeedback.Symbol] = []
+        swap(&symbols, &symbolScratch)
+        defer { swap(&symbols, &symbolScratch) }
+        var n = 0
+        drain(now: now) { base, count, reference, feedbackCount, received in
+            RTCPPacket.serializeTransportFeedback(sender: senderSSRC, media: mediaSSRC, baseSequence: base, statusCount: count,
+                                                  referenceTime: reference, feedbackCount: feedbackCount, received: received,
+                                                  symbols: &symbols, into: &b)
+            n += 1
+        }
+        return n
+    }
+
+    /// A message's packets and status symbols, kept from one poll to the next.
+    private var receivedScratch: [(offset: UInt16, ticks: Int64)] = []
+    private var symbolScratch: [TransportFeedback.Symbol] = []
+
+    /// Turns what is pending into messages when due: base sequence, status count,
+    /// reference time, feedback count and the received packets of each, oldest first.
+    private mutating func drain(now: Instant, _ emit: (UInt16, UInt16, Int32, UInt8, ArraySlice<(offset: UInt16, ticks: Int64)>) -> Void) {
+        guard !pending.isEmpty, lastSent.map({ now - $0 >= interval }) ?? true else { return }
+        lastSent = now
+        // Arrivals come in sequence order but for reordering: the sort (which allocates
+        // its merge buffer) runs only then.
+        if !pending.indices.dropFirst().allSatisfy({ pending[$0 - 1].sequence <= pending[$0].sequence }) {
+            pending.sort { $0.sequence < $1.sequence }
+        }
+        var received: [(offset: UInt16, ticks: Int64)] = []
+        swap(&received, &receivedScratch)
+        defer { swap(&received, &receivedScratch) }
         var i = 0
         while i < pending.count {
             // Duplicates report once.
@@ -207,7 +339,7 @@ public struct TransportFeedbackGenerator: Sendable {
             // not received again, which the sender knows to skip.
             let base = pending[i].sequence < start ? pending[i].sequence : max(start, pending[i].sequence - 8000)
             let reference = pending[i].arrivalMicros / TransportWideCC.referenceMicroseconds
-            var received: [(offset: UInt16, ticks: Int64)] = []
+            received.removeAll(keepingCapacity: true)
             var lastTicks: Int64 = 0
             var end = i
             while end < pending.count, received.count < TransportFeedbackGenerator.maxPerMessage {
@@ -223,15 +355,12 @@ public struct TransportFeedbackGenerator: Sendable {
                 end += 1
             }
             let count = UInt16(pending[end - 1].sequence - base + 1)
-            out.append(TransportFeedback(senderSSRC: senderSSRC, mediaSSRC: mediaSSRC, baseSequence: UInt16(truncatingIfNeeded: base),
-                                         statusCount: count, referenceTime: Int32(truncatingIfNeeded: reference) & 0x7F_FFFF,
-                                         feedbackCount: feedbackCount, received: received))
+            emit(UInt16(truncatingIfNeeded: base), count, Int32(truncatingIfNeeded: reference) & 0x7F_FFFF, feedbackCount, received[...])
             feedbackCount &+= 1
             nextBase = max(nextBase ?? .min, pending[end - 1].sequence + 1)
             i = end
         }
         pending.removeAll(keepingCapacity: true)
-        return out
     }
 }
 
@@ -312,20 +441,37 @@ public struct SendHistory: Sendable {
     /// sent (or forgot) are skipped and counted in `unknown`; a packet reported again is
     /// skipped, unless it arrived after an earlier message reported it lost (`late`).
     public mutating func results(for fb: TransportFeedback, now: Instant) -> (results: [Result], unknown: Int) {
-        confirmLosses(now: now)
-        guard highest >= 0 else { return ([], Int(fb.statusCount)) }
-        // The base's unwrapped value: the one nearest to what we have sent.
-        let base = highest + Int64(Int16(bitPattern: fb.baseSequence &- UInt16(truncatingIfNeeded: highest)))
-        let reference = Int64(fb.referenceTime) * TransportWideCC.referenceMicroseconds
         var out: [Result] = []
-        out.reserveCapacity(min(Int(fb.statusCount), SendHistory.capacity))
+        if highest >= 0 { out.reserveCapacity(min(Int(fb.statusCount), SendHistory.capacity)) }
+        let unknown = results(baseSequence: fb.baseSequence, statusCount: fb.statusCount, referenceTime: fb.referenceTime,
+                              received: fb.received.makeIterator(), now: now, into: &out)
+        return (out, unknown)
+    }
+
+    /// The same for a message read in place, into `out` (emptied first; its storage is
+    /// reused: no allocation once it has grown). Returns the `unknown` count.
+    public mutating func results(for fb: TransportFeedbackView, now: Instant, into out: inout [Result]) -> Int {
+        out.removeAll(keepingCapacity: true)
+        return results(baseSequence: fb.baseSequence, statusCount: fb.statusCount, referenceTime: fb.referenceTime,
+                       received: fb.makeIterator(), now: now, into: &out)
+    }
+
+    private mutating func results<I: IteratorProtocol<(offset: UInt16, ticks: Int64)>>(
+        baseSequence: UInt16, statusCount: UInt16, referenceTime: Int32, received: I, now: Instant, into out: inout [Result]
+    ) -> Int {
+        confirmLosses(now: now)
+        guard highest >= 0 else { return Int(statusCount) }
+        // The base's unwrapped value: the one nearest to what we have sent.
+        let base = highest + Int64(Int16(bitPattern: baseSequence &- UInt16(truncatingIfNeeded: highest)))
+        let reference = Int64(referenceTime) * TransportWideCC.referenceMicroseconds
+        var received = received
+        var nextReceived = received.next()
         var unknown = 0
-        var r = 0
-        for k in 0..<Int(fb.statusCount) {
+        for k in 0..<Int(statusCount) {
             var arrival: Int64? = nil
-            if r < fb.received.count && Int(fb.received[r].offset) == k {
-                arrival = reference + fb.received[r].ticks * TransportWideCC.tickMicroseconds
-                r += 1
+            if let r = nextReceived, Int(r.offset) == k {
+                arrival = reference + r.ticks * TransportWideCC.tickMicroseconds
+                nextReceived = received.next()
             }
             let s = base + Int64(k)
             let i = Int(s & Int64(SendHistory.capacity - 1))
@@ -349,6 +495,6 @@ public struct SendHistory: Sendable {
             }
             out.append(Result(sendMicros: ring[i].sendMicros, size: ring[i].size, arrivalMicros: arrival, probe: ring[i].probe, late: arrival != nil && late))
         }
-        return (out, unknown)
+        return unknown
     }
 }

@@ -38,7 +38,7 @@ final class AudioPlayout: @unchecked Sendable {
 
     /// From the transport thread: one received packet.
     func insert(_ payload: ArraySlice<UInt8>, sequence: UInt16, timestamp: UInt32, arrival: Instant) {
-        lock.withLock { buffer.insert(sequence: sequence, timestamp: timestamp, payload: Array(payload), arrival: arrival) }
+        lock.withLock { buffer.insert(sequence: sequence, timestamp: timestamp, payload: payload, arrival: arrival) }
     }
 
     /// From the speaker's thread: fills one 20 ms frame; false when there is nothing to play.

@@ -129,4 +129,24 @@ import Testing
         for _ in 0..<4 where played == nil { played = seq(of: jb.pop()) }
         #expect(played == 5000)
     }
+
+    /// Slots keep their storage; a packet handed out and still held is not overwritten by
+    /// the next one into its slot.
+    @Test mutating func aPoppedPacketSurvivesItsSlotBeingReused() {
+        var jb = AudioJitterBuffer()
+        for s in UInt16(0)..<3 { feed(&jb, s, at: Int(s) * 20) }
+        let first = jb.pop()
+        #expect(seq(of: first) == 0)
+        for s in UInt16(3)..<70 {
+            feed(&jb, s, at: Int(s) * 20)
+            _ = jb.pop()
+        }
+        #expect(seq(of: first) == 0)
+        // A slice of a datagram goes in as its bytes.
+        let datagram: [UInt8] = [9, 9, 9, 70, 0]
+        jb.insert(sequence: 70, timestamp: 0, payload: datagram[3...], arrival: t0 + .milliseconds(1400))
+        var played: [UInt16] = []
+        for _ in 0..<5 { if let s = seq(of: jb.pop()) { played.append(s) } }
+        #expect(played.contains(70))
+    }
 }

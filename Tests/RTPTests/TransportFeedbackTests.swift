@@ -102,6 +102,71 @@ import Testing
         bytes.writeU16(UInt16(bytes.count / 4 - 1), at: 2)
         #expect(throws: RTPParseError.self) { try RTCPPacket.parseCompound(bytes) }
     }
+
+    /// The transport thread's path (serialized by the generator, read in place, paired into
+    /// reused storage) gives what the owned messages give.
+    @Test func inPlacePathsMatchTheOwnedMessages() throws {
+        var a = TransportFeedbackGenerator(), b = TransportFeedbackGenerator()
+        var ha = SendHistory(), hb = SendHistory()
+        var wire: [UInt8] = []
+        var results: [SendHistory.Result] = []
+        var seq: UInt16 = 65_000
+        for round in 0..<40 {
+            // Losses, a reordered pair, a duplicate, and a gap too long for one delta.
+            for k in 0..<30 {
+                let s = seq &+ UInt16(k)
+                ha.sent(sequence: s, size: 1000 + k, at: at(ms: Double(round * 100 + k)))
+                hb.sent(sequence: s, size: 1000 + k, at: at(ms: Double(round * 100 + k)))
+            }
+            var order = Array(0..<30).filter { ($0 + round) % 7 != 3 }
+            order.swapAt(4, 5)
+            order.append(order[10])
+            for k in order {
+                let ms = Double(round * 100 + k) + (k == 20 && round % 5 == 0 ? 9000 : 30)
+                a.received(sequence: seq &+ UInt16(k), now: at(ms: ms))
+                b.received(sequence: seq &+ UInt16(k), now: at(ms: ms))
+            }
+            seq &+= 30
+            let now = at(ms: Double(round * 100 + 99))
+            let owned = a.poll(now: now, senderSSRC: 1, mediaSSRC: 2)
+            wire.removeAll(keepingCapacity: true)
+            let n = b.poll(now: now, senderSSRC: 1, mediaSSRC: 2, appendingTo: &wire)
+            #expect(n == owned.count)
+            #expect(wire == RTCPPacket.compound(owned.map { .transportFeedback($0) }))
+            let views = try RTCPCompound(parsing: wire).compactMap { (p: RTCPPacketView) -> TransportFeedbackView? in
+                if case .transportFeedback(let v) = p { return v }
+                return nil
+            }
+            #expect(views.map { TransportFeedback($0) } == owned)
+            for (fb, view) in zip(owned, views) {
+                let (expected, unknown) = ha.results(for: fb, now: now)
+                #expect(hb.results(for: view, now: now, into: &results) == unknown)
+                #expect(results == expected)
+            }
+        }
+    }
+
+    @Test func compoundViewsMatchTheParsedPackets() throws {
+        let report = ReceptionReport(ssrc: 2, fractionLost: 3, cumulativeLost: -5, highestSequence: 70_000, jitter: 90, lastSR: 7, delaySinceLastSR: 8)
+        let packets: [RTCPPacket] = [
+            .senderReport(ssrc: 1, ntp: 99, rtpTimestamp: 3, packetCount: 4, octetCount: 5, reports: [report, report]),
+            .receiverReport(ssrc: 1, reports: [report]),
+            .sourceDescription([(1, "a-cname-longer-than-fifteen-bytes"), (3, "")]),
+            .nack(sender: 1, media: 2, lost: [100, 101, 103, 116, 117, 140, 65535, 0]),
+            .pli(sender: 1, media: 2),
+            .bye(ssrcs: [1], reason: "bye"),
+        ]
+        let wire = RTCPPacket.compound(packets)
+        let compound = try RTCPCompound(parsing: wire)
+        #expect(compound.map(\.owned) == packets)
+        var nacked: [UInt16] = []
+        for case .nack(_, _, let lost) in compound { nacked.append(contentsOf: lost) }
+        #expect(nacked == [100, 101, 103, 116, 117, 140, 65535, 0])
+        // One bad packet rejects the compound before any part is read.
+        var broken = wire
+        broken.append(contentsOf: [0x80, 201, 0, 9])
+        #expect(throws: RTPParseError.self) { try RTCPCompound(parsing: broken) }
+    }
 }
 
 /// A bottleneck on virtual time: frames leave at the controller's target, queue at the
@@ -319,4 +384,5 @@ struct SplitMix {
         }
         #expect((t - t0).seconds < 0.3)
     }
+
 }

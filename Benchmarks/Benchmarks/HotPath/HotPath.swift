@@ -152,6 +152,52 @@ final class ReceivePath: @unchecked Sendable {
     }
 }
 
+/// Transport-wide feedback in a call's steady state, both ends: the receiver records 10
+/// arrivals (50 ms of 720p video at 2 Mbit/s), polls its generator into an RTCP buffer;
+/// the sender reads that datagram in place, pairs it with its send history and feeds the
+/// delay-based estimator, as PeerConnection's transport thread does.
+final class FeedbackRound: @unchecked Sendable {
+    var generator = TransportFeedbackGenerator()
+    var history = SendHistory()
+    var estimator = DelayBasedEstimator(startBps: 2_000_000, minimumBps: 100_000, maximumBps: 4_000_000)
+    var wire: [UInt8] = []
+    var results: [SendHistory.Result] = []
+    var sequence: UInt16 = 0
+    var now = Instant(nanoseconds: 1_000_000_000)
+
+    func round() {
+        for k in 0..<10 {
+            history.sent(sequence: sequence, size: 1200, at: now + .milliseconds(5 * Int64(k)))
+            generator.received(sequence: sequence, now: now + .milliseconds(5 * Int64(k) + 20))
+            sequence &+= 1
+        }
+        now = now + .milliseconds(50)
+        wire.removeAll(keepingCapacity: true)
+        _ = generator.poll(now: now + .milliseconds(20), senderSSRC: 1, mediaSSRC: 2, appendingTo: &wire)
+        guard let compound = try? RTCPCompound(parsing: wire) else { fatalError("feedback does not parse") }
+        for p in compound {
+            guard case .transportFeedback(let fb) = p else { continue }
+            _ = history.results(for: fb, now: now + .milliseconds(40), into: &results)
+            estimator.update(results: results, now: now + .milliseconds(40))
+        }
+    }
+}
+
+/// What a device receives about twice a second and on every loss: an SR with two report
+/// blocks, SDES, a NACK and transport-wide feedback in one compound packet.
+let compoundRTCP: [UInt8] = {
+    var g = TransportFeedbackGenerator()
+    let t0 = Instant(nanoseconds: 1_000_000_000)
+    for s in 0..<40 where s % 13 != 5 { g.received(sequence: UInt16(s), now: t0 + .microseconds(Int64(s) * 4_500)) }
+    let feedback = g.poll(now: t0 + .milliseconds(200), senderSSRC: 1, mediaSSRC: 2).map { RTCPPacket.transportFeedback($0) }
+    let block = ReceptionReport(ssrc: 2, fractionLost: 3, cumulativeLost: 17, highestSequence: 70_000, jitter: 90, lastSR: 0x1234_5678, delaySinceLastSR: 6553)
+    return RTCPPacket.compound([
+        .senderReport(ssrc: 1, ntp: 0xE000_0000_8000_0000, rtpTimestamp: 90_000, packetCount: 5000, octetCount: 6_000_000, reports: [block, block]),
+        .sourceDescription([(1, "a-device-cname-of-24-bytes"), (3, "a-device-cname-of-24-bytes")]),
+        .nack(sender: 1, media: 2, lost: [100, 101, 103, 140]),
+    ] + feedback)
+}()
+
 /// `make test` runs the benchmarks briefly (VIDEOPHONE_BENCH_QUICK=1).
 let quick = getenv("VIDEOPHONE_BENCH_QUICK") != nil
 
@@ -279,6 +325,58 @@ let benchmarks: @Sendable () -> Void = {
                 seq &+= 1; ts &+= 960; now = now + .milliseconds(20)
             }
         }
+        benchmark.stopMeasurement()
+    }
+
+    // The transport thread's RTCP (issue #14): feedback both ways, a compound packet read,
+    // and the audio copied from the datagram into the jitter buffer, none of it allocating.
+    Benchmark("TWCC feedback: receive 10 packets + poll + consume at the sender (DelayBasedEstimator) ×1000", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let f = FeedbackRound()
+        for _ in 0..<200 { f.round() }  // every ring and scratch buffer has grown
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations { for _ in 0..<times(i) { f.round() } }
+        benchmark.stopMeasurement()
+        blackHole(f.estimator.estimateBps)
+    }
+
+    Benchmark("RTCP compound parse (SR/RR + SDES + NACK + TWCC) ×1000", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let bytes = compoundRTCP
+        var sum = 0
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations {
+            for _ in 0..<times(i) {
+                guard let compound = try? RTCPCompound(parsing: bytes) else { fatalError("compound does not parse") }
+                for p in compound {
+                    switch p {
+                    case let .senderReport(_, _, _, _, _, reports): for r in reports { sum &+= Int(r.jitter) }
+                    case let .receiverReport(_, reports): for r in reports { sum &+= Int(r.jitter) }
+                    case let .nack(_, _, lost): for s in lost { sum &+= Int(s) }
+                    case let .transportFeedback(fb): for r in fb { sum &+= Int(r.ticks) }
+                    default: sum &+= 1
+                    }
+                }
+            }
+        }
+        benchmark.stopMeasurement()
+        blackHole(sum)
+    }
+
+    // AudioPlayout.insert: the payload is a slice of the datagram's buffer.
+    Benchmark("audio playout insert (payload slice) + pop ×1000", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        var jb = AudioJitterBuffer()
+        let datagram = [UInt8](repeating: 0x55, count: 12 + 120)
+        var seq: UInt16 = 0
+        var ts: UInt32 = 0
+        var now = Instant.now()
+        func one() {
+            jb.insert(sequence: seq, timestamp: ts, payload: datagram[12...], arrival: now)
+            blackHole(jb.pop())
+            seq &+= 1; ts &+= 960; now = now + .milliseconds(20)
+        }
+        for _ in 0..<4 { jb.insert(sequence: seq, timestamp: ts, payload: datagram[12...], arrival: now); seq &+= 1; ts &+= 960; now = now + .milliseconds(20) }
+        for _ in 0..<200 { one() }  // every slot of the ring has held a packet
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations { for _ in 0..<times(i) { one() } }
         benchmark.stopMeasurement()
     }
 
