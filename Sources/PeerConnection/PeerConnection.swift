@@ -136,6 +136,9 @@ public final class PeerConnection: @unchecked Sendable {
         var remoteUfrag: String?
         var ignoredSTUN: UInt64 = 0
         var feedbackWatchdog = FeedbackWatchdog()
+        /// Skips frames while the bottleneck's queue drains (transport thread measures,
+        /// the encoder's thread asks).
+        var queueDrainHold = QueueDrainHold()
         var targetVideoKbps = 0
         var ignoredCandidates: UInt64 = 0
         var refusedDTLS: UInt64 = 0
@@ -338,6 +341,14 @@ public final class PeerConnection: @unchecked Sendable {
     /// and makes the next frame it sends a keyframe.
     public func videoFeedbackDecision(now: Instant = Instant.now()) -> FeedbackWatchdog.Decision {
         shared.withLock { $0.feedbackWatchdog.decide(now: now) }
+    }
+
+    /// Whether to encode the video frame at hand: false while the path's queue drains
+    /// after it was seen about to overflow (``QueueDrainHold``, about 100 ms). Skip the
+    /// frame without encoding it; the next one is an ordinary frame (the encoder's
+    /// reference is the last frame it encoded, which the receiver has or gets resent).
+    public func videoMayEncode(now: Instant = Instant.now()) -> Bool {
+        shared.withLock { $0.queueDrainHold.maySend(now: now) }
     }
 
     public func sendVideo(_ data: [UInt8], isKeyframe: Bool, width: Int, height: Int, captureTime: Instant, captureNTP: UInt64) {
@@ -1092,6 +1103,13 @@ public final class PeerConnection: @unchecked Sendable {
                     targetBitrateChanged(kbps)
                 } else {
                     updateEncoderTarget(now: now)
+                }
+                if let d = bitrateController.delayBased, let q = d.peakQueueMs {
+                    // A queue about to overflow: hold video while it drains, and cut now.
+                    let started = shared.withLock {
+                        $0.queueDrainHold.queueMeasured(.microseconds(Int64(q * 1000)), jitterBound: .microseconds(Int64(d.queueThresholdMs * 1000)), now: now)
+                    }
+                    if started, let kbps = bitrateController.queueOverflowing(now: now) { targetBitrateChanged(kbps) }
                 }
                 if let d = bitrateController.delayBased {
                     shared.withLock { $0.delayBasedKbps = Int(d.estimateBps / 1000); $0.queueDelayMs = d.queueDelayMs }

@@ -128,6 +128,14 @@ public struct BitrateController: Sendable {
         return update()
     }
 
+    /// The bottleneck's queue is about to overflow (``QueueDrainHold`` started a hold): the
+    /// delay-based half cuts now. Returns the new target when it changed.
+    public mutating func queueOverflowing(now: Instant) -> Int? {
+        guard delayBased != nil else { return nil }
+        delayBased!.queueOverflowing(now: now)
+        return update()
+    }
+
     /// How far one probe may lift the estimate: ``firstProbeStep`` times, growing to
     /// ``maxProbeStep`` while lifts hold.
     public private(set) var probeStep = BitrateController.firstProbeStep

@@ -102,6 +102,12 @@ public struct DelayBasedEstimator: Sendable {
             recordAcked(arrival: a.arrival, size: a.size)
             packet(send: a.send, arrival: a.arrival)
         }
+        // The queue each packet met, not just each group's first: packets queued back to
+        // back merge into one group whose first packet may predate the queue.
+        let base = baseBuckets.reduce(Double.infinity) { min($0, $1.minimum) }
+        if base.isFinite, !received.isEmpty {
+            peakQueueMs = received.reduce(0) { max($0, Double($1.arrivalMicros! - $1.sendMicros) / 1000 - base) }
+        }
         // The queue's floor lags by design (150 ms, for jitter); the latest group's own
         // queue is what a buffer that is overflowing right now shows, with heavy loss
         // (a radio link's few per cent of random loss plus a scheduling hiccup is not it).
@@ -113,6 +119,20 @@ public struct DelayBasedEstimator: Sendable {
         }
         updateAckedRate()
         updateRate(nowMs: nowMs)
+        return estimateBps
+    }
+
+    /// The sender saw the bottleneck's queue about to overflow (``QueueDrainHold``: long and
+    /// growing fast, from each packet's delay): overuse now, before the group floors (which
+    /// lag by a group) or the trend show it, so that frames after the hold come at a cut
+    /// rate instead of refilling the queue. Returns the estimate in bit/s.
+    @discardableResult
+    public mutating func queueOverflowing(now: Instant) -> Double {
+        if usage != .overusing {
+            overuseEvents += 1
+            usage = .overusing
+        }
+        updateRate(nowMs: Double(now.nanoseconds) / 1e6)
         return estimateBps
     }
 
@@ -262,6 +282,9 @@ public struct DelayBasedEstimator: Sendable {
     public var queueThresholdMs: Double { min(40 + 3 * queueJitterMs, 200) }
     /// The standing queue at the last group, ms.
     public private(set) var queueDelayMs: Double?
+    /// The longest queue a packet of the last feedback message met, ms (its one-way delay
+    /// over the path's base): how close a shallow buffer is to overflowing, now.
+    public private(set) var peakQueueMs: Double?
     private var queueJitterMs = 0.0
     private var recentLoss = 0.0
     private var queueLoss = false

@@ -71,7 +71,9 @@ public struct RetransmissionLimiter: Sendable {
         if let last = refilledAt {
             tokens = min(capacity, tokens + rate * (now - last).seconds)
         } else {
-            tokens = min(capacity, tokens)
+            // The first resend of a call: the budget had all the time before to fill.
+            // (Starting from the floor's burst refused most resends of the first drop.)
+            tokens = capacity
         }
         refilledAt = now
         guard tokens >= Double(bytes) else {

@@ -323,6 +323,9 @@ public final class MediaSession: @unchecked Sendable {
         framesSeen += 1
         // Half the frame rate: every other captured frame.
         if rung.fps < ladder.rungs[0].fps, framesSeen % max(1, ladder.rungs[0].fps / rung.fps) != 0 { return }
+        // The path's queue is draining after it nearly overflowed: not encoded, so the
+        // next frame still refers to one the far end has.
+        guard pc.videoMayEncode() else { return }
         guard let encoder else { return }
         let captureTime = frame.captureTime, captureNTP = frame.captureNTP
         let force = state.withLock { s -> Bool in defer { s.forceKeyframe = false }; return s.forceKeyframe }

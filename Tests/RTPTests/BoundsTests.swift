@@ -35,6 +35,16 @@ import Testing
         #expect(l.refusedOverBudget > 90_000)
     }
 
+    @Test func theFirstLossOfACallMayUseTheWholeBurst() {
+        // 250 kB/s, half for resends, 250 ms of it: 31 kB at once, not just the floor's
+        // 10 kB (the first drop of a call lost a queue's worth, and most of its resends
+        // were refused and asked for again a repair time later).
+        var l = RetransmissionLimiter(share: 0.5, floorBytesPerSecond: 40_000, burst: .milliseconds(250))
+        var allowed = 0
+        for s in UInt16(0)..<40 where l.allow(sequence: s, bytes: 1200, sendingBytesPerSecond: 250_000, now: t0) == nil { allowed += 1 }
+        #expect(allowed == 26)
+    }
+
     @Test func aFloorLetsLossBeRepairedBeforeTheRateIsKnown() {
         var l = RetransmissionLimiter(floorBytesPerSecond: 40_000)
         // Sending rate unknown (0): the floor still allows a few packets at once.
