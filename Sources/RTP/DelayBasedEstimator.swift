@@ -105,8 +105,8 @@ public struct DelayBasedEstimator: Sendable {
         // The queue each packet met, not just each group's first: packets queued back to
         // back merge into one group whose first packet may predate the queue.
         let base = baseBuckets.reduce(Double.infinity) { min($0, $1.minimum) }
-        if base.isFinite, !received.isEmpty {
-            peakQueueMs = received.reduce(0) { max($0, Double($1.arrivalMicros! - $1.sendMicros) / 1000 - base) }
+        if base.isFinite, !arrivals.isEmpty {
+            peakQueueMs = arrivals.reduce(0) { max($0, Double($1.arrival - $1.send) / 1000 - base) }
         }
         // The queue's floor lags by design (150 ms, for jitter); the latest group's own
         // queue is what a buffer that is overflowing right now shows, with heavy loss
