@@ -155,8 +155,8 @@ final class MediaSender: @unchecked Sendable {
     private var probe: (cluster: ProbeController.Cluster, sent: Int, next: Instant)?
     private var probesStarted: UInt64 = 0
     private var paddingBytes: UInt64 = 0
-    /// Recent capture → wire latencies in ms.
-    let captureToWire = Locked<[Double]>([])
+    /// Recent capture → wire latencies in ms (about two minutes at 30 fps).
+    let captureToWire = Locked(RecentSamples(capacity: 4096))
 
     init(targetKbps: Int) {
         video = Stream(ssrc: videoSSRC, clockRate: 90000)
@@ -443,10 +443,7 @@ final class MediaSender: @unchecked Sendable {
         video.packets += 1
         if let t = q.captureTime {
             let ms = (now - t).milliseconds
-            captureToWire.withLock { s in
-                if s.count >= 4096 { s.removeFirst(1024) }
-                s.append(ms)
-            }
+            captureToWire.withLock { $0.add(ms) }
         }
         return true
     }
@@ -601,6 +598,7 @@ final class MediaSender: @unchecked Sendable {
         let dropped = handoff.withLock { ($0.droppedFrames, $0.droppedAudio) }
         return lock.withLock {
             var out: [OutboundRTPStats] = []
+            out.reserveCapacity(2)
             if video.active {
                 var v = OutboundRTPStats(kind: "video", ssrc: video.ssrc)
                 v.packetsSent = video.packets; v.bytesSent = video.octets; v.framesEncoded = video.frames
