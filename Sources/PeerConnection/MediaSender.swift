@@ -485,6 +485,11 @@ final class MediaSender: @unchecked Sendable {
         ring[i].valid = true
         ring[i].twcc = twcc
         ring[i].bytes.removeAll(keepingCapacity: true)
+        if ring[i].bytes.capacity < scratch.count {
+            // Sized once for the largest packet: growing to each new largest size (packet
+            // sizes follow frame sizes) kept reallocating slots for minutes.
+            ring[i].bytes.reserveCapacity(max(scratch.count, 1500))
+        }
         ring[i].bytes.append(contentsOf: scratch)
     }
 
