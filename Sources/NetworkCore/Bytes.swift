@@ -139,6 +139,7 @@ public enum CRC32 {
         return crc ^ 0xFFFF_FFFF
     }
 
+    /// The CRC-32 of raw bytes.
     public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
         var crc: UInt32 = 0xFFFF_FFFF
         for b in bytes { crc = step(crc, b) }

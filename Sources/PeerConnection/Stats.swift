@@ -110,13 +110,17 @@ public struct RecentSamples: Sendable {
     /// Values ever added; the ring holds the last `min(total, capacity)` of them.
     public private(set) var total: UInt64 = 0
 
+    /// A ring of `capacity` values (at least one), all its storage made now.
     public init(capacity: Int) {
         storage = [Double](repeating: 0, count: max(1, capacity))
     }
 
+    /// How many values the ring holds at most.
     public var capacity: Int { storage.count }
+    /// How many values it holds now.
     public var count: Int { Int(min(total, UInt64(storage.count))) }
 
+    /// Adds a value in place of the oldest once full.
     public mutating func add(_ v: Double) {
         storage[next] = v
         next = next + 1 == storage.count ? 0 : next + 1
