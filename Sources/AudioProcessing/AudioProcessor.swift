@@ -187,8 +187,9 @@ public final class AudioProcessor: @unchecked Sendable {
         times.deallocate()
     }
 
-    /// Which webrtc-audio-processing the shim was built against.
-    public static var library: String { String(cString: vp_apm_library()) }
+    /// Which webrtc-audio-processing the shim was built against (fixed at build time: read
+    /// once, not a new string for every status and metrics look).
+    public static let library = String(cString: vp_apm_library())
 
     /// Speaker thread: the frame about to be written to the card (silence included), and
     /// how long until its first sample is heard.

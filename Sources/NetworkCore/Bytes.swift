@@ -129,9 +129,24 @@ public enum CRC32 {
         return c
     }
 
+    /// Contiguous bytes (arrays, their slices) go through the raw-buffer overload: iterating a
+    /// collection in this unspecialized generic code mallocs per byte (each element read is a
+    /// coroutine whose frame is allocated), which every STUN FINGERPRINT paid.
     public static func checksum<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
+        if let crc = bytes.withContiguousStorageIfAvailable({ checksum(UnsafeRawBufferPointer($0)) }) { return crc }
         var crc: UInt32 = 0xFFFF_FFFF
-        for b in bytes { crc = table[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8) }
+        for b in bytes { crc = step(crc, b) }
         return crc ^ 0xFFFF_FFFF
+    }
+
+    /// The CRC-32 of raw bytes.
+    public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for b in bytes { crc = step(crc, b) }
+        return crc ^ 0xFFFF_FFFF
+    }
+
+    @inline(__always) private static func step(_ crc: UInt32, _ b: UInt8) -> UInt32 {
+        table[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8)
     }
 }

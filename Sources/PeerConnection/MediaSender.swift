@@ -155,8 +155,8 @@ final class MediaSender: @unchecked Sendable {
     private var probe: (cluster: ProbeController.Cluster, sent: Int, next: Instant)?
     private var probesStarted: UInt64 = 0
     private var paddingBytes: UInt64 = 0
-    /// Recent capture → wire latencies in ms.
-    let captureToWire = Locked<[Double]>([])
+    /// Recent capture → wire latencies in ms (about two minutes at 30 fps).
+    let captureToWire = Locked(RecentSamples(capacity: 4096))
 
     init(targetKbps: Int) {
         video = Stream(ssrc: videoSSRC, clockRate: 90000)
@@ -443,10 +443,7 @@ final class MediaSender: @unchecked Sendable {
         video.packets += 1
         if let t = q.captureTime {
             let ms = (now - t).milliseconds
-            captureToWire.withLock { s in
-                if s.count >= 4096 { s.removeFirst(1024) }
-                s.append(ms)
-            }
+            captureToWire.withLock { $0.add(ms) }
         }
         return true
     }
@@ -488,6 +485,11 @@ final class MediaSender: @unchecked Sendable {
         ring[i].valid = true
         ring[i].twcc = twcc
         ring[i].bytes.removeAll(keepingCapacity: true)
+        if ring[i].bytes.capacity < scratch.count {
+            // Sized once for the largest packet: growing to each new largest size (packet
+            // sizes follow frame sizes) kept reallocating slots for minutes.
+            ring[i].bytes.reserveCapacity(max(scratch.count, 1500))
+        }
         ring[i].bytes.append(contentsOf: scratch)
     }
 
@@ -601,6 +603,7 @@ final class MediaSender: @unchecked Sendable {
         let dropped = handoff.withLock { ($0.droppedFrames, $0.droppedAudio) }
         return lock.withLock {
             var out: [OutboundRTPStats] = []
+            out.reserveCapacity(2)
             if video.active {
                 var v = OutboundRTPStats(kind: "video", ssrc: video.ssrc)
                 v.packetsSent = video.packets; v.bytesSent = video.octets; v.framesEncoded = video.frames

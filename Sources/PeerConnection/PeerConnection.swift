@@ -320,6 +320,7 @@ public final class PeerConnection: @unchecked Sendable {
         let now = Instant.now()
         let s = shared.current
         var inbound: [InboundRTPStats] = []
+        inbound.reserveCapacity(2)  // video and audio: one allocation
         if var v = s.inboundVideo {
             v.framesPerSecond = s.videoFPS.current(now: now); v.bitrate = s.videoBitrate.current(now: now) * 8
             if let (p50, p95) = s.endToEnd.percentiles() { v.endToEndDelayP50Ms = p50; v.endToEndDelayP95Ms = p95 }
@@ -386,7 +387,14 @@ public final class PeerConnection: @unchecked Sendable {
     }
 
     /// Latency from capture to the first packet of each frame on the wire, in ms, recent frames.
-    public var captureToWireSamples: [Double] { sender.captureToWire.current }
+    public var captureToWireSamples: [Double] { sender.captureToWire.withLock { $0.values } }
+
+    /// Calls `body` with each capture → wire latency (ms) recorded after the first `seen`
+    /// and still held, oldest first, without copying them; returns how many were ever recorded.
+    @discardableResult
+    public func captureToWire(since seen: UInt64, _ body: (Double) -> Void) -> UInt64 {
+        sender.captureToWire.withLock { $0.forEach(since: seen, body) }
+    }
 
     func markFirstMediaSent() {
         shared.withLock { if $0.timeline.firstMediaSent == nil { $0.timeline.firstMediaSent = Instant.now() } }

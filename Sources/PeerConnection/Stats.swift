@@ -47,26 +47,107 @@ public struct InboundRTPStats: Sendable, Codable {
 }
 
 /// The last ``capacity`` values of a delay, for its median and 95th percentile. A fixed
-/// ring: no allocation per value.
+/// ring with a sorted copy kept beside it (one binary search and a short move per value): no
+/// allocation per value, and none for the percentiles, which the metrics tick reads four
+/// times a second.
 public struct DelayWindow: Sendable {
     public static let capacity = 256
     private var values = [Double](repeating: 0, count: DelayWindow.capacity)
+    /// The ring's values in ascending order; the first `count` are valid.
+    private var sorted = [Double](repeating: 0, count: DelayWindow.capacity)
     private var count = 0
     private var next = 0
 
     public init() {}
 
+    /// Adds one delay; NaN and infinities are not delays and are left out (they would
+    /// have no place in the sorted copy).
     public mutating func add(_ v: Double) {
+        guard v.isFinite else { return }
+        if count == Self.capacity {
+            // The oldest value rolls out of the sorted copy too.
+            let i = Self.firstIndex(notBelow: values[next], in: sorted, count: count)
+            sorted.withUnsafeMutableBufferPointer { b in
+                for j in i..<(count - 1) { b[j] = b[j + 1] }
+            }
+            count -= 1
+        }
         values[next] = v
         next = (next + 1) % Self.capacity
-        count = min(count + 1, Self.capacity)
+        let i = Self.firstIndex(notBelow: v, in: sorted, count: count)
+        sorted.withUnsafeMutableBufferPointer { b in
+            var j = count
+            while j > i { b[j] = b[j - 1]; j -= 1 }
+            b[i] = v
+        }
+        count += 1
     }
 
     /// (p50, p95), nil before the first value.
     public func percentiles() -> (Double, Double)? {
         guard count > 0 else { return nil }
-        let sorted = values[..<count].sorted()
         return (sorted[(count - 1) / 2], sorted[min(count - 1, Int((Double(count) * 0.95).rounded(.down)))])
+    }
+
+    /// The first index in `a[..<count]` (ascending) whose value is not below `v`.
+    private static func firstIndex(notBelow v: Double, in a: [Double], count: Int) -> Int {
+        var lo = 0, hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if a[mid] < v { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+}
+
+/// The last ``capacity`` values of a latency (for status pages and metrics) and how many were
+/// ever added: a fixed ring made once, so adding never allocates and a device that runs for a
+/// year holds the same few kilobytes. Read it in place, under its owner's lock: a copy taken
+/// out shares the storage, and the next ``add(_:)`` would have to copy it.
+public struct RecentSamples: Sendable {
+    private var storage: [Double]
+    private var next = 0
+    /// Values ever added; the ring holds the last `min(total, capacity)` of them.
+    public private(set) var total: UInt64 = 0
+
+    /// A ring of `capacity` values (at least one), all its storage made now.
+    public init(capacity: Int) {
+        storage = [Double](repeating: 0, count: max(1, capacity))
+    }
+
+    /// How many values the ring holds at most.
+    public var capacity: Int { storage.count }
+    /// How many values it holds now.
+    public var count: Int { Int(min(total, UInt64(storage.count))) }
+
+    /// Adds a value in place of the oldest once full.
+    public mutating func add(_ v: Double) {
+        storage[next] = v
+        next = next + 1 == storage.count ? 0 : next + 1
+        total &+= 1
+    }
+
+    /// The values held, oldest first (a new array: for status pages, not per packet).
+    public var values: [Double] {
+        var out = [Double]()
+        out.reserveCapacity(count)
+        _ = forEach(since: 0) { out.append($0) }
+        return out
+    }
+
+    /// Calls `body` with each value added after the first `seen` (a ``total`` read before)
+    /// that the ring still holds, oldest first, and returns ``total``: the metrics tick takes
+    /// every new value once, however many were dropped between two looks.
+    @discardableResult
+    public func forEach(since seen: UInt64, _ body: (Double) -> Void) -> UInt64 {
+        let fresh = Int(min(total - min(seen, total), UInt64(count)))
+        var i = next - fresh
+        if i < 0 { i += storage.count }
+        for _ in 0..<fresh {
+            body(storage[i])
+            i = i + 1 == storage.count ? 0 : i + 1
+        }
+        return total
     }
 }
 

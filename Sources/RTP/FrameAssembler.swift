@@ -39,6 +39,9 @@ public struct H264FrameAssembler {
 
     private var slots: [Slot]
     private let mask: Int
+    /// The frames the last call completed, returned from here: its storage is reused by the
+    /// next call once the caller has let go of it (an array per completed frame, before).
+    private var completed: [AssembledFrame] = []
     private var lastDeliveredSeq: UInt16?
     private var waitingForKeyframe = true
     /// Sequence numbers of packets that start a keyframe, oldest first; at most
@@ -119,7 +122,10 @@ public struct H264FrameAssembler {
     }
 
     private mutating func drain(now: Instant) -> [AssembledFrame] {
-        var out: [AssembledFrame] = []
+        completed.removeAll(keepingCapacity: true)
+        var out = completed
+        completed = []
+        defer { completed = out }
         while true {
             if !waitingForKeyframe, let last = lastDeliveredSeq, let end = completeFrame(from: last &+ 1) {
                 emit(from: last &+ 1, to: end, into: &out)

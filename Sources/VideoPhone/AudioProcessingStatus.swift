@@ -40,26 +40,53 @@ extension Device {
     }
 }
 
+/// The processing stage's series, made once (``DeviceMetrics/LiveSeries``).
+struct AudioProcessingSeries {
+    typealias Gauge = Prometheus.Gauge
+    let echoCancellation, noiseSuppression, gainControl: Gauge
+    let fault, erle, delayEstimated, delayReported, residualEcho, frameTimeMedian, frameTimeP99: Gauge
+    let frames, referenceMissing, realignments, bulkDelayJumps, driftAdjustments: Gauge
+
+    init(_ gauge: (_ name: String, _ unit: String, _ help: String, _ labels: [(String, String)]) -> Gauge) {
+        let enabledHelp = "1 when the microphone's processing stage runs this step."
+        echoCancellation = gauge("audio_processing_enabled", "", enabledHelp, [("stage", "echo_cancellation")])
+        noiseSuppression = gauge("audio_processing_enabled", "", enabledHelp, [("stage", "noise_suppression")])
+        gainControl = gauge("audio_processing_enabled", "", enabledHelp, [("stage", "gain_control")])
+        fault = gauge("audio_processing_fault", "", "1 when the processing library would not start (status says why).", [])
+        erle = gauge("echo_return_loss_enhancement", "decibels", "The echo canceller's ERLE (library's running average).", [])
+        delayEstimated = gauge("echo_delay_estimated", "seconds", "Speaker-to-microphone delay the canceller estimated.", [])
+        delayReported = gauge("echo_delay_reported", "seconds", "Speaker-to-microphone delay from the sound cards' queues.", [])
+        residualEcho = gauge("residual_echo_likelihood", "", "Residual echo likelihood, 0-1 (webrtc-audio-processing 1.x; 0 with 0.3).", [])
+        frameTimeMedian = gauge("audio_processing_frame_time_median", "seconds", "Median time to process one 10 ms microphone frame (recent frames).", [])
+        frameTimeP99 = gauge("audio_processing_frame_time_p99", "seconds", "99th percentile time to process one 10 ms microphone frame (recent frames).", [])
+        frames = gauge("audio_processing_frames", "", "10 ms microphone frames processed since start.", [])
+        referenceMissing = gauge("audio_reference_missing_frames", "", "Frames processed without the speaker's reference since start.", [])
+        realignments = gauge("audio_processing_realignments", "", "Times the stage re-aligned (call start, xrun, reopen).", [])
+        bulkDelayJumps = gauge("echo_bulk_delay_jumps", "", "Jumps of the speaker-to-microphone bulk delay the stage found and re-aligned to.", [])
+        driftAdjustments = gauge("audio_drift_adjustments", "", "10 ms steps taken to follow speaker/microphone clock drift.", [])
+    }
+}
+
 extension DeviceMetrics {
-    /// Once a second, in or out of a call.
+    /// Every tick, in or out of a call.
     func sampleAudioProcessing(_ device: Device) {
         let (settings, f, fault) = device.audioProcessingStatus
-        for (stage, on) in [("echo_cancellation", settings.echoCancellation), ("noise_suppression", settings.noiseSuppression),
-                            ("gain_control", settings.gainControl)] {
-            gauge("audio_processing_enabled", "", "1 when the microphone's processing stage runs this step.", [("stage", stage)])
-                .set(to: on && fault == nil && device.config.audioSource != "none" ? 1 : 0)
-        }
-        gauge("audio_processing_fault", "", "1 when the processing library would not start (status says why).").set(to: fault == nil ? 0 : 1)
-        gauge("echo_return_loss_enhancement", "decibels", "The echo canceller's ERLE (library's running average).").set(f.erleDB)
-        gauge("echo_delay_estimated", "seconds", "Speaker-to-microphone delay the canceller estimated.").set(f.estimatedDelayMs / 1000)
-        gauge("echo_delay_reported", "seconds", "Speaker-to-microphone delay from the sound cards' queues.").set(f.systemDelayMs / 1000)
-        gauge("residual_echo_likelihood", "", "Residual echo likelihood, 0-1 (webrtc-audio-processing 1.x; 0 with 0.3).").set(f.residualEchoLikelihood ?? 0)
-        gauge("audio_processing_frame_time_median", "seconds", "Median time to process one 10 ms microphone frame (recent frames).").set(f.processingMsMedian / 1000)
-        gauge("audio_processing_frame_time_p99", "seconds", "99th percentile time to process one 10 ms microphone frame (recent frames).").set(f.processingMsP99 / 1000)
-        gauge("audio_processing_frames", "", "10 ms microphone frames processed since start.").set(Double(f.framesProcessed))
-        gauge("audio_reference_missing_frames", "", "Frames processed without the speaker's reference since start.").set(Double(f.referenceMissingFrames))
-        gauge("audio_processing_realignments", "", "Times the stage re-aligned (call start, xrun, reopen).").set(Double(f.realignments))
-        gauge("echo_bulk_delay_jumps", "", "Jumps of the speaker-to-microphone bulk delay the stage found and re-aligned to.").set(Double(f.bulkDelayJumps))
-        gauge("audio_drift_adjustments", "", "10 ms steps taken to follow speaker/microphone clock drift.").set(Double(f.driftAdjustments))
+        let g = live.audioProcessing
+        let runs = fault == nil && device.config.audioSource != "none"
+        g.echoCancellation.set(to: settings.echoCancellation && runs ? 1 : 0)
+        g.noiseSuppression.set(to: settings.noiseSuppression && runs ? 1 : 0)
+        g.gainControl.set(to: settings.gainControl && runs ? 1 : 0)
+        g.fault.set(to: fault == nil ? 0 : 1)
+        g.erle.set(f.erleDB)
+        g.delayEstimated.set(f.estimatedDelayMs / 1000)
+        g.delayReported.set(f.systemDelayMs / 1000)
+        g.residualEcho.set(f.residualEchoLikelihood ?? 0)
+        g.frameTimeMedian.set(f.processingMsMedian / 1000)
+        g.frameTimeP99.set(f.processingMsP99 / 1000)
+        g.frames.set(Double(f.framesProcessed))
+        g.referenceMissing.set(Double(f.referenceMissingFrames))
+        g.realignments.set(Double(f.realignments))
+        g.bulkDelayJumps.set(Double(f.bulkDelayJumps))
+        g.driftAdjustments.set(Double(f.driftAdjustments))
     }
 }

@@ -288,15 +288,19 @@ public final class Device: @unchecked Sendable {
 
     /// Ring and answer timeouts, metrics and idle probes: every 250 ms on call control.
     private func scheduleTick() {
-        tickTimer = control.after(.milliseconds(250)) { [weak self] in
-            guard let self else { return }
-            perform(.tick)
-            metrics.sample(self)
-            givePagesBack()
-            ticks += 1
-            if ticks % 20 == 0, case .idle = phase { parts.probeFailed(config) }
-            if !stopped.current { scheduleTick() }
-        }
+        tickTimer = control.after(.milliseconds(250), tickWork)
+    }
+
+    /// The tick's closure, made once (a new one every 250 ms was an allocation each time).
+    /// Made on the first ``scheduleTick()``, before the timer can fire.
+    private lazy var tickWork: SerialQueue.Work = { [weak self] in
+        guard let self else { return }
+        perform(.tick)
+        metrics.sample(self)
+        givePagesBack()
+        ticks += 1
+        if ticks % 20 == 0, case .idle = phase { parts.probeFailed(config) }
+        if !stopped.current { scheduleTick() }
     }
 
     // MARK: Events and actions (call-control queue)

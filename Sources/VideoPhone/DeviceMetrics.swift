@@ -12,15 +12,19 @@ import Glibc
 /// same registry backs swift-metrics (see ``DeviceMetrics/factory``) so libraries that
 /// report through swift-metrics land on the same page.
 public final class DeviceMetrics: @unchecked Sendable {
-    public let registry = PrometheusCollectorRegistry()
+    public let registry: PrometheusCollectorRegistry
     /// A swift-metrics factory writing into ``registry``.
     public var factory: PrometheusMetricsFactory { PrometheusMetricsFactory(registry: registry) }
 
     private let setupBuckets: [Duration] = [5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000].map { .milliseconds($0) }
     private let latencyBuckets: [Duration] = [1, 2, 4, 6, 8, 10, 15, 20, 30, 50, 100].map { .milliseconds($0) }
     private let sampler = Locked(SamplerState())
+    /// The series ``sample(_:)`` sets, made once (see ``LiveSeries``).
+    let live: LiveSeries
 
     public init() {
+        registry = PrometheusCollectorRegistry()
+        live = LiveSeries(registry, setupBuckets: setupBuckets, latencyBuckets: latencyBuckets)
         registerCallOutcomes()
         registerKnownSeries()
         registerSignalling()
@@ -29,14 +33,77 @@ public final class DeviceMetrics: @unchecked Sendable {
     struct SamplerState {
         var lastCPU: Double = 0
         var pairRecorded: String?
-        var encodeSeen = 0
-        var wireSeen = 0
-        var callKey: String?
+        var encodeSeen: UInt64 = 0
+        var wireSeen: UInt64 = 0
+        var callKey: ObjectIdentifier?
         var inCall = false
     }
 
     func descriptor(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        Self.descriptor(name, unit, help)
+    }
+
+    static func descriptor(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: "videophone", metricName: name, unitName: unit, helpText: help)
+    }
+
+    /// The series ``sample(_:)`` sets four times a second, made once at start-up: the
+    /// registry's `make…` looks a series up by building its name and label strings on every
+    /// call (some 240 mallocs a tick on call control, before).
+    struct LiveSeries {
+        typealias Gauge = Prometheus.Gauge
+        /// The per-kind (`audio`, `video`) in-call series.
+        struct Kind {
+            let jitter, packetsLost, receiveRate, sendRate: Gauge
+        }
+        let cpu: Prometheus.Counter
+        let resident: Gauge
+        let faults: [(part: DeviceFault, gauge: Gauge)]
+        let inCall, targetMediaRate, jitterBufferDelay, audioConcealedSamples, roundTripTime: Gauge
+        let xruns: (capture: Gauge, playback: Gauge)
+        let audio, video: Kind
+        let framesPerSecond: (receive: Gauge, send: Gauge)
+        let encode, captureToWire: DurationHistogram
+        let audioProcessing: AudioProcessingSeries
+
+        init(_ registry: PrometheusCollectorRegistry, setupBuckets: [Duration], latencyBuckets: [Duration]) {
+            func gauge(_ name: String, _ unit: String, _ help: String, _ labels: [(String, String)] = []) -> Gauge {
+                registry.makeGauge(descriptor: DeviceMetrics.descriptor(name, unit, help), labels: labels)
+            }
+            cpu = registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "process", metricName: "cpu", unitName: "seconds_total",
+                                                                        helpText: "User and system CPU time of the daemon."), labels: [])
+            resident = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "process", metricName: "resident_memory", unitName: "bytes",
+                                                                           helpText: "Resident set size of the daemon."), labels: [])
+            faults = DeviceFault.allCases.map {
+                ($0, gauge("device_fault", "", "1 while a part of the board cannot be used (the journal says why).", [("part", $0.rawValue)]))
+            }
+            inCall = gauge("in_call", "", "1 while a call is in progress.")
+            targetMediaRate = gauge("target_media_rate", "bytes_per_second", "Congestion control's video target.")
+            jitterBufferDelay = gauge("jitter_buffer_delay", "seconds", "Delay the audio jitter buffer adds now.")
+            audioConcealedSamples = gauge("audio_concealed_samples", "", "Received audio samples concealed in this call (lost, late or corrupt packets).")
+            let xrunsHelp = "Sound card overruns (capture) and underruns (playback) in this call."
+            xruns = (gauge("sound_xruns", "", xrunsHelp, [("direction", "capture")]), gauge("sound_xruns", "", xrunsHelp, [("direction", "playback")]))
+            roundTripTime = gauge("round_trip_time", "seconds", "RTT of the selected candidate pair (RTCP).")
+            func kind(_ k: String) -> Kind {
+                Kind(jitter: gauge("jitter", "seconds", "Interarrival jitter of received media.", [("kind", k)]),
+                     packetsLost: gauge("packets_lost", "", "Packets lost in this call so far.", [("kind", k)]),
+                     receiveRate: gauge("media_rate", "bytes_per_second", "Media payload rate.", [("direction", "receive"), ("kind", k)]),
+                     sendRate: gauge("media_rate", "bytes_per_second", "Media payload rate.", [("direction", "send"), ("kind", k)]))
+            }
+            audio = kind("audio")
+            video = kind("video")
+            framesPerSecond = (gauge("frames_per_second", "", "Video frame rate.", [("direction", "receive")]),
+                               gauge("frames_per_second", "", "Video frame rate.", [("direction", "send")]))
+            encode = registry.makeDurationHistogram(descriptor: DeviceMetrics.descriptor("encode", "seconds", "Time to encode one video frame."),
+                                                    labels: [], buckets: latencyBuckets)
+            captureToWire = registry.makeDurationHistogram(
+                descriptor: DeviceMetrics.descriptor("capture_to_wire", "seconds", "Capture to first RTP packet of the frame on the wire."),
+                labels: [], buckets: latencyBuckets)
+            audioProcessing = AudioProcessingSeries(gauge)
+        }
+
+        /// The series of a stats `kind` (nil for one this device does not send).
+        func kind(_ k: String) -> Kind? { k == "video" ? video : k == "audio" ? audio : nil }
     }
 
     private var calls: [CallOutcome: Prometheus.Counter] = [:]
@@ -63,15 +130,10 @@ public final class DeviceMetrics: @unchecked Sendable {
             _ = registry.makeDurationHistogram(descriptor: descriptor("call_setup", "seconds", "Call set-up time by stage, from the offer."),
                                                labels: [("stage", stage)], buckets: setupBuckets)
         }
-        for part in DeviceFault.allCases {
-            gauge("device_fault", "", "1 while a part of the board cannot be used (the journal says why).", [("part", part.rawValue)]).set(to: 0)
-        }
-        gauge("in_call", "", "1 while a call is in progress.").set(to: 0)
-        _ = cpuCounter
-        residentGauge.set(Double(DeviceMetrics.residentBytes()))
+        for (_, g) in live.faults { g.set(to: 0) }
+        live.inCall.set(to: 0)
+        live.resident.set(Double(DeviceMetrics.residentBytes()))
         resetCallGauges()
-        _ = registry.makeDurationHistogram(descriptor: descriptor("encode", "seconds", "Time to encode one video frame."), labels: [], buckets: latencyBuckets)
-        _ = registry.makeDurationHistogram(descriptor: descriptor("capture_to_wire", "seconds", "Capture to first RTP packet of the frame on the wire."), labels: [], buckets: latencyBuckets)
         for local in Self.candidateTypes {
             for remote in Self.candidateTypes {
                 _ = registry.makeCounter(descriptor: descriptor("ice_selected_pairs", "total", "Candidate pairs used by calls, by candidate types."),
@@ -109,34 +171,14 @@ public final class DeviceMetrics: @unchecked Sendable {
         #endif
     }
 
-    private var cpuCounter: Prometheus.Counter {
-        registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "process", metricName: "cpu", unitName: "seconds_total",
-                                                              helpText: "User and system CPU time of the daemon."), labels: [])
-    }
-
-    private var residentGauge: Prometheus.Gauge {
-        registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "process", metricName: "resident_memory", unitName: "bytes",
-                                                            helpText: "Resident set size of the daemon."), labels: [])
-    }
-
     /// The in-call gauges with their known labels, at 0 (at start and while idle).
     private func resetCallGauges() {
-        gauge("target_media_rate", "bytes_per_second", "Congestion control's video target.").set(to: 0)
-        gauge("jitter_buffer_delay", "seconds", "Delay the audio jitter buffer adds now.").set(to: 0)
-        gauge("audio_concealed_samples", "", "Received audio samples concealed in this call (lost, late or corrupt packets).").set(to: 0)
-        for direction in ["capture", "playback"] {
-            gauge("sound_xruns", "", "Sound card overruns (capture) and underruns (playback) in this call.", [("direction", direction)]).set(to: 0)
+        for g in [live.targetMediaRate, live.jitterBufferDelay, live.audioConcealedSamples, live.xruns.capture, live.xruns.playback,
+                  live.roundTripTime, live.framesPerSecond.receive, live.framesPerSecond.send] {
+            g.set(to: 0)
         }
-        gauge("round_trip_time", "seconds", "RTT of the selected candidate pair (RTCP).").set(to: 0)
-        for kind in ["audio", "video"] {
-            gauge("jitter", "seconds", "Interarrival jitter of received media.", [("kind", kind)]).set(to: 0)
-            gauge("packets_lost", "", "Packets lost in this call so far.", [("kind", kind)]).set(to: 0)
-            for direction in ["receive", "send"] {
-                gauge("media_rate", "bytes_per_second", "Media payload rate.", [("direction", direction), ("kind", kind)]).set(to: 0)
-            }
-        }
-        for direction in ["receive", "send"] {
-            gauge("frames_per_second", "", "Video frame rate.", [("direction", direction)]).set(to: 0)
+        for k in [live.audio, live.video] {
+            for g in [k.jitter, k.packetsLost, k.receiveRate, k.sendRate] { g.set(to: 0) }
         }
     }
     private var refusedSignalling: [String: Prometheus.Counter] = [:]
@@ -193,62 +235,55 @@ public final class DeviceMetrics: @unchecked Sendable {
         registry.makeGauge(descriptor: descriptor(name, unit, help), labels: labels)
     }
 
-    /// Once a second: live figures of the call in progress and of the process.
+    /// Four times a second (the device tick): live figures of the call in progress and of
+    /// the process. No series lookups and no copies of the latency samples: it runs all year.
     func sample(_ device: Device) {
         let processCPU = DeviceMetrics.cpuSeconds()
         let delta = sampler.withLock { s -> Double in defer { s.lastCPU = processCPU }; return max(0, processCPU - s.lastCPU) }
-        cpuCounter.increment(by: delta)
-        residentGauge.set(Double(DeviceMetrics.residentBytes()))
-        let faults = Set(device.currentFaults)
-        for part in [DeviceFault.network, .broker, .camera, .button, .microphone, .speaker] {
-            gauge("device_fault", "", "1 while a part of the board cannot be used (the journal says why).", [("part", part.rawValue)])
-                .set(to: faults.contains(part) ? 1 : 0)
-        }
+        live.cpu.increment(by: delta)
+        live.resident.set(Double(DeviceMetrics.residentBytes()))
+        let faults = device.parts.current
+        for (part, g) in live.faults { g.set(to: faults.contains(part) ? 1 : 0) }
         sampleAudioProcessing(device)
         guard let (pc, media, _) = device.currentCall else {
             let wasInCall = sampler.withLock { s -> Bool in defer { s.inCall = false }; return s.inCall }
-            gauge("in_call", "", "1 while a call is in progress.").set(to: 0)
+            live.inCall.set(to: 0)
             if wasInCall { resetCallGauges() }
             return
         }
         sampler.withLock { $0.inCall = true }
-        gauge("in_call", "", "1 while a call is in progress.").set(to: 1)
+        live.inCall.set(to: 1)
         let s = pc.stats
-        gauge("target_media_rate", "bytes_per_second", "Congestion control's video target.").set(Double(s.targetVideoBitrateKbps * 1000 / 8))
-        let a = media.figures
-        gauge("jitter_buffer_delay", "seconds", "Delay the audio jitter buffer adds now.").set(a.jitterBufferDelayMs / 1000)
-        gauge("audio_concealed_samples", "", "Received audio samples concealed in this call (lost, late or corrupt packets).").set(Double(a.audioConcealedSamples))
-        gauge("sound_xruns", "", "Sound card overruns (capture) and underruns (playback) in this call.", [("direction", "capture")]).set(Double(a.microphoneOverruns))
-        gauge("sound_xruns", "", "Sound card overruns (capture) and underruns (playback) in this call.", [("direction", "playback")]).set(Double(a.speakerUnderruns))
-        if let rtt = s.candidatePair.currentRoundTripTime { gauge("round_trip_time", "seconds", "RTT of the selected candidate pair (RTCP).").set(rtt) }
+        live.targetMediaRate.set(Double(s.targetVideoBitrateKbps * 1000 / 8))
+        let a = media.liveAudio
+        live.jitterBufferDelay.set(a.jitterBufferDelayMs / 1000)
+        live.audioConcealedSamples.set(Double(a.concealedSamples))
+        live.xruns.capture.set(Double(a.microphoneOverruns))
+        live.xruns.playback.set(Double(a.speakerUnderruns))
+        if let rtt = s.candidatePair.currentRoundTripTime { live.roundTripTime.set(rtt) }
         for i in s.inbound {
-            gauge("jitter", "seconds", "Interarrival jitter of received media.", [("kind", i.kind)]).set(i.jitter)
-            gauge("packets_lost", "", "Packets lost in this call so far.", [("kind", i.kind)]).set(Double(i.packetsLost))
-            gauge("media_rate", "bytes_per_second", "Media payload rate.", [("direction", "receive"), ("kind", i.kind)]).set(i.bitrate / 8)
-            if i.kind == "video" { gauge("frames_per_second", "", "Video frame rate.", [("direction", "receive")]).set(i.framesPerSecond) }
+            guard let k = live.kind(i.kind) else { continue }
+            k.jitter.set(i.jitter)
+            k.packetsLost.set(Double(i.packetsLost))
+            k.receiveRate.set(i.bitrate / 8)
+            if i.kind == "video" { live.framesPerSecond.receive.set(i.framesPerSecond) }
         }
         for o in s.outbound {
-            gauge("media_rate", "bytes_per_second", "Media payload rate.", [("direction", "send"), ("kind", o.kind)]).set(o.bitrate / 8)
-            if o.kind == "video" { gauge("frames_per_second", "", "Video frame rate.", [("direction", "send")]).set(o.framesPerSecond) }
+            live.kind(o.kind)?.sendRate.set(o.bitrate / 8)
+            if o.kind == "video" { live.framesPerSecond.send.set(o.framesPerSecond) }
         }
-        // Histograms take every new sample since the last look.
-        let figures = a
-        let wire = pc.captureToWireSamples
-        let key = "\(ObjectIdentifier(pc))"
-        let (newEncode, newWire, recordPair) = sampler.withLock { st -> ([Double], [Double], Bool) in
+        // Histograms take every new sample since the last look, read in place.
+        let key = ObjectIdentifier(pc)
+        let (encodeSeen, wireSeen, recordPair) = sampler.withLock { st -> (UInt64, UInt64, Bool) in
             if st.callKey != key { st.callKey = key; st.encodeSeen = 0; st.wireSeen = 0; st.pairRecorded = nil }
-            let e = figures.encodeMs.count >= st.encodeSeen ? Array(figures.encodeMs[st.encodeSeen...]) : figures.encodeMs
-            let w = wire.count >= st.wireSeen ? Array(wire[st.wireSeen...]) : wire
-            st.encodeSeen = figures.encodeMs.count
-            st.wireSeen = wire.count
             let record = st.pairRecorded == nil && !s.candidatePair.localCandidateType.isEmpty
             if record { st.pairRecorded = s.candidatePair.localCandidateType }
-            return (e, w, record)
+            return (st.encodeSeen, st.wireSeen, record)
         }
-        let encode = registry.makeDurationHistogram(descriptor: descriptor("encode", "seconds", "Time to encode one video frame."), labels: [], buckets: latencyBuckets)
-        for ms in newEncode { encode.record(.nanoseconds(Int64(ms * 1e6))) }
-        let c2w = registry.makeDurationHistogram(descriptor: descriptor("capture_to_wire", "seconds", "Capture to first RTP packet of the frame on the wire."), labels: [], buckets: latencyBuckets)
-        for ms in newWire { c2w.record(.nanoseconds(Int64(ms * 1e6))) }
+        let encode = live.encode, c2w = live.captureToWire
+        let encodeTotal = media.encodeTimes(since: encodeSeen) { encode.record(.nanoseconds(Int64($0 * 1e6))) }
+        let wireTotal = pc.captureToWire(since: wireSeen) { c2w.record(.nanoseconds(Int64($0 * 1e6))) }
+        sampler.withLock { $0.encodeSeen = encodeTotal; $0.wireSeen = wireTotal }
         if recordPair {
             registry.makeCounter(descriptor: descriptor("ice_selected_pairs", "total", "Candidate pairs used by calls, by candidate types."),
                                  labels: [("local", s.candidatePair.localCandidateType), ("remote", s.candidatePair.remoteCandidateType)]).increment()
@@ -264,21 +299,31 @@ public final class DeviceMetrics: @unchecked Sendable {
         return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
     }
 
+    /// The resident set size, from `/proc/self/statm` ("size resident shared …", in pages):
+    /// read into a stack buffer and parsed in place, no stdio and no allocation.
     static func residentBytes() -> Int {
-        guard let f = fopen("/proc/self/statm", "r") else { return 0 }
-        defer { fclose(f) }
-        var size = 0, resident = 0
-        guard withUnsafeMutablePointer(to: &size, { s in withUnsafeMutablePointer(to: &resident) { r in vfscanfShim(f, s, r) } }) else { return 0 }
-        return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
+        let fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        let pages = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { buf -> Int? in
+            let n = read(fd, buf.baseAddress, buf.count)
+            guard n > 0 else { return nil }
+            return parseStatmResident(UnsafeBufferPointer(rebasing: buf[..<n]))
+        }
+        return (pages ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
-    static func vfscanfShim(_ f: UnsafeMutablePointer<FILE>, _ s: UnsafeMutablePointer<Int>, _ r: UnsafeMutablePointer<Int>) -> Bool {
-        var buf = [CChar](repeating: 0, count: 128)
-        guard fgets(&buf, 128, f) != nil else { return false }
-        let parts = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: " ")
-        guard parts.count >= 2, let a = Int(parts[0]), let b = Int(parts[1]) else { return false }
-        s.pointee = a
-        r.pointee = b
-        return true
+    /// The second field of a `/proc/<pid>/statm` line (resident pages); nil when there is none.
+    static func parseStatmResident(_ line: UnsafeBufferPointer<UInt8>) -> Int? {
+        var i = 0
+        while i < line.count, line[i] != UInt8(ascii: " ") { i += 1 }
+        i += 1
+        var pages = 0, digits = 0
+        while i < line.count, digits < 18, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(line[i]) {
+            pages = pages * 10 + Int(line[i] - UInt8(ascii: "0"))
+            i += 1
+            digits += 1
+        }
+        return digits > 0 ? pages : nil
     }
 }

@@ -50,6 +50,11 @@ public final class MediaSession: @unchecked Sendable {
     /// The connection the decode thread asks for keyframes through.
     private let videoPeer: Locked<PeerConnection?>?
     private let state = Locked(State())
+    /// Recent latencies, ms: capture at the sender → frame reassembled here (transport
+    /// thread), and encode time (encoder thread). Fixed rings, apart from ``State``: its
+    /// copies (`state.current`) would share their storage and make the next add copy it.
+    private let recentCaptureToFrame = Locked(RecentSamples(capacity: 4096))
+    private let recentEncodeMs = Locked(RecentSamples(capacity: 600))
     /// Called once, when the first packet of media from the peer arrives.
     public var onFirstRemoteMedia: (@Sendable () -> Void)? {
         get { firstMediaHook.current }
@@ -71,8 +76,6 @@ public final class MediaSession: @unchecked Sendable {
         var stopped = false
         var framesReceived: UInt64 = 0
         var keyframesReceived: UInt64 = 0
-        var captureToFrame: [Double] = []
-        var encodeMs: [Double] = []
         /// What the encoder is set to now (the ladder's rung).
         var encodedSize: (width: Int, height: Int, fps: Int)?
     }
@@ -339,10 +342,7 @@ public final class MediaSession: @unchecked Sendable {
         }
         guard let out = encoded else { return }
         let ms = (Instant.now() - t0).milliseconds
-        state.withLock { s in
-            if s.encodeMs.count >= 600 { s.encodeMs.removeFirst(300) }
-            s.encodeMs.append(ms)
-        }
+        recentEncodeMs.withLock { $0.add(ms) }
         pc.sendVideo(out.data, isKeyframe: out.isKeyframe, width: encoder.settings.width, height: encoder.settings.height,
                      captureTime: captureTime, captureNTP: captureNTP)
     }
@@ -370,11 +370,8 @@ public final class MediaSession: @unchecked Sendable {
         state.withLock { s in
             s.framesReceived += 1
             if frame.isKeyframe { s.keyframesReceived += 1 }
-            if let l = latency {
-                if s.captureToFrame.count >= 4096 { s.captureToFrame.removeFirst(1024) }
-                s.captureToFrame.append(l)
-            }
         }
+        if let l = latency { recentCaptureToFrame.withLock { $0.add(l) } }
     }
 
     /// Figures for status and benchmarks.
@@ -423,6 +420,20 @@ public final class MediaSession: @unchecked Sendable {
         public var syncOffsetMs: [Double]
     }
 
+    /// Calls `body` with each encode time (ms) recorded after the first `seen` and still
+    /// held, oldest first, without copying them; returns how many were ever recorded.
+    @discardableResult
+    public func encodeTimes(since seen: UInt64, _ body: (Double) -> Void) -> UInt64 {
+        recentEncodeMs.withLock { $0.forEach(since: seen, body) }
+    }
+
+    /// What the metrics tick sets four times a second: ``figures`` without the latency
+    /// samples it copies into new arrays.
+    public var liveAudio: (jitterBufferDelayMs: Double, concealedSamples: UInt64, microphoneOverruns: Int, speakerUnderruns: Int) {
+        let a = playout.current
+        return (a.currentDelayMs, a.concealedSamples, microphone?.overruns ?? 0, speaker.underruns)
+    }
+
     public var figures: Figures {
         let s = state.current
         let a = playout.current
@@ -434,7 +445,7 @@ public final class MediaSession: @unchecked Sendable {
                        totalAudioEnergy: a.totalAudioEnergy, totalSamplesDuration: a.totalSamplesDuration,
                        encoderImplementation: encoderName.current,
                        microphoneOverruns: microphone?.overruns ?? 0, speakerUnderruns: speaker.underruns,
-                       captureToFrameMs: s.captureToFrame, encodeMs: s.encodeMs,
+                       captureToFrameMs: recentCaptureToFrame.withLock { $0.values }, encodeMs: recentEncodeMs.withLock { $0.values },
                        video: videoPlayout.map { p in
                            let v = p.current
                            return VideoFigures(decoder: p.decoderName, decoded: v.decoded, decodeErrors: v.decodeErrors, concealed: v.concealed,

@@ -2,6 +2,7 @@ import Codecs
 import Display
 import Logging
 import NetworkCore
+import PeerConnection
 import RTP
 
 /// The receive side of a call's video: reassembled frames wait in a short bounded queue,
@@ -55,6 +56,10 @@ final class VideoPlayout: @unchecked Sendable {
         var jitterBufferMs = 0.0
     }
     private var figures = Figures()
+    /// Recent decode times and lip-sync offsets: fixed rings (their arrays in ``Figures`` are
+    /// filled by ``current``; a copy of a growing array made the decode thread copy it).
+    private var decodeTimes = RecentSamples(capacity: 2048)
+    private var syncOffsets = RecentSamples(capacity: 4096)
 
     init(decoder: any VideoDecoder, screen: ScreenService, logger: Logger, requestKeyframe: @escaping @Sendable () -> Void) {
         self.decoder = decoder
@@ -102,7 +107,14 @@ final class VideoPlayout: @unchecked Sendable {
         }
     }
 
-    var current: Figures { lock.withLock { figures } }
+    var current: Figures {
+        lock.withLock {
+            var f = figures
+            f.decodeMs = decodeTimes.values
+            f.syncOffsetMs = syncOffsets.values
+            return f
+        }
+    }
     var decoderName: String { decoder.name }
 
     private func keyframeNeeded(reason: String, now: Instant) {
@@ -141,8 +153,7 @@ final class VideoPlayout: @unchecked Sendable {
                 lock.withLock {
                     figures.decoded += 1
                     if concealed { figures.concealed += 1 }
-                    if figures.decodeMs.count >= 2048 { figures.decodeMs.removeFirst(512) }
-                    figures.decodeMs.append(decodeMs)
+                    decodeTimes.add(decodeMs)
                 }
                 if concealed { keyframeNeeded(reason: "the decoder concealed missing data", now: Instant.now()) }
                 show(picture, item)
@@ -196,10 +207,7 @@ final class VideoPlayout: @unchecked Sendable {
         if decision.mode == .lipSync, let heard = lock.withLock({ scheduler.lipSyncTime(rtp: item.frame.rtpTimestamp) }) {
             // Positive: the sound was heard before the picture showed (audio ahead).
             let offset = (flip - heard).milliseconds
-            lock.withLock {
-                if figures.syncOffsetMs.count >= 4096 { figures.syncOffsetMs.removeFirst(1024) }
-                figures.syncOffsetMs.append(offset)
-            }
+            lock.withLock { syncOffsets.add(offset) }
         }
     }
 }

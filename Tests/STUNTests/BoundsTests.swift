@@ -61,3 +61,17 @@ import Testing
         #expect(parsed.verifyIntegrity(key: Self.key))
     }
 }
+
+/// FINGERPRINT's CRC-32 (ISO-HDLC) gives the same value whichever way the bytes come.
+@Suite struct CRC32Tests {
+    @Test func checkValueForEveryKindOfCollection() {
+        let bytes = Array("123456789".utf8)
+        // The catalogue's check value for CRC-32/ISO-HDLC.
+        #expect(CRC32.checksum(bytes) == 0xCBF4_3926)
+        #expect(CRC32.checksum((Array("xx".utf8) + bytes)[2...]) == 0xCBF4_3926)
+        #expect(bytes.withUnsafeBytes { CRC32.checksum($0) } == 0xCBF4_3926)
+        // No contiguous storage: the element-by-element path.
+        #expect(CRC32.checksum(bytes.lazy.map { $0 }) == 0xCBF4_3926)
+        #expect(CRC32.checksum([UInt8]()) == 0)
+    }
+}

@@ -42,3 +42,23 @@ import PeerConnection
         #expect(w.percentiles()! == (7, 7))
     }
 }
+
+@Suite struct DelayWindowSortedCopyTests {
+    /// The kept sorted copy gives what sorting the window's last values gives, through
+    /// wrap-around, duplicates and values that are not delays.
+    @Test func percentilesMatchSortingTheWindow() {
+        var w = DelayWindow()
+        var all: [Double] = []
+        var rng = SystemRandomNumberGenerator()
+        for n in 0..<2000 {
+            let v = n % 7 == 0 ? 5 : Double(Int.random(in: 0..<500, using: &rng)) / 4
+            w.add(v)
+            all.append(v)
+            if n % 97 == 0 { w.add(.nan); w.add(.infinity) }
+            let last = all.suffix(DelayWindow.capacity).sorted()
+            let (p50, p95) = try! #require(w.percentiles())
+            #expect(p50 == last[(last.count - 1) / 2])
+            #expect(p95 == last[min(last.count - 1, Int((Double(last.count) * 0.95).rounded(.down)))])
+        }
+    }
+}
