@@ -135,6 +135,8 @@ let package = Package(
         .testTarget(name: "CallControlTests", dependencies: ["CallControl", "NetworkCore"]),
         .testTarget(name: "STUNTests", dependencies: ["STUN", "NetworkCore"]),
         .testTarget(name: "SDPTests", dependencies: ["SDP"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "PeerConnectionTests", dependencies: ["PeerConnection", "DTLS", "ICE", "SDP", "RTP", "NetworkCore",
+                                                             .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "MDNS", "NetworkCore"]),
         .testTarget(name: "SecurityTests", dependencies: ["DTLS", "SRTP"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "MediaDevices", "RTP"]),

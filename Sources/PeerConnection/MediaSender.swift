@@ -9,8 +9,8 @@ import SRTP
 /// Media threads only hand frames and audio packets over (``queueVideo(_:)``,
 /// ``queueAudio(_:samples:)``): a short lock around a bounded queue, no packetizing, no
 /// SRTP, no `sendto`. The transport thread does the rest in ``service(now:)``: audio goes
-/// out at once, video packets leave at the pacer's rate in bursts (one `sendmmsg` per
-/// burst), each stamped with its transport-wide sequence number and protected just before
+/// out at once, video packets leave at the pacer's rate in bursts into the call core's
+/// ``DatagramOutbox`` (its driver sends a burst with one `sendmmsg`), each stamped with its transport-wide sequence number and protected just before
 /// it is sent. The hot path reuses its buffers: a fixed pool of packet buffers, one scratch
 /// buffer, the burst's datagram slots, the NACK ring.
 final class MediaSender: @unchecked Sendable {
@@ -107,10 +107,12 @@ final class MediaSender: @unchecked Sendable {
     private var video: Stream
     private var audio: Stream
     private var srtp: SRTPSession?
-    private var socket: UDPSocket?
-    private var remote: TransportAddress?
-    /// Set when the selected pair's local candidate is a TURN relay.
-    private var relay: RelayAllocation?
+    /// Where media goes: the selected pair's local candidate (by index) and remote address.
+    private var destination: (path: Int, remote: TransportAddress)?
+    /// Every datagram leaves through here; the driver puts them on the wire.
+    let outbox: DatagramOutbox
+    /// Wall-clock time (NTP format) at a monotonic instant: sender reports and audio timing.
+    let ntpClock: @Sendable (Instant) -> UInt64
     private var midID: UInt8?
     private var absCaptureID: UInt8?
     private var twccID: UInt8?
@@ -128,8 +130,6 @@ final class MediaSender: @unchecked Sendable {
     private var queueCount = 0
     private var queuedBytes = 0
     private var pacer: Pacer
-    /// A burst's protected packets, sent together when the burst ends.
-    private let burst = DatagramBatch()
     private var taken: [VideoFrame] = []
     /// The transport thread's side of the audio ring: packets taken, and the empty
     /// buffers it swaps in.
@@ -158,7 +158,9 @@ final class MediaSender: @unchecked Sendable {
     /// Recent capture → wire latencies in ms (about two minutes at 30 fps).
     let captureToWire = Locked(RecentSamples(capacity: 4096))
 
-    init(targetKbps: Int) {
+    init(targetKbps: Int, outbox: DatagramOutbox, ntpClock: @escaping @Sendable (Instant) -> UInt64) {
+        self.outbox = outbox
+        self.ntpClock = ntpClock
         video = Stream(ssrc: videoSSRC, clockRate: 90000)
         audio = Stream(ssrc: audioSSRC, clockRate: 48000)
         ring = Array(repeating: (0, false, nil, Instant(nanoseconds: 0), []), count: 512)
@@ -199,8 +201,15 @@ final class MediaSender: @unchecked Sendable {
         lock.withLock { srtp = s }
     }
 
-    func setDestination(socket: UDPSocket, remote: TransportAddress, relay: RelayAllocation? = nil) {
-        lock.withLock { self.socket = socket; self.remote = remote; self.relay = relay }
+    /// Sends from local candidate `path` to `remote` from now on (the selected ICE pair).
+    func setDestination(path: Int, remote: TransportAddress) {
+        lock.withLock { destination = (path, remote) }
+    }
+
+    /// After an ICE restart: the old pair's local candidate is now `path` (nil: it is
+    /// gone, and media waits for the new pair).
+    func retarget(path: Int?) {
+        lock.withLock { destination = path.flatMap { p in destination.map { (p, $0.remote) } } }
     }
 
     /// The congestion controller's target: the pacer follows it.
@@ -222,7 +231,7 @@ final class MediaSender: @unchecked Sendable {
     /// Hands one access unit to the transport thread; false when nothing can be sent yet
     /// (no keys, no destination, not negotiated).
     func queueVideo(_ frame: VideoFrame) -> Bool {
-        guard lock.withLock({ !stopped && video.active && srtp != nil && socket != nil }) else { return false }
+        guard lock.withLock({ !stopped && video.active && srtp != nil && destination != nil }) else { return false }
         handoff.withLock { h in
             if h.video.count >= MediaSender.maxQueuedFrames { h.video.removeFirst(); h.droppedFrames += 1 }
             h.video.append(frame)
@@ -234,7 +243,7 @@ final class MediaSender: @unchecked Sendable {
     /// dropped when it is full); false when nothing can be sent yet or it is too large.
     func queueAudio(_ payload: UnsafeRawBufferPointer, samples: Int) -> Bool {
         guard payload.count <= MediaSender.maxAudioPayload,
-              lock.withLock({ !stopped && audio.active && srtp != nil && socket != nil }) else { return false }
+              lock.withLock({ !stopped && audio.active && srtp != nil && destination != nil }) else { return false }
         handoff.withLock { h in
             if h.audio.count == MediaSender.maxQueuedAudio {
                 h.audio.head = (h.audio.head + 1) % MediaSender.maxQueuedAudio
@@ -269,7 +278,7 @@ final class MediaSender: @unchecked Sendable {
             h.audio.head = 0
         }
         return lock.withLock {
-            guard !stopped, srtp != nil, let socket, let remote else {
+            guard !stopped, srtp != nil, destination != nil else {
                 taken.removeAll(keepingCapacity: true)
                 takenAudio.head = 0
                 takenAudio.count = 0
@@ -278,7 +287,7 @@ final class MediaSender: @unchecked Sendable {
             var sent = false
             while takenAudio.count > 0 {
                 let i = takenAudio.head
-                sent = sendAudioNow(i, now: now, socket, remote) || sent
+                sent = sendAudioNow(i, now: now) || sent
                 takenAudio.head = (i + 1) % MediaSender.maxQueuedAudio
                 takenAudio.count -= 1
             }
@@ -286,11 +295,10 @@ final class MediaSender: @unchecked Sendable {
             for f in taken { packetize(f, now: now) }
             taken.removeAll(keepingCapacity: true)
             while queueCount > 0, !pacing || pacer.maySend(now: now, queuedBytes: queuedBytes) {
-                sent = sendQueued(now: now, socket, remote) || sent
+                sent = sendQueued(now: now) || sent
             }
-            sendBurst(socket, remote)
             while let p = probe, p.next <= now {
-                sendPadding(p.cluster, now: now, socket, remote)
+                sendPadding(p.cluster, now: now)
                 probe = p.sent + 1 < p.cluster.packets ? (p.cluster, p.sent + 1, p.next + p.cluster.interval) : nil
             }
             var next = queueCount > 0 ? pacer.nextSend(now: now, queuedBytes: queuedBytes) : nil
@@ -335,25 +343,15 @@ final class MediaSender: @unchecked Sendable {
         return twccOffset
     }
 
-    /// One datagram out, directly or through the relay. `batched`: into the burst, which
-    /// ``sendBurst(_:_:)`` sends (a full burst goes at once). Call with the lock held.
-    private func transmit(_ bytes: [UInt8], batched: Bool = false, _ socket: UDPSocket, _ remote: TransportAddress) {
-        if let relay { relay.send(bytes, to: remote); return }
-        guard batched else { socket.send(bytes, to: remote); return }
-        if burst.append(bytes) { return }
-        burst.send(from: socket, to: remote)
-        if !burst.append(bytes) { socket.send(bytes, to: remote) }
-    }
-
-    /// Sends the packets of the burst held so far. Call with the lock held.
-    private func sendBurst(_ socket: UDPSocket, _ remote: TransportAddress) {
-        burst.send(from: socket, to: remote)
+    /// One datagram into the outbox for the destination. Call with the lock held.
+    private func transmit(_ bytes: [UInt8]) {
+        guard let d = destination else { return }
+        outbox.append(bytes, to: d.remote, path: d.path)
     }
 
     /// Stamps the transport-wide sequence number at `offset` of `scratch`, protects and
     /// sends it. Call with the lock held.
-    private func protectAndSend(twccOffset: Int?, now: Instant, probe: Int = -1, batched: Bool = false,
-                                _ socket: UDPSocket, _ remote: TransportAddress) -> (ok: Bool, twcc: UInt16?) {
+    private func protectAndSend(twccOffset: Int?, now: Instant, probe: Int = -1) -> (ok: Bool, twcc: UInt16?) {
         var twcc: UInt16? = nil
         if let o = twccOffset {
             twcc = twccSequence
@@ -362,13 +360,13 @@ final class MediaSender: @unchecked Sendable {
         }
         guard let srtp else { return (false, nil) }
         do { try srtp.protectRTP(&scratch) } catch { return (false, nil) }
-        transmit(scratch, batched: batched, socket, remote)
+        transmit(scratch)
         if let twcc { history.sent(sequence: twcc, size: scratch.count, at: now, probe: probe) }
         return (true, twcc)
     }
 
     /// Sends the packet in slot `i` of the taken audio. Lock held.
-    private func sendAudioNow(_ i: Int, now: Instant, _ socket: UDPSocket, _ remote: TransportAddress) -> Bool {
+    private func sendAudioNow(_ i: Int, now: Instant) -> Bool {
         guard audio.active else { return false }
         if audioStart == nil { audioStart = now; audio.lastRTPTimestamp = audio.timestampOffset }
         let ts = audio.lastRTPTimestamp
@@ -376,12 +374,12 @@ final class MediaSender: @unchecked Sendable {
         let offset = writeHeader(into: &scratch, audio, marker: audio.packets == 0, timestamp: ts, mid: audioMid, captureNTP: nil)
         let bytes = takenAudio.payloads[i].count
         scratch.append(contentsOf: takenAudio.payloads[i])
-        let ok = protectAndSend(twccOffset: offset, now: now, socket, remote).ok
+        let ok = protectAndSend(twccOffset: offset, now: now).ok
         audio.sequence &+= 1
         audio.packets += 1
         audio.octets += UInt64(bytes)
         audio.lastRTPTimestamp = ts &+ UInt32(takenAudio.samples[i])
-        audio.lastNTP = NTPTime.now()
+        audio.lastNTP = ntpClock(now)
         audio.bitrate.add(Double(bytes), now: now)
         return ok
     }
@@ -395,10 +393,9 @@ final class MediaSender: @unchecked Sendable {
         var stream = video
         let mid = videoMid
         packetizer.packetize(accessUnit: f.data) { payload, last in
-            if queueCount == MediaSender.poolSize, let socket, let remote {
+            if queueCount == MediaSender.poolSize, destination != nil {
                 unpacedFrames += 1
-                while queueCount > 0 { _ = sendQueued(now: now, socket, remote) }
-                sendBurst(socket, remote)
+                while queueCount > 0 { _ = sendQueued(now: now) }
             }
             let slot = (queueHead + queueCount) % MediaSender.poolSize
             let buffer = slot
@@ -424,9 +421,9 @@ final class MediaSender: @unchecked Sendable {
         video.bitrate.add(Double(f.data.count), now: now)
     }
 
-    /// Sends the packet at the head of the pacer's queue into the burst (``sendBurst(_:_:)``
-    /// puts it on the wire). Call with the lock held.
-    private func sendQueued(now: Instant, _ socket: UDPSocket, _ remote: TransportAddress) -> Bool {
+    /// Sends the packet at the head of the pacer's queue into the outbox (the driver sends
+    /// a burst with one system call). Call with the lock held.
+    private func sendQueued(now: Instant) -> Bool {
         let q = queue[queueHead]
         queueHead = (queueHead + 1) % MediaSender.poolSize
         queueCount -= 1
@@ -436,7 +433,7 @@ final class MediaSender: @unchecked Sendable {
         // With RTX the ring keeps the packet as it was before protection: a
         // retransmission is a new packet on the RTX stream, protected afresh.
         if rtxPT != nil { keepForRetransmission(q.sequence, twcc: nil, now: now) }
-        let (ok, twcc) = protectAndSend(twccOffset: q.twccOffset, now: now, batched: true, socket, remote)
+        let (ok, twcc) = protectAndSend(twccOffset: q.twccOffset, now: now)
         pacer.sent(bytes: scratch.count)
         guard ok else { return false }
         if rtxPT == nil { keepForRetransmission(q.sequence, twcc: twcc, now: now) }
@@ -460,7 +457,7 @@ final class MediaSender: @unchecked Sendable {
 
     /// One padding-only packet of a probe. Kept in the NACK ring like media: a lost one
     /// is resent, so the receiver's frame assembly never waits on it. Lock held.
-    private func sendPadding(_ c: ProbeController.Cluster, now: Instant, _ socket: UDPSocket, _ remote: TransportAddress) {
+    private func sendPadding(_ c: ProbeController.Cluster, now: Instant) {
         scratch.removeAll(keepingCapacity: true)
         let offset = writeHeader(into: &scratch, video, marker: false, timestamp: video.lastRTPTimestamp, mid: videoMid, captureNTP: nil)
         scratch[0] |= 0x20
@@ -470,7 +467,7 @@ final class MediaSender: @unchecked Sendable {
         let seq = video.sequence
         video.sequence &+= 1
         if rtxPT != nil { keepForRetransmission(seq, twcc: nil, now: now) }
-        let (ok, twcc) = protectAndSend(twccOffset: offset, now: now, probe: c.id, socket, remote)
+        let (ok, twcc) = protectAndSend(twccOffset: offset, now: now, probe: c.id)
         guard ok else { return }
         if rtxPT == nil { keepForRetransmission(seq, twcc: twcc, now: now) }
         video.packets += 1
@@ -496,7 +493,7 @@ final class MediaSender: @unchecked Sendable {
     /// Sends the kept (unprotected) packet in ring slot `i` again on the RTX stream
     /// (RFC 4588): its own SSRC and sequence number, the original sequence number ahead of
     /// the payload, a fresh transport-wide number. Lock held.
-    private func sendRTX(slot i: Int, pt: UInt8, now: Instant, _ socket: UDPSocket, _ remote: TransportAddress) {
+    private func sendRTX(slot i: Int, pt: UInt8, now: Instant) {
         let original = ring[i].bytes
         guard original.count >= 12 else { return }
         var offset = 12 + 4 * Int(original[0] & 0x0F)
@@ -515,15 +512,15 @@ final class MediaSender: @unchecked Sendable {
         if original[0] & 0x20 != 0 { scratch[0] |= 0x20 }
         scratch.appendU16(ring[i].seq)
         scratch.append(contentsOf: original[offset...])
-        _ = protectAndSend(twccOffset: twccOffset, now: now, socket, remote)
+        _ = protectAndSend(twccOffset: twccOffset, now: now)
     }
 
     /// Resends the protected packets for the NACKed sequence numbers we still hold, within
     /// the limiter's rules; returns how many were refused as repeats and over the budget.
     @discardableResult
-    func retransmit(_ seqs: some Sequence<UInt16>, now: Instant = Instant.now()) -> (duplicates: Int, overBudget: Int, tooOld: Int) {
+    func retransmit(_ seqs: some Sequence<UInt16>, now: Instant) -> (duplicates: Int, overBudget: Int, tooOld: Int) {
         lock.withLock {
-            guard let socket, let remote else { return (0, 0, 0) }
+            guard destination != nil else { return (0, 0, 0) }
             video.nacks += 1
             var refused = (duplicates: 0, overBudget: 0, tooOld: 0)
             // The rate on the wire: payload bytes per second plus ~4 % of headers.
@@ -535,9 +532,9 @@ final class MediaSender: @unchecked Sendable {
                 switch resendLimiter.allow(sequence: seq, bytes: ring[i].bytes.count, sendingBytesPerSecond: sending, now: now) {
                 case nil:
                     if let pt = rtxPT {
-                        sendRTX(slot: i, pt: pt, now: now, socket, remote)
+                        sendRTX(slot: i, pt: pt, now: now)
                     } else {
-                        transmit(ring[i].bytes, socket, remote)
+                        transmit(ring[i].bytes)
                         // The copy carries the first one's transport-wide number: its feedback
                         // would pair a late arrival with the first send time (a false queue).
                         if let t = ring[i].twcc { history.forget(sequence: t) }
@@ -569,10 +566,10 @@ final class MediaSender: @unchecked Sendable {
 
     /// SR packets for the streams we send (RFC 3550 §6.4.1), report blocks on the first,
     /// appended to `b`; returns how many. Serialized as they are made: no array of them.
-    func senderReports(blocks: [ReceptionReport], into b: inout [UInt8]) -> Int {
+    func senderReports(blocks: [ReceptionReport], now: Instant, into b: inout [UInt8]) -> Int {
         lock.withLock {
             var n = 0
-            let ntp = NTPTime.now()
+            let ntp = ntpClock(now)
             func report(_ s: Stream) {
                 guard s.active && s.packets > 0 else { return }
                 // Extrapolate the RTP timestamp to now from the last packet's NTP time.
@@ -590,12 +587,12 @@ final class MediaSender: @unchecked Sendable {
 
     func sendRTCP(_ compound: [UInt8]) {
         lock.withLock {
-            guard let srtp, let socket, let remote else { return }
+            guard let srtp, destination != nil else { return }
             // Protected in a buffer kept for it (SRTCP appends its index and tag).
             rtcpOut.removeAll(keepingCapacity: true)
             rtcpOut.append(contentsOf: compound)
             do { try srtp.protectRTCP(&rtcpOut) } catch { return }
-            transmit(rtcpOut, socket, remote)
+            transmit(rtcpOut)
         }
     }
 

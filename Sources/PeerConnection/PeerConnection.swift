@@ -60,11 +60,16 @@ public struct PeerConnectionHandlers: Sendable {
 /// One WebRTC-compatible connection to one peer: ICE, DTLS-SRTP, RTP/RTCP over a BUNDLEd,
 /// rtcp-muxed transport, with first-byte demultiplexing (RFC 7983).
 ///
-/// Threading: a dedicated transport thread owns the sockets' receive side, the ICE agent,
-/// DTLS and inbound SRTP, and runs every timer; calls from other threads are queued to it.
-/// Media threads send through ``sendVideo(_:captureTime:captureNTP:)`` and
-/// ``sendAudio(_:samples:)``, which take one lock around outbound SRTP and the RTP state
-/// and write straight to the socket: no task or thread hop per packet.
+/// The driver of one ``CallCore``: it owns what the core does not, namely the sockets
+/// (host UDP sockets, TURN allocations and their TCP/TLS links), candidate gathering,
+/// mDNS, the clock and the transport thread. Each turn of its poll loop feeds the core
+/// what arrived and what is due, and puts the core's ``DatagramOutbox`` on the wire (a
+/// burst to one address with one `sendmmsg`).
+///
+/// Threading: the transport thread alone touches the core; calls from other threads are
+/// queued to it. Media threads hand frames over through ``sendVideo(_:isKeyframe:width:height:captureTime:captureNTP:)``
+/// and ``sendAudio(_:samples:)``: a short lock around a bounded queue, no packetizing,
+/// SRTP or `sendto` (the transport thread protects and sends).
 public final class PeerConnection: @unchecked Sendable {
     public let controlling: Bool
     let logger: Logger
@@ -73,25 +78,11 @@ public final class PeerConnection: @unchecked Sendable {
     let bindAddresses: [TransportAddress]?
     let includeLoopback: Bool
     let hideAddressesWithMDNS: Bool
-    let dtlsContext: DTLSContext
     let mdns: MDNSService?
     let mdnsNames: Locked<[String]>
 
     // Transport-thread state.
-    var agent: ICEAgent
-    var dtls: DTLSEndpoint?
-    var pendingDTLS: [([UInt8], TransportAddress, Int)] = []
-    var srtpIn: SRTPSession?
-    var session: NegotiatedSession?
-    var videoReceiver: VideoReceiver?
-    /// The SSRCs the video and audio streams take (signalled, or the first seen).
-    var videoSSRCs = SSRCFilter()
-    var rtxSSRCs = SSRCFilter()
-    var audioSSRCs = SSRCFilter()
-    var audioStats: ReceiveStatistics?
-    var nextRTCP: Instant?
-    var lastReportSent: Instant?
-    var closed = false
+    var core: CallCore
     var gatherer = CandidateGatherer()
     let stunServers: [TransportAddress]
     let turnServers: [TURNServer]
@@ -99,76 +90,36 @@ public final class PeerConnection: @unchecked Sendable {
     var paths: [CandidatePath] = []
     var relays: [RelayAllocation] = []
     var receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
-    /// A received RTP or RTCP packet, decrypted, as the parser reads it (capacity kept between packets).
-    var rtpScratch: [UInt8] = { var a: [UInt8] = []; a.reserveCapacity(2048); return a }()
+    /// A burst to one address, sent with one system call.
+    let batch = DatagramBatch()
+    var shutDown = false
 
-    // Shared state.
+    // Shared state: the core's, readable from any thread without touching the core.
     let sender: MediaSender
+    let shared: Locked<CallStatus>
+    let refusals: RefusalLog
     let commands = Locked<[(PeerConnection) -> Void]>([])
-    let shared = Locked(SharedState())
     let handlers: PeerConnectionHandlers
-    /// A pipe that wakes the transport thread when commands are queued.
     /// Updated by every turn of the transport loop; a stale value means it is stuck.
     public let heartbeat = Locked(Instant.now())
+    /// A pipe that wakes the transport thread when commands are queued.
     let wakeRead: Int32
     let wakeWrite: Int32
     var thread: pthread_t?
 
-    struct SharedState {
-        var timeline = SetupTimeline(created: Instant.now())
-        var iceState = "new"
-        var dtlsState = "new"
-        var inboundVideo: InboundRTPStats?
-        var freezes = FreezeCounter()
-        var endToEnd = DelayWindow()
-        var inboundAudio: InboundRTPStats?
-        var videoFPS = RateMeter()
-        var videoBitrate = RateMeter()
-        var audioBitrate = RateMeter()
-        var pair = CandidatePairStats()
-        var malformed: UInt64 = 0
-        var srtpFailures: UInt64 = 0
-        var closeReason: String?
-        var mdnsResolved = 0
-        /// Candidates found after the host ones (srflx), and whether gathering is over.
-        var gathered: [String] = []
-        var gatheringComplete = false
-        var remoteUfrag: String?
-        var ignoredSTUN: UInt64 = 0
-        var feedbackWatchdog = FeedbackWatchdog()
-        /// Skips frames while the bottleneck's queue drains (transport thread measures,
-        /// the encoder's thread asks).
-        var queueDrainHold = QueueDrainHold()
-        var targetVideoKbps = 0
-        var ignoredCandidates: UInt64 = 0
-        var refusedDTLS: UInt64 = 0
-        var refusedSSRCPackets: UInt64 = 0
-        var droppedCommands: UInt64 = 0
-        var unknownFeedbackPackets: UInt64 = 0
-        var delayBasedKbps: Int?
-        var queueDelayMs: Double?
-        var lossBasedKbps = 0
-    }
-
     /// Remote candidates taken from one description (offer, answer) or one trickle batch.
-    public static let maxRemoteCandidatesPerDescription = 32
-    /// Remote candidates taken over the connection's life (per ICE generation), `.local`
-    /// names included; the rest are ignored, counted and logged.
-    public static let maxRemoteCandidatesPerConnection = 50
-    /// Signalled candidates taken since the last ICE restart (transport thread).
-    var remoteCandidatesTaken = 0
-    /// Logs what was refused from the network, rate-limited per kind.
-    let refusals: RefusalLog
+    public static let maxRemoteCandidatesPerDescription = CallCore.maxRemoteCandidatesPerDescription
+    /// Remote candidates taken over the connection's life (per ICE generation).
+    public static let maxRemoteCandidatesPerConnection = CallCore.maxRemoteCandidatesPerConnection
 
     /// Binds one socket per local address and gathers host candidates.
     public init(configuration: PeerConnectionConfiguration, controlling: Bool, handlers: PeerConnectionHandlers) throws {
         self.controlling = controlling
         self.logger = configuration.logger
-        self.refusals = RefusalLog(logger: configuration.logger)
-        self.dtlsContext = configuration.dtls
-        bitrateController = BitrateController(startKbps: configuration.maxVideoBitrateKbps, maximumKbps: configuration.maxVideoBitrateKbps)
-        shared.withLock { $0.targetVideoKbps = configuration.maxVideoBitrateKbps }
         self.handlers = handlers
+        let now = Instant.now()
+        var core = CallCore(controlling: controlling, dtls: configuration.dtls, maxVideoBitrateKbps: configuration.maxVideoBitrateKbps,
+                            handlers: handlers, logger: configuration.logger, now: now)
         let addresses = configuration.bindAddresses ?? localInterfaceAddresses(includeLoopback: configuration.includeLoopback)
         var sockets: [UDPSocket] = []
         for a in addresses {
@@ -179,22 +130,23 @@ public final class PeerConnection: @unchecked Sendable {
         self.bindAddresses = configuration.bindAddresses
         self.includeLoopback = configuration.includeLoopback
         self.hideAddressesWithMDNS = configuration.hideAddressesWithMDNS
-        var agent = ICEAgent(controlling: controlling)
-        let names = PeerConnection.addHostCandidates(to: &agent, sockets: sockets, mdns: configuration.hideAddressesWithMDNS ? configuration.mdns : nil)
-        self.agent = agent
-        self.hostICE = Locked((agent.localUfrag, agent.localPwd, agent.localCandidates.map { $0.candidate.sdpValue }))
+        let (hosts, names) = PeerConnection.hostCandidates(sockets: sockets, mdns: configuration.hideAddressesWithMDNS ? configuration.mdns : nil)
+        for h in hosts { core.addLocalCandidate(h.candidate, base: h.base, now: now) }
+        self.hostICE = Locked(core.localICE)
+        self.sender = core.sender
+        self.shared = core.shared
+        self.refusals = core.refusals
+        self.core = core
         self.paths = sockets.indices.map { CandidatePath.socket($0) }
         self.stunServers = configuration.stunServers
         self.turnServers = configuration.turnServers
         self.mdns = configuration.mdns
         self.mdnsNames = Locked(names)
-        self.sender = MediaSender(targetKbps: configuration.maxVideoBitrateKbps)
         var pipeFDs: [Int32] = [0, 0]
         guard pipe(&pipeFDs) == 0 else { throw SocketError("pipe") }
         for fd in pipeFDs { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         wakeRead = pipeFDs[0]
         wakeWrite = pipeFDs[1]
-        shared.withLock { $0.timeline = SetupTimeline(created: Instant.now()) }
         thread = startThread(name: "pc-transport") { [self] in self.run() }
     }
 
@@ -219,76 +171,34 @@ public final class PeerConnection: @unchecked Sendable {
     /// and fingerprint, and the negotiated codecs.
     public func setRemote(_ s: NegotiatedSession) {
         perform { pc in
-            pc.session = s
-            let now = Instant.now()
-            pc.shared.withLock { $0.timeline.remoteDescription = now }
-            pc.agent.setRemoteCredentials(ufrag: s.remoteUfrag, pwd: s.remotePwd, now: now)
-            pc.shared.withLock { $0.remoteUfrag = s.remoteUfrag }
-            pc.addCandidates(s.remoteCandidates, now: now, origin: "remote description")
-            pc.sender.configure(session: s)
-            pc.remoteTWCCID = [s.video, s.audio].compactMap { m in m.flatMap { $0.transportCC ? $0.extensions[TransportWideCC.uri] : nil } }.first
-            if let v = s.video, v.receive {
-                pc.videoReceiver = VideoReceiver(payloadType: v.codec.payloadType, absCaptureTimeID: v.extensions[RTPExtensionURI.absCaptureTime])
-                pc.videoSSRCs = SSRCFilter(signalled: v.remoteSSRCs)
-                pc.rtxSSRCs = SSRCFilter(signalled: v.remoteRTXSSRCs)
-            }
-            if let a = s.audio, a.receive {
-                pc.audioStats = nil
-                pc.audioSSRCs = SSRCFilter(signalled: a.remoteSSRCs)
-            }
-            // Checks first: DTLS may have a queued ClientHello whose answer costs a signature.
-            pc.agent.poll(now: now)
-            pc.flushICE(now: now)
-            pc.setUpDTLS(now: now)
+            let names = pc.core.setRemote(s, now: Instant.now())
+            pc.resolve(names)
+            pc.flushOutbox()
         }
     }
 
     /// Adds a trickled remote candidate (`a=candidate` value).
     public func addRemoteCandidate(_ sdp: String) {
-        perform { pc in pc.addCandidates([sdp], now: Instant.now(), origin: "trickle") }
+        addRemoteCandidates([sdp])
     }
 
     /// Adds the trickled candidates of one signalling message (a PATCH body): at most
     /// ``maxRemoteCandidatesPerDescription`` of them are taken.
     public func addRemoteCandidates(_ sdps: [String]) {
-        perform { pc in pc.addCandidates(sdps, now: Instant.now(), origin: "trickle") }
-    }
-
-    func addCandidates(_ sdps: [String], now: Instant, origin: String) {
-        let limit = PeerConnection.maxRemoteCandidatesPerDescription
-        for c in sdps.prefix(limit) { addCandidate(c, now: now) }
-        if sdps.count > limit {
-            ignoreCandidates(sdps.count - limit, reason: "\(sdps.count) candidates in one \(origin), over the cap of \(limit)", now: now)
+        perform { pc in
+            let names = pc.core.addRemoteCandidates(sdps, origin: "trickle", now: Instant.now())
+            pc.resolve(names)
+            pc.flushOutbox()
         }
     }
 
-    func ignoreCandidates(_ n: Int, reason: String, now: Instant) {
-        shared.withLock { $0.ignoredCandidates += UInt64(n) }
-        refusals.refused("remote candidates", source: shared.current.remoteUfrag.map { "peer ufrag \($0)" } ?? "peer", reason: reason, now: now)
-    }
-
-    /// Gives a candidate with a numeric address to the agent, which keeps a bounded table.
-    func addToAgent(_ c: ICECandidate, now: Instant) {
-        if !agent.addRemoteCandidate(c, now: now) {
-            ignoreCandidates(1, reason: "ICE agent holds \(agent.maxRemoteCandidates) remote candidates already; ignored \(c)", now: now)
-        }
-    }
-
-    func addCandidate(_ sdp: String, now: Instant) {
-        guard remoteCandidatesTaken < PeerConnection.maxRemoteCandidatesPerConnection else {
-            ignoreCandidates(1, reason: "over the cap of \(PeerConnection.maxRemoteCandidatesPerConnection) remote candidates per connection", now: now)
-            return
-        }
-        remoteCandidatesTaken += 1
-        guard let c = ICECandidate(sdp: sdp) else {
-            logger.notice("ignoring unparsable remote candidate", metadata: ["candidate": "\(sdp.prefix(80))"])
-            return
-        }
-        if c.isMDNS {
+    /// Resolves `.local` candidates with mDNS and hands the answers to the core.
+    func resolve(_ names: [ICECandidate]) {
+        for c in names {
             guard let mdns else {
                 // Without mDNS the peer-reflexive candidate from its first check still works.
                 logger.debug("no mDNS: .local candidate left to peer-reflexive discovery", metadata: ["host": "\(c.host)"])
-                return
+                continue
             }
             let logger = self.logger
             mdns.resolve(c.host, port: c.port) { [weak self] address in
@@ -299,18 +209,19 @@ public final class PeerConnection: @unchecked Sendable {
                 self?.perform { pc in
                     var resolved = c
                     resolved.host = address.host
-                    pc.shared.withLock { $0.mdnsResolved += 1 }
-                    pc.addToAgent(resolved, now: Instant.now())
+                    pc.core.addResolvedCandidate(resolved, now: Instant.now())
+                    pc.flushOutbox()
                 }
             }
-            return
         }
-        addToAgent(c, now: now)
     }
 
     /// Ends the connection: RTCP BYE and DTLS close_notify tell the peer at once.
     public func close(reason: String = "hangup") {
-        perform(essential: true) { pc in pc.shutdown(reason: reason, notifyPeer: true, remote: false) }
+        perform(essential: true) { pc in
+            pc.core.close(reason: reason)
+            pc.flushOutbox()
+        }
         join(thread)
         thread = nil
     }
@@ -335,8 +246,6 @@ public final class PeerConnection: @unchecked Sendable {
                                    unknownFeedbackPackets: s.unknownFeedbackPackets)
     }
 
-    /// Hands one encoded video frame to the transport thread, which paces it out (no-op
-    /// until SRTP keys exist). Returns at once: no packetizing, SRTP or `sendto` here.
     /// Whether to send, hold or probe with the video frame at hand: transport feedback
     /// stopped for a second (``FeedbackWatchdog``). On hold the caller skips encoding
     /// and makes the next frame it sends a keyframe.
@@ -352,6 +261,8 @@ public final class PeerConnection: @unchecked Sendable {
         shared.withLock { $0.queueDrainHold.maySend(now: now) }
     }
 
+    /// Hands one encoded video frame to the transport thread, which paces it out (no-op
+    /// until SRTP keys exist). Returns at once: no packetizing, SRTP or `sendto` here.
     public func sendVideo(_ data: [UInt8], isKeyframe: Bool, width: Int, height: Int, captureTime: Instant, captureNTP: UInt64) {
         let frame = MediaSender.VideoFrame(data: data, isKeyframe: isKeyframe, width: width, height: height, captureTime: captureTime, captureNTP: captureNTP)
         if sender.queueVideo(frame) { wake() }
@@ -361,10 +272,8 @@ public final class PeerConnection: @unchecked Sendable {
     /// sent from the transport thread. The caller rate-limits.
     public func requestKeyframe() {
         perform { pc in
-            guard let v = pc.videoReceiver, let media = v.remoteSSRC else { return }
-            v.chain.keyframeRequested(now: Instant.now())
-            pc.sendRTCP([.pli(sender: pc.sender.videoSSRC, media: media)])
-            pc.shared.withLock { $0.inboundVideo?.pliCount += 1 }
+            pc.core.requestKeyframe(now: Instant.now())
+            pc.flushOutbox()
         }
     }
 
@@ -396,10 +305,6 @@ public final class PeerConnection: @unchecked Sendable {
         sender.captureToWire.withLock { $0.forEach(since: seen, body) }
     }
 
-    func markFirstMediaSent() {
-        shared.withLock { if $0.timeline.firstMediaSent == nil { $0.timeline.firstMediaSent = Instant.now() } }
-    }
-
     // MARK: - Transport thread
 
     /// Commands that may wait for the transport thread at once. Signalling is rate-limited
@@ -425,7 +330,7 @@ public final class PeerConnection: @unchecked Sendable {
     func run() {
         var fds: [pollfd] = []
         startGathering(now: Instant.now())
-        while !closed {
+        while !core.closed {
             let now = Instant.now()
             heartbeat.withLock { $0 = now }
             let deadline = nextDeadline(now: now)
@@ -463,21 +368,52 @@ public final class PeerConnection: @unchecked Sendable {
                 return c
             }
             for c in queued { c(self) }
-            if closed { break }
+            if core.closed { break }
             let later = Instant.now()
             runTimers(now: later)
-            sendMedia(now: later)
+            core.handleTimeout(now: later)
+            flushOutbox()
         }
+        flushOutbox()
+        releaseResources()
     }
 
-    /// Media handed over by the media threads, and what the pacer lets out now.
-    func sendMedia(now: Instant) {
-        let (next, sent) = sender.service(now: now)
-        nextPacedSend = next
-        if sent { markFirstMediaSent() }
+    /// Puts the core's datagrams on the wire: runs to one address from one socket go with
+    /// one `sendmmsg`; relayed ones through their TURN allocation.
+    func flushOutbox() {
+        var batchSocket: UDPSocket?
+        var batchTo: TransportAddress?
+        core.outbox.drain { bytes, to, path in
+            guard path < paths.count else { return }
+            switch paths[path] {
+            case .socket(let i):
+                let s = sockets[i]
+                if batchSocket !== s || batchTo != to || !batch.append(bytes) {
+                    if let bs = batchSocket, let bt = batchTo { batch.send(from: bs, to: bt) }
+                    batchSocket = s
+                    batchTo = to
+                    if !batch.append(bytes) { s.send(bytes, to: to) }
+                }
+            case .relay(let r):
+                r.send(bytes, to: to)
+            }
+        }
+        if let bs = batchSocket, let bt = batchTo { batch.send(from: bs, to: bt) }
+        let dropped = core.outbox.dropped
+        if dropped != outboxDropped {
+            shared.withLock { $0.outboxDropped = dropped }
+            outboxDropped = dropped
+        }
     }
-    /// When the pacer has the next packet due (nil: its queue is empty).
-    var nextPacedSend: Instant?
+    var outboxDropped = 0
+
+    /// After the core closed: TURN allocations released, mDNS names withdrawn.
+    func releaseResources() {
+        guard !shutDown else { return }
+        shutDown = true
+        for r in relays { for b in r.lock.withLock({ r.client.release() }) { r.sendToServer(b) } }
+        for n in mdnsNames.current { mdns?.unregister(name: n) }
+    }
 
     /// Reads frames from a TCP/TLS link to a TURN server.
     func serviceLink(_ r: RelayAllocation) {
@@ -491,21 +427,15 @@ public final class PeerConnection: @unchecked Sendable {
     }
 
     func nextDeadline(now: Instant) -> Instant? {
-        var d = agent.nextDeadline
+        var d = core.nextDeadline(now: now)
         func consider(_ x: Instant?) { if let x { d = d.map { min($0, x) } ?? x } }
         consider(gatherer.nextDeadline)
         for r in relays { consider(r.lock.withLock { r.client.nextDeadline }) }
-        if let t = dtls?.timeout { consider(now + t) }
-        consider(nextRTCP)
-        consider(nextPacedSend)
-        consider(feedbackGenerator.nextDeadline)
-        if let v = videoReceiver, v.hasWork { consider(now + .milliseconds(10)) }
         return d
     }
 
+    /// The driver's own timers: gathering and TURN allocations.
     func runTimers(now: Instant) {
-        agent.poll(now: now)
-        flushICE(now: now)
         if !gatherer.complete {
             for (i, to, bytes) in gatherer.poll(now: now) { sockets[i].send(bytes, to: to) }
             finishGatheringIfDone()
@@ -520,88 +450,13 @@ public final class PeerConnection: @unchecked Sendable {
                                  reason: "\(dropped) frames dropped: more than \(StreamLink.maxPendingBytes) bytes waiting on the connection", now: now)
             }
         }
-        if let d = dtls, d.timeout.map({ $0 == .zero }) ?? false {
-            for out in d.handleTimeout() { sendOnSelected(out) }
-            checkDTLS(now: now)
-        }
-        if let v = videoReceiver {
-            let (frames, nacks, pli) = v.tick(now: now)
-            deliver(frames, now: now)
-            if !nacks.isEmpty { sendRTCP([.nack(sender: sender.videoSSRC, media: v.remoteSSRC ?? 0, lost: nacks)]) }
-            if pli { sendRTCP([.pli(sender: sender.videoSSRC, media: v.remoteSSRC ?? 0)]); shared.withLock { $0.inboundVideo?.pliCount += 1 } }
-            if !nacks.isEmpty {
-                shared.withLock { $0.inboundVideo?.nackCount += UInt64(nacks.count) }
-                // Loss: report it early (RFC 4585 §3.5, at most every 100 ms) so the sender's
-                // congestion control hears of a bottleneck within a round trip.
-                if let t = nextRTCP {
-                    let early = max(now, (lastReportSent ?? now) + .milliseconds(100))
-                    if early < t { nextRTCP = early }
-                }
-            }
-        }
-        if srtpIn != nil, pacingEnabled, let cluster = bitrateController.probeCluster(now: now) {
-            sender.startProbe(cluster, now: now)
-        }
-        if srtpIn != nil, let d = feedbackGenerator.nextDeadline, d <= now {
-            // Serialized straight into a buffer kept for it: no allocation per message.
-            rtcpOut.removeAll(keepingCapacity: true)
-            if feedbackGenerator.poll(now: now, senderSSRC: sender.videoSSRC, mediaSSRC: videoReceiver?.remoteSSRC ?? 0, appendingTo: &rtcpOut) > 0 {
-                sender.sendRTCP(rtcpOut)
-            }
-        }
-        if let t = nextRTCP, t <= now {
-            sendReports(now: now)
-            lastReportSent = now
-            // About twice a second: the sender's congestion control acts on these reports.
-            nextRTCP = now + .milliseconds(Int64.random(in: 250...750))
-        }
     }
 
-    func flushICE(now: Instant) {
-        for t in agent.takeTransmits() { send(t.bytes, to: t.to, path: t.localIndex) }
-        for e in agent.takeEvents() {
-            switch e {
-            case let .selectedPair(localIndex, remote, lt, rt, nominated):
-                logger.info("ICE selected pair", metadata: ["local": "\(localAddress(localIndex))", "remote": "\(remote)",
-                                                            "types": "\(lt.rawValue)/\(rt.rawValue)", "nominated": "\(nominated)"])
-                switch paths[localIndex] {
-                case .socket(let i): sender.setDestination(socket: sockets[i], remote: remote)
-                case .relay(let r): sender.setDestination(socket: r.socket ?? sockets[0], remote: remote, relay: r)
-                }
-                shared.withLock {
-                    if $0.timeline.iceConnected == nil { $0.timeline.iceConnected = now }
-                    $0.iceState = "connected"
-                    $0.pair.localCandidateType = lt.rawValue
-                    $0.pair.remoteCandidateType = rt.rawValue
-                    $0.pair.localAddress = localAddress(localIndex).description
-                    $0.pair.remoteAddress = remote.description
-                    $0.pair.nominated = nominated
-                }
-                startDTLSIfReady(now: now)
-            case .failed(let reason):
-                logger.warning("ICE failed", metadata: ["reason": "\(reason)"])
-                shared.withLock { $0.iceState = "failed" }
-                shutdown(reason: "ICE failed: \(reason)", notifyPeer: false, remote: true)
-            case .roleChanged(let c):
-                logger.info("ICE role conflict resolved", metadata: ["controlling": "\(c)"])
-            }
-        }
-        if agent.state == .checking { shared.withLock { if $0.iceState == "new" { $0.iceState = "checking" } } }
-        if agent.ignoredCandidates != agentIgnoredCandidates {
-            let n = agent.ignoredCandidates - agentIgnoredCandidates
-            agentIgnoredCandidates = agent.ignoredCandidates
-            ignoreCandidates(n, reason: "peer-reflexive candidate table full (\(agent.maxPeerReflexiveCandidates)); checks from new addresses answered but not paired", now: now)
-        }
-        replayPendingDTLS(now: now)
-    }
-
-    /// The agent's count of ignored candidates already reported.
-    var agentIgnoredCandidates = 0
-
-    /// Adds a host candidate per socket (an mDNS name instead of the address when asked);
-    /// returns the names registered.
-    static func addHostCandidates(to agent: inout ICEAgent, sockets: [UDPSocket], mdns: MDNSService?) -> [String] {
+    /// A host candidate per socket (an mDNS name instead of the address when asked), and
+    /// the names registered.
+    static func hostCandidates(sockets: [UDPSocket], mdns: MDNSService?) -> ([(candidate: ICECandidate, base: TransportAddress)], [String]) {
         var names: [String] = []
+        var hosts: [(candidate: ICECandidate, base: TransportAddress)] = []
         for (i, s) in sockets.enumerated() {
             let pref = UInt32(65535 - i * 256)
             var host = s.localAddress.host
@@ -613,9 +468,9 @@ public final class PeerConnection: @unchecked Sendable {
             }
             let c = ICECandidate(foundation: String(CRC32.checksum(Array(s.localAddress.host.utf8)) % 100_000_000), priority: ICECandidate.priority(type: .host, localPreference: pref),
                                  host: host, port: s.localAddress.port, type: .host)
-            agent.addLocalCandidate(c, base: s.localAddress)
+            hosts.append((c, s.localAddress))
         }
-        return names
+        return (hosts, names)
     }
 
     // MARK: ICE restart
@@ -628,6 +483,7 @@ public final class PeerConnection: @unchecked Sendable {
         let done = Semaphore()
         perform { pc in
             pc.doRestart(now: Instant.now())
+            pc.flushOutbox()
             done.signal()
         }
         _ = done.wait(timeout: .seconds(2))
@@ -636,10 +492,7 @@ public final class PeerConnection: @unchecked Sendable {
 
     /// The peer's new credentials after a restart (ours or its own).
     public func setRemoteCredentials(ufrag: String, pwd: String) {
-        perform { pc in
-            pc.agent.setRemoteCredentials(ufrag: ufrag, pwd: pwd, now: Instant.now())
-            pc.shared.withLock { $0.remoteUfrag = ufrag }
-        }
+        perform { pc in pc.core.setRemoteCredentials(ufrag: ufrag, pwd: pwd, now: Instant.now()) }
     }
 
     /// The peer's current ICE username fragment.
@@ -655,20 +508,22 @@ public final class PeerConnection: @unchecked Sendable {
             logger.warning("ICE restart: no local address left")
             return
         }
+        // Where the selected pair's socket is now, so media keeps going until a new pair.
+        let oldPath = core.agent.selectedPair?.0
+        var keptPath: Int? = nil
+        if let p = oldPath, p < paths.count, case .socket(let i) = paths[p] {
+            keptPath = fresh.firstIndex { $0 === sockets[i] }
+        }
         for r in relays { for b in r.lock.withLock({ r.client.release() }) { r.sendToServer(b) } }
         relays = []
         for n in mdnsNames.current { mdns?.unregister(name: n) }
         sockets = fresh
-        var agent = ICEAgent(controlling: self.agent.controlling)
-        let names = PeerConnection.addHostCandidates(to: &agent, sockets: sockets, mdns: hideAddressesWithMDNS ? mdns : nil)
+        let (hosts, names) = PeerConnection.hostCandidates(sockets: sockets, mdns: hideAddressesWithMDNS ? mdns : nil)
         mdnsNames.withLock { $0 = names }
-        self.agent = agent
-        remoteCandidatesTaken = 0
-        agentIgnoredCandidates = 0
+        core.restartICE(hosts: hosts, destinationPath: keptPath, now: now)
         paths = sockets.indices.map { CandidatePath.socket($0) }
         gatherer = CandidateGatherer()
-        shared.withLock { $0.gathered = []; $0.gatheringComplete = false; $0.iceState = "checking" }
-        hostICE.withLock { $0 = (agent.localUfrag, agent.localPwd, agent.localCandidates.map { $0.candidate.sdpValue }) }
+        hostICE.withLock { $0 = core.localICE }
         logger.info("ICE restart", metadata: ["addresses": "\(sockets.map { $0.localAddress.host }.joined(separator: ", "))"])
         startGathering(now: now)
     }
@@ -699,35 +554,28 @@ public final class PeerConnection: @unchecked Sendable {
         finishGatheringIfDone()
     }
 
-    /// The address a local candidate sends from (the relayed address for relays).
-    func localAddress(_ index: Int) -> TransportAddress {
-        switch paths[index] {
-        case .socket(let i): return sockets[i].localAddress
-        case .relay: return agent.localCandidates[index].base
-        }
-    }
-
-    func send(_ bytes: [UInt8], to: TransportAddress, path index: Int) {
-        switch paths[index] {
-        case .socket(let i): sockets[i].send(bytes, to: to)
-        case .relay(let r):
-            logger.trace("via relay", metadata: ["to": "\(to)", "bytes": "\(bytes.count)"])
-            r.send(bytes, to: to)
-        }
-    }
-
-    /// A datagram on host socket `i`: from a TURN server we use, or from a peer.
+    /// A datagram on host socket `i`: from a TURN server we use, an answer to our
+    /// gathering, or for the core.
     func receivedOnSocket(_ i: Int, length: Int, from: TransportAddress) {
-        if let r = relays.first(where: { $0.socketIndex == i && $0.server.address == from }) {
-            let first = receiveBuffer[0]
-            // The STUN server may be the TURN server too: binding answers go to the gatherer.
-            let isGatherer = first < 4 && length >= 20 && gatherer.owns(Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[8..<20])))
-            if !isGatherer {
-                handleFromServer(r, Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length])))
-                return
+        let first = receiveBuffer[0]
+        // The STUN server may be the TURN server too: binding answers go to the gatherer.
+        let isGatherer = first < 4 && length >= 20 && gatherer.owns(Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[8..<20])))
+        if isGatherer {
+            guard let m = try? STUNMessage(parsing: Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length]))) else { return }
+            let (matched, candidate) = gatherer.handle(m, from: from, base: sockets[i].localAddress)
+            if matched, let c = candidate {
+                logger.info("gathered server-reflexive candidate", metadata: ["candidate": "\(c)"])
+                shared.withLock { $0.gathered.append(c) }
+                handlers.onGatheringChange?()
             }
+            finishGatheringIfDone()
+            return
         }
-        handleDatagram(length: length, from: from, candidate: i)
+        if let r = relays.first(where: { $0.socketIndex == i && $0.server.address == from }) {
+            handleFromServer(r, Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length])))
+            return
+        }
+        core.receive(UnsafeMutableRawBufferPointer(rebasing: receiveBuffer[0..<length]), from: from, localCandidate: i, now: Instant.now())
     }
 
     /// A frame from a TURN server: ChannelData or a Data indication carry a peer's
@@ -738,7 +586,7 @@ public final class PeerConnection: @unchecked Sendable {
             let unwrapped = r.lock.withLock { bytes.withUnsafeBytes { r.client.unwrapChannelData($0) } }
             guard let (peer, range) = unwrapped, let index = r.candidateIndex, range.count <= receiveBuffer.count else { countMalformed("ChannelData", r.server.address); return }
             bytes[range].withUnsafeBytes { receiveBuffer.copyMemory(from: $0) }
-            handleDatagram(length: range.count, from: peer, candidate: index)
+            core.receive(UnsafeMutableRawBufferPointer(rebasing: receiveBuffer[0..<range.count]), from: peer, localCandidate: index, now: Instant.now())
             return
         }
         guard first < 4, let m = try? STUNMessage(parsing: bytes) else { countMalformed("from TURN server", r.server.address); return }
@@ -752,10 +600,16 @@ public final class PeerConnection: @unchecked Sendable {
         for b in out { r.sendToServer(b) }
         if case .data(let peer, let payload)? = event, let index = r.candidateIndex, payload.count <= receiveBuffer.count {
             payload.withUnsafeBytes { receiveBuffer.copyMemory(from: $0) }
-            handleDatagram(length: payload.count, from: peer, candidate: index)
+            core.receive(UnsafeMutableRawBufferPointer(rebasing: receiveBuffer[0..<payload.count]), from: peer, localCandidate: index, now: Instant.now())
             return
         }
         checkRelay(r)
+    }
+
+    /// A malformed frame from a TURN server (the core counts the peer's).
+    func countMalformed(_ kind: String, _ from: TransportAddress) {
+        shared.withLock { $0.malformed += 1 }
+        refusals.refused("datagram", source: "\(from)", reason: "malformed \(kind)", now: Instant.now())
     }
 
     /// Turns a fresh allocation into a relay candidate, or reports why there is none.
@@ -768,14 +622,14 @@ public final class PeerConnection: @unchecked Sendable {
                                  priority: ICECandidate.priority(type: .relay, localPreference: 65535 - UInt32(relays.count)),
                                  host: relayed.host, port: relayed.port, type: .relay,
                                  relatedHost: mapped?.host, relatedPort: mapped?.port)
-            let index = agent.addLocalCandidate(c, base: relayed)
+            // The path first: adding the candidate may send checks from it at once.
             paths.append(.relay(r))
+            let index = core.addLocalCandidate(c, base: relayed, now: Instant.now())
             r.candidateIndex = index
             logger.info("gathered relayed candidate", metadata: ["candidate": "\(c.sdpValue)", "server": "\(r.server.address)"])
             shared.withLock { $0.gathered.append(c.sdpValue) }
             handlers.onGatheringChange?()
-            agent.poll(now: Instant.now())
-            flushICE(now: Instant.now())
+            flushOutbox()
             finishGatheringIfDone()
         case .failed(let reason):
             if r.shouldReport() {
@@ -806,422 +660,6 @@ public final class PeerConnection: @unchecked Sendable {
     public var gathered: (candidates: [String], complete: Bool) {
         let s = shared.current
         return (s.gathered, s.gatheringComplete)
-    }
-
-    // MARK: DTLS
-
-    func setUpDTLS(now: Instant) {
-        guard let s = session, dtls == nil else { return }
-        do {
-            dtls = try DTLSEndpoint(context: dtlsContext, client: s.dtlsClient, remoteFingerprint: s.remoteFingerprint)
-            shared.withLock { $0.dtlsState = "connecting" }
-        } catch {
-            logger.error("DTLS setup failed", metadata: ["reason": "\(error)"])
-            return
-        }
-        // Flights that arrived before we knew the peer (it answered fast).
-        replayPendingDTLS(now: now)
-        startDTLSIfReady(now: now)
-    }
-
-    var dtlsStarted = false
-    func startDTLSIfReady(now: Instant) {
-        guard let d = dtls, d.isClient, !dtlsStarted, agent.selectedPair != nil else { return }
-        dtlsStarted = true
-        for out in d.start() { sendOnSelected(out) }
-    }
-
-    /// DTLS records held until their source is ICE-validated and DTLS is set up.
-    static let maxPendingDTLS = 16
-
-    /// Processes held DTLS records whose source ICE has validated since.
-    func replayPendingDTLS(now: Instant) {
-        guard dtls != nil, !pendingDTLS.isEmpty else { return }
-        let ready = pendingDTLS.filter { agent.isValidated($0.1) }
-        guard !ready.isEmpty else { return }
-        pendingDTLS.removeAll { agent.isValidated($0.1) }
-        for (bytes, from, _) in ready { handleDTLS(bytes, from: from, now: now) }
-    }
-
-    var lastDTLSSource: TransportAddress?
-    func handleDTLS(_ bytes: [UInt8], from: TransportAddress, now: Instant) {
-        // DTLS only from an address ICE has validated (a pair to it succeeded). A record from
-        // an address with a check under way waits for the check; any other is dropped.
-        guard let d = dtls, agent.isValidated(from) else {
-            if agent.isKnownRemote(from) {
-                if pendingDTLS.count >= PeerConnection.maxPendingDTLS {
-                    pendingDTLS.removeFirst()
-                    refuseDTLS(from: from, reason: "more than \(PeerConnection.maxPendingDTLS) records waiting for ICE; dropped the oldest", now: now)
-                }
-                pendingDTLS.append((bytes, from, 0))
-            } else {
-                refuseDTLS(from: from, reason: "not an ICE-validated address", now: now)
-            }
-            return
-        }
-        lastDTLSSource = from
-        let wasConnected = d.state == .connected
-        for out in d.handle(datagram: bytes) { sendOnSelected(out, fallback: from) }
-        if !wasConnected { checkDTLS(now: now) }
-        if d.state == .closed && wasConnected {
-            shutdown(reason: "peer closed DTLS (close_notify)", notifyPeer: false, remote: true)
-        }
-    }
-
-    func refuseDTLS(from: TransportAddress, reason: String, now: Instant) {
-        shared.withLock { $0.refusedDTLS += 1 }
-        refusals.refused("DTLS record", source: "\(from)", reason: reason, now: now)
-    }
-
-    func checkDTLS(now: Instant) {
-        guard let d = dtls else { return }
-        switch d.state {
-        case .connected where srtpIn == nil:
-            guard let keys = d.srtpKeys() else {
-                logger.error("DTLS connected without an SRTP profile")
-                shutdown(reason: "peer negotiated no SRTP profile", notifyPeer: true, remote: false)
-                return
-            }
-            let suite: SRTPSuite = keys.profile == .aeadAes128Gcm ? .aeadAes128Gcm : .aes128CmHmacSha1_80
-            do {
-                srtpIn = try SRTPSession(suite: suite, keyAndSalt: keys.remoteKeyAndSalt, inbound: true)
-                try sender.setKeys(suite: suite, keyAndSalt: keys.localKeyAndSalt)
-            } catch {
-                logger.error("SRTP setup failed", metadata: ["reason": "\(error)"])
-                return
-            }
-            shared.withLock { $0.timeline.dtlsConnected = now; $0.dtlsState = "connected" }
-            logger.info("DTLS-SRTP connected", metadata: ["profile": "\(suite)", "role": "\(d.isClient ? "client" : "server")"])
-            nextRTCP = now + .milliseconds(100)
-            handlers.onMediaReady?()
-        case .failed(let reason):
-            logger.error("DTLS failed; no media will flow", metadata: ["reason": "\(reason)"])
-            shared.withLock { $0.dtlsState = "failed" }
-            shutdown(reason: "DTLS failed: \(reason)", notifyPeer: false, remote: true)
-        default:
-            break
-        }
-    }
-
-    func sendOnSelected(_ bytes: [UInt8], fallback: TransportAddress? = nil) {
-        if let (i, remote) = agent.selectedPair {
-            send(bytes, to: remote, path: i)
-        } else if let to = fallback ?? lastDTLSSource, let s = sockets.first(where: { $0.localAddress.family == to.family }) {
-            s.send(bytes, to: to)
-        }
-    }
-
-    // MARK: Receive path
-
-    func handleDatagram(length: Int, from: TransportAddress, candidate socket: Int) {
-        guard length > 0 else { return }
-        let first = receiveBuffer[0]
-        let now = Instant.now()
-        switch first {
-        case 0...3:
-            let bytes = Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length]))
-            guard let m = try? STUNMessage(parsing: bytes) else { countMalformed("STUN", from); return }
-            if m.messageClass == .successResponse || m.messageClass == .errorResponse {
-                let (matched, candidate) = gatherer.handle(m, from: from, base: localAddress(socket))
-                if matched {
-                    if let c = candidate {
-                        logger.info("gathered server-reflexive candidate", metadata: ["candidate": "\(c)"])
-                        shared.withLock { $0.gathered.append(c) }
-                        handlers.onGatheringChange?()
-                    }
-                    finishGatheringIfDone()
-                    return
-                }
-            }
-            let rejectedBefore = agent.rejectedMessages
-            agent.handle(m, from: from, localIndex: socket, now: now)
-            if agent.rejectedMessages != rejectedBefore { shared.withLock { $0.ignoredSTUN += 1 } }
-            flushICE(now: now)
-        case 20...63:
-            handleDTLS(Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length])), from: from, now: now)
-        case 128...191:
-            guard let srtp = srtpIn, length >= 12 else { countMalformed("RTP before keys", from); return }
-            let pt = receiveBuffer[1]
-            if pt >= 192 && pt <= 223 {
-                // The RTP path's reusable array (room for SRTCP's trailer): no allocation.
-                rtpScratch.removeAll(keepingCapacity: true)
-                rtpScratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length]))
-                do { try srtp.unprotectRTCP(&rtpScratch) } catch { countSRTPFailure(error, from); return }
-                handleRTCP(rtpScratch, now: now)
-            } else {
-                var len = length
-                do { try srtp.unprotectRTP(buffer: receiveBuffer.baseAddress!, length: &len) } catch { countSRTPFailure(error, from); return }
-                // Into the one reusable array (unique again once the last packet is dropped):
-                // no allocation per packet.
-                rtpScratch.removeAll(keepingCapacity: true)
-                rtpScratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<len]))
-                guard let packet = try? RTPPacket(parsing: rtpScratch) else { countMalformed("RTP", from); return }
-                handleRTP(packet, now: now)
-            }
-        default:
-            countMalformed("unknown (first byte \(first))", from)
-        }
-    }
-
-    var malformedLogged = 0
-    func countMalformed(_ kind: String, _ from: TransportAddress) {
-        shared.withLock { $0.malformed += 1 }
-        if malformedLogged < 5 {
-            malformedLogged += 1
-            logger.notice("dropped malformed datagram", metadata: ["kind": "\(kind)", "from": "\(from)"])
-        }
-    }
-
-    func countSRTPFailure(_ error: any Error, _ from: TransportAddress) {
-        shared.withLock { $0.srtpFailures += 1 }
-        if malformedLogged < 5 {
-            malformedLogged += 1
-            logger.notice("dropped packet that failed SRTP", metadata: ["reason": "\(error)", "from": "\(from)"])
-        }
-    }
-
-    func handleRTP(_ p: RTPPacket, now: Instant) {
-        guard let s = session else { return }
-
-        if let v = s.video, let rtx = v.rtxPayloadType, p.payloadType == rtx, let receiver = videoReceiver {
-            // RFC 4588: the original sequence number, then the original payload. Padding
-            // alone (the peer's bandwidth probe) only counts for transport feedback.
-            guard rtxSSRCs.accept(p.ssrc, now: now) else { refusedSSRC(p, kind: "video RTX", now: now); return }
-            recordTransportSequence(p, now: now)
-            guard p.payload.count >= 2, let primary = receiver.remoteSSRC ?? v.remoteSSRCs.first else { return }
-            let osn = UInt16(p.payload[p.payload.startIndex]) << 8 | UInt16(p.payload[p.payload.startIndex + 1])
-            var original = p  // the header and its extensions as they came, without a copy
-            original.payloadType = v.codec.payloadType
-            original.sequenceNumber = osn
-            original.ssrc = primary
-            original.payload = p.payload.dropFirst(2)
-            shared.withLock { $0.inboundVideo?.retransmittedPacketsReceived += 1 }
-            deliver(receiver.receive(original, now: now), now: now)
-        } else if let v = s.video, p.payloadType == v.codec.payloadType, let receiver = videoReceiver {
-            guard videoSSRCs.accept(p.ssrc, now: now) else { refusedSSRC(p, kind: "video", now: now); return }
-            recordTransportSequence(p, now: now)
-            let frames = receiver.receive(p, now: now)
-            shared.withLock {
-                if $0.inboundVideo == nil { $0.inboundVideo = InboundRTPStats(kind: "video", ssrc: p.ssrc) }
-                let st = receiver.statistics
-                $0.inboundVideo!.packetsReceived = st.packetsReceived
-                $0.inboundVideo!.packetsLost = max(0, st.packetsLost)
-                $0.inboundVideo!.jitter = st.jitterSeconds
-                $0.inboundVideo!.bytesReceived = st.bytesReceived
-                $0.videoBitrate.add(Double(p.payload.count), now: now)
-            }
-            deliver(frames, now: now)
-        } else if let a = s.audio, p.payloadType == a.codec.payloadType {
-            guard audioSSRCs.accept(p.ssrc, now: now) else { refusedSSRC(p, kind: "audio", now: now); return }
-            recordTransportSequence(p, now: now)
-            if audioStats == nil { audioStats = ReceiveStatistics(ssrc: p.ssrc, clockRate: 48000) }
-            audioStats!.received(sequence: p.sequenceNumber, rtpTimestamp: p.timestamp, payloadBytes: p.payload.count, arrival: now)
-            let st = audioStats!
-            shared.withLock {
-                if $0.inboundAudio == nil { $0.inboundAudio = InboundRTPStats(kind: "audio", ssrc: p.ssrc) }
-                $0.inboundAudio!.packetsReceived = st.packetsReceived
-                $0.inboundAudio!.packetsLost = max(0, st.packetsLost)
-                $0.inboundAudio!.jitter = st.jitterSeconds
-                $0.inboundAudio!.bytesReceived = st.bytesReceived
-                $0.audioBitrate.add(Double(p.payload.count), now: now)
-                if $0.timeline.firstAudioReceived == nil { $0.timeline.firstAudioReceived = now }
-            }
-            handlers.onAudioPacket?(p.payload, p.sequenceNumber, p.timestamp)
-        }
-    }
-
-    /// Transport-wide sequence numbers are reported for every stream of the BUNDLE.
-    func recordTransportSequence(_ p: RTPPacket, now: Instant) {
-        guard let id = remoteTWCCID, let ext = p.extension(id), ext.count >= 2 else { return }
-        feedbackGenerator.received(sequence: UInt16(ext[ext.startIndex]) << 8 | UInt16(ext[ext.startIndex + 1]), now: now)
-    }
-
-    /// Media from an SSRC the stream does not take: counted and logged (rate-limited).
-    func refusedSSRC(_ p: RTPPacket, kind: String, now: Instant) {
-        shared.withLock { $0.refusedSSRCPackets += 1 }
-        refusals.refused("\(kind) RTP", source: "peer", reason: "SSRC \(p.ssrc) is not the stream's (payload type \(p.payloadType))", now: now)
-    }
-
-    func deliver(_ frames: [AssembledFrame], now: Instant) {
-        guard !frames.isEmpty else { return }
-        shared.withLock {
-            for f in frames {
-                $0.inboundVideo?.framesReceived += 1
-                if $0.inboundVideo != nil { $0.freezes.frameCompleted(at: now, into: &$0.inboundVideo!) }
-                if let c = f.captureNTP {
-                    $0.endToEnd.add(Double(NTPTime.toUnixNanoseconds(NTPTime.now()) - NTPTime.toUnixNanoseconds(c)) / 1e6)
-                }
-                if f.isKeyframe { $0.inboundVideo?.keyFramesReceived += 1 }
-                $0.videoFPS.add(1, now: now)
-            }
-            $0.inboundVideo?.framesDropped = UInt64(videoReceiver?.framesDropped ?? 0)
-            if $0.timeline.firstVideoFrameReceived == nil { $0.timeline.firstVideoFrameReceived = now }
-        }
-        for f in frames { handlers.onVideoFrame?(f, now) }
-    }
-
-    func handleRTCP(_ bytes: [UInt8], now: Instant) {
-        // Read in place: no copy of its lists (report blocks, NACKs, feedback).
-        let packets: RTCPCompound
-        do { packets = try RTCPCompound(parsing: bytes) } catch {
-            shared.withLock { $0.malformed += 1 }
-            return
-        }
-        if !pacingEnabled, packets.contains(where: { if case .receiverReport = $0 { return true }; if case .senderReport = $0 { return true }; if case .transportFeedback = $0 { return true }; return false }) {
-            pacingEnabled = true
-            sender.enablePacing()
-        }
-        for p in packets {
-            switch p {
-            case let .senderReport(ssrc, ntp, rtpTimestamp, _, _, reports):
-                if videoReceiver?.remoteSSRC == ssrc {
-                    videoReceiver?.statistics.receivedSenderReport(ntp: ntp, arrival: now)
-                    handlers.onSenderReport?(true, ntp, rtpTimestamp)
-                }
-                if audioStats?.ssrc == ssrc {
-                    audioStats?.receivedSenderReport(ntp: ntp, arrival: now)
-                    handlers.onSenderReport?(false, ntp, rtpTimestamp)
-                }
-                handleReports(reports)
-            case let .receiverReport(_, reports):
-                handleReports(reports)
-            case let .nack(_, media, lost):
-                if media == sender.videoSSRC || media == 0 {
-                    let refused = sender.retransmit(lost, now: now)
-                    if refused.duplicates + refused.overBudget + refused.tooOld > 0 {
-                        refusals.refused("retransmission", source: "NACK from \(agent.selectedPair.map { "\($0.remote)" } ?? "peer")",
-                                         reason: "\(refused.duplicates) asked again within a round trip, \(refused.overBudget) over the resend budget, \(refused.tooOld) older than a second", now: now)
-                    }
-                }
-            case .parsed(.pli):
-                sender.countKeyframeRequest(fir: false)
-                handlers.onKeyframeRequest?()
-            case .parsed(.fir):
-                sender.countKeyframeRequest(fir: true)
-                handlers.onKeyframeRequest?()
-            case let .transportFeedback(fb):
-                let (unknown, arrived, lost) = sender.feedbackResults(fb, now: now, into: &feedbackResults)
-                let results = feedbackResults
-                shared.withLock { $0.feedbackWatchdog.feedbackArrived(now: now) }
-                if unknown > 0 {
-                    shared.withLock { $0.unknownFeedbackPackets += UInt64(unknown) }
-                    refusals.refused("transport feedback", source: "peer", reason: "\(unknown) packets reported that we never sent (or long ago)", now: now)
-                }
-                if !results.isEmpty, let kbps = bitrateController.receivedTransportFeedback(results, arrived: arrived, lost: lost, now: now) {
-                    targetBitrateChanged(kbps)
-                } else {
-                    updateEncoderTarget(now: now)
-                }
-                if let d = bitrateController.delayBased, let q = d.peakQueueMs {
-                    // A queue about to overflow: hold video while it drains, and cut now.
-                    let started = shared.withLock {
-                        $0.queueDrainHold.queueMeasured(.microseconds(Int64(q * 1000)), jitterBound: .microseconds(Int64(d.queueThresholdMs * 1000)), now: now)
-                    }
-                    if started, let kbps = bitrateController.queueOverflowing(now: now) { targetBitrateChanged(kbps) }
-                }
-                if let d = bitrateController.delayBased {
-                    shared.withLock { $0.delayBasedKbps = Int(d.estimateBps / 1000); $0.queueDelayMs = d.queueDelayMs }
-                }
-            case let .parsed(.remb(_, bitrate, _)):
-                shared.withLock { $0.pair.availableOutgoingBitrate = Double(bitrate) }
-                if let kbps = bitrateController.receivedREMB(bitsPerSecond: bitrate) { targetBitrateChanged(kbps) }
-            case let .parsed(.bye(ssrcs, reason)):
-                let known = ssrcs.contains { $0 == videoReceiver?.remoteSSRC || $0 == audioStats?.ssrc } || ssrcs.isEmpty
-                if known || (videoReceiver?.remoteSSRC == nil && audioStats == nil) {
-                    shutdown(reason: "peer sent RTCP BYE" + (reason.map { " (\($0))" } ?? ""), notifyPeer: false, remote: true)
-                    return
-                }
-            default:
-                break
-            }
-        }
-    }
-
-    /// Congestion control for video (transport thread only).
-    var bitrateController: BitrateController
-    var pacingEnabled = false
-    /// Transport-wide feedback for what we receive (transport thread only).
-    var feedbackGenerator = TransportFeedbackGenerator()
-    /// The RTCP about to be sent, and the results of the feedback received: storage kept
-    /// from message to message (transport thread only).
-    var rtcpOut: [UInt8] = []
-    var feedbackResults: [SendHistory.Result] = []
-    /// The peer's transport-wide sequence number extension ID, when negotiated.
-    var remoteTWCCID: UInt8?
-
-    func targetBitrateChanged(_ kbps: Int) {
-        shared.withLock { $0.targetVideoKbps = kbps; $0.lossBasedKbps = Int(bitrateController.lossBasedKbps) }
-        sender.setTarget(kbps: kbps)
-        updateEncoderTarget(now: Instant.now())
-    }
-
-    /// What the encoder was last told, kbit/s.
-    var encoderKbps: Int?
-
-    /// The encoder gets the target less what resends take (as libwebrtc subtracts its
-    /// protection overhead): after a drop the resends of what the queue lost would
-    /// otherwise ride on top of a full-rate picture, keep the queue full and lose more.
-    /// At least half the target stays the picture's.
-    func updateEncoderTarget(now: Instant) {
-        let target = bitrateController.targetKbps
-        let media = max(target / 2, target - Int(sender.resendKbps(now: now)))
-        if let last = encoderKbps, abs(media - last) < max(10, last / 20), media != target { return }
-        guard media != encoderKbps else { return }
-        encoderKbps = media
-        handlers.onTargetBitrate?(media)
-    }
-
-    func handleReports(_ reports: some Sequence<ReceptionReport>) {
-        let nowNTP = NTPTime.now()
-        for r in reports where r.ssrc == sender.videoSSRC {
-            let now = Instant.now()
-            let sending = r.fractionLost > 0 ? sender.stats(now: now).first { $0.kind == "video" }.map { $0.bitrate / 1000 } : nil
-            if let kbps = bitrateController.receivedReport(fractionLost: r.fractionLost, sendingKbps: sending, now: now) { targetBitrateChanged(kbps) }
-        }
-        for r in reports where r.ssrc == sender.videoSSRC || r.ssrc == sender.audioSSRC {
-            if let rtt = roundTripTime(report: r, nowNTP: nowNTP) {
-                shared.withLock { $0.pair.currentRoundTripTime = rtt }
-                videoReceiver?.setRoundTrip(.nanoseconds(Int64(rtt * 1e9)))
-                sender.setRoundTrip(.nanoseconds(Int64(rtt * 1e9)))
-            }
-        }
-    }
-
-    func sendReports(now: Instant) {
-        // Into storage kept for them (transport thread only): no array per report.
-        reportBlocks.removeAll(keepingCapacity: true)
-        if let v = videoReceiver, v.remoteSSRC != nil { reportBlocks.append(v.statistics.makeReport(now: now)) }
-        if audioStats != nil { reportBlocks.append(audioStats!.makeReport(now: now)) }
-        rtcpOut.removeAll(keepingCapacity: true)
-        if sender.senderReports(blocks: reportBlocks, into: &rtcpOut) == 0 {
-            RTCPPacket.receiverReport(ssrc: sender.videoSSRC, reports: reportBlocks).serialize(into: &rtcpOut)
-        }
-        RTCPPacket.sourceDescription([(sender.videoSSRC, sender.cname), (sender.audioSSRC, sender.cname)]).serialize(into: &rtcpOut)
-        sender.sendRTCP(rtcpOut)
-    }
-    /// The report blocks of the report being sent (storage kept; transport thread only).
-    var reportBlocks: [ReceptionReport] = []
-
-    func sendRTCP(_ packets: [RTCPPacket]) {
-        rtcpOut.removeAll(keepingCapacity: true)
-        for p in packets { p.serialize(into: &rtcpOut) }
-        sender.sendRTCP(rtcpOut)
-    }
-
-    func shutdown(reason: String, notifyPeer: Bool, remote: Bool) {
-        guard !closed else { return }
-        closed = true
-        if notifyPeer {
-            sendRTCP([.bye(ssrcs: [sender.videoSSRC, sender.audioSSRC], reason: reason)])
-            if let d = dtls { for out in d.close() { sendOnSelected(out) } }
-        }
-        agent.close()
-        sender.stop()
-        for r in relays { for b in r.lock.withLock({ r.client.release() }) { r.sendToServer(b) } }
-        for n in mdnsNames.current { mdns?.unregister(name: n) }
-        shared.withLock { $0.closeReason = reason; $0.iceState = "closed"; $0.dtlsState = "closed" }
-        logger.info("peer connection closed", metadata: ["reason": "\(reason)"])
-        if remote { handlers.onClosed?(reason) }
     }
 
     /// Why the connection closed, once it has.
