@@ -92,3 +92,17 @@ public func randomICEString(_ length: Int) -> String {
     let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
     return String(secureRandomBytes(length).map { alphabet[Int($0 & 63)] })
 }
+
+/// A small, fast pseudo-random generator (SplitMix64) for what must repeat under a seed:
+/// timer jitter in state machines that tests drive on virtual time. Not for secrets.
+public struct SeededRandomGenerator: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -122,6 +122,8 @@ public struct CallCore {
     var encoderKbps: Int?
     /// The report blocks of the report being sent (storage kept).
     var reportBlocks: [ReceptionReport] = []
+    /// Jitter for the report interval: seeded in tests, so a simulated call repeats.
+    var random: SeededRandomGenerator
 
     /// Remote candidates taken from one description (offer, answer) or one trickle batch.
     public static let maxRemoteCandidatesPerDescription = 32
@@ -132,9 +134,11 @@ public struct CallCore {
     static let maxPendingDTLS = 16
 
     /// A core for one call. `ntpClock` gives wall-clock NTP time at a monotonic instant
-    /// (the real clock in a device; a fixed mapping on virtual time).
+    /// (the real clock in a device; a fixed mapping on virtual time); `randomSeed` makes
+    /// its timer jitter repeat (tests).
     public init(controlling: Bool, dtls: DTLSContext, maxVideoBitrateKbps: Int, handlers: PeerConnectionHandlers, logger: Logger,
-                now: Instant, ntpClock: @escaping @Sendable (Instant) -> UInt64 = { _ in NTPTime.now() }) {
+                now: Instant, ntpClock: @escaping @Sendable (Instant) -> UInt64 = { _ in NTPTime.now() }, randomSeed: UInt64? = nil) {
+        self.random = SeededRandomGenerator(seed: randomSeed ?? UInt64.random(in: 0...UInt64.max))
         self.controlling = controlling
         self.logger = logger
         self.dtlsContext = dtls
@@ -334,7 +338,7 @@ public struct CallCore {
             sendReports(now: now)
             lastReportSent = now
             // About twice a second: the sender's congestion control acts on these reports.
-            nextRTCP = now + .milliseconds(Int64.random(in: 250...750))
+            nextRTCP = now + .milliseconds(Int64.random(in: 250...750, using: &random))
         }
         sendMedia(now: now)
     }
@@ -558,7 +562,7 @@ public struct CallCore {
             original.ssrc = primary
             original.payload = p.payload.dropFirst(2)
             shared.withLock { $0.inboundVideo?.retransmittedPacketsReceived += 1 }
-            deliver(receiver.receive(original, now: now), now: now)
+            deliver(receiver.receive(original, retransmission: true, now: now), now: now)
         } else if let v = s.video, p.payloadType == v.codec.payloadType, let receiver = videoReceiver {
             guard videoSSRCs.accept(p.ssrc, now: now) else { refusedSSRC(p, kind: "video", now: now); return }
             recordTransportSequence(p, now: now)
@@ -684,6 +688,7 @@ public struct CallCore {
                 if let d = bitrateController.delayBased {
                     shared.withLock { $0.delayBasedKbps = Int(d.estimateBps / 1000); $0.queueDelayMs = d.queueDelayMs }
                 }
+                updateResendInterval()
             case let .parsed(.remb(_, bitrate, _)):
                 shared.withLock { $0.pair.availableOutgoingBitrate = Double(bitrate) }
                 if let kbps = bitrateController.receivedREMB(bitsPerSecond: bitrate) { targetBitrateChanged(kbps, now: now) }
@@ -705,17 +710,33 @@ public struct CallCore {
         updateEncoderTarget(now: now)
     }
 
-    /// The encoder gets the target less what resends take (as libwebrtc subtracts its
-    /// protection overhead): after a drop the resends of what the queue lost would
-    /// otherwise ride on top of a full-rate picture, keep the queue full and lose more.
+    /// The encoder gets the target less what else shares the path: resends (as libwebrtc
+    /// subtracts its protection overhead), audio, and video's own packet headers. The
+    /// estimates measure everything on the wire; an encoder filling all of it would keep
+    /// a standing queue at the bottleneck, and after a drop the queue would not drain.
     /// At least half the target stays the picture's.
     mutating func updateEncoderTarget(now: Instant) {
         let target = bitrateController.targetKbps
-        let media = max(target / 2, target - Int(sender.resendKbps(now: now)))
-        if let last = encoderKbps, abs(media - last) < max(10, last / 20), media != target { return }
-        guard media != encoderKbps else { return }
+        let shared = sender.audioWireKbps(now: now) + sender.resendKbps(now: now)
+        let media = max(target / 2, Int((Double(target) - shared) * CallCore.videoPayloadShare))
+        if let last = encoderKbps, abs(media - last) < max(10, last / 20) { return }
         encoderKbps = media
         handlers.onTargetBitrate?(media)
+    }
+    /// Video payload's share of its packets on the wire: a 1 200-byte payload carries about
+    /// 60 bytes of RTP header and extensions, SRTP tag and UDP/IP.
+    static let videoPayloadShare = 0.95
+
+    /// The round trip from the last RTCP report, and the queue the path holds now.
+    var reportedRoundTrip: Duration?
+
+    /// A NACK repeated within a round trip is answered already. The round trip grows by
+    /// the bottleneck's queue: with a 100 ms queue ahead of it, a resend answered by a
+    /// 40 ms report's clock would go out three times, all into the full queue.
+    mutating func updateResendInterval() {
+        guard let rtt = reportedRoundTrip else { return }
+        let queueMs = bitrateController.delayBased?.peakQueueMs ?? 0
+        sender.setRoundTrip(rtt + .microseconds(Int64(max(0, queueMs) * 1000)))
     }
 
     mutating func handleReports(_ reports: some Sequence<ReceptionReport>, now: Instant) {
@@ -728,7 +749,8 @@ public struct CallCore {
             if let rtt = roundTripTime(report: r, nowNTP: nowNTP) {
                 shared.withLock { $0.pair.currentRoundTripTime = rtt }
                 videoReceiver?.setRoundTrip(.nanoseconds(Int64(rtt * 1e9)))
-                sender.setRoundTrip(.nanoseconds(Int64(rtt * 1e9)))
+                reportedRoundTrip = .nanoseconds(Int64(rtt * 1e9))
+                updateResendInterval()
             }
         }
     }

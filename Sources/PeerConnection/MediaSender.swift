@@ -37,8 +37,8 @@ final class MediaSender: @unchecked Sendable {
         var fps = RateMeter()
         /// Quarter-second windows: congestion control and its benchmark read this rate.
         var bitrate = RateMeter(window: 0.25)
-        /// Bytes resent (NACK answers), per second over half-second windows.
-        var resent = RateMeter(window: 0.5)
+        /// Bytes resent (NACK answers) per second lately (a quarter-second time constant).
+        var resent = DecayingRate(tau: 0.25)
     }
 
     /// An encoded frame handed over by the camera thread.
@@ -93,6 +93,8 @@ final class MediaSender: @unchecked Sendable {
         /// The first packet of a frame: its capture time, for capture → wire latency.
         var captureTime: Instant?
     }
+    /// IPv4 and UDP headers: what a datagram costs the path beyond its payload.
+    static let udpIPHeaderBytes = 28
     /// Packets the pacer holds at most; a frame that does not fit goes out unpaced.
     static let poolSize = 512
 
@@ -220,6 +222,11 @@ final class MediaSender: @unchecked Sendable {
 
     /// Resends (answers to NACKs) on the wire lately, kbit/s.
     func resendKbps(now: Instant) -> Double { lock.withLock { video.resent.current(now: now) * 8 / 1000 } }
+
+    /// Audio on the wire lately (packets with their RTP, SRTP and UDP/IP headers), kbit/s:
+    /// it shares the path, and so the estimate, with video.
+    func audioWireKbps(now: Instant) -> Double { lock.withLock { audioWire.current(now: now) * 8 / 1000 } }
+    private var audioWire = RateMeter(window: 0.5)
 
     func stop() { lock.withLock { stopped = true } }
 
@@ -375,6 +382,7 @@ final class MediaSender: @unchecked Sendable {
         let bytes = takenAudio.payloads[i].count
         scratch.append(contentsOf: takenAudio.payloads[i])
         let ok = protectAndSend(twccOffset: offset, now: now).ok
+        if ok { audioWire.add(Double(scratch.count + MediaSender.udpIPHeaderBytes), now: now) }
         audio.sequence &+= 1
         audio.packets += 1
         audio.octets += UInt64(bytes)
@@ -523,8 +531,10 @@ final class MediaSender: @unchecked Sendable {
             guard destination != nil else { return (0, 0, 0) }
             video.nacks += 1
             var refused = (duplicates: 0, overBudget: 0, tooOld: 0)
-            // The rate on the wire: payload bytes per second plus ~4 % of headers.
-            let sending = video.bitrate.current(now: now) * 1.04
+            // The rate on the wire: payload bytes per second plus ~4 % of headers, but
+            // not above the target: right after a drop the meter still shows the rate
+            // from before it, and resends at half of that overflow the queue again.
+            let sending = min(video.bitrate.current(now: now) * 1.04, pacer.rateBps / Pacer.factor / 8)
             for seq in seqs {
                 let i = Int(seq) & ringMask
                 guard ring[i].valid && ring[i].seq == seq else { continue }

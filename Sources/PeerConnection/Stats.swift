@@ -1,4 +1,7 @@
 import NetworkCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The call-setup timeline: when each stage finished, on the monotonic clock.
 public struct SetupTimeline: Sendable {
@@ -241,6 +244,31 @@ public struct PeerConnectionStats: Sendable {
     public var queueDelayMs: Double? = nil
     /// Packets in transport feedback that we never sent (a lying or confused peer).
     public var unknownFeedbackPackets: UInt64 = 0
+}
+
+/// A rate that follows at once: an exponentially decaying sum (time constant ``tau``), read
+/// at any instant. ``RateMeter`` reports the last complete window, which lags by up to two
+/// windows: too late for resends, whose burst right after a drop is what must be yielded to.
+struct DecayingRate {
+    let tau: Double
+    private var sum = 0.0
+    private var at: Instant?
+
+    init(tau: Double) { self.tau = tau }
+
+    private func decayed(to now: Instant) -> Double {
+        guard let at else { return 0 }
+        let dt = max(0, (now - at).seconds)
+        return sum * exp(-dt / tau)
+    }
+
+    mutating func add(_ amount: Double, now: Instant) {
+        sum = decayed(to: now) + amount
+        at = now
+    }
+
+    /// Amount per second lately.
+    func current(now: Instant) -> Double { decayed(to: now) / tau }
 }
 
 /// A rate meter over consecutive windows (a second by default), for bitrate and fps.

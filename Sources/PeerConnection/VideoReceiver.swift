@@ -26,7 +26,7 @@ final class VideoReceiver {
         chain.setRoundTrip(rtt)
     }
 
-    func receive(_ p: RTPPacket, now: Instant) -> [AssembledFrame] {
+    func receive(_ p: RTPPacket, retransmission: Bool = false, now: Instant) -> [AssembledFrame] {
         if remoteSSRC != p.ssrc {
             remoteSSRC = p.ssrc
             statistics = ReceiveStatistics(ssrc: p.ssrc, clockRate: 90000)
@@ -35,7 +35,7 @@ final class VideoReceiver {
         }
         statistics.received(sequence: p.sequenceNumber, rtpTimestamp: p.timestamp, payloadBytes: p.payload.count, arrival: now)
         let capture = absCaptureTimeID.flatMap { p.extension($0) }.flatMap(AbsCaptureTime.decode)
-        return chain.receive(p, captureNTP: capture, now: now)
+        return chain.receive(p, captureNTP: capture, retransmission: retransmission, now: now)
     }
 
     /// Periodic work: frames released by a gap given up, NACKs due, whether to send a PLI.

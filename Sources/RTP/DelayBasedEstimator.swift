@@ -237,6 +237,9 @@ public struct DelayBasedEstimator: Sendable {
         recentQueue.append((g.firstArrival, q))
         while recentQueue.count > 1, recentQueue[0].arrival < g.firstArrival - 150_000 || recentQueue.count > 64 { recentQueue.removeFirst() }
         let floor = recentQueue.reduce(Double.infinity) { min($0, $1.delay) }
+        // The last 50 ms alone: a queue building now has lifted it already, while jitter
+        // that reorders still leaves an early packet in it.
+        shortFloorMs = recentQueue.reduce(Double.infinity) { a, r in r.arrival >= g.firstArrival - 50_000 ? min(a, r.delay) : a }
         // Jitter is learnt while the queue is calm: a queue that builds would otherwise
         // raise its own threshold as it grows.
         if let previous = lastQueueSample, floor < queueThresholdMs / 2, q < queueThresholdMs / 2 {
@@ -286,6 +289,14 @@ public struct DelayBasedEstimator: Sendable {
     /// over the path's base): how close a shallow buffer is to overflowing, now.
     public private(set) var peakQueueMs: Double?
     private var queueJitterMs = 0.0
+    /// Overuse events by what showed them: the delay trend, a standing queue over the
+    /// threshold, loss with a queue (diagnostics).
+    public private(set) var overusesBy = (trend: 0, queue: 0, loss: 0)
+    /// The smallest queue a group met in the last 50 ms.
+    private var shortFloorMs = 0.0
+    /// The queue every packet must meet before a rising trend counts as overuse (more
+    /// on a jittery path: one and a half times the jitter).
+    static let minimumQueueForTrendMs = 5.0
     private var recentLoss = 0.0
     private var queueLoss = false
     private var queueOverThreshold = 0
@@ -309,10 +320,14 @@ public struct DelayBasedEstimator: Sendable {
         if modified > threshold {
             overuseTimeMs = overuseTimeMs < 0 ? sendDeltaMs / 2 : overuseTimeMs + sendDeltaMs
             overuseCounter += 1
-            if overuseTimeMs > 10 && overuseCounter > 1 && trend >= previousTrend {
+            // A rising trend is overuse when packets queue: every packet of the last 50 ms
+            // waited, longer than the path's jitter explains. Jitter alone (a radio link, a relay that reorders) tilts the trend
+            // too, but leaves some packet on time; cutting for it starves the call.
+            let queued = shortFloorMs > max(Self.minimumQueueForTrendMs, 1.5 * queueJitterMs)
+            if overuseTimeMs > 10 && overuseCounter > 1 && trend >= previousTrend && queued {
                 overuseTimeMs = 0
                 overuseCounter = 0
-                if usage != .overusing { overuseEvents += 1 }
+                if usage != .overusing { overuseEvents += 1; overusesBy.trend += 1 }
                 usage = .overusing
             }
         } else if modified < -threshold {
@@ -324,6 +339,7 @@ public struct DelayBasedEstimator: Sendable {
         }
         if (queueOverThreshold >= 2 || queueLoss) && usage != .overusing {
             overuseEvents += 1
+            if queueLoss { overusesBy.loss += 1 } else { overusesBy.queue += 1 }
             usage = .overusing
         }
         previousTrend = trend

@@ -264,12 +264,17 @@ public struct NACKGenerator {
     public static let maxReorderWait: Duration = .milliseconds(80)
     /// Gaps filled by a packet we had not asked for yet: reordering.
     public private(set) var reorderedFills = 0
+    /// Whether resends arrive marked (RTX): then a packet asked for that arrives unmarked
+    /// is known to be the original.
+    private var resendsAreMarked = false
 
     public init() {}
 
     /// Notes a received packet; returns true if it filled a gap (a retransmission or reorder).
+    /// `retransmission`: it came on the RTX stream (RFC 4588), so it is a resend for sure;
+    /// a packet asked for that comes on the media stream was the original, late.
     @discardableResult
-    public mutating func received(_ seq: UInt16, now: Instant) -> Bool {
+    public mutating func received(_ seq: UInt16, retransmission: Bool = false, now: Instant) -> Bool {
         guard let h = highest else { highest = seq; return false }
         let d = SequenceNumber.distance(from: h, to: seq)
         if d > 0 {
@@ -283,6 +288,7 @@ public struct NACKGenerator {
             highest = seq
             return false
         }
+        if retransmission { resendsAreMarked = true }
         guard let m = missing.removeValue(forKey: seq) else { return false }
         if let asked = m.firstSent, m.retries == 1 {
             // How long a repair takes on this path now, queue included. Only a packet
@@ -293,7 +299,11 @@ public struct NACKGenerator {
             let took = now - asked
             repairTime = repairTime.map { $0 + (took - $0) / 4 } ?? took
         }
-        if m.lastSent == nil {
+        // Reordering: a gap filled before it was asked for, or (with RTX, which tells a
+        // resend from the original) by the original after the ask. Without the second, a
+        // path whose reordering outlasts one tick never learns to wait: every late packet
+        // is asked for, resent, and the resends crowd out the picture.
+        if m.lastSent == nil || (resendsAreMarked && !retransmission) {
             // Up at once to what this packet needed (with a margin), down slowly.
             reorderedFills += 1
             let needed = (now - m.firstSeen) * 1.25 + .milliseconds(2)

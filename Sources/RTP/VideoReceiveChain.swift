@@ -43,9 +43,9 @@ public struct VideoReceiveChain {
         nack.retryInterval = max(Self.minimumRetryInterval, rtt + rtt / 4 + .milliseconds(5))
     }
 
-    /// Adds a media packet (or an RTX packet turned back into its original); returns the
-    /// frames it completed, oldest first.
-    public mutating func receive(_ packet: RTPPacket, captureNTP: UInt64? = nil, now: Instant) -> [AssembledFrame] {
+    /// Adds a media packet (or, `retransmission`, an RTX packet turned back into its
+    /// original); returns the frames it completed, oldest first.
+    public mutating func receive(_ packet: RTPPacket, captureNTP: UInt64? = nil, retransmission: Bool = false, now: Instant) -> [AssembledFrame] {
         let seq = packet.sequenceNumber
         // Everything missing before this packet was sent longer ago than the sender keeps:
         // no NACK, and a keyframe now rather than after the gap timeout.
@@ -54,7 +54,7 @@ public struct VideoReceiveChain {
                 && Double(Int32(bitPattern: packet.timestamp &- h.timestamp)) / clockRate > maxRecoverableSpan.seconds
         } ?? false
         if highest.map({ SequenceNumber.isNewer(seq, than: $0.seq) }) ?? true { highest = (seq, packet.timestamp) }
-        nack.received(seq, now: now)
+        nack.received(seq, retransmission: retransmission, now: now)
         if unrecoverable {
             unrecoverableGaps += 1
             nack.forgetMissing()

@@ -64,9 +64,9 @@ struct SimulatedCall {
         recordB = CallRecord(targetKbps: maxKbps)
         let certA = try DTLSCertificate.generate(), certB = try DTLSCertificate.generate()
         a = CallCore(controlling: true, dtls: try DTLSContext(certificate: certA), maxVideoBitrateKbps: maxKbps,
-                     handlers: SimulatedCall.handlers(recordA), logger: logger, now: t0, ntpClock: ntp)
+                     handlers: SimulatedCall.handlers(recordA), logger: logger, now: t0, ntpClock: ntp, randomSeed: seed &+ 10)
         b = CallCore(controlling: false, dtls: try DTLSContext(certificate: certB), maxVideoBitrateKbps: maxKbps,
-                     handlers: SimulatedCall.handlers(recordB), logger: logger, now: t0, ntpClock: ntp)
+                     handlers: SimulatedCall.handlers(recordB), logger: logger, now: t0, ntpClock: ntp, randomSeed: seed &+ 20)
         a.addLocalCandidate(ICECandidate(foundation: "1", priority: ICECandidate.priority(type: .host, localPreference: 65535), host: "10.0.0.1", port: 40000, type: .host),
                             base: addressA, now: t0)
         b.addLocalCandidate(ICECandidate(foundation: "2", priority: ICECandidate.priority(type: .host, localPreference: 65535), host: "10.0.0.2", port: 40000, type: .host),
@@ -271,5 +271,109 @@ extension CallCore {
         let ay = (0..<1000).map { y.arrival(bytes: 1200, now: UInt64($0) * 1_000_000) }
         #expect(ax == ay)
         #expect(x.lost > 50 && x.lost < 150)
+    }
+    @Test func debugScenarios() throws {
+        for seed in UInt64(1)...4 {
+            // 300k
+            var c = try SimulatedCall(seed: seed)
+            c.forward.impairment.rateBps = 2_500_000
+            c.run(until: SimulatedCall.start + 4 * CallCoreTests.second)
+            c.forward.impairment.rateBps = 300_000
+            var step = c.now
+            c.run(until: step + 10 * CallCoreTests.second)
+            var fps = Double(c.recordB.frameArrivals.filter { $0 > step + 2 * CallCoreTests.second }.count) / 8
+            print("seed \(seed) 300k freeze \(c.recordB.freezes(from: step)) fps \(fps) target \(c.recordA.targetKbps)")
+            c.forward.impairment.rateBps = 2_500_000
+            step = c.now
+            var back: Double? = nil
+            for k in 1...100 { c.run(until: step + UInt64(k) * 100_000_000); if back == nil, c.recordA.targetKbps >= 1500 { back = Double(k) / 10 } }
+            print("seed \(seed) lift back>1500 after \(back ?? -1) s")
+            // burst
+            c = try SimulatedCall(seed: seed)
+            c.run(until: SimulatedCall.start + 3 * CallCoreTests.second)
+            c.forward.impairment.burstStart = 0.02 / 5; c.forward.impairment.burstLength = 5
+            step = c.now
+            c.run(until: step + 20 * CallCoreTests.second)
+            fps = Double(c.recordB.frameArrivals.filter { $0 > step }.count) / 20
+            print("seed \(seed) burst freeze \(c.recordB.freezes(from: step)) fps \(fps) lost \(c.forward.lost) target \(c.recordA.targetKbps)")
+            // jitter
+            c = try SimulatedCall(seed: seed)
+            c.forward.impairment.delayMs = 75; c.backward.impairment.delayMs = 75
+            c.run(until: SimulatedCall.start + 3 * CallCoreTests.second)
+            c.forward.impairment.jitterMs = 30; c.backward.impairment.jitterMs = 30
+            step = c.now
+            c.run(until: step + 20 * CallCoreTests.second)
+            fps = Double(c.recordB.frameArrivals.filter { $0 > step }.count) / 20
+            print("seed \(seed) jitter freeze \(c.recordB.freezes(from: step)) fps \(fps) target \(c.recordA.targetKbps)")
+            // random 5%
+            c = try SimulatedCall(seed: seed)
+            c.run(until: SimulatedCall.start + 3 * CallCoreTests.second)
+            c.forward.impairment.randomLoss = 0.05
+            step = c.now
+            c.run(until: step + 20 * CallCoreTests.second)
+            fps = Double(c.recordB.frameArrivals.filter { $0 > step }.count) / 20
+            print("seed \(seed) random freeze \(c.recordB.freezes(from: step)) fps \(fps) target \(c.recordA.targetKbps)")
+            // outage
+            c = try SimulatedCall(seed: seed)
+            c.run(until: SimulatedCall.start + 3 * CallCoreTests.second)
+            step = c.now
+            c.forward.impairment.outage = step...(step + 3 * CallCoreTests.second)
+            c.backward.impairment.outage = step...(step + 3 * CallCoreTests.second)
+            c.run(until: step + 10 * CallCoreTests.second)
+            print("seed \(seed) outage freeze \(c.recordB.freezes(from: step)) target \(c.recordA.targetKbps)")
+        }
+    }
+
+    @Test func debugJitter() throws {
+        var c = try SimulatedCall(seed: 1)
+        c.forward.impairment.delayMs = 75; c.backward.impairment.delayMs = 75
+        c.run(until: SimulatedCall.start + 3 * CallCoreTests.second)
+        c.forward.impairment.jitterMs = 30; c.backward.impairment.jitterMs = 30
+        let step = c.now
+        for k in 1...30 {
+            c.run(until: step + UInt64(k) * 500_000_000)
+            let st = c.a.status
+            let d = c.a.bitrateController.delayBased!
+            print("jit t+\(k*500) target \(c.recordA.targetKbps) delay \(st.delayBasedKbps ?? 0) loss \(st.lossBasedKbps) q \(Int(st.queueDelayMs ?? 0)) thr \(Int(d.queueThresholdMs)) overuse \(d.overuseEvents) \(d.overusesBy) rtt \(st.pair.currentRoundTripTime ?? 0)")
+        }
+    }
+
+    @Test func debugTrace() throws {
+        for seed in [UInt64(3)] {
+            var call = try SimulatedCall(seed: seed)
+            call.forward.impairment.rateBps = 2_500_000
+            call.run(until: SimulatedCall.start + 4 * CallCoreTests.second + seed * 7_000_000)
+            call.forward.impairment.rateBps = 1_000_000
+            let step = call.now
+            var lastFrames = call.recordB.framesReceived
+            var lastLost = call.forward.lost
+            var lastSent = call.forward.sent; var lastBytes = call.forward.sentBytes; var lastVideoBytes = call.a.sender.stats(now: Instant(nanoseconds: call.now)).first!.bytesSent
+            for i in 0..<40 {
+                call.run(until: step + UInt64(i + 1) * 25_000_000)
+                let s = call.b.status.inboundVideo!
+                let o = call.a.sender.stats(now: Instant(nanoseconds: call.now)).first!
+                print("seed \(seed) t+\((i+1)*25) target \(call.recordA.targetKbps) est \(call.a.status.delayBasedKbps ?? 0)/\(call.a.status.lossBasedKbps) q \(Int(call.a.status.queueDelayMs ?? 0)) sent +\(call.forward.sent - lastSent) kbps \((call.forward.sentBytes - lastBytes) * 8 / 25) video kbps \((o.bytesSent - lastVideoBytes) * 8 / 25) frames +\(call.recordB.framesReceived - lastFrames) lost +\(call.forward.lost - lastLost) nack \(s.nackCount) pli \(s.pliCount) rtx \(s.retransmittedPacketsReceived) refused \(o.retransmissionsRefused) pacerQ \(o.pacerQueueBytes) hold \(call.a.videoMayEncode(now: Instant(nanoseconds: call.now))) pace \(Int(o.pacingRate/1000)) probes \(o.probeClusters) pad \(o.paddingBytesSent) resent \(o.retransmittedPacketsSent) resendKbps \(Int(call.a.sender.resendKbps(now: Instant(nanoseconds: call.now)))) audio \(Int(call.a.sender.audioWireKbps(now: Instant(nanoseconds: call.now))))")
+                lastFrames = call.recordB.framesReceived; lastLost = call.forward.lost; lastSent = call.forward.sent; lastBytes = call.forward.sentBytes; lastVideoBytes = o.bytesSent
+            }
+            print("seed \(seed) freezes", call.recordB.freezes(from: step))
+        }
+    }
+
+    @Test func debugStep() throws {
+        var all: [Double] = []
+        for seed in UInt64(1)...16 {
+            var call = try SimulatedCall(seed: seed)
+            call.forward.impairment.rateBps = 2_500_000
+            call.run(until: SimulatedCall.start + 4 * CallCoreTests.second + seed * 7_000_000)
+            call.forward.impairment.rateBps = 1_000_000
+            let step = call.now
+            call.run(until: step + CallCoreTests.second)
+            let t1 = call.recordA.targetKbps
+            call.run(until: step + 8 * CallCoreTests.second)
+            let f = call.recordB.freezes(from: step)
+            all.append(f.longestMs)
+            print("seed \(seed) freeze \(Int(f.longestMs)) / \(Int(f.totalMs)) target@1s \(t1) lost \(call.forward.lost) end \(call.recordA.targetKbps)")
+        }
+        print("SUMMARY sorted", all.sorted().map { Int($0) })
     }
 }

@@ -47,8 +47,10 @@ struct SimulatedLink {
     init(seed: UInt64) { random = SeededRandom(seed: seed) }
 
     /// When a datagram of `bytes` sent at `now` arrives, or nil when it is lost.
+    private(set) var sentBytes = 0
     mutating func arrival(bytes: Int, now: UInt64) -> UInt64? {
         sent += 1
+        sentBytes += bytes
         var leaves = now
         if let rate = impairment.rateBps {
             let start = max(now, busyUntil)
