@@ -148,7 +148,10 @@ final class MediaSender: @unchecked Sendable {
     static let maxRetransmissionAge: Duration = .seconds(1)
     private let ringMask = 511
     /// NACK answers: no resend of one packet within ~a round trip, and a byte budget.
-    private var resendLimiter = RetransmissionLimiter(slots: 512)
+    /// The floor is low: the budget follows the target from the first packet (the pacer
+    /// knows it), and on a 300 kbit/s path the default floor (320 kbit/s) alone would let
+    /// resends take the whole link.
+    private var resendLimiter = RetransmissionLimiter(floorBytesPerSecond: 8_000, slots: 512)
     private var stopped = false
     private var unpacedFrames: UInt64 = 0
     /// Off until the peer's first RTCP report: the first keyframe (time to first frame)

@@ -273,55 +273,29 @@ extension CallCore {
         #expect(x.lost > 50 && x.lost < 150)
     }
     @Test func debugScenarios() throws {
-        for seed in UInt64(1)...4 {
-            // 300k
+        var f300: [Int] = [], lift: [Double] = []
+        for seed in UInt64(1)...8 {
             var c = try SimulatedCall(seed: seed)
             c.forward.impairment.rateBps = 2_500_000
             c.run(until: SimulatedCall.start + 4 * CallCoreTests.second)
             c.forward.impairment.rateBps = 300_000
             var step = c.now
             c.run(until: step + 10 * CallCoreTests.second)
-            var fps = Double(c.recordB.frameArrivals.filter { $0 > step + 2 * CallCoreTests.second }.count) / 8
+            let fps = Double(c.recordB.frameArrivals.filter { $0 > step + 2 * CallCoreTests.second }.count) / 8
+            f300.append(Int(c.recordB.freezes(from: step).longestMs))
             print("seed \(seed) 300k freeze \(c.recordB.freezes(from: step)) fps \(fps) target \(c.recordA.targetKbps)")
+            c = try SimulatedCall(seed: seed)
+            c.forward.impairment.rateBps = 2_500_000
+            c.run(until: SimulatedCall.start + 4 * CallCoreTests.second)
+            c.forward.impairment.rateBps = 1_000_000
+            c.run(until: c.now + 10 * CallCoreTests.second)
             c.forward.impairment.rateBps = 2_500_000
             step = c.now
             var back: Double? = nil
             for k in 1...100 { c.run(until: step + UInt64(k) * 100_000_000); if back == nil, c.recordA.targetKbps >= 1500 { back = Double(k) / 10 } }
-            print("seed \(seed) lift back>1500 after \(back ?? -1) s")
-            // burst
-            c = try SimulatedCall(seed: seed)
-            c.run(until: SimulatedCall.start + 3 * CallCoreTests.second)
-            c.forward.impairment.burstStart = 0.02 / 5; c.forward.impairment.burstLength = 5
-            step = c.now
-            c.run(until: step + 20 * CallCoreTests.second)
-            fps = Double(c.recordB.frameArrivals.filter { $0 > step }.count) / 20
-            print("seed \(seed) burst freeze \(c.recordB.freezes(from: step)) fps \(fps) lost \(c.forward.lost) target \(c.recordA.targetKbps)")
-            // jitter
-            c = try SimulatedCall(seed: seed)
-            c.forward.impairment.delayMs = 75; c.backward.impairment.delayMs = 75
-            c.run(until: SimulatedCall.start + 3 * CallCoreTests.second)
-            c.forward.impairment.jitterMs = 30; c.backward.impairment.jitterMs = 30
-            step = c.now
-            c.run(until: step + 20 * CallCoreTests.second)
-            fps = Double(c.recordB.frameArrivals.filter { $0 > step }.count) / 20
-            print("seed \(seed) jitter freeze \(c.recordB.freezes(from: step)) fps \(fps) target \(c.recordA.targetKbps)")
-            // random 5%
-            c = try SimulatedCall(seed: seed)
-            c.run(until: SimulatedCall.start + 3 * CallCoreTests.second)
-            c.forward.impairment.randomLoss = 0.05
-            step = c.now
-            c.run(until: step + 20 * CallCoreTests.second)
-            fps = Double(c.recordB.frameArrivals.filter { $0 > step }.count) / 20
-            print("seed \(seed) random freeze \(c.recordB.freezes(from: step)) fps \(fps) target \(c.recordA.targetKbps)")
-            // outage
-            c = try SimulatedCall(seed: seed)
-            c.run(until: SimulatedCall.start + 3 * CallCoreTests.second)
-            step = c.now
-            c.forward.impairment.outage = step...(step + 3 * CallCoreTests.second)
-            c.backward.impairment.outage = step...(step + 3 * CallCoreTests.second)
-            c.run(until: step + 10 * CallCoreTests.second)
-            print("seed \(seed) outage freeze \(c.recordB.freezes(from: step)) target \(c.recordA.targetKbps)")
+            lift.append(back ?? 99)
         }
+        print("SUMMARY 300k longest", f300.sorted(), "lift", lift.sorted())
     }
 
     @Test func debugJitter() throws {
@@ -339,20 +313,20 @@ extension CallCore {
     }
 
     @Test func debugTrace() throws {
-        for seed in [UInt64(3)] {
+        for seed in [UInt64(1)] {
             var call = try SimulatedCall(seed: seed)
             call.forward.impairment.rateBps = 2_500_000
             call.run(until: SimulatedCall.start + 4 * CallCoreTests.second + seed * 7_000_000)
-            call.forward.impairment.rateBps = 1_000_000
+            call.forward.impairment.rateBps = 300_000
             let step = call.now
             var lastFrames = call.recordB.framesReceived
             var lastLost = call.forward.lost
             var lastSent = call.forward.sent; var lastBytes = call.forward.sentBytes; var lastVideoBytes = call.a.sender.stats(now: Instant(nanoseconds: call.now)).first!.bytesSent
             for i in 0..<40 {
-                call.run(until: step + UInt64(i + 1) * 25_000_000)
+                call.run(until: step + UInt64(i + 1) * 100_000_000)
                 let s = call.b.status.inboundVideo!
                 let o = call.a.sender.stats(now: Instant(nanoseconds: call.now)).first!
-                print("seed \(seed) t+\((i+1)*25) target \(call.recordA.targetKbps) est \(call.a.status.delayBasedKbps ?? 0)/\(call.a.status.lossBasedKbps) q \(Int(call.a.status.queueDelayMs ?? 0)) sent +\(call.forward.sent - lastSent) kbps \((call.forward.sentBytes - lastBytes) * 8 / 25) video kbps \((o.bytesSent - lastVideoBytes) * 8 / 25) frames +\(call.recordB.framesReceived - lastFrames) lost +\(call.forward.lost - lastLost) nack \(s.nackCount) pli \(s.pliCount) rtx \(s.retransmittedPacketsReceived) refused \(o.retransmissionsRefused) pacerQ \(o.pacerQueueBytes) hold \(call.a.videoMayEncode(now: Instant(nanoseconds: call.now))) pace \(Int(o.pacingRate/1000)) probes \(o.probeClusters) pad \(o.paddingBytesSent) resent \(o.retransmittedPacketsSent) resendKbps \(Int(call.a.sender.resendKbps(now: Instant(nanoseconds: call.now)))) audio \(Int(call.a.sender.audioWireKbps(now: Instant(nanoseconds: call.now))))")
+                print("seed \(seed) t+\((i+1)*100) target \(call.recordA.targetKbps) est \(call.a.status.delayBasedKbps ?? 0)/\(call.a.status.lossBasedKbps) q \(Int(call.a.status.queueDelayMs ?? 0)) sent +\(call.forward.sent - lastSent) kbps \((call.forward.sentBytes - lastBytes) * 8 / 100) video kbps \((o.bytesSent - lastVideoBytes) * 8 / 100) frames +\(call.recordB.framesReceived - lastFrames) lost +\(call.forward.lost - lastLost) nack \(s.nackCount) pli \(s.pliCount) rtx \(s.retransmittedPacketsReceived) refused \(o.retransmissionsRefused) pacerQ \(o.pacerQueueBytes) hold \(call.a.videoMayEncode(now: Instant(nanoseconds: call.now))) pace \(Int(o.pacingRate/1000)) probes \(o.probeClusters) pad \(o.paddingBytesSent) resent \(o.retransmittedPacketsSent) resendKbps \(Int(call.a.sender.resendKbps(now: Instant(nanoseconds: call.now)))) audio \(Int(call.a.sender.audioWireKbps(now: Instant(nanoseconds: call.now))))")
                 lastFrames = call.recordB.framesReceived; lastLost = call.forward.lost; lastSent = call.forward.sent; lastBytes = call.forward.sentBytes; lastVideoBytes = o.bytesSent
             }
             print("seed \(seed) freezes", call.recordB.freezes(from: step))
