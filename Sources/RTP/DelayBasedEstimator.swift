@@ -44,7 +44,7 @@ public struct DelayBasedEstimator: Sendable {
     private var state = RateState.increase
     private var lastRateUpdateMs: Double?
     private var lastDecreaseMs: Double?
-    private var capacityKbps: Double?
+    public private(set) var capacityKbps: Double?
     private var capacityDeviation = 0.4
     // Acknowledged bitrate: (arrival µs, bytes) of recent acked packets, a bounded ring.
     private var acked: [(arrival: Int64, size: Int)] = []
