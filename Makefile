@@ -104,6 +104,8 @@ bench: release
 	Tests/Interop/run.sh $(RELEASE) bench
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_nat.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/NAT/bench_impair.py
+	@# The call core against itself on virtual time: the rate scenarios over sixteen seeds.
+	VIDEOPHONE_SIM_SWEEP=1 $(SWIFT) test --filter CallCoreSweep
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/MQTT/bench_mqtt.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/MQTT/bench_nats.py
 	VIDEOPHONE_BIN=$(RELEASE) python3 Tests/Abuse/bench_abuse.py

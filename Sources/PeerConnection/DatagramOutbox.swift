@@ -6,18 +6,23 @@ import NetworkCore
 /// allocated once (pages touched only as slots are used), so appending allocates nothing.
 ///
 /// Bounded: the driver empties it after every input, and one input makes at most a burst
-/// (the first keyframe, unpaced, is the largest). Past ``capacity`` a datagram is dropped and
-/// counted in ``dropped``, as a full socket buffer would drop it.
+/// (the first keyframe, unpaced, is the largest). Past ``capacity`` datagrams spill into
+/// arrays (allocated: only a stuck pacer dumping its whole pool gets there), up to
+/// ``spillCapacity`` more; past that a datagram is dropped and counted in ``dropped``, as a
+/// full socket buffer would drop it.
 public final class DatagramOutbox {
     /// Datagrams held at most between two drains.
     public static let capacity = 256
     /// Bytes per slot: a full-size packet with its SRTP trailer, or a DTLS record.
     public static let slotSize = 1600
+    /// Datagrams held beyond the slots at most (the sender's pool is 512 packets).
+    public static let spillCapacity = 1024
+    private var spill: [(bytes: [UInt8], to: TransportAddress, path: Int)] = []
 
     private let slots: UnsafeMutableRawPointer
     private var lengths: [Int]
     private var destinations: [(path: Int, to: TransportAddress)?]
-    /// Datagrams waiting.
+    /// Datagrams waiting in the slots.
     public private(set) var count = 0
     /// Datagrams dropped over the outbox's life: it was full, or one did not fit a slot.
     public private(set) var dropped = 0
@@ -34,8 +39,12 @@ public final class DatagramOutbox {
     @discardableResult
     public func append(_ bytes: UnsafeRawBufferPointer, to: TransportAddress, path: Int) -> Bool {
         guard count < DatagramOutbox.capacity, bytes.count <= DatagramOutbox.slotSize else {
-            dropped += 1
-            return false
+            guard spill.count < DatagramOutbox.spillCapacity else {
+                dropped += 1
+                return false
+            }
+            spill.append((Array(bytes), to, path))
+            return true
         }
         if let base = bytes.baseAddress, bytes.count > 0 {
             (slots + count * DatagramOutbox.slotSize).copyMemory(from: base, byteCount: bytes.count)
@@ -60,5 +69,8 @@ public final class DatagramOutbox {
             destinations[i] = nil
         }
         count = 0
+        guard !spill.isEmpty else { return }
+        for d in spill { d.bytes.withUnsafeBytes { body($0, d.to, d.path) } }
+        spill.removeAll()
     }
 }

@@ -402,6 +402,7 @@ public final class PeerConnection: @unchecked Sendable {
         let dropped = core.outbox.dropped
         if dropped != outboxDropped {
             shared.withLock { $0.outboxDropped = dropped }
+            refusals.refused("outgoing datagram", source: "local", reason: "\(dropped - outboxDropped) dropped: the outbox held \(DatagramOutbox.capacity + DatagramOutbox.spillCapacity) already", now: Instant.now())
             outboxDropped = dropped
         }
     }

@@ -6,6 +6,9 @@ import NetworkCore
 import RTP
 import SDP
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What one side of a simulated call saw: set by the core's handlers, on the test's thread.
 final class CallRecord: @unchecked Sendable {
@@ -345,4 +348,56 @@ extension CallCore {
         #expect(ax == ay)
         #expect(x.lost > 50 && x.lost < 150)
     }
+}
+
+/// The simulated bed's figures for `make bench` (`VIDEOPHONE_SIM_SWEEP=1`): each scenario
+/// over sixteen seeds, the longest freeze as median, 90th percentile and maximum. Off in
+/// `make test` (about a minute in a debug build).
+@Suite struct CallCoreSweep {
+    static var enabled: Bool { ProcessInfoLite.environment("VIDEOPHONE_SIM_SWEEP") != nil }
+
+    static func summary(_ name: String, _ values: [Double], unit: String) -> String {
+        let v = values.sorted()
+        let pick = { (q: Double) in v[min(v.count - 1, Int((Double(v.count - 1) * q).rounded()))] }
+        return "\(name): median \(Int(pick(0.5))) \(unit), p90 \(Int(pick(0.9))), max \(Int(v.last ?? 0)) (\(v.count) seeds)"
+    }
+
+    @Test(.enabled(if: CallCoreSweep.enabled)) func sweep() throws {
+        var step: [Double] = [], lost: [Double] = [], adapt: [Double] = [], f300: [Double] = [], fps300: [Double] = []
+        for seed in UInt64(1)...16 {
+            var call = try SimulatedCall(seed: seed)
+            call.forward.impairment.rateBps = 2_500_000
+            call.run(until: SimulatedCall.start + 4 * CallCoreTests.second + seed * 7_000_000)
+            call.forward.impairment.rateBps = 1_000_000
+            let at = call.now
+            var under: Double?
+            while call.now < at + 6 * CallCoreTests.second {
+                call.run(until: call.now + 50_000_000)
+                if under == nil, call.a.status.targetVideoKbps < 1000 { under = Double(call.now - at) / 1e6 }
+            }
+            step.append(call.recordB.freezes(from: at).longestMs)
+            lost.append(Double(call.forward.lost))
+            adapt.append(under ?? 99_999)
+
+            var low = try SimulatedCall(seed: seed)
+            low.forward.impairment.rateBps = 2_500_000
+            low.run(until: SimulatedCall.start + 4 * CallCoreTests.second)
+            low.forward.impairment.rateBps = 300_000
+            let at300 = low.now
+            low.run(until: at300 + 8 * CallCoreTests.second)
+            f300.append(low.recordB.freezes(from: at300).longestMs)
+            fps300.append(Double(low.recordB.frameArrivals.filter { $0 > at300 + 2 * CallCoreTests.second }.count) / 6)
+        }
+        print("simulated call, 40 ms round trip, 100 ms drop-tail queue:")
+        print("  " + CallCoreSweep.summary("2 → 1 Mbit/s longest freeze", step, unit: "ms"))
+        print("  " + CallCoreSweep.summary("2 → 1 Mbit/s time to target under the cap", adapt, unit: "ms"))
+        print("  " + CallCoreSweep.summary("2 → 1 Mbit/s packets lost at the bottleneck", lost, unit: "packets"))
+        print("  " + CallCoreSweep.summary("2 Mbit/s → 300 kbit/s longest freeze", f300, unit: "ms"))
+        print("  " + CallCoreSweep.summary("2 Mbit/s → 300 kbit/s frames per second (after 2 s)", fps300, unit: "fps"))
+    }
+}
+
+/// The environment without Foundation.
+enum ProcessInfoLite {
+    static func environment(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
 }
