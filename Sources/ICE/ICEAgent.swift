@@ -212,7 +212,10 @@ public struct ICEAgent {
         guard state != .closed && state != .failed else { return }
         // Retransmit or time out checks in flight.
         for (id, var t) in transactions where t.nextRetransmit <= now {
-            if t.attempts >= (t.isConsent ? 1 : maxAttempts) {
+            // A consent check is a STUN transaction like any other: retransmitted, and its
+            // answer taken for ~6 s. (Dropped after one RTO, every answer on a path with a
+            // round trip over 100 ms came too late, and consent expired 30 s into the call.)
+            if t.attempts >= maxAttempts {
                 transactions[id] = nil
                 if !t.isConsent && pairs[t.pairIndex].state == .inProgress { pairs[t.pairIndex].state = .failed }
                 continue

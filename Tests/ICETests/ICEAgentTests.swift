@@ -164,6 +164,35 @@ struct Harness {
         #expect(h.aEvents.contains { if case .failed = $0 { return true }; return false })
     }
 
+    /// A 300 ms round trip (an intercontinental or cellular path): consent answers come
+    /// after the check's first retransmission timer, and must still count.
+    @Test func consentHoldsOnAPathWithALongRoundTrip() {
+        var h = Harness()
+        h.exchangeCredentials()
+        h.run(for: .milliseconds(10))
+        #expect(h.a.state == .connected && h.b.state == .connected)
+        var inFlight: [(at: Instant, toB: Bool, bytes: [UInt8])] = []
+        let oneWay: Duration = .milliseconds(150)
+        let end = h.now + .seconds(45)
+        while h.now < end {
+            h.a.poll(now: h.now)
+            h.b.poll(now: h.now)
+            for t in h.a.takeTransmits() { inFlight.append((h.now + oneWay, true, t.bytes)) }
+            for t in h.b.takeTransmits() { inFlight.append((h.now + oneWay, false, t.bytes)) }
+            while let i = inFlight.firstIndex(where: { $0.at <= h.now }) {
+                let d = inFlight.remove(at: i)
+                guard let m = try? STUNMessage(parsing: d.bytes) else { continue }
+                if d.toB { h.b.handle(m, from: h.aAddr, localIndex: 0, now: h.now) } else { h.a.handle(m, from: h.bAddr, localIndex: 0, now: h.now) }
+            }
+            h.aEvents += h.a.takeEvents()
+            h.bEvents += h.b.takeEvents()
+            h.now = h.now + .milliseconds(10)
+        }
+        #expect(h.a.state == .connected)
+        #expect(h.b.state == .connected)
+        #expect(!h.aEvents.contains { if case .failed = $0 { return true }; return false })
+    }
+
     @Test func consentHoldsWhileThePeerAnswers() {
         var h = Harness()
         h.exchangeCredentials()

@@ -407,9 +407,15 @@ def mixed(name, settings, cap, outage, runs):
                             continue
                         dev, chrome = DeviceEnd(device), ChromiumEnd(peer)
                         if direction == "Chromium → device":
-                            results.append(mixed_run(bed, relay, chrome, dev, "w2", settings, cap, outage))
+                            r = mixed_run(bed, relay, chrome, dev, "w2", settings, cap, outage)
                         else:
-                            results.append(mixed_run(bed, relay, dev, chrome, "w1", settings, cap, outage))
+                            r = mixed_run(bed, relay, dev, chrome, "w1", settings, cap, outage)
+                        # A call that ended inside the window has no figures (its counters
+                        # started over): say so, with why, instead of averaging them.
+                        if device.status().get("state") != "in-call":
+                            print(f"  (the call ended during the window; run not counted)\n{device.log()[-1500:]}", flush=True)
+                            continue
+                        results.append(r)
                         peer.do(op="hangup")
                         wait(lambda: device.status().get("state") == "idle", 10)
                     finally:
