@@ -425,7 +425,13 @@ public struct DelayBasedEstimator: Sendable {
             }
             estimateBps = grown
         case .decrease:
-            if let long = ackedBps {
+            if let long = ackedBps, long < 0.5 * estimateBps {
+                // Application-limited (video paused, a still picture, audio alone): what got
+                // through says nothing of the path's capacity, as in the increase branch. A
+                // cut to 0.85× of it would take the estimate to the floor, and video would
+                // come back at the bottom of the ladder. Cut by 15 % instead.
+                estimateBps *= 0.85
+            } else if let long = ackedBps {
                 let a = min(long, recentAckedBps ?? long)
                 let akbps = a / 1000
                 // Below what gets through by 15 % (GCC), and further by the standing queue,

@@ -231,7 +231,7 @@ struct SplitMix {
 
     /// Runs `seconds` of a 30 fps call through `link` whose cap follows `cap(t)`; returns
     /// the target over time (ms, kbps).
-    func run(seconds: Double, cap: (Double) -> Double, delay: ((Double) -> Double)? = nil,
+    func run(seconds: Double, cap: (Double) -> Double, delay: ((Double) -> Double)? = nil, sending: ((Double) -> Int?)? = nil,
              controller c: inout BitrateController, link: inout Bottleneck) -> [(Double, Int)] {
         var history = SendHistory()
         var generator = TransportFeedbackGenerator()
@@ -246,7 +246,7 @@ struct SplitMix {
             if let delay { link.oneWayMs = delay(t) }
             if t >= nextFrame {
                 nextFrame += 1000.0 / 30
-                var bytes = c.targetKbps * 1000 / 8 / 30
+                var bytes = (sending?(t) ?? c.targetKbps) * 1000 / 8 / 30
                 while bytes > 0 {
                     let size = min(1200, bytes)
                     bytes -= size
@@ -296,6 +296,19 @@ struct SplitMix {
         #expect(up != nil && up! - 12000 <= 5000, "back over 1.5 Mbit/s after \(up.map { $0 - 12000 } ?? -1) ms")
         // Found by a probe, not by growing a few percent a second into the free link.
         #expect(c.prober.probesSent >= 1)
+    }
+
+    /// Video pauses (the camera was unplugged) and only ~40 kbit/s goes out while the path
+    /// queues for a moment (on the emulated board, a CPU stall): the overuse it reads must
+    /// not cut the estimate to 0.85× of audio's rate, or video comes back at the floor.
+    @Test func overuseWhileApplicationLimitedDoesNotCutToWhatWasSent() {
+        var c = BitrateController(startKbps: 600, maximumKbps: 600)
+        var link = Bottleneck(capBps: 5_000_000)
+        let trace = run(seconds: 10, cap: { _ in 5_000_000 }, delay: { t in t >= 4000 && t < 4400 ? 20 + (t - 4000) / 4 : 20 },
+                        sending: { t in t >= 2000 && t < 8000 ? 40 : nil }, controller: &c, link: &link)
+        let lowest = trace.filter { $0.0 > 2000 && $0.0 < 8000 }.map(\.1).min()!
+        #expect(c.delayBased!.overuseEvents >= 1, "the stall was not read as overuse: the test proves nothing")
+        #expect(lowest >= 300, "the estimate fell to \(lowest) kbit/s while only audio was sent")
     }
 
     /// The path's own delay steps up by 100 ms mid-call (a route change, a handover): a
