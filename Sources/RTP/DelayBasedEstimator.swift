@@ -81,8 +81,9 @@ public struct DelayBasedEstimator: Sendable {
         var lostCount = 0, lateCount = 0, fresh = 0
         for r in results where r.probe < 0 {
             if r.arrivalMicros == nil { lostCount += 1 }
-            if r.late { lateCount += 1 } else { fresh += 1 }
+            if r.late { lateCount += 1 } else { fresh += 1; recordSent(send: r.sendMicros, size: r.size) }
         }
+        updateSentRate()
         // Packets reported lost before and arriving now were reordered: they take back
         // the loss they were counted as.
         let lost = lostCount - lateCount
@@ -353,6 +354,35 @@ public struct DelayBasedEstimator: Sendable {
         threshold = min(max(threshold, 6), 600)
     }
 
+    // MARK: Sent rate
+
+    /// What we sent (reported packets, lost or not, by send time) over the last 300 ms:
+    /// under half the estimate means the sender is application-limited.
+    public private(set) var sentBps: Double?
+    private var sent: [(send: Int64, size: Int)] = []
+    private var sentStart = 0
+
+    private mutating func recordSent(send: Int64, size: Int) {
+        if sent.count < Self.maxAcked {
+            if sent.isEmpty { sent.reserveCapacity(Self.maxAcked) }
+            sent.append((send, size))
+        } else {
+            sent[sentStart] = (send, size)
+            sentStart = (sentStart + 1) % Self.maxAcked
+        }
+    }
+
+    private mutating func updateSentRate() {
+        guard let latest = sent.max(by: { $0.send < $1.send })?.send else { return }
+        var bytes = 0, earliest = latest
+        for s in sent where s.send > latest - Self.ackedWindowMicros {
+            bytes += s.size
+            earliest = min(earliest, s.send)
+        }
+        let span = latest - earliest
+        sentBps = span >= 100_000 ? Double(bytes) * 8 / (Double(span) / 1e6) : nil
+    }
+
     // MARK: Acknowledged rate
 
     private mutating func recordAcked(arrival: Int64, size: Int) {
@@ -425,11 +455,13 @@ public struct DelayBasedEstimator: Sendable {
             }
             estimateBps = grown
         case .decrease:
-            if let long = ackedBps, long < 0.5 * estimateBps {
-                // Application-limited (video paused, a still picture, audio alone): what got
-                // through says nothing of the path's capacity, as in the increase branch. A
-                // cut to 0.85× of it would take the estimate to the floor, and video would
-                // come back at the bottom of the ladder. Cut by 15 % instead.
+            if let sent = sentBps, sent < 0.5 * estimateBps {
+                // Application-limited (video paused, a still picture, audio alone): we
+                // *sent* under half the estimate, so what got through says nothing of the
+                // path's capacity, as in the increase branch. A cut to 0.85× of it would take
+                // the estimate to the floor, and video would come back at the bottom of the
+                // ladder. Cut by 15 % instead. (A path that collapsed is told apart by what
+                // was sent: a sender at full rate whose packets are lost is not limited.)
                 estimateBps *= 0.85
             } else if let long = ackedBps {
                 let a = min(long, recentAckedBps ?? long)
