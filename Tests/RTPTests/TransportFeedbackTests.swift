@@ -311,6 +311,17 @@ struct SplitMix {
         #expect(lowest >= 300, "the estimate fell to \(lowest) kbit/s while only audio was sent")
     }
 
+    /// The other side of the application-limited rule: a sender at full rate whose path
+    /// collapses (2.5 Mbit/s → 300 kbit/s) gets through far under half its estimate too,
+    /// but it is not limited: the cut goes to what got through, within a second.
+    @Test func aCollapsedPathUnderAFullRateSenderIsNotApplicationLimited() {
+        var c = BitrateController(startKbps: 2000, maximumKbps: 2000)
+        var link = Bottleneck(capBps: 2_500_000)
+        let trace = run(seconds: 8, cap: { $0 < 4000 ? 2_500_000 : 300_000 }, controller: &c, link: &link)
+        let after = trace.first { $0.0 >= 5000 }!.1
+        #expect(after <= 400, "target \(after) kbit/s a second after the path fell to 300 kbit/s")
+    }
+
     /// The path's own delay steps up by 100 ms mid-call (a route change, a handover): a
     /// queue that no cut drains is no queue of ours. The estimate takes the new delay as
     /// the path's within about a second, and the rate comes back instead of staying cut
