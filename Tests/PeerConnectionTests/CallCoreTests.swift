@@ -325,7 +325,7 @@ extension CallCore {
         call.run(until: SimulatedCall.start + 2 * CallCoreTests.second)
         try #require(call.connected)
         let before = call.recordB.framesReceived
-        var random = SeededRandom(seed: 99)
+        var random = SeededRandomGenerator(seed: 99)
         for i in 0..<300 {
             // Every first-byte class: STUN, DTLS, RTP/RTCP and unknown.
             var junk = (0..<(1 + i % 200)).map { _ in UInt8(truncatingIfNeeded: random.next()) }

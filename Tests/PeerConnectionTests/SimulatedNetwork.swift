@@ -1,16 +1,6 @@
 import NetworkCore
 
-/// A seeded pseudo-random source (SplitMix64): the same seed gives the same impairments.
-struct SeededRandom {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SeededRandomGenerator {
     /// Uniform in [0, 1).
     mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
@@ -36,7 +26,7 @@ struct SimulatedLink {
     }
 
     var impairment = Impairment()
-    var random: SeededRandom
+    var random: SeededRandomGenerator
     /// When the bottleneck's queue is empty again.
     private var busyUntil: UInt64 = 0
     private var burstLeft = 0
@@ -44,7 +34,7 @@ struct SimulatedLink {
     private(set) var lost = 0
     private(set) var bytesDelivered = 0
 
-    init(seed: UInt64) { random = SeededRandom(seed: seed) }
+    init(seed: UInt64) { random = SeededRandomGenerator(seed: seed) }
 
     /// When a datagram of `bytes` sent at `now` arrives, or nil when it is lost.
     private(set) var sentBytes = 0
