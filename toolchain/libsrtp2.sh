@@ -45,7 +45,8 @@ cross-arm64)
     echo "usage: $0 native|cross-arm64|prefix" >&2; exit 2 ;;
 esac
 
-stamp=$(vp_hash "$version-$debian_rev" "$orig_sha256" "$debian_sha256" "$cflags" "$cc" "$(sha256sum "$0")")
+hmac_src="$here/libsrtp2/hmac_sha1_prehashed.c"
+stamp=$(vp_hash "$version-$debian_rev" "$orig_sha256" "$debian_sha256" "$cflags" "$cc" "$(sha256sum "$0")" "$(sha256sum "$hmac_src" "$here/libsrtp2/hmac_check.c")")
 if vp_stamp_ok "$prefix" "$stamp"; then exit 0; fi
 
 vp_begin "libsrtp2 ($arch)" "Debian's libsrtp2 $version-$debian_rev source on OpenSSL → $prefix"
@@ -71,6 +72,9 @@ while read -r patch; do
     case "$patch" in ''|'#'*) continue ;; esac
     patch -s -p1 < "../debian/patches/$patch" || vp_fail "Debian patch $patch does not apply"
 done < ../debian/patches/series
+# HMAC-SHA1 without a heap allocation per packet: OpenSSL 3's EVP_MAC, which the upstream
+# back end uses, duplicates a digest context on every restart (libsrtp2/hmac_sha1_prehashed.c).
+cp "$hmac_src" crypto/hash/hmac_ossl.c
 
 vp_step="libsrtp2 ($arch): configure"
 # shellcheck disable=SC2086
@@ -79,6 +83,14 @@ vp_step="libsrtp2 ($arch): configure"
     || { tail -n 30 "$work/configure.log" >&2; vp_fail "configure failed"; }
 vp_step="libsrtp2 ($arch): make"
 make -s -j"$(nproc)" libsrtp2.a > "$work/make.log" 2>&1 || { tail -n 30 "$work/make.log" >&2; vp_fail "make failed"; }
+
+if [ "$mode" = native ]; then
+    vp_step="libsrtp2 ($arch): HMAC check"
+    mkdir -p "$work/check/srtp2"
+    cp include/srtp.h crypto/include/auth.h crypto/include/cipher.h crypto/include/crypto_types.h "$work/check/srtp2/"
+    $cc $cflags -I"$work/check" -I"$work/check/srtp2" "$here/libsrtp2/hmac_check.c" libsrtp2.a -lcrypto -o "$work/hmac_check" \
+        && "$work/hmac_check" || vp_fail "the allocation-free HMAC-SHA1 does not agree with OpenSSL's"
+fi
 
 rm -rf "$prefix"
 mkdir -p "$prefix/include/srtp2" "$prefix/lib/pkgconfig"

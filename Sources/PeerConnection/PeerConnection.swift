@@ -427,8 +427,14 @@ public final class PeerConnection: @unchecked Sendable {
         if failure != nil { checkRelay(r) }
     }
 
+    /// The core, borrowed in place (exclusive access, so no copy of it is made).
+    @inline(__always)
+    func withCore<R>(_ body: (inout CallCore) -> R) -> R { body(&core) }
+
     func nextDeadline(now: Instant) -> Instant? {
-        var d = core.nextDeadline(now: now)
+        // Through `inout`: a plain read of the class's stored struct copied the whole core
+        // (hundreds of retains) on every turn of the loop.
+        var d = withCore { $0.nextDeadline(now: now) }
         func consider(_ x: Instant?) { if let x { d = d.map { min($0, x) } ?? x } }
         consider(gatherer.nextDeadline)
         for r in relays { consider(r.lock.withLock { r.client.nextDeadline }) }

@@ -70,8 +70,14 @@ public struct VideoReceiveChain {
         let nacks = nack.due(now: now)
         // A gap whose packets are still being asked for waits for them: about three
         // repair attempts, at most as long as they are asked for.
-        let attempts = nack.effectiveRetryInterval * 3 + .milliseconds(100)
-        assembler.gapTimeout = nack.missingCount > 0 ? max(shortGapTimeout, min(nack.maxAge, attempts)) : shortGapTimeout
+        // (Worked out only while something is missing: Duration's `*` goes through 128-bit
+        // arithmetic, and this runs 100 times a second.)
+        if nack.missingCount > 0 {
+            let attempts = nack.effectiveRetryInterval * 3 + .milliseconds(100)
+            assembler.gapTimeout = max(shortGapTimeout, min(nack.maxAge, attempts))
+        } else {
+            assembler.gapTimeout = shortGapTimeout
+        }
         let frames = assembler.poll(now: now)
         var pli = false
         if assembler.takeKeyframeRequest() {
