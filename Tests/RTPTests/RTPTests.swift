@@ -137,6 +137,35 @@ import Testing
         #expect(!asked)
     }
 
+    /// A keyframe that supersedes a gap leaves the packets before it undeliverable: they
+    /// are cleared with the jump, so the assembler settles instead of seeing them as a gap
+    /// that never closes (which would ask for a keyframe every gap timeout).
+    @Test func packetsSkippedByAKeyframeDoNotKeepTheAssemblerWaiting() {
+        let key = Self.packets(Self.accessUnit(sliceSize: 3000), firstSeq: 10, ts: 9000)
+        let delta = Self.packets(Self.accessUnit(sliceSize: 4000, idr: false), firstSeq: key.last!.sequenceNumber &+ 1, ts: 12000)
+        let key2 = Self.packets(Self.accessUnit(sliceSize: 3000), firstSeq: delta.last!.sequenceNumber &+ 1, ts: 15000)
+        var asm = H264FrameAssembler(gapTimeout: .milliseconds(100))
+        var now = Instant(nanoseconds: 1_000_000)
+        var frames: [AssembledFrame] = []
+        for p in key { frames += asm.insert(p, now: now) }
+        // The delta frame loses its first fragment for good; its other packets arrive.
+        for p in delta.dropFirst() { frames += asm.insert(p, now: now) }
+        for p in key2 { frames += asm.insert(p, now: now) }
+        #expect(frames.map(\.isKeyframe) == [true, true])
+        _ = asm.takeKeyframeRequest()
+        // Nothing is pending now: time passing asks for nothing.
+        for _ in 0..<5 {
+            now = now + .milliseconds(150)
+            frames += asm.poll(now: now)
+        }
+        let asked = asm.takeKeyframeRequest()
+        #expect(!asked)
+        #expect(frames.count == 2)
+        // The lost fragment arriving late changes nothing.
+        frames += asm.insert(delta[0], now: now)
+        #expect(frames.count == 2)
+    }
+
     @Test func spsAndPpsTravelTogetherInOneSTAPA() {
         let pkts = Self.packets(Self.accessUnit(sliceSize: 3000), firstSeq: 1, ts: 1)
         #expect(pkts[0].payload.first! & 0x1F == H264NALType.stapA)
