@@ -45,6 +45,13 @@ public struct H264FrameAssembler {
     /// The frames the last call completed, returned from here: its storage is reused by the
     /// next call once the caller has let go of it (an array per completed frame, before).
     private var completed: [AssembledFrame] = []
+    /// The buffers of the last few frames handed out. Once their consumer (the decoder's
+    /// queue) has let go of one, the next frame is written into it: no allocation per frame.
+    /// A buffer still held elsewhere is left to its holder and a new one is made, as before.
+    private var recycled: [[UInt8]] = Array(repeating: [], count: 4)
+    private var recycleIndex = 0
+    /// A buffer larger than this (an outsized keyframe) is not kept for reuse.
+    static let maxRecycledCapacity = 512 * 1024
     private var lastDeliveredSeq: UInt16?
     private var waitingForKeyframe = true
     /// Sequence numbers of packets that start a keyframe, oldest first; at most
@@ -227,7 +234,11 @@ public struct H264FrameAssembler {
             if seq == end { break }
             seq &+= 1
         }
-        var data: [UInt8] = []
+        var data = recycled[recycleIndex]
+        recycled[recycleIndex] = []
+        // Unique again once its consumer let go: emptied in place. Otherwise this makes new
+        // storage (the one allocation a frame used to cost).
+        data.removeAll(keepingCapacity: true)
         data.reserveCapacity(size + size / 8 + 16)
         var fuOpen = false
         var ok = true
@@ -247,6 +258,8 @@ public struct H264FrameAssembler {
             seq &+= 1
         }
         lastDeliveredSeq = end
+        if data.capacity <= H264FrameAssembler.maxRecycledCapacity { recycled[recycleIndex] = data }
+        recycleIndex = (recycleIndex + 1) % recycled.count
         if ok && !fuOpen {
             out.append(AssembledFrame(rtpTimestamp: slots[Int(end) & mask].timestamp, data: data,
                                       isKeyframe: keyframe, packetCount: count, captureNTP: capture))
