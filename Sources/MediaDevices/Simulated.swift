@@ -83,7 +83,10 @@ public final class TestPatternCamera: VideoSource, @unchecked Sendable {
 /// A microphone that produces a 440 Hz tone in 20 ms chunks.
 public final class ToneSource: AudioSource, @unchecked Sendable {
     private let runner = PeriodicRunner()
-    private var phase = 0.0
+    /// The tone as a unit phasor turned by one sample's angle per sample: two multiply-adds
+    /// a sample instead of a `sin` (the simulated microphone's cost is the device's in the
+    /// CPU benchmarks), put back on the unit circle once a chunk so rounding cannot drift.
+    private var re = 1.0, im = 0.0
     public let frequency: Double
 
     private var chunk = [Int16](repeating: 0, count: 960)
@@ -91,17 +94,21 @@ public final class ToneSource: AudioSource, @unchecked Sendable {
     public init(frequency: Double = 440) { self.frequency = frequency }
 
     public func start(_ onSamples: @escaping @Sendable ([Int16], Instant) -> Void) throws {
+        let step = 2 * Double.pi * frequency / 48000
+        let c = cos(step), s = sin(step)
         runner.start(name: "tone-mic", interval: .milliseconds(20)) { now in
             // One buffer for every chunk: consumers copy what they keep, so it is unique
             // again by the next chunk and refilling it allocates nothing.
             var samples = self.chunk
             self.chunk = []
-            let step = 2 * Double.pi * self.frequency / 48000
+            var re = self.re, im = self.im
             for i in 0..<960 {
-                samples[i] = Int16(8000 * sin(self.phase))
-                self.phase += step
+                samples[i] = Int16(8000 * im)
+                (re, im) = (re * c - im * s, re * s + im * c)
             }
-            self.phase = self.phase.truncatingRemainder(dividingBy: 2 * Double.pi)
+            let norm = (re * re + im * im).squareRoot()
+            self.re = re / norm
+            self.im = im / norm
             onSamples(samples, now)
             self.chunk = samples
         }

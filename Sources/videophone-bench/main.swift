@@ -281,13 +281,34 @@ for n in 0..<(floorSeconds * floorSettings.fps) {
     if wait > 0 { usleep(UInt32(wait * 1000)) }
 }
 let floorPerSecond = encodeCPU / Double(floorSeconds)
+
+/// Opus alone, as the call runs it both ways: the tone encoded (20 ms frames, the call's
+/// encoder settings) and a packet decoded per frame. Not paced: only its CPU is counted.
+var opusCPU = 0.0
+do {
+    let encoder = try OpusEncoder()
+    let decoder = try OpusDecoder()
+    var pcm = [Int16](repeating: 0, count: OpusEncoder.frameSamples)
+    var phase = 0.0
+    let step = 2 * Double.pi * 440 / 48000
+    for _ in 0..<(floorSeconds * 50) {
+        for i in 0..<pcm.count { pcm[i] = Int16(8000 * sin(phase)); phase += step }
+        let t0 = threadCPUSeconds()
+        if let packet = encoder.encode(pcm) { _ = decoder.decode(packet[...]) }
+        opusCPU += threadCPUSeconds() - t0
+    }
+}
+let codecsPerSecond = floorPerSecond + opusCPU / Double(floorSeconds)
 print()
 print("## CPU against the floor: x264 alone on the same test pattern, same run")
 print("x264 alone, 720p30, call settings   \(fmt(floorPerSecond * 30, 2)) CPU-s per 30 s (\(fmt(Double(encodedBytes) * 8 / Double(floorSeconds) / 1000, 0)) kbit/s)")
 print("one device, two-way call            \(fmt(callCPUPerSecond * 30, 2)) CPU-s per 30 s")
 print("ratio device / x264 alone           \(fmt(callCPUPerSecond / floorPerSecond, 2)) × (target ≤ 1.10)")
+print("x264 + Opus both ways, alone         \(fmt(codecsPerSecond * 30, 2)) CPU-s per 30 s (Opus \(fmt(opusCPU / Double(floorSeconds) * 30, 2)))")
+print("ratio device / codecs alone          \(fmt(callCPUPerSecond / codecsPerSecond, 2)) × (what the call costs beyond its codecs)")
 record("x264_floor_cpu_s_per_minute", floorPerSecond * 60)
 record("cpu_ratio_to_x264", callCPUPerSecond / floorPerSecond)
+record("cpu_ratio_to_codecs", callCPUPerSecond / codecsPerSecond)
 
 if let jsonPath {
     let body = figures.map { "  \"\($0.0)\": \(fmt($0.1, 3))" }.joined(separator: ",\n")
