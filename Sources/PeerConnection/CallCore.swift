@@ -96,6 +96,8 @@ public struct CallCore {
     var lastReportSent: Instant?
     /// True once the connection has ended (either side); the driver then stops.
     public private(set) var closed = false
+    /// Whether a video frame was handed to the sender yet (the timeline notes the first).
+    var videoQueuedOnce = false
     /// A received RTP or RTCP packet, decrypted, as the parser reads it (capacity kept between packets).
     var rtpScratch: [UInt8] = { var a: [UInt8] = []; a.reserveCapacity(2048); return a }()
     /// Signalled candidates taken since the last ICE restart.
@@ -271,6 +273,10 @@ public struct CallCore {
     /// Hands one encoded video frame to the sender and sends what the pacer allows now.
     public mutating func sendVideo(_ data: [UInt8], isKeyframe: Bool, width: Int, height: Int, captureTime: Instant, captureNTP: UInt64, now: Instant) {
         _ = sender.queueVideo(MediaSender.VideoFrame(data: data, isKeyframe: isKeyframe, width: width, height: height, captureTime: captureTime, captureNTP: captureNTP))
+        if !videoQueuedOnce {
+            videoQueuedOnce = true
+            shared.withLock { $0.timeline.firstVideoFrameQueued = now }
+        }
         sendMedia(now: now)
     }
 
@@ -575,6 +581,7 @@ public struct CallCore {
                 $0.inboundVideo!.jitter = st.jitterSeconds
                 $0.inboundVideo!.bytesReceived = st.bytesReceived
                 $0.videoBitrate.add(Double(p.payload.count), now: now)
+                if $0.timeline.firstVideoPacketReceived == nil { $0.timeline.firstVideoPacketReceived = now }
             }
             deliver(frames, now: now)
         } else if let a = s.audio, p.payloadType == a.codec.payloadType {

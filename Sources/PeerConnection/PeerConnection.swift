@@ -263,8 +263,15 @@ public final class PeerConnection: @unchecked Sendable {
 
     /// Hands one encoded video frame to the transport thread, which paces it out (no-op
     /// until SRTP keys exist). Returns at once: no packetizing, SRTP or `sendto` here.
+    /// Whether a video frame was handed over yet (read and set on the encoder's thread).
+    private var videoQueuedOnce = false
+
     public func sendVideo(_ data: [UInt8], isKeyframe: Bool, width: Int, height: Int, captureTime: Instant, captureNTP: UInt64) {
         let frame = MediaSender.VideoFrame(data: data, isKeyframe: isKeyframe, width: width, height: height, captureTime: captureTime, captureNTP: captureNTP)
+        if !videoQueuedOnce {
+            videoQueuedOnce = true  // only the encoder's thread calls this
+            shared.withLock { $0.timeline.firstVideoFrameQueued = Instant.now() }
+        }
         if sender.queueVideo(frame) { wake() }
     }
 

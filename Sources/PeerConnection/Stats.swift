@@ -10,6 +10,11 @@ public struct SetupTimeline: Sendable {
     public var iceConnected: Instant?
     public var dtlsConnected: Instant?
     public var firstMediaSent: Instant?
+    /// The first encoded video frame handed to the sender (the camera and encoder's part).
+    public var firstVideoFrameQueued: Instant?
+    /// The first video packet from the peer (the rest of its first frame is pacing and
+    /// the path).
+    public var firstVideoPacketReceived: Instant?
     public var firstVideoFrameReceived: Instant?
     public var firstAudioReceived: Instant?
 

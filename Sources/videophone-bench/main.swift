@@ -118,6 +118,7 @@ func waitFor(_ timeout: Double, _ cond: () -> Bool) -> Bool {
 }
 
 var setup: [Double] = [], signalling: [Double] = [], ice: [Double] = [], dtls: [Double] = [], firstSent: [Double] = []
+var firstVideoQueued: [Double] = [], firstVideoPacketIn: [Double] = []
 // One warm-up call (page cache, first-use code paths), not counted.
 for i in 0...calls {
     try daemonA.device.placeCall(to: "bob")
@@ -132,6 +133,8 @@ for i in 0...calls {
         if let x = ta.iceConnected { ice.append((x - sentAt).milliseconds) }
         if let x = ta.dtlsConnected { dtls.append((x - sentAt).milliseconds) }
         if let x = ta.firstMediaSent { firstSent.append((x - sentAt).milliseconds) }
+        if let x = ta.firstVideoFrameQueued { firstVideoQueued.append((x - sentAt).milliseconds) }
+        if let x = tb.firstVideoPacketReceived { firstVideoPacketIn.append((x - sentAt).milliseconds) }
     }
     _ = daemonA.device.hangup()
     got = waitFor(2) { daemonB.device.phase.name == "idle" }
@@ -146,6 +149,8 @@ print("  answer received   \(spread(signalling))")
 print("  ICE connected     \(spread(ice))")
 print("  DTLS-SRTP ready   \(spread(dtls))")
 print("  first packet sent \(spread(firstSent))")
+print("  first video frame encoded, at the sender   \(spread(firstVideoQueued))")
+print("  first video packet, at the callee          \(spread(firstVideoPacketIn))")
 print()
 
 // A longer call for latency figures.
