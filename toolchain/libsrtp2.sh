@@ -89,7 +89,8 @@ if [ "$mode" = native ]; then
     mkdir -p "$work/check/srtp2"
     cp include/srtp.h crypto/include/auth.h crypto/include/cipher.h crypto/include/crypto_types.h "$work/check/srtp2/"
     $cc $cflags -I"$work/check" -I"$work/check/srtp2" "$here/libsrtp2/hmac_check.c" libsrtp2.a -lcrypto -o "$work/hmac_check" \
-        && "$work/hmac_check" || vp_fail "the allocation-free HMAC-SHA1 does not agree with OpenSSL's"
+        || vp_fail "could not build toolchain/libsrtp2/hmac_check.c"
+    "$work/hmac_check" || vp_fail "the allocation-free HMAC-SHA1 does not agree with OpenSSL's"
 fi
 
 rm -rf "$prefix"

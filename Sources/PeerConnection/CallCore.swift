@@ -272,8 +272,8 @@ public struct CallCore {
 
     /// Hands one encoded video frame to the sender and sends what the pacer allows now.
     public mutating func sendVideo(_ data: [UInt8], isKeyframe: Bool, width: Int, height: Int, captureTime: Instant, captureNTP: UInt64, now: Instant) {
-        _ = sender.queueVideo(MediaSender.VideoFrame(data: data, isKeyframe: isKeyframe, width: width, height: height, captureTime: captureTime, captureNTP: captureNTP))
-        if !videoQueuedOnce {
+        let queued = sender.queueVideo(MediaSender.VideoFrame(data: data, isKeyframe: isKeyframe, width: width, height: height, captureTime: captureTime, captureNTP: captureNTP))
+        if queued && !videoQueuedOnce {
             videoQueuedOnce = true
             shared.withLock { $0.timeline.firstVideoFrameQueued = now }
         }

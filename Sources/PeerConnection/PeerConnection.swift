@@ -263,16 +263,14 @@ public final class PeerConnection: @unchecked Sendable {
 
     /// Hands one encoded video frame to the transport thread, which paces it out (no-op
     /// until SRTP keys exist). Returns at once: no packetizing, SRTP or `sendto` here.
-    /// Whether a video frame was handed over yet (read and set on the encoder's thread).
-    private var videoQueuedOnce = false
-
     public func sendVideo(_ data: [UInt8], isKeyframe: Bool, width: Int, height: Int, captureTime: Instant, captureNTP: UInt64) {
         let frame = MediaSender.VideoFrame(data: data, isKeyframe: isKeyframe, width: width, height: height, captureTime: captureTime, captureNTP: captureNTP)
-        if !videoQueuedOnce {
-            videoQueuedOnce = true  // only the encoder's thread calls this
-            shared.withLock { $0.timeline.firstVideoFrameQueued = Instant.now() }
-        }
-        if sender.queueVideo(frame) { wake() }
+        guard sender.queueVideo(frame) else { return }
+        wake()
+        // Under the status lock: more than one media thread may call this (the encoder's,
+        // and whoever sends a pending keyframe). Once a frame, uncontended.
+        let now = Instant.now()
+        shared.withLock { if $0.timeline.firstVideoFrameQueued == nil { $0.timeline.firstVideoFrameQueued = now } }
     }
 
     /// Asks the peer for a keyframe (the decoder lost a reference or saw an error): a PLI,

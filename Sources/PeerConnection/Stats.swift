@@ -10,7 +10,8 @@ public struct SetupTimeline: Sendable {
     public var iceConnected: Instant?
     public var dtlsConnected: Instant?
     public var firstMediaSent: Instant?
-    /// The first encoded video frame handed to the sender (the camera and encoder's part).
+    /// The first encoded video frame the sender took (keys and a path ready): where the
+    /// camera's and encoder's part ends and pacing's begins.
     public var firstVideoFrameQueued: Instant?
     /// The first video packet from the peer (the rest of its first frame is pacing and
     /// the path).

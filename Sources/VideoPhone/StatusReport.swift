@@ -99,7 +99,7 @@ extension Device {
             j.field("ice", t.milliseconds(t.iceConnected))
             j.field("dtls", t.milliseconds(t.dtlsConnected))
             j.field("firstMediaSent", t.milliseconds(t.firstMediaSent))
-            j.field("firstVideoFrameEncoded", t.milliseconds(t.firstVideoFrameQueued))
+            j.field("firstVideoFrameQueued", t.milliseconds(t.firstVideoFrameQueued))
             j.field("firstVideoPacketReceived", t.milliseconds(t.firstVideoPacketReceived))
             j.field("firstVideoFrameReceived", t.milliseconds(t.firstVideoFrameReceived))
             j.field("firstAudioReceived", t.milliseconds(t.firstAudioReceived))

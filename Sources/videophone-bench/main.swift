@@ -149,7 +149,7 @@ print("  answer received   \(spread(signalling))")
 print("  ICE connected     \(spread(ice))")
 print("  DTLS-SRTP ready   \(spread(dtls))")
 print("  first packet sent \(spread(firstSent))")
-print("  first video frame encoded, at the sender   \(spread(firstVideoQueued))")
+print("  first video frame queued, at the sender    \(spread(firstVideoQueued))")
 print("  first video packet, at the callee          \(spread(firstVideoPacketIn))")
 print()
 

@@ -45,9 +45,12 @@ int main(void)
             fprintf(stderr, "hmac_check: differs from OpenSSL's HMAC (round %d, %d bytes)\n", round, n);
             return 1;
         }
+        /* Restarted with the same key, as for every packet, and truncated as SRTP's
+         * 80- and 32-bit tags are. */
+        memset(ours, 0, sizeof ours);
         a->type->start(a->state);
-        a->type->compute(a->state, msg, n, 20, ours);
-        if (memcmp(ours, theirs, 20) != 0) {
+        a->type->compute(a->state, msg, n, round % 2 ? 10 : 4, ours);
+        if (memcmp(ours, theirs, round % 2 ? 10 : 4) != 0 || ours[round % 2 ? 10 : 4] != 0) {
             fprintf(stderr, "hmac_check: differs after a restart (round %d)\n", round);
             return 1;
         }
