@@ -44,6 +44,12 @@ public struct Pacer: Sendable {
         let cap = rate * Pacer.maxBurst.seconds / 8
         if let last = lastRefill {
             budgetBytes = min(budgetBytes + rate * (now - last).seconds / 8, max(cap, 1500))
+        } else {
+            // A pacer starting now comes out of quiescence: its budget is as full as after
+            // any idle spell. (Pacing starts with the peer's first feedback, which races the
+            // first keyframe: starting empty spread that keyframe over ~15 ms more in about
+            // half the calls, and set-up with it.)
+            budgetBytes = max(cap, 1500)
         }
         lastRefill = now
     }
