@@ -135,6 +135,11 @@ public enum JSEP {
         guard Set(offeredMids).count == offeredMids.count else {
             throw SDPError("offer has duplicate a=mid values [\(offeredMids.joined(separator: ", "))]")
         }
+        // A mid is one token (RFC 5888 identification-tag): one with a space would split
+        // into several tags in our a=group:BUNDLE line and name another section.
+        if let (index, bad) = offeredMids.enumerated().first(where: { !isToken($1, 1...256) }) {
+            throw SDPError("offer section \(index) has a=mid '\(bad.prefix(40))', which is not one token of 1 to 256 characters")
+        }
         for (index, m) in offer.media.enumerated() {
             let mid = offeredMids[index]
             let offeredExt = m.headerExtensions
@@ -329,6 +334,15 @@ public enum JSEP {
             out.append(b)
         }
         return out
+    }
+}
+
+/// Whether `s` is one SDP token (RFC 8866 §9: visible ASCII but for separators) of `range`
+/// bytes.
+public func isToken(_ s: String, _ range: ClosedRange<Int>) -> Bool {
+    range.contains(s.utf8.count) && s.utf8.allSatisfy { b in
+        (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39)
+            || "!#$%&'*+-.^_`{|}~".utf8.contains(b)
     }
 }
 

@@ -82,6 +82,16 @@ import Testing
         #expect(throws: SDPError.self) { try JSEP.answer(offer: offer, local: local, sessionID: 1) }
     }
 
+    /// fuzz target jsep: a mid with a space in it ("0 UDP/TLS/RTP/SAVPF 111") was copied into
+    /// our a=group:BUNDLE line, where it read as two tags, the first naming a section we
+    /// rejected: our own offerer side found no ICE credentials there. A mid is one token.
+    @Test func offerWithAMidThatIsNotATokenIsRefused() throws {
+        let offer = try SessionDescription(parsing: try fixture("chrome-offer").replacingOccurrences(of: "a=mid:1", with: "a=mid:1 x"))
+        #expect(throws: SDPError.self) { try JSEP.answer(offer: offer, local: local, sessionID: 1) }
+        let fine = try SessionDescription(parsing: try fixture("chrome-offer").replacingOccurrences(of: "a=mid:1", with: "a=mid:video_1"))
+        #expect(try JSEP.answer(offer: fine, local: local, sessionID: 1).1.video?.mid == "video_1")
+    }
+
     /// Every input the fuzzer reported (kept as seeds in Tests/Fuzz/corpus/{sdp,jsep}/regress-*)
     /// keeps the properties the targets check.
     @Test(arguments: ["sdp", "jsep"])
