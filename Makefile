@@ -182,7 +182,7 @@ fuzz: deps
 	toolchain/fuzz.sh long
 	$(MAKE) fuzz-toml
 
-## fuzz-smoke: each fuzz target for 20 000 runs (part of make test).
+## fuzz-smoke: each fuzz target for 20 000 runs, seeded by the commit so CI can be replayed (part of make test).
 fuzz-smoke: deps
 	toolchain/fuzz.sh smoke
 

@@ -2,7 +2,7 @@
 # libFuzzer runs of every target of Sources/videophone-fuzz (the list: Targets.swift; one
 # seed directory per target under Tests/Fuzz/corpus/).
 #
-#   toolchain/fuzz.sh smoke [TARGET...]   each target for 20 000 runs (make test)
+#   toolchain/fuzz.sh smoke [TARGET...]   each target for 20 000 runs, seeded by the commit (make test)
 #   toolchain/fuzz.sh long  [TARGET...]   each target for FUZZ_RUNS runs, default 10^6 (make fuzz)
 #   toolchain/fuzz.sh run TARGET [libFuzzer flags...]   one target, as long as you like
 #
@@ -24,8 +24,16 @@ WORK=${FUZZ_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/videophone-fuzz.XXXXXX")}
 ARTIFACTS=${FUZZ_ARTIFACTS:-$WORK/artifacts}
 mkdir -p "$ARTIFACTS"
 
+# The smoke replays: libFuzzer's seed comes from the commit (FUZZ_SEED=N to choose) and
+# Swift's per-process hash seed is fixed, so a run on the same commit makes the same
+# mutations, and each commit still explores a little differently. (Targets whose code reads
+# a clock or random numbers, as ICE's transaction IDs, can still drift from run to run.)
+# The long runs seed at random.
 case "$MODE" in
-  smoke) RUNS=${FUZZ_RUNS:-20000}; MAX_TIME=${FUZZ_MAX_TIME:-120} ;;
+  smoke) RUNS=${FUZZ_RUNS:-20000}; MAX_TIME=${FUZZ_MAX_TIME:-120}
+         head=$(git rev-parse --short=7 HEAD 2>/dev/null || echo 1)
+         SEED=${FUZZ_SEED:-$(( 16#$head % 2147483647 + 1 ))}
+         export SWIFT_DETERMINISTIC_HASHING=1 ;;
   long)  RUNS=${FUZZ_RUNS:-1000000}; MAX_TIME=${FUZZ_MAX_TIME:-0} ;;
   run)   ;;
   *) echo "usage: $0 smoke|long [TARGET...] | run TARGET [libFuzzer flags]" >&2; exit 2 ;;
@@ -56,7 +64,7 @@ if [ "$MODE" = run ]; then
 fi
 
 if [ $# -gt 0 ]; then TARGETS=("$@"); else mapfile -t TARGETS < <(ls "$CORPUS"); fi
-echo "== $MODE: ${#TARGETS[@]} targets, $RUNS runs each; logs and artifacts in $WORK"
+echo "== $MODE: ${#TARGETS[@]} targets, $RUNS runs each${SEED:+, seed $SEED (FUZZ_SEED=$SEED replays it)}; logs and artifacts in $WORK"
 printf '%-16s %10s %8s %6s %9s  %s\n' target runs exec/s cov seconds result
 failed=0
 for t in "${TARGETS[@]}"; do
@@ -64,7 +72,7 @@ for t in "${TARGETS[@]}"; do
   log="$WORK/$t.log"
   start=$(date +%s)
   FUZZ_TARGET=$t "$BIN" -runs="$RUNS" -max_total_time="$MAX_TIME" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$ARTIFACTS/$t-" "$WORK/corpus/$t" "$CORPUS/$t" >"$log" 2>&1
+    -print_final_stats=1 ${SEED:+-seed=$SEED} -artifact_prefix="$ARTIFACTS/$t-" "$WORK/corpus/$t" "$CORPUS/$t" >"$log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")

@@ -84,14 +84,20 @@ vp_step="libsrtp2 ($arch): configure"
 vp_step="libsrtp2 ($arch): make"
 make -s -j"$(nproc)" libsrtp2.a > "$work/make.log" 2>&1 || { tail -n 30 "$work/make.log" >&2; vp_fail "make failed"; }
 
-if [ "$mode" = native ]; then
-    vp_step="libsrtp2 ($arch): HMAC check"
-    mkdir -p "$work/check/srtp2"
-    cp include/srtp.h crypto/include/auth.h crypto/include/cipher.h crypto/include/crypto_types.h "$work/check/srtp2/"
-    $cc $cflags -I"$work/check" -I"$work/check/srtp2" "$here/libsrtp2/hmac_check.c" libsrtp2.a -lcrypto -o "$work/hmac_check" \
-        || vp_fail "could not build toolchain/libsrtp2/hmac_check.c"
-    "$work/hmac_check" || vp_fail "the allocation-free HMAC-SHA1 does not agree with OpenSSL's"
+# The HMAC check runs for both architectures: natively, and as arm64 code under qemu-aarch64
+# user emulation against the sysroot's OpenSSL (the board's own libcrypto).
+vp_step="libsrtp2 ($arch): HMAC check"
+mkdir -p "$work/check/srtp2"
+cp include/srtp.h crypto/include/auth.h crypto/include/cipher.h crypto/include/crypto_types.h "$work/check/srtp2/"
+$cc $cflags -I"$work/check" -I"$work/check/srtp2" "$here/libsrtp2/hmac_check.c" libsrtp2.a -lcrypto -o "$work/hmac_check" \
+    || vp_fail "could not build toolchain/libsrtp2/hmac_check.c"
+if [ "$mode" = cross-arm64 ]; then
+    "$here/apt-ensure.sh" qemu-user-static
+    set -- qemu-aarch64-static -L "$VP_SYSROOT" "$work/hmac_check"
+else
+    set -- "$work/hmac_check"
 fi
+"$@" || vp_fail "the allocation-free HMAC-SHA1 does not agree with OpenSSL's ($arch)"
 
 rm -rf "$prefix"
 mkdir -p "$prefix/include/srtp2" "$prefix/lib/pkgconfig"
