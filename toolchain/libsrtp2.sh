@@ -87,8 +87,10 @@ make -s -j"$(nproc)" libsrtp2.a > "$work/make.log" 2>&1 || { tail -n 30 "$work/m
 # The HMAC check runs for both architectures: natively, and as arm64 code under qemu-aarch64
 # user emulation against the sysroot's OpenSSL (the board's own libcrypto).
 vp_step="libsrtp2 ($arch): HMAC check"
+headers="include/srtp.h crypto/include/auth.h crypto/include/cipher.h crypto/include/crypto_types.h"
 mkdir -p "$work/check/srtp2"
-cp include/srtp.h crypto/include/auth.h crypto/include/cipher.h crypto/include/crypto_types.h "$work/check/srtp2/"
+# shellcheck disable=SC2086
+cp $headers "$work/check/srtp2/"
 $cc $cflags -I"$work/check" -I"$work/check/srtp2" "$here/libsrtp2/hmac_check.c" libsrtp2.a -lcrypto -o "$work/hmac_check" \
     || vp_fail "could not build toolchain/libsrtp2/hmac_check.c"
 if [ "$mode" = cross-arm64 ]; then
@@ -101,7 +103,8 @@ fi
 
 rm -rf "$prefix"
 mkdir -p "$prefix/include/srtp2" "$prefix/lib/pkgconfig"
-cp include/srtp.h crypto/include/auth.h crypto/include/cipher.h crypto/include/crypto_types.h "$prefix/include/srtp2/"
+# shellcheck disable=SC2086
+cp $headers "$prefix/include/srtp2/"
 cp libsrtp2.a "$prefix/lib/libsrtp2-openssl.a"
 cat > "$prefix/lib/pkgconfig/libsrtp2.pc" <<EOF
 # libsrtp2 $version (Debian $version-$debian_rev source) on OpenSSL, built by toolchain/libsrtp2.sh

@@ -182,21 +182,28 @@ final class MediaSender: @unchecked Sendable {
             if let v = session.video {
                 video.payloadType = v.codec.payloadType
                 video.active = v.send
-                midID = v.extensions[RTPExtensionURI.mid]
-                absCaptureID = v.extensions[RTPExtensionURI.absCaptureTime]
-                if v.transportCC { twccID = v.extensions[TransportWideCC.uri] }
+                midID = MediaSender.oneByteID(v.extensions[RTPExtensionURI.mid])
+                absCaptureID = MediaSender.oneByteID(v.extensions[RTPExtensionURI.absCaptureTime])
+                if v.transportCC { twccID = MediaSender.oneByteID(v.extensions[TransportWideCC.uri]) }
                 rtxPT = v.rtxPayloadType
-                videoMid = Array(v.mid.utf8)
+                videoMid = MediaSender.oneByteValue(v.mid)
             }
             if let a = session.audio {
                 audio.payloadType = a.codec.payloadType
                 audio.active = a.send
-                if midID == nil { midID = a.extensions[RTPExtensionURI.mid] }
-                if twccID == nil, a.transportCC { twccID = a.extensions[TransportWideCC.uri] }
-                audioMid = Array(a.mid.utf8)
+                if midID == nil { midID = MediaSender.oneByteID(a.extensions[RTPExtensionURI.mid]) }
+                if twccID == nil, a.transportCC { twccID = MediaSender.oneByteID(a.extensions[TransportWideCC.uri]) }
+                audioMid = MediaSender.oneByteValue(a.mid)
             }
         }
     }
+
+    /// Header extensions go out in the one-byte form (RFC 8285 §4.2): IDs 1–14 and 1–16
+    /// bytes of data. The peer's description decides both; an ID or a mid outside that is
+    /// left out of the header rather than written corrupt (or, for a mid over 256 bytes,
+    /// trapping on its length byte).
+    static func oneByteID(_ id: UInt8?) -> UInt8? { id.flatMap { (1...14).contains($0) ? $0 : nil } }
+    static func oneByteValue(_ mid: String) -> [UInt8] { mid.utf8.count <= 16 ? Array(mid.utf8) : [] }
 
     /// Whether sent packets carry transport-wide sequence numbers.
     var usesTransportCC: Bool { lock.withLock { twccID != nil } }

@@ -340,15 +340,14 @@ public enum JSEP {
 /// Whether `s` is one SDP token (RFC 8866 §9: visible ASCII but for separators) of `range`
 /// bytes.
 public func isToken(_ s: String, _ range: ClosedRange<Int>) -> Bool {
-    range.contains(s.utf8.count) && s.utf8.allSatisfy { b in
-        (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39)
-            || "!#$%&'*+-.^_`{|}~".utf8.contains(b)
-    }
+    range.contains(s.utf8.count) && s.utf8.allSatisfy { b in isASCIIAlphanumeric(b) || "!#$%&'*+-.^_`{|}~".utf8.contains(b) }
+}
+
+private func isASCIIAlphanumeric(_ b: UInt8) -> Bool {
+    (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39)
 }
 
 /// Whether `s` is `range` ice-chars long (RFC 8839: ALPHA / DIGIT / "+" / "/").
 public func isICEChars(_ s: String, _ range: ClosedRange<Int>) -> Bool {
-    range.contains(s.utf8.count) && s.utf8.allSatisfy { b in
-        (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2B || b == 0x2F
-    }
+    range.contains(s.utf8.count) && s.utf8.allSatisfy { b in isASCIIAlphanumeric(b) || b == 0x2B || b == 0x2F }
 }
