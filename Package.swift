@@ -143,7 +143,7 @@ let package = Package(
         .testTarget(name: "DisplayTests", dependencies: ["Display", "Codecs", "MediaDevices", "NetworkCore", "RTP"]),
         .testTarget(name: "AudioProcessingTests", dependencies: ["AudioProcessing", "Codecs", "MediaDevices", "NetworkCore"]),
         .testTarget(name: "SignedSignallingTests", dependencies: ["SignedSignalling", "DTLS"]),
-        .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "PeerConnection", "SDP", "NetworkCore", "DTLS", "AudioProcessing"]),
+        .testTarget(name: "VideoPhoneTests", dependencies: ["VideoPhone", "PeerConnection", "SDP", "NetworkCore", "DTLS", "AudioProcessing", "CLoader"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VideoPhone", "NetworkCore", "AudioProcessing", "CallControl", "BuildInfo", "CLinux"]),
     ],
     cxxLanguageStandard: .cxx17
