@@ -45,7 +45,6 @@ public final class ScreenService: @unchecked Sendable {
     /// The camera thread's latest inset, under its own lock: the camera never waits for a flip.
     private let localInbox = Locked<(picture: I420Picture, fresh: Bool)>((I420Picture(), false))
     private let queue = SerialQueue(name: "display", capacity: 16)
-    private var timer: UInt64?
 
     public init(display: any Display, deviceName: String, blankAfterSeconds: Int, logger: Logger) {
         self.display = display
@@ -57,8 +56,11 @@ public final class ScreenService: @unchecked Sendable {
         scheduleTick()
     }
 
+    /// The tick re-arms itself on the display thread until `stopped`; `stop()` needs no
+    /// timer id (keeping one, written by the tick and read by `stop()` on another thread,
+    /// was a race): the queue's stop drops pending timers.
     private func scheduleTick() {
-        timer = queue.after(.milliseconds(250)) { [weak self] in
+        _ = queue.after(.milliseconds(250)) { [weak self] in
             guard let self else { return }
             refresh()
             if !inputs.withLock({ $0.stopped }) { scheduleTick() }
@@ -67,7 +69,6 @@ public final class ScreenService: @unchecked Sendable {
 
     public func stop() {
         inputs.withLock { $0.stopped = true }
-        queue.cancel(timer)
         queue.stop()
         render.withLock { display.close() }
     }

@@ -91,6 +91,21 @@ import Glibc
         #expect(waitUntil(2) { screen.figures.content == "idle" && display.current[2, 2] == Colour.fault })
     }
 
+    /// Stopped from another thread after its 250 ms ticks have run with nothing else touching
+    /// the display queue (a daemon stopping while idle): nothing is drawn after `stop()`.
+    /// Under `make test-tsan` this is the case where the tick's re-arm raced `stop()` (CI).
+    @Test func stopAfterIdleTicksEndsTheDisplayThread() {
+        let display = OffscreenDisplay(width: 64, height: 36, pacedToVblank: false)
+        let screen = ScreenService(display: display, deviceName: "hall", blankAfterSeconds: 0, logger: logger)
+        #expect(waitUntil(2) { screen.figures.content == "idle" })
+        usleep(800_000)  // three ticks or so, each re-arming the next
+        screen.stop()
+        let flips = screen.figures.flips
+        screen.setPhase(.ringing("ann"))
+        usleep(300_000)
+        #expect(screen.figures.flips == flips)
+    }
+
     /// x264 frames through the decode thread onto the screen; then damaged frames ask for a
     /// keyframe, at most every 500 ms, and the picture stays the last good one.
     @Test func decodesOntoTheScreenAndAsksForKeyframesWhenDamaged() throws {
