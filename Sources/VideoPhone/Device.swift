@@ -45,7 +45,8 @@ public enum CallFailure: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// The call in progress. Created and changed on the call-control queue only.
+/// The call in progress. Created and changed on the call-control queue only; the fields
+/// other threads read once it is published (`videoCodec`, `offerSentAt`) are locked.
 final class ActiveCall: @unchecked Sendable {
     let id: String
     let peerName: String
@@ -60,8 +61,18 @@ final class ActiveCall: @unchecked Sendable {
     /// Candidates the peer has had from us (in the offer/answer or a PATCH).
     var sentCandidates: Set<String> = []
     /// The negotiated video codec, e.g. `H264 profile-level-id=42e01f`.
-    var videoCodec: String?
-    var offerSentAt: Instant?
+    var videoCodec: String? {
+        get { readElsewhere.current.videoCodec }
+        set { readElsewhere.withLock { $0.videoCodec = newValue } }
+    }
+    /// When our offer went out (calls we placed): the start of the set-up figures.
+    var offerSentAt: Instant? {
+        get { readElsewhere.current.offerSentAt }
+        set { readElsewhere.withLock { $0.offerSentAt = newValue } }
+    }
+    /// The fields status (http thread) and the watchdog read while call control may still
+    /// be setting them on an already published call: under a lock of their own.
+    private let readElsewhere = Locked<(videoCodec: String?, offerSentAt: Instant?)>((nil, nil))
     /// Dropped because the peer's call won glare: its answers no longer matter.
     var abandoned = false
     var trickle = TrickleState()
@@ -177,7 +188,9 @@ public final class Device: @unchecked Sendable {
                 control.async { self.restartICE(reason: "addresses changed: \(list)") }
             }
         }
-        scheduleTick()
+        // Armed from call control, so `tickTimer` and `tickWork` are only ever touched there
+        // (armed here, the first write was on the creating thread, unordered with the tick's).
+        _ = control.async { [weak self] in self?.scheduleTick() }
     }
 
     /// Stops call control: hangs up, then ends the queues' threads.
@@ -292,7 +305,7 @@ public final class Device: @unchecked Sendable {
     }
 
     /// The tick's closure, made once (a new one every 250 ms was an allocation each time).
-    /// Made on the first ``scheduleTick()``, before the timer can fire.
+    /// Made on the first ``scheduleTick()``, on call control, before the timer can fire.
     private lazy var tickWork: SerialQueue.Work = { [weak self] in
         guard let self else { return }
         perform(.tick)
