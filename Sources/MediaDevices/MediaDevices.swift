@@ -86,9 +86,11 @@ public func requestRealtimePriority(_ priority: Int32 = 10) -> Bool {
 /// A thread that runs `body` every `interval` on absolute deadlines, skipping ticks
 /// it is too late for. Used by the simulated devices.
 final class PeriodicThread: @unchecked Sendable {
-    private var thread: pthread_t?
+    /// `running` and the handle under one lock, so `start` and `stop` on different threads
+    /// agree on which thread to join.
     private let lock = Lock()
     private var running = false
+    private var thread: pthread_t?
     let interval: Duration
     let body: (Instant) -> Void
 
@@ -98,14 +100,19 @@ final class PeriodicThread: @unchecked Sendable {
     }
 
     func start(name: String) {
-        lock.withLock { running = true }
-        thread = startThread(name: name) { [self] in run() }
+        lock.withLock {
+            running = true
+            thread = startThread(name: name) { [self] in run() }
+        }
     }
 
     func stop() {
-        lock.withLock { running = false }
-        join(thread)
-        thread = nil
+        let t = lock.withLock { () -> pthread_t? in
+            running = false
+            defer { thread = nil }
+            return thread
+        }
+        join(t)
     }
 
     private func run() {
@@ -137,12 +144,13 @@ final class PeriodicRunner: @unchecked Sendable {
 
     func start(name: String, interval: Duration, _ body: @escaping (Instant) -> Void) {
         let t = PeriodicThread(interval: interval, body: body)
-        let started = lock.withLock { () -> Bool in
-            guard !stopped, thread == nil else { return false }
+        // Started under the lock: a `stop` racing this start either comes first (nothing
+        // starts) or finds the running thread to stop.
+        lock.withLock {
+            guard !stopped, thread == nil else { return }
             thread = t
-            return true
+            t.start(name: name)
         }
-        if started { t.start(name: name) }
     }
 
     func stop() {

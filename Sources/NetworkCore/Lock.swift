@@ -76,27 +76,35 @@ public func setCurrentThreadName(_ name: String) {
 /// finish (the body checks ``isRunning``) and waits for it. One shape for the camera,
 /// sound and GPIO threads.
 public final class DeviceThread: @unchecked Sendable {
-    private let running = Locked(false)
-    private var thread: pthread_t?
+    /// The flag and the thread's handle change together: a `stop` from another thread while
+    /// `start` is creating the thread still finds the handle to join.
+    private let state = Locked<(running: Bool, thread: pthread_t?)>((false, nil))
 
     public init() {}
 
     /// Whether the loop should go on.
-    public var isRunning: Bool { running.current }
+    public var isRunning: Bool { state.current.running }
 
     /// Starts `body` on a new thread; false (and nothing started) if it is running already.
+    /// The thread is created under the lock, so its first ``isRunning`` waits for `start`.
     @discardableResult
     public func start(name: String, _ body: @escaping () -> Void) -> Bool {
-        guard running.withLock({ r -> Bool in defer { r = true }; return !r }) else { return false }
-        thread = startThread(name: name, body)
-        return true
+        state.withLock { s -> Bool in
+            guard !s.running else { return false }
+            s.running = true
+            s.thread = startThread(name: name, body)
+            return true
+        }
     }
 
     /// Asks the loop to finish, calls `wake` (to interrupt a wait in the body) and waits.
     public func stop(wake: () -> Void = {}) {
-        running.withLock { $0 = false }
+        let thread = state.withLock { s -> pthread_t? in
+            s.running = false
+            defer { s.thread = nil }
+            return s.thread
+        }
         wake()
         join(thread)
-        thread = nil
     }
 }
