@@ -85,7 +85,10 @@ final class MQTTClient: @unchecked Sendable {
     private let loop = DeviceThread()
     /// Set from any thread: drop the connection and make a new one to the same broker.
     private let reconnectAsked = Locked(false)
+    /// The libmosquitto handle. The mqtt thread uses it as it likes (the handle outlives the
+    /// thread); publishers on other threads hold `handleLock`, under which `stop()` destroys it.
     private var mosq: OpaquePointer?
+    private let handleLock = Lock()
 
     struct Shared {
         var connected: BrokerURL?
@@ -114,7 +117,7 @@ final class MQTTClient: @unchecked Sendable {
         guard let m = mosquitto_new(settings.clientID, true, Unmanaged.passUnretained(self).toOpaque()) else {
             throw HTTPError("mosquitto_new failed")
         }
-        mosq = m
+        handleLock.withLock { mosq = m }
         mosquitto_threaded_set(m, true)
         mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, Int32(MQTT_PROTOCOL_V311))
         // Signalling is a few small messages in a row (answer, trickle, replies): Nagle would
@@ -164,20 +167,24 @@ final class MQTTClient: @unchecked Sendable {
     /// not connected or too many are waiting.
     @discardableResult
     func publish(topic: String, payload: [UInt8], retain: Bool = false, qos: Int32? = nil) -> Bool {
-        guard let m = mosq else { return false }
-        let ok = state.withLock { s -> Bool in
-            guard s.connected != nil, s.pending < Self.maxPending else { return false }
-            s.pending += 1
-            s.bytesOut += payload.count
+        // Held across the publish: `stop()` on another thread cannot destroy the handle under
+        // it. (mosquitto_publish only queues and wakes the loop, so the hold is short.)
+        handleLock.withLock { () -> Bool in
+            guard let m = mosq else { return false }
+            let ok = state.withLock { s -> Bool in
+                guard s.connected != nil, s.pending < Self.maxPending else { return false }
+                s.pending += 1
+                s.bytesOut += payload.count
+                return true
+            }
+            guard ok else { return false }
+            let rc = mosquitto_publish(m, nil, topic, Int32(payload.count), payload, qos ?? settings.qos, retain)
+            if rc != MOSQ_ERR_SUCCESS.rawValue {
+                state.withLock { $0.pending = max(0, $0.pending - 1) }
+                return false
+            }
             return true
         }
-        guard ok else { return false }
-        let rc = mosquitto_publish(m, nil, topic, Int32(payload.count), payload, qos ?? settings.qos, retain)
-        if rc != MOSQ_ERR_SUCCESS.rawValue {
-            state.withLock { $0.pending = max(0, $0.pending - 1) }
-            return false
-        }
-        return true
     }
 
     /// Drops the connection and connects again, to the same broker first: the device's
@@ -193,10 +200,13 @@ final class MQTTClient: @unchecked Sendable {
 
     /// Publishes `offline` (a clean disconnect sends no will), disconnects and ends the thread.
     func stop() {
-        guard let m = mosq else { return }
-        loop.stop()
-        mosquitto_destroy(m)
-        mosq = nil
+        guard let m = handleLock.withLock({ mosq }) else { return }
+        loop.stop()  // outside the lock: the thread may be publishing as it ends
+        handleLock.withLock {
+            state.withLock { $0.connected = nil }  // publishers from here on are refused
+            mosquitto_destroy(m)
+            mosq = nil
+        }
     }
 
     // MARK: The mqtt thread
