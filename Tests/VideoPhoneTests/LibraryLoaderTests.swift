@@ -1,5 +1,6 @@
 import CLoader
 import Dispatch
+import Glibc
 import Testing
 
 /// The dlopen loader behind the board libraries (Sources/CLoader), driven from many threads
@@ -21,7 +22,7 @@ import Testing
             slots = .allocate(capacity: max(symbols.count, 1))
             slots.initialize(repeating: nil, count: max(symbols.count, 1))
             func keep(_ s: String) -> UnsafeMutablePointer<CChar> {
-                let p = LibraryLoaderTests.strdupSwift(s)
+                let p = strdup(s)!
                 owned.append(p)
                 return p
             }
@@ -35,7 +36,7 @@ import Testing
         }
 
         deinit {
-            for p in owned { p.deallocate() }
+            for p in owned { free(p) }
             names.deallocate()
             slots.deallocate()
             lib.deallocate()
@@ -57,18 +58,10 @@ import Testing
                     last = vp_library_load(lib, &err, err.count)
                     _ = vp_library_loaded(lib)
                 }
-                let text = String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                results[t] = (last, text)
+                results[t] = (last, err.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
             }
             return Array(results)
         }
-    }
-
-    fileprivate static func strdupSwift(_ s: String) -> UnsafeMutablePointer<CChar> {
-        let utf8 = Array(s.utf8CString)
-        let p = UnsafeMutablePointer<CChar>.allocate(capacity: utf8.count)
-        p.initialize(from: utf8, count: utf8.count)
-        return p
     }
 
     @Test func aLibraryThatWillNotLoadIsRetriedFromManyThreadsAndNamedEachTime() {
